@@ -1,0 +1,30 @@
+"""Shared fixtures. Tests never touch the hub and read data from ../shared/data by default."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def lm():
+    from workbench.models import load_model
+
+    return load_model(device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sst5():
+    from workbench.tasks import get_task
+
+    return get_task("sst5")
+
+
+@pytest.fixture(scope="session")
+def sst5_prompts(lm, sst5):
+    shots = sst5.fewshot(5, seed=0)
+    return sst5.prompts(sst5.examples("test", limit=3, seed=1), lm.tokenizer, shots)

@@ -1,0 +1,138 @@
+import numpy as np
+import pytest
+import torch
+
+from workbench.decoding import Engine, SamplingConfig
+from workbench.gencache import GenerationCache
+
+
+@pytest.fixture
+def engine(lm):
+    return Engine(lm, progress=False)
+
+
+def brute_force_logprob(lm, prompt: str, answer_ids: list[int]) -> float:
+    """log P(answer | prompt) from one plain forward pass over the whole sequence, no cache."""
+    prompt_ids = lm.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    ids = torch.tensor([prompt_ids + answer_ids])
+    with torch.no_grad():
+        logprobs = torch.log_softmax(lm.model(input_ids=ids).logits[0].float(), dim=-1)
+    positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(answer_ids))
+    return float(sum(logprobs[p, t] for p, t in zip(positions, answer_ids)))
+
+
+def test_score_matches_brute_force_and_is_batch_invariant(lm, engine, sst5_prompts):
+    candidates = ["1", "3", "4.5", "ten"]
+    batched = engine.score(sst5_prompts, candidates)
+    assert batched.logprobs.shape == (3, 4) and batched.probs.shape == (3, 4)
+    np.testing.assert_allclose(batched.probs.sum(axis=1), 1.0)
+    end = lm.tokenizer.eos_token_id
+    for row, prompt in enumerate(sst5_prompts):
+        for k, candidate in enumerate(candidates):
+            ids = lm.tokenizer(candidate, add_special_tokens=False)["input_ids"] + [end]
+            assert batched.logprobs[row, k] == pytest.approx(brute_force_logprob(lm, prompt, ids), abs=2e-3)
+        alone = Engine(lm, progress=False, share_prefix=False).score([prompt], candidates)
+        np.testing.assert_allclose(alone.logprobs[0], batched.logprobs[row], atol=2e-3)
+    full = engine.score(sst5_prompts[:1], [str(i) for i in range(1, 6)])
+    assert 0 <= full.outside_mass[0] < 1
+
+
+def test_greedy_matches_hf_generate(lm, engine, sst5):
+    prompts = sst5.prompts(sst5.examples("dev", limit=3, seed=5), lm.tokenizer, sst5.fewshot(2))
+    prompts.append(lm.tokenizer.apply_chat_template([{"role": "user", "content": "Name three colours."}], tokenize=False, add_generation_prompt=True))
+    ours = engine.greedy(prompts, max_new_tokens=12)
+    for prompt, text in zip(prompts, ours):
+        inputs = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
+        out = lm.model.generate(**inputs, do_sample=False, max_new_tokens=12, pad_token_id=lm.tokenizer.pad_token_id)
+        expected = lm.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        assert text == expected
+
+
+def test_same_seed_same_samples(engine, sst5_prompts):
+    config = SamplingConfig(temperature=0.9, top_p=0.95, max_new_tokens=6, seed=7)
+    first = engine.sample(sst5_prompts, 16, config)
+    again = Engine(engine.lm, progress=False).sample(sst5_prompts, 16, config)
+    assert [s.texts for s in first] == [s.texts for s in again]
+    assert [s.token_logprobs for s in first] == [s.token_logprobs for s in again]
+    other = engine.sample(sst5_prompts, 16, SamplingConfig(temperature=0.9, top_p=0.95, max_new_tokens=6, seed=8))
+    assert [s.texts for s in first] != [s.texts for s in other]
+    # A prompt's samples do not depend on the other prompts in its batch.
+    assert engine.sample(sst5_prompts[1:2], 16, config)[0].texts == first[1].texts
+
+
+def test_sample_structure_and_logprobs(lm, engine, sst5_prompts):
+    result = engine.sample(sst5_prompts[:1], 8, SamplingConfig(max_new_tokens=5, seed=1))[0]
+    assert len(result.texts) == len(result.token_ids) == len(result.token_logprobs) == 8
+    for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons):
+        assert len(ids) == len(logprobs) <= 5 and all(lp <= 0 for lp in logprobs)
+        assert reason == ("eos" if ids[-1] == lm.tokenizer.eos_token_id else "length")
+        assert brute_force_logprob(lm, sst5_prompts[0], ids) == pytest.approx(sum(logprobs), abs=2e-3)
+
+
+def test_sampled_ratings_follow_the_exact_distribution(engine, sst5, sst5_prompts):
+    exact = engine.score(sst5_prompts, sst5.candidates)
+    samples = engine.sample(sst5_prompts, 512, SamplingConfig(max_new_tokens=4, seed=0))
+    for row, result in enumerate(samples):
+        counts = np.array([sum(t == c for t in result.texts) for c in sst5.candidates], dtype=float)
+        tv = 0.5 * np.abs(counts / counts.sum() - exact.probs[row]).sum()
+        assert tv < 0.1
+        assert abs((512 - counts.sum()) / 512 - exact.outside_mass[row]) < 0.08
+
+
+def test_temperature_and_top_k_shape_the_distribution(engine, sst5_prompts):
+    greedy = engine.greedy(sst5_prompts[:1], max_new_tokens=4)[0]
+    cold = engine.sample(sst5_prompts[:1], 32, SamplingConfig(temperature=0.05, max_new_tokens=4))[0]
+    assert set(cold.texts) == {greedy}
+    top1 = engine.sample(sst5_prompts[:1], 32, SamplingConfig(top_k=1, max_new_tokens=4))[0]
+    assert set(top1.texts) == {greedy}
+    grid = ["1", "2", "3", "4", "5"]
+    base = engine.score(sst5_prompts[:1], grid)
+    hot = engine.score(sst5_prompts[:1], grid, temperature=3.0)
+    assert hot.outside_mass[0] > base.outside_mass[0]  # a hot softmax spreads mass over the vocabulary
+    if greedy in grid:
+        cold = engine.score(sst5_prompts[:1], grid, temperature=0.05)
+        assert grid[int(cold.probs[0].argmax())] == greedy and cold.probs[0].max() > 0.9
+
+
+def test_stop_strings_cut_the_text(lm, engine):
+    prompt = lm.tokenizer.apply_chat_template([{"role": "user", "content": "Count from 1 to 20, separated by commas."}], tokenize=False, add_generation_prompt=True)
+    free = engine.greedy([prompt], max_new_tokens=30)[0]
+    assert "\n3" in free
+    stopped = engine.sample([prompt], 1, SamplingConfig(temperature=0, max_new_tokens=30, stop=("\n3", "never")))[0]
+    assert stopped.texts[0] == free.split("\n3")[0] and stopped.finish_reasons == ["stop"]
+    assert len(stopped.token_ids[0]) < len(lm.tokenizer(free)["input_ids"])  # decoding really stopped
+
+
+def test_cache_makes_reruns_free_and_resumes(lm, tmp_path, sst5_prompts, monkeypatch):
+    cache = GenerationCache(tmp_path, lm.fingerprint)
+    engine = Engine(lm, cache=cache, batch_size=1, progress=False)
+    config = SamplingConfig(max_new_tokens=4, seed=3)
+    calls = []
+    original = engine._sample_batch
+
+    def interrupted(*args):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(engine, "_sample_batch", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        engine.sample(sst5_prompts, 4, config)
+    assert len(GenerationCache(tmp_path, lm.fingerprint)) == 2  # two batches were kept
+    calls.clear()
+    resumed = Engine(lm, cache=GenerationCache(tmp_path, lm.fingerprint), batch_size=1, progress=False)
+    monkeypatch.setattr(resumed, "_sample_batch", lambda *a: calls.append(1) or original(*a))
+    full = resumed.sample(sst5_prompts, 4, config)
+    assert len(calls) == 1  # only the prompt that was lost is computed
+    assert [s.texts for s in full] == [s.texts for s in Engine(lm, progress=False).sample(sst5_prompts, 4, config)]
+    calls.clear()
+    resumed.sample(sst5_prompts, 4, config)
+    assert calls == []  # a rerun costs nothing
+
+
+def test_invalid_settings():
+    with pytest.raises(ValueError):
+        SamplingConfig(top_p=0)
+    with pytest.raises(ValueError):
+        SamplingConfig(max_new_tokens=0)

