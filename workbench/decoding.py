@@ -27,12 +27,18 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
+from workbench.frontier import RowFrontier, TreeFrontier
 from workbench.gencache import GenerationCache
 from workbench.logits import filter_logits
 from workbench.models import LoadedModel, load_model
 from workbench.paths import cache_dir
 
 MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
+# Up to this many new tokens, samples decode as a tree under one prompt row (no KV copies);
+# beyond it, each tree node gets its own cache row (see workbench.frontier).
+TREE_DECODING_MAX_TOKENS = 16
+# Bump when the sampling procedure changes, so cached samples from the old one are not reused.
+SAMPLER_VERSION = 2
 
 
 @dataclass
@@ -173,7 +179,7 @@ class Engine:
         """
         config = config or SamplingConfig()
         rows_per_chunk = min(n, self.max_rows)
-        settings = {"n": n, "rows_per_chunk": rows_per_chunk, **asdict(config)}
+        settings = {"n": n, "rows_per_chunk": rows_per_chunk, "sampler": SAMPLER_VERSION, **asdict(config)}
         return self._cached_map(
             "sample",
             prompts,
@@ -314,9 +320,9 @@ class Engine:
     def _decode_group(self, prefilled: _Prefilled, prompts, group, config: SamplingConfig, results) -> None:
         """Decode the rows of ``group`` together.
 
-        Rows that have generated the same tokens so far share one *node*: one KV-cache row and one
-        forward pass. The next-token distribution depends only on the tokens so far, so this is
-        exact, and it makes short answers (ratings, scores) cost a handful of rows instead of N.
+        Rows that have generated the same tokens so far share one tree node and one forward pass
+        (see :mod:`workbench.frontier`): the next-token distribution depends only on the tokens so
+        far, so this is exact, and short answers cost a handful of nodes instead of N rows.
         """
         row_prompt = [p for p, _, count in group for _ in range(count)]
         row_chunk = torch.tensor([c for c, (_, _, count) in enumerate(group) for _ in range(count)])
@@ -324,17 +330,21 @@ class Engine:
         node_prompt = sorted(set(row_prompt))
         cache, mask, position = prefilled.rows(torch.tensor(node_prompt, device=self.device))
         logits = prefilled.last_logits[node_prompt]
+        if config.max_new_tokens <= TREE_DECODING_MAX_TOKENS:
+            frontier = TreeFrontier(self.model, cache, mask, position, logits, self._attention_bias)
+        else:
+            frontier = RowFrontier(self.model, cache, mask, position, logits)
         rows = len(row_prompt)
-        row_node = torch.tensor([node_prompt.index(p) for p in row_prompt])  # active row -> cache row
+        row_node = torch.tensor([node_prompt.index(p) for p in row_prompt])  # active row -> frontier node
         active = torch.arange(rows)  # the group rows still decoding
         tokens_of: list[list[int]] = [[] for _ in range(rows)]
         logprobs_of: list[list[float]] = [[] for _ in range(rows)]
         reason_of = ["length"] * rows
         stop_tail = max((len(s) for s in config.stop), default=0) + 1
         for step in range(config.max_new_tokens):
-            node_logprobs = torch.log_softmax(logits, dim=-1)
-            tokens = self._pick(logits, row_node, config, generators, row_chunk[active])
-            model_logprobs = node_logprobs[row_node.to(logits.device), tokens].tolist()
+            tokens = self._pick(frontier.logits, row_node, config, generators, row_chunk[active])
+            node_logprobs = torch.log_softmax(frontier.logits, dim=-1)
+            model_logprobs = node_logprobs[row_node.to(self.device), tokens].tolist()
             still = []
             for i, (row, token) in enumerate(zip(active.tolist(), tokens.tolist())):
                 tokens_of[row].append(token)
@@ -352,20 +362,7 @@ class Engine:
             pairs = torch.stack([row_node[keep], tokens[keep].cpu()], dim=1)
             unique_pairs, row_node = torch.unique(pairs, dim=0, return_inverse=True)
             active = active[keep]
-            parent = unique_pairs[:, 0].to(self.device)
-            for layer in cache.layers:
-                layer.batch_select_indices(parent)
-            mask = torch.cat([mask[parent], mask.new_ones((len(parent), 1))], dim=1)
-            position = position[parent]
-            out = self.model(
-                input_ids=unique_pairs[:, 1:].to(self.device),
-                attention_mask=mask,
-                position_ids=position[:, None],
-                past_key_values=cache,
-                use_cache=True,
-            )
-            position = position + 1
-            logits = out.logits[:, -1, :].float()
+            frontier.extend(unique_pairs[:, 0].to(self.device), unique_pairs[:, 1].to(self.device))
         row = 0
         for p, _, count in group:
             for _ in range(count):
@@ -378,15 +375,24 @@ class Engine:
                 row += 1
 
     def _pick(self, node_logits, row_node, config: SamplingConfig, generators, row_chunk) -> torch.Tensor:
-        """One next token per active row; rows draw from their node's distribution."""
+        """One next token per active row; rows draw from their node's distribution.
+
+        Inverse-CDF sampling: one uniform number per row, looked up in its node's cumulative
+        distribution (much cheaper than ``torch.multinomial`` over the vocabulary for every row).
+        """
         row_node = row_node.to(node_logits.device)
         if config.temperature == 0:
             return node_logits.argmax(dim=-1)[row_node]
         node_probs = torch.softmax(filter_logits(node_logits, config.temperature, config.top_k, config.top_p), dim=-1)
+        cumulative = node_probs.cumsum(dim=-1)
         picked = torch.empty(len(row_node), dtype=torch.long, device=node_logits.device)
         for chunk in row_chunk.unique().tolist():
             rows = (row_chunk == chunk).nonzero()[:, 0].to(node_logits.device)
-            picked[rows] = torch.multinomial(node_probs[row_node[rows]], 1, generator=generators[chunk])[:, 0]
+            row_cdf = cumulative[row_node[rows]]
+            uniform = torch.rand((len(rows), 1), generator=generators[chunk], device=node_logits.device)
+            # right=True: the first token whose CDF exceeds u; filtered tokens (zero mass) never win.
+            found = torch.searchsorted(row_cdf, uniform * row_cdf[:, -1:], right=True)[:, 0]
+            picked[rows] = found.clamp(max=node_logits.shape[-1] - 1)
         return picked
 
     def _finish_text(self, tokens: list[int], reason: str, stop: tuple[str, ...]) -> tuple[str, str]:
@@ -399,39 +405,69 @@ class Engine:
     # ------------------------------------------------------------------ scoring
     @torch.inference_mode()
     def _score_batch(self, token_ids, candidates, temperature) -> list[dict]:
+        """Score all candidates of a batch of prompts in ONE forward pass over a token tree.
+
+        The candidates of a prompt form a trie ("3.2" and "3.4" share "3", "."). Each trie node is
+        one token appended after the prompt; a 4-D attention mask lets every node see the prompt
+        and its own ancestors only. So the prompt's KV cache is used once, not copied per candidate.
+        """
         prefilled = self._prefill(token_ids)
-        end = sorted(self.eos_ids)[0] if self.tokenizer.eos_token_id is None else self.tokenizer.eos_token_id
-        pairs = [(p, k) for p in range(len(token_ids)) for k in range(len(candidates))]
-        answer_ids = {pair: self._answer_tokens(token_ids[pair[0]], candidates[pair[1]]) + [end] for pair in pairs}
+        batch = len(token_ids)
+        end = self.tokenizer.eos_token_id
+        answers = [[self._answer_tokens(ids, c) + [end] for c in candidates] for ids in token_ids]
+        tries: list[dict[tuple[int, ...], int]] = []
+        for per_prompt in answers:
+            trie: dict[tuple[int, ...], int] = {}
+            for answer in per_prompt:
+                for length in range(1, len(answer)):  # the last token predicts nothing
+                    trie.setdefault(tuple(answer[:length]), len(trie))
+            tries.append(trie)
+        width = max(1, max(len(trie) for trie in tries))
+        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        positions = torch.zeros((batch, width), dtype=torch.long)
+        tree = torch.eye(width, dtype=torch.bool).repeat(batch, 1, 1)  # padding slots see only themselves
+        next_position = prefilled.next_position.cpu()
+        for row, trie in enumerate(tries):
+            for prefix, node in trie.items():
+                input_ids[row, node] = prefix[-1]
+                positions[row, node] = next_position[row] + len(prefix) - 1
+                for length in range(1, len(prefix)):
+                    tree[row, node, trie[prefix[:length]]] = True
+        prompt_mask = prefilled.attention_mask.bool()[:, None, None, :].expand(batch, 1, width, -1)
+        mask = torch.cat([prompt_mask, tree[:, None].to(self.device)], dim=-1)
+        cache, _, _ = prefilled.rows(torch.arange(batch, device=self.device))
+        out = self.model(
+            input_ids=input_ids.to(self.device),
+            attention_mask=self._attention_bias(mask),
+            position_ids=positions.to(self.device),
+            past_key_values=cache,
+            use_cache=True,
+        )
+        node_logprobs = torch.log_softmax(out.logits.float() / temperature, dim=-1)
         first = torch.log_softmax(prefilled.last_logits / temperature, dim=-1)
-        totals = torch.zeros(len(token_ids), len(candidates), dtype=torch.float64)
-        for start in range(0, len(pairs), self.max_rows):
-            chunk = pairs[start : start + self.max_rows]
-            row_prompt = torch.tensor([p for p, _ in chunk], device=self.device)
-            cache, mask, position = prefilled.rows(row_prompt)
-            answers = [answer_ids[pair] for pair in chunk]
-            width = max(len(a) for a in answers)
-            # The last answer token needs no forward pass (nothing is predicted after it).
-            inputs = torch.full((len(chunk), max(width - 1, 1)), self.pad_id, dtype=torch.long)
-            targets = torch.full((len(chunk), width), -1, dtype=torch.long)
-            for row, answer in enumerate(answers):
-                inputs[row, : len(answer) - 1] = torch.tensor(answer[:-1], dtype=torch.long)
-                targets[row, : len(answer)] = torch.tensor(answer)
-            inputs, targets = inputs.to(self.device), targets.to(self.device)
-            answer_mask = (targets[:, :-1] >= 0).long() if width > 1 else torch.ones_like(inputs)
-            out = self.model(
-                input_ids=inputs,
-                attention_mask=torch.cat([mask, answer_mask], dim=1),
-                position_ids=position[:, None] + torch.arange(inputs.shape[1], device=self.device),
-                past_key_values=cache,
-                use_cache=True,
-            )
-            step_logprobs = torch.cat([first[row_prompt][:, None], torch.log_softmax(out.logits.float() / temperature, dim=-1)], dim=1)
-            picked = step_logprobs[:, :width].gather(2, targets.clamp(min=0)[:, :, None])[:, :, 0]
-            sums = (picked * (targets >= 0)).sum(dim=1).double().cpu()
-            for (p, k), value in zip(chunk, sums.tolist()):
-                totals[p, k] = value
-        return [{"logprobs": row} for row in totals.tolist()]
+        # Gather every (prompt, node, next token) term, then add them up per (prompt, candidate).
+        rows, nodes, tokens, owners = [], [], [], []
+        for row, (trie, per_prompt) in enumerate(zip(tries, answers)):
+            for k, answer in enumerate(per_prompt):
+                for length in range(1, len(answer)):
+                    rows.append(row)
+                    nodes.append(trie[tuple(answer[:length])])
+                    tokens.append(answer[length])
+                    owners.append(row * len(candidates) + k)
+        totals = first.gather(1, torch.tensor([[a[0] for a in per_prompt] for per_prompt in answers], device=self.device)).double()
+        terms = node_logprobs[torch.tensor(rows), torch.tensor(nodes), torch.tensor(tokens)].double()
+        totals = totals.flatten().index_add(0, torch.tensor(owners, device=self.device), terms).view(batch, len(candidates))
+        return [{"logprobs": row} for row in totals.cpu().tolist()]
+
+    def _attention_bias(self, mask: torch.Tensor) -> torch.Tensor:
+        """A boolean 4-D mask for SDPA, or an additive one for eager attention."""
+        implementation = getattr(self.model.config, "_attn_implementation", "sdpa")
+        if implementation == "sdpa":
+            return mask
+        if implementation == "eager":
+            dtype = next(self.model.parameters()).dtype if self.lm.quantization is None else torch.float32
+            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
+        raise NotImplementedError(f"score needs a custom attention mask; {implementation!r} attention does not take one")
 
     def _answer_tokens(self, prompt_ids: list[int], answer: str) -> list[int]:
         """Tokens of ``answer`` as they follow the prompt (tokenised in context where that splits cleanly)."""

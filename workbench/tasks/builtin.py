@@ -5,22 +5,10 @@ from __future__ import annotations
 import re
 from functools import partial
 
+from workbench.dataprep import clean_text
 from workbench.tasks.base import Task, register_task
 from workbench.tasks.loaders import read_gsm8k, read_sst5, read_stsb, read_table
 from workbench.tasks.parsers import parse_gsm8k, parse_rating
-
-_PTB = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}", "``": '"', "''": '"'}
-
-
-def _readable(text: str) -> str:
-    """Undo the PTB tokenisation of SST sentences, so the model reads ordinary text."""
-    for token, plain in _PTB.items():
-        text = text.replace(token, plain)
-    text = re.sub(r" (n't|'s|'re|'ve|'ll|'d|'m)\b", r"\1", text)
-    text = re.sub(r" ([.,!?;:%)\]}])", r"\1", text)
-    text = re.sub(r"([(\[{$]) ", r"\1", text)
-    return re.sub(r"\s+", " ", text).strip()
-
 
 @register_task("sst5")
 def sst5() -> Task:
@@ -32,7 +20,7 @@ def sst5() -> Task:
             "1 very negative, 2 negative, 3 neutral, 4 positive, 5 very positive. "
             "Answer with the digit only."
         ),
-        render=lambda ex: f"Review: {_readable(ex.text)}",
+        render=lambda ex: f"Review: {clean_text(ex.text)}",  # SST text is PTB-tokenised
         answer=lambda ex: f"{ex.target:.0f}",
         parse=partial(parse_rating, low=1, high=5),
         grid=[1.0, 2.0, 3.0, 4.0, 5.0],

@@ -1,0 +1,23 @@
+"""Serve a model stage over HTTP, call it like a local engine, and load-test it.
+
+* :func:`create_app` / :class:`ServerConfig` (``server``): the FastAPI app, with auth, limits,
+  a bounded queue, micro-batching and Prometheus metrics; ``python -m workbench.serving`` runs it.
+* :class:`RemoteEngine` (``client``): ``sample`` / ``greedy`` / ``score`` over HTTP, returning
+  the same types as :class:`workbench.decoding.Engine`.
+* :class:`BackgroundServer` (``background``): uvicorn in a thread, for notebooks and tests.
+* :func:`workbench.serving.loadtest.run_load_test`: throughput, latency percentiles and
+  exactly-once checks (``python -m workbench.serving.loadtest``; not imported here, so that
+  running it as a module does not import it twice).
+"""
+
+from workbench.serving.background import BackgroundServer
+from workbench.serving.client import RemoteEngine, RemoteEngineError
+from workbench.serving.server import ServerConfig, create_app
+
+__all__ = [
+    "BackgroundServer",
+    "RemoteEngine",
+    "RemoteEngineError",
+    "ServerConfig",
+    "create_app",
+]

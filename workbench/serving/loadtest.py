@@ -1,0 +1,233 @@
+"""A bounded load test of a running server: throughput, latency percentiles, exactly-once answers.
+
+Every request carries a unique ``request_id`` that the server echoes, so a request whose answer
+never came (lost) or whose id came back twice (duplicated) is counted. Requests are greedy
+answers to a small set of questions with different answers; with ``verify`` each question is
+first answered once on its own, and every answer under load must equal that reference, which
+catches a batch whose results were handed to the wrong requests.
+
+The test is bounded twice: at most ``requests`` requests, and no new request after
+``time_limit_s`` (each request also has its own timeout). Run it against loopback only::
+
+    python -m workbench.serving.loadtest --url http://127.0.0.1:8000 --api-key KEY \\
+        --requests 200 --concurrency 16
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import itertools
+import os
+import time
+import uuid
+from collections import Counter
+from dataclasses import dataclass, field
+
+import httpx
+import numpy as np
+
+DEFAULT_QUESTIONS = tuple(
+    f"What is {a} plus {b}? Reply with the number only."
+    for a, b in [(2, 3), (7, 8), (12, 5), (40, 2), (9, 9), (15, 27), (100, 1), (6, 13)]
+)
+OVERLOAD_STATUSES = {"429", "503"}
+
+
+@dataclass
+class LoadTestResult:
+    """Outcome of :func:`run_load_test`.
+
+    Attributes:
+        sent: requests sent.
+        concurrency: requests kept in flight.
+        answered: 200 answers that carried their own request id.
+        rejected: requests refused as overload (503/429, with Retry-After).
+        lost: requests with no answer (timeout, transport error, other status) or whose 200
+            answer carried another id.
+        duplicated: request ids that came back in more than one answer.
+        mismatched: answers that differ from their question's reference answer.
+        status_counts: answers by status code ("timeout"/"transport_error" for no answer).
+        wall_s: duration of the load phase.
+        latencies_s: latency of each answered request.
+        completion_tokens: tokens generated for the answered requests.
+        time_limit_hit: the time limit stopped the test before all requests were sent.
+    """
+
+    sent: int
+    concurrency: int
+    answered: int
+    rejected: int
+    lost: int
+    duplicated: int
+    mismatched: int
+    status_counts: dict[str, int]
+    wall_s: float
+    latencies_s: list[float] = field(repr=False)
+    completion_tokens: int
+    time_limit_hit: bool
+
+    @property
+    def ok(self) -> bool:
+        """Every sent request answered exactly once, with the expected answer."""
+        return self.answered == self.sent and self.lost == self.duplicated == self.mismatched == 0
+
+    @property
+    def throughput_rps(self) -> float:
+        """Answered requests per second."""
+        return self.answered / self.wall_s if self.wall_s > 0 else 0.0
+
+    def latency_percentile_s(self, q: float) -> float:
+        """The q-th percentile (0..100) of answered requests' latency; NaN when none."""
+        return float(np.percentile(self.latencies_s, q)) if self.latencies_s else float("nan")
+
+    def table(self) -> str:
+        """A plain-text summary table."""
+        rows = [
+            ("requests sent", f"{self.sent}"),
+            ("concurrency", f"{self.concurrency}"),
+            ("answered (own id)", f"{self.answered}"),
+            ("rejected (overload)", f"{self.rejected}"),
+            ("lost", f"{self.lost}"),
+            ("duplicated", f"{self.duplicated}"),
+            ("mismatched answers", f"{self.mismatched}"),
+            ("status codes", ", ".join(f"{k}: {v}" for k, v in sorted(self.status_counts.items()))),
+            ("wall time", f"{self.wall_s:.2f} s"),
+            ("throughput", f"{self.throughput_rps:.2f} req/s"),
+            ("generated tokens/s", f"{self.completion_tokens / self.wall_s:.1f}" if self.wall_s > 0 else "-"),
+            ("latency p50", f"{1000 * self.latency_percentile_s(50):.0f} ms"),
+            ("latency p95", f"{1000 * self.latency_percentile_s(95):.0f} ms"),
+            ("latency p99", f"{1000 * self.latency_percentile_s(99):.0f} ms"),
+            ("time limit hit", "yes" if self.time_limit_hit else "no"),
+            ("verdict", "OK" if self.ok else "PROBLEMS"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+def _body(question: str, request_id: str, max_new_tokens: int) -> dict:
+    return {
+        "messages": [{"role": "user", "content": question}],
+        "temperature": 0.0,
+        "max_new_tokens": max_new_tokens,
+        "request_id": request_id,
+    }
+
+
+async def load_test(
+    base_url: str,
+    api_key: str | None = None,
+    requests: int = 200,
+    concurrency: int = 16,
+    max_new_tokens: int = 8,
+    time_limit_s: float = 120.0,
+    request_timeout_s: float = 60.0,
+    questions: tuple[str, ...] = DEFAULT_QUESTIONS,
+    verify: bool = True,
+) -> LoadTestResult:
+    """Async load test (``await`` it in a notebook); see :func:`run_load_test`."""
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    limits = httpx.Limits(max_connections=concurrency)
+    run = uuid.uuid4().hex[:8]
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=request_timeout_s, limits=limits) as client:
+        reference: dict[str, str] = {}
+        if verify:  # one request at a time: the answer each question gets on its own
+            for number, question in enumerate(questions):
+                response = await client.post("/generate", json=_body(question, f"{run}-ref-{number}", max_new_tokens))
+                response.raise_for_status()
+                reference[question] = response.json()["results"][0]["texts"][0]
+
+        next_index = itertools.count()
+        outcomes: list[tuple[str, str, dict | None, float]] = []  # (request id, status, answer, latency)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + time_limit_s
+
+        async def send_until_done() -> None:
+            while (index := next(next_index)) < requests and loop.time() < deadline:
+                request_id = f"{run}-{index}"
+                question = questions[index % len(questions)]
+                start = time.perf_counter()
+                answer = None
+                try:
+                    response = await client.post("/generate", json=_body(question, request_id, max_new_tokens))
+                    status = str(response.status_code)
+                    if response.status_code == 200:
+                        answer = {**response.json(), "question": question}
+                except httpx.TimeoutException:
+                    status = "timeout"
+                except httpx.TransportError:
+                    status = "transport_error"
+                outcomes.append((request_id, status, answer, time.perf_counter() - start))
+
+        started = time.perf_counter()
+        await asyncio.gather(*(send_until_done() for _ in range(concurrency)))
+        wall_s = time.perf_counter() - started
+
+    return _summarise(outcomes, reference, requests, concurrency, wall_s)
+
+
+def _summarise(outcomes, reference: dict[str, str], requests: int, concurrency: int, wall_s: float) -> LoadTestResult:
+    statuses = Counter(status for _, status, _, _ in outcomes)
+    echoed = Counter(answer["id"] for _, _, answer, _ in outcomes if answer is not None)
+    own = [(answer, latency) for request_id, _, answer, latency in outcomes if answer is not None and answer["id"] == request_id]
+    rejected = sum(statuses[s] for s in OVERLOAD_STATUSES)
+    mismatched = sum(
+        1 for answer, _ in own if reference and answer["results"][0]["texts"][0] != reference[answer["question"]]
+    )
+    return LoadTestResult(
+        sent=len(outcomes),
+        concurrency=concurrency,
+        answered=len(own),
+        rejected=rejected,
+        lost=len(outcomes) - len(own) - rejected,
+        duplicated=sum(1 for count in echoed.values() if count > 1),
+        mismatched=mismatched,
+        status_counts=dict(statuses),
+        wall_s=wall_s,
+        latencies_s=[latency for _, latency in own],
+        completion_tokens=sum(answer["usage"]["completion_tokens"] for answer, _ in own),
+        time_limit_hit=len(outcomes) < requests,
+    )
+
+
+def run_load_test(base_url: str, api_key: str | None = None, **options) -> LoadTestResult:
+    """Run a bounded load test against a server on loopback and return its figures.
+
+    Args:
+        base_url: e.g. "http://127.0.0.1:8000".
+        api_key: the server's key.
+        **options: ``requests`` (200), ``concurrency`` (16), ``max_new_tokens`` (8),
+            ``time_limit_s`` (120), ``request_timeout_s`` (60), ``questions``, ``verify`` (True).
+
+    Returns:
+        A :class:`LoadTestResult`; ``print(result.table())`` shows it.
+    """
+    return asyncio.run(load_test(base_url, api_key, **options))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: prints the table; exit status 1 when a request was lost, duplicated or wrong."""
+    parser = argparse.ArgumentParser(prog="python -m workbench.serving.loadtest", description=__doc__.splitlines()[0])
+    parser.add_argument("--url", default="http://127.0.0.1:8000")
+    parser.add_argument("--api-key", default=os.environ.get("WORKBENCH_API_KEY"))
+    parser.add_argument("--requests", type=int, default=200)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=8)
+    parser.add_argument("--time-limit", type=float, default=120.0, help="seconds after which no new request is sent")
+    parser.add_argument("--no-verify", action="store_true", help="skip the reference answers")
+    args = parser.parse_args(argv)
+    result = run_load_test(
+        args.url,
+        args.api_key,
+        requests=args.requests,
+        concurrency=args.concurrency,
+        max_new_tokens=args.max_new_tokens,
+        time_limit_s=args.time_limit,
+        verify=not args.no_verify,
+    )
+    print(result.table())
+    return 0 if result.ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
