@@ -1,0 +1,161 @@
+"""Fine-tuning mechanics on a tiny random Llama (same tokenizer and chat template as the embedded
+model, 2 layers of width 32), so that every test trains for real in well under a second a step."""
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from workbench.finetune import (
+    FinetuneConfig,
+    answer_nll,
+    batch_schedule,
+    encode,
+    finetune,
+    latest_checkpoint,
+    mean_answer_loss,
+    run_dir,
+    training_set,
+)
+from workbench.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
+from workbench.models import embedded_model_folder, load_model, weights_sha256
+from workbench.tasks import get_task
+
+
+def make_tiny_model(folder):
+    tokenizer = AutoTokenizer.from_pretrained(embedded_model_folder())
+    config = LlamaConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+    )
+    torch.manual_seed(0)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def small(tiny, **changes):
+    settings = dict(base=tiny, tasks=("sst5",), method="full", lr=1e-2, batch_size=4, max_steps=4, max_examples=8, device="cpu", save_every=2)
+    return FinetuneConfig(**{**settings, **changes})
+
+
+def test_encode_puts_answer_and_end_token_after_the_prompt(tiny):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    for name in ("sst5", "stsb"):
+        task = get_task(name)
+        example = task.examples("train", limit=1, seed=3)[0]
+        encoded = encode(task, example, tokenizer)
+        prompt_ids = tokenizer(task.prompt(example, tokenizer, shots=[]), add_special_tokens=False)["input_ids"]
+        assert encoded.input_ids[: encoded.answer_start] == prompt_ids
+        assert encoded.input_ids[-1] == tokenizer.eos_token_id
+        assert tokenizer.decode(encoded.input_ids[encoded.answer_start : -1]) == task.answer(example)
+
+
+def test_shared_prefix_loss_equals_brute_force(tiny):
+    lm = load_model(tiny, device="cpu")
+    batch = [e for e in training_set(small(tiny), lm.tokenizer)][:4]
+    brute = 0.0
+    with torch.no_grad():
+        shared, count = answer_nll(lm.model, batch, lm.tokenizer.pad_token_id, share_prefix=True)
+        plain, _ = answer_nll(lm.model, batch, lm.tokenizer.pad_token_id, share_prefix=False)
+        for e in batch:
+            logprobs = torch.log_softmax(lm.model(torch.tensor([e.input_ids])).logits[0].float(), dim=-1)
+            brute -= sum(float(logprobs[t - 1, e.input_ids[t]]) for t in range(e.answer_start, len(e.input_ids)))
+    assert count == sum(len(e.input_ids) - e.answer_start for e in batch)
+    assert float(shared) == pytest.approx(brute, rel=1e-4)
+    assert float(plain) == pytest.approx(brute, rel=1e-4)
+
+
+def test_batches_are_single_task_and_cover_each_epoch(tiny):
+    encoded = training_set(small(tiny, tasks=("sst5", "stsb"), max_examples=6), AutoTokenizer.from_pretrained(tiny))
+    schedule = batch_schedule(encoded, batch_size=4, steps=4, seed=0)  # 2 + 2 batches = one epoch
+    assert all(len({encoded[i].task for i in batch}) == 1 for batch in schedule)
+    assert sorted(i for batch in schedule for i in batch) == list(range(len(encoded)))
+
+
+def test_a_few_steps_lower_the_training_loss(tiny):
+    config = small(tiny, max_steps=6)
+    before_model = load_model(tiny, device="cpu")
+    encoded = training_set(config, before_model.tokenizer)
+    before = mean_answer_loss(before_model.model, before_model.tokenizer, encoded)
+    result = finetune(config, progress=False)
+    after = mean_answer_loss(result.model, result.tokenizer, encoded)
+    assert len(result.losses) == 6 and result.resumed_from == 0
+    assert after < before - 0.5
+
+
+def test_resume_after_interruption_gives_the_same_weights(tiny, tmp_path):
+    config = small(tiny, method="lora", lora_layers=None, lr=5e-2)
+    straight = finetune(FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "a")}), progress=False)
+
+    interrupted = FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "b")})
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(interrupted, callback=stop_at_3, progress=False)
+    assert latest_checkpoint(tmp_path / "b").name == "step-000002.pt"
+    resumed = finetune(interrupted, progress=False)
+    assert resumed.resumed_from == 2
+    assert resumed.losses == straight.losses
+    a, b = load_file(tmp_path / "a" / "model" / "model.safetensors"), load_file(tmp_path / "b" / "model" / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert not any("lora" in k for k in a)  # adapters merged into plain weights
+    assert not torch.equal(a["model.layers.0.self_attn.q_proj.weight"], load_file(f"{tiny}/model.safetensors")["model.layers.0.self_attn.q_proj.weight"])
+
+
+def test_saved_model_loads_and_a_finished_run_is_reused(tiny, tmp_path):
+    config = small(tiny, max_steps=2, output_dir=str(tmp_path / "run"))
+    first = finetune(config, progress=False)
+    loaded = load_model(str(first.model_dir), device="cpu")
+    assert loaded.fingerprint["weights_sha256"] == weights_sha256(first.model)
+    log = json.loads((tmp_path / "run" / "training.json").read_text())
+    assert log["steps"] == 2 and log["losses"] == first.losses
+    again = finetune(config, progress=False)
+    assert again.model is None and again.losses == first.losses and again.model_dir == first.model_dir
+    with pytest.raises(ValueError, match="different finished run"):
+        finetune(small(tiny, max_steps=2, lr=1e-3, output_dir=str(tmp_path / "run")), progress=False)
+    with pytest.raises(ValueError, match="different finished run"):
+        finetune(config, examples={"sst5": get_task("sst5").examples("train", limit=8, seed=5)}, progress=False)
+
+
+def test_a_checkpoint_of_another_config_is_refused(tiny, tmp_path):
+    def stop_at_2(step, loss):
+        if step == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(small(tiny, output_dir=str(tmp_path)), callback=stop_at_2, progress=False)
+    with pytest.raises(ValueError, match="different run"):
+        finetune(small(tiny, output_dir=str(tmp_path), lr=1e-3), progress=False)
+
+
+def test_run_dir_depends_on_what_is_learned(tiny, tmp_path):
+    examples = {"sst5": get_task("sst5").examples("train", limit=3)}
+    assert run_dir(small(tiny), root=tmp_path) == run_dir(small(tiny, save_every=7, output_dir="x"), root=tmp_path)
+    assert run_dir(small(tiny), root=tmp_path) != run_dir(small(tiny, lr=0.5), root=tmp_path)
+    assert run_dir(small(tiny), examples, tmp_path) != run_dir(small(tiny), {"sst5": examples["sst5"][:2]}, tmp_path)
+
+
+def test_grid_random_and_tpe_search(tiny, tmp_path):
+    dev = {"sst5": get_task("sst5").examples("dev", limit=4, seed=0)}
+    space = SearchSpace(lr=(1e-3, 1e-1), lr_grid=(1e-3, 1e-1), batch_size=(2,), max_steps=(1, 2))
+    base = small(tiny, save_every=0)
+    table = search_all(dev_objective(dev), base, space, n_trials=2)
+    assert list(table["method"]) == ["grid", "grid", "random", "random", "tpe", "tpe"]
+    assert set(table.loc[table["method"] == "grid", "lr"]) <= {1e-3, 1e-1}
+    assert table["objective"].notna().all() and (table["seconds"] > 0).all()
+    chosen = best_config(table, base)
+    assert chosen.lr == table.loc[table["objective"].idxmin(), "lr"] and chosen.max_steps in (1, 2)
+    csv_path, json_path = save_search(table, chosen, tmp_path, stem="04_hpo")
+    assert csv_path.exists() and json.loads(json_path.read_text())["config"]["lr"] == chosen.lr

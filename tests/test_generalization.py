@@ -1,0 +1,148 @@
+"""Generalization helpers: the lexicon adapter, loading it through the table task, and the drop."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+
+from workbench.decoding import GridScore
+from workbench.generalization import (
+    drop_table,
+    lexicon_to_csv,
+    metric_drop,
+    rule_predictions,
+    to_rating_scale,
+    vader_lexicon_path,
+    with_prompt_of,
+)
+from workbench.tasks import Example, Task, get_task
+
+# VADER's format: token, mean (-4..+4), std, raw ratings; Windows line endings like the real file.
+FAKE_LEXICON = "\r\n".join(
+    [
+        "good\t1.9\t0.9434\t[2, 1, 1, 3, 2, 4, 2, 2, 1, 1]",
+        "awful\t-4.0\t0.0\t[-4, -4, -4, -4, -4, -4, -4, -4, -4, -4]",
+        ":-)\t1.3\t0.45826\t[1, 1, 1, 1, 1, 1, 2, 2, 1, 2]",
+        "2qt\t2.1\t0.8\t[2, 2, 2, 2, 2, 2, 3, 2, 3, 1]",
+        "ok\t1.6\t1.42829\t[0, 0, 1, 1, 1, 4, 3, 4, 1, 1]",
+        "ok\t1.2\t0.4\t[1, 2, 1, 1, 1, 1, 2, 1, 1, 1]",
+        "broken line without numbers",
+        "meh\t0.0\t0.6\t[0, 0, 1, -1, 0, 0, 1, -1, 0, 0]",
+        "",
+    ]
+)
+
+
+@pytest.fixture
+def lexicon_csv(tmp_path):
+    source = tmp_path / "lexicon.txt"
+    source.write_bytes(FAKE_LEXICON.encode())
+    return lexicon_to_csv(source, tmp_path / "out" / "ratings.csv")
+
+
+def test_scale_maps_ends_onto_ends():
+    assert to_rating_scale([-4, -2, 0, 4]).tolist() == [1.0, 2.0, 3.0, 5.0]
+    assert to_rating_scale([0.0, 10.0], source=(0, 10), low=0, high=1).tolist() == [0.0, 1.0]
+
+
+def test_adapter_writes_header_maps_ratings_and_counts_what_it_drops(lexicon_csv):
+    with open(lexicon_csv.path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert list(rows[0]) == ["text", "rating", "rating_std", "raters"]
+    by_word = {row["text"]: row for row in rows}
+    assert list(by_word) == ["good", "awful", "meh"]  # emoticon, digit word and the duplicated "ok" are gone
+    assert float(by_word["good"]["rating"]) == pytest.approx(1 + (1.9 + 4) / 2)
+    assert float(by_word["awful"]["rating"]) == 1.0 and float(by_word["meh"]["rating"]) == 3.0
+    assert float(by_word["good"]["rating_std"]) == pytest.approx(0.9434 / 2, abs=1e-4)
+    assert by_word["good"]["raters"] == "10"
+    assert (lexicon_csv.kept, lexicon_csv.non_alphabetic, lexicon_csv.duplicates, lexicon_csv.malformed) == (3, 2, 2, 1)
+
+
+def test_adapter_can_keep_every_token(tmp_path):
+    source = tmp_path / "lexicon.txt"
+    source.write_text(FAKE_LEXICON)
+    conversion = lexicon_to_csv(source, tmp_path / "all.csv", alphabetic_only=False)
+    assert (conversion.kept, conversion.non_alphabetic) == (5, 0)
+
+
+def test_converted_file_loads_through_the_table_task(lexicon_csv):
+    task = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", low=1, high=5, step=1)
+    examples = task.examples("test")
+    assert [e.text for e in examples] == ["good", "awful", "meh"]
+    assert [e.target for e in examples] == pytest.approx([3.95, 1.0, 3.0])
+    assert task.grid == [1.0, 2.0, 3.0, 4.0, 5.0]
+
+
+class PlainTokenizer:
+    """No chat template: Task.prompt falls back to plain text."""
+
+    chat_template = None
+
+
+def test_with_prompt_of_keeps_the_template_and_swaps_the_data(lexicon_csv):
+    template_rows = [Example("t/0", "a fine film", 4.0)]
+    template = Task("template", lambda split: template_rows, "Rate it.", lambda ex: f"Review: {ex.text}", lambda ex: f"{ex.target:.0f}", lambda text: None, grid=[1.0, 2.0, 3.0, 4.0, 5.0])
+    template.examples("test")  # fills the template's split cache, which the new task must not share
+    data = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating")
+    transfer = with_prompt_of(template, data)
+    examples = transfer.examples("test")
+    assert [e.text for e in examples] == ["good", "awful", "meh"]
+    assert transfer.prompt(examples[0], PlainTokenizer()) == "Rate it.\n\nReview: good\nAnswer:"
+    assert template.examples("test") == template_rows
+    with pytest.raises(ValueError, match="grids differ"):
+        with_prompt_of(get_task("stsb"), data)
+
+
+def test_metric_drop_against_hand_values():
+    # In domain: absolute errors 0, 0, 0, 1 (MAE 0.25); out of domain: 1 and 2 (MAE 1.5).
+    result = metric_drop("mae", [1, 2, 3, 4], [1, 2, 3, 5], [1, 1], [2, 3], n_resamples=200)
+    assert (result.in_domain.estimate, result.out_of_domain.estimate, result.drop.estimate) == (0.25, 1.5, 1.25)
+    assert result.drop.low <= 1.25 <= result.drop.high
+    # A higher-is-better metric drops by in - out: exact match 3/4 -> 0.
+    assert metric_drop("exact_match", [1, 2, 3, 4], [1, 2, 3, 5], [1, 1], [2, 3]).drop.estimate == 0.75
+    # Constant errors leave nothing to resample: the interval collapses onto the estimate.
+    constant = metric_drop("mae", [1.5] * 5, [1.0] * 5, [2.0] * 7, [1.0] * 7)
+    assert (constant.drop.low, constant.drop.estimate, constant.drop.high) == (0.5, 0.5, 0.5)
+
+
+def test_metric_drop_of_a_corpus_metric():
+    gold = np.arange(10.0)
+    result = metric_drop("spearman", gold, gold, gold, gold[::-1], n_resamples=100)
+    assert result.in_domain.estimate == pytest.approx(1.0) and result.out_of_domain.estimate == pytest.approx(-1.0)
+    assert result.drop.estimate == pytest.approx(2.0)
+
+
+def test_drop_table_snaps_gold_for_exact_match():
+    grid = [1.0, 2.0, 3.0, 4.0, 5.0]
+    in_domain = (np.array([4.0, 2.0]), {"exact mode": np.array([4.0, 2.0])})
+    out_domain = (np.array([3.85, 1.2]), {"exact mode": np.array([4.0, 2.0])})  # snaps to 4 and 1
+    table = drop_table(in_domain, out_domain, metrics=("exact_match", "mae"), grid=grid, n_resamples=50)
+    exact = table.set_index("metric").loc["exact_match"]
+    assert (exact["in_domain"], exact["out_of_domain"], exact["drop"]) == (1.0, 0.5, 0.5)
+    assert table.set_index("metric").loc["mae", "out_of_domain"] == pytest.approx((0.15 + 0.8) / 2)
+
+
+class FakeEngine:
+    """Scores every prompt with the same distribution over the grid."""
+
+    tokenizer = PlainTokenizer()
+
+    def score(self, prompts, candidates):
+        logprobs = np.log(np.tile([0.1, 0.1, 0.2, 0.5, 0.1], (len(prompts), 1)))
+        return GridScore(list(candidates), logprobs)
+
+
+def test_rule_predictions_apply_each_rule_to_the_exact_distribution():
+    task = Task("t", lambda split: [], "Rate it.", lambda ex: ex.text, lambda ex: "", lambda text: None, grid=[1.0, 2.0, 3.0, 4.0, 5.0], grid_format="{:.0f}")
+    gold, predictions, outside = rule_predictions(FakeEngine(), task, [Example("a", "x", 4.0), Example("b", "y", 2.0)])
+    assert gold.tolist() == [4.0, 2.0]
+    assert predictions["exact mean"] == pytest.approx([3.4, 3.4])  # 0.1 + 0.2 + 0.6 + 2.0 + 0.5
+    assert predictions["exact median"].tolist() == [4.0, 4.0] and predictions["exact mode"].tolist() == [4.0, 4.0]
+    assert outside == pytest.approx([0.0, 0.0])
+
+
+def test_the_packaged_lexicon_is_found():
+    pytest.importorskip("vaderSentiment")
+    assert vader_lexicon_path().name == "vader_lexicon.txt" and vader_lexicon_path().exists()

@@ -1,0 +1,511 @@
+"""Fine-tune a causal LM to answer workbench tasks in the workbench's own prompt format.
+
+A training example is a task's zero-shot chat prompt (:meth:`Task.prompt` with no shots), then the
+gold answer (:meth:`Task.answer`) and the end-of-turn token. The loss covers only the answer and
+the end token: exactly the probability that :meth:`workbench.decoding.Engine.score` reads, so a
+lower loss means more mass on the right grid answer and less outside the grid.
+
+Two things keep a CPU run affordable:
+
+* LoRA on the top ``lora_layers`` layers only: back-propagation stops where the first adapter sits.
+* A batch holds examples of one task, so its rows share the system prompt. That prefix is pushed
+  through the model once per batch and its keys and values are expanded over the rows (gradients
+  flow back through the expansion); it is about half of every sequence.
+
+Checkpoints (trainable weights, optimizer, scheduler, step, RNG, losses) are written atomically
+every ``save_every`` steps, and :func:`finetune` resumes from the latest one. The batch order is a
+function of the seed and the step, so an interrupted and resumed run ends with the same weights as
+an uninterrupted one. The final model, LoRA merged, is an ordinary Hugging Face folder that
+:func:`workbench.models.load_model` opens.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+from transformers import AutoTokenizer, DynamicCache, get_linear_schedule_with_warmup
+
+from workbench.models import DEFAULT_MODEL, LoadedModel, load_model, weights_sha256
+from workbench.paths import cache_dir
+from workbench.tasks import Example, Task, get_task
+
+MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
+# Fields that do not change what is learned: a run may resume or be reused across them.
+_BOOKKEEPING = ("output_dir", "save_every", "keep_checkpoints", "device")
+
+
+@dataclass
+class FinetuneConfig:
+    """What to train and how.
+
+    Attributes:
+        tasks: task names whose training examples are mixed (each batch comes from one task).
+        base: the model to start from: embedded name, local folder or hub id.
+        method: "lora" (adapters, merged at the end) or "full" (every weight trains).
+        lr: peak learning rate (linear warm-up, then linear decay to 0).
+        batch_size: examples per step.
+        epochs: passes over the training examples; ignored when ``max_steps`` is set.
+        max_steps: number of optimisation steps (overrides ``epochs``).
+        max_examples: a seeded subset of at most this many training examples per task (None: all).
+        warmup_fraction: share of the steps spent warming up.
+        weight_decay: AdamW weight decay.
+        max_grad_norm: gradient clipping norm.
+        lora_r: LoRA rank.
+        lora_alpha: LoRA scaling numerator (the update is scaled by alpha / r).
+        lora_dropout: dropout on the LoRA input.
+        lora_targets: module names that get adapters.
+        lora_layers: adapt only the top N transformer layers (None: all layers).
+        max_length: examples longer than this (tokens) are skipped.
+        seed: seeds the subset, the batch order and the adapter initialisation.
+        output_dir: checkpoints and the final model; None trains in memory only (HPO trials).
+        save_every: steps between checkpoints (0: none).
+        keep_checkpoints: how many recent checkpoints to keep on disk.
+        device: "auto", "cpu", "cuda", ...
+    """
+
+    tasks: tuple[str, ...] = ("sst5", "stsb")
+    base: str = DEFAULT_MODEL
+    method: str = "lora"
+    lr: float = 1e-3
+    batch_size: int = 8
+    epochs: float = 1.0
+    max_steps: int | None = None
+    max_examples: int | None = 512
+    warmup_fraction: float = 0.1
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    lora_r: int = 8
+    lora_alpha: int = 16
+    lora_dropout: float = 0.0
+    lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+    lora_layers: int | None = 8
+    max_length: int = 384
+    seed: int = 0
+    output_dir: str | None = None
+    save_every: int = 25
+    keep_checkpoints: int = 2
+    device: str = "auto"
+
+    def __post_init__(self):
+        self.tasks = tuple(self.tasks)
+        self.lora_targets = tuple(self.lora_targets)
+        if self.method not in ("lora", "full"):
+            raise ValueError(f"method must be 'lora' or 'full', got {self.method!r}")
+        if self.lr <= 0 or self.batch_size < 1 or (self.max_steps is None and self.epochs <= 0):
+            raise ValueError(f"need lr > 0, batch_size >= 1 and epochs > 0 or max_steps: {self}")
+
+    def training_key(self) -> dict:
+        """The fields that determine the trained weights (bookkeeping fields left out)."""
+        return {k: v for k, v in asdict(self).items() if k not in _BOOKKEEPING}
+
+    def run_id(self) -> str:
+        """A short hash of :meth:`training_key`, for run folders.
+
+        >>> FinetuneConfig(lr=1e-3).run_id() == FinetuneConfig(lr=1e-3, save_every=5).run_id()
+        True
+        """
+        return hashlib.sha256(json.dumps(self.training_key(), sort_keys=True).encode()).hexdigest()[:12]
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "FinetuneConfig":
+        """Rebuild a config from :func:`dataclasses.asdict` output (e.g. a JSON file), ignoring extra keys."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+
+def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = None, root: Path | None = None) -> Path:
+    """A folder for one training run, ``<cache>/finetuned/<hash>``: reruns of the same config and data share it.
+
+    Args:
+        config: the run settings (bookkeeping fields such as ``save_every`` do not count).
+        examples: the ``{task: examples}`` that will be passed to :func:`finetune`, if any.
+        root: parent folder (default ``<cache>/finetuned``).
+    """
+    key = config.run_id()
+    if examples is not None:
+        content = [(name, e.id, e.text, e.text_b, e.target) for name in sorted(examples) for e in examples[name]]
+        key = hashlib.sha256(json.dumps([key, content]).encode()).hexdigest()[:12]
+    return (root or cache_dir() / "finetuned") / key
+
+
+# ---------------------------------------------------------------------------------------- data
+
+
+@dataclass
+class Encoded:
+    """One training example as token ids; the loss covers ``input_ids[answer_start:]``."""
+
+    input_ids: list[int]
+    answer_start: int
+    task: str
+
+
+def encode(task: Task, example: Example, tokenizer) -> Encoded:
+    """Zero-shot prompt + gold answer + end-of-turn token, tokenised as :meth:`Engine.score` does.
+
+    The answer is tokenised in context (after the prompt) when that leaves the prompt tokens
+    unchanged, so training and scoring see the same answer tokens.
+    """
+    prompt = task.prompt(example, tokenizer, shots=[])
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    answer = task.answer(example)
+    joint = tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
+    if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
+        answer_ids = joint[len(prompt_ids) :]
+    else:
+        answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
+    return Encoded(prompt_ids + answer_ids + [tokenizer.eos_token_id], len(prompt_ids), task.name)
+
+
+def training_set(config: FinetuneConfig, tokenizer, examples: dict[str, list[Example]] | None = None, split: str = "train") -> list[Encoded]:
+    """Encoded examples of every task of ``config`` (seeded subset of ``max_examples`` each).
+
+    Args:
+        config: the run settings.
+        tokenizer: the model's tokenizer (its chat template shapes the prompt).
+        examples: optional ``{task: examples}`` (e.g. cleaned by :mod:`workbench.dataprep`);
+            by default each task's ``split``.
+        split: the split read when ``examples`` is not given.
+    """
+    encoded = []
+    for name in config.tasks:
+        task = get_task(name)
+        pool = list(examples[name]) if examples is not None else task.examples(split)
+        if config.max_examples is not None and config.max_examples < len(pool):
+            pool = random.Random(config.seed).sample(pool, config.max_examples)
+        encoded += [e for e in (encode(task, example, tokenizer) for example in pool) if len(e.input_ids) <= config.max_length]
+    if not encoded:
+        raise ValueError("no training examples (all longer than max_length?)")
+    return encoded
+
+
+def data_sha256(encoded: list[Encoded]) -> str:
+    """Hash of the encoded training set: a resumed run must train on the same data."""
+    return hashlib.sha256(json.dumps([(e.task, e.answer_start, e.input_ids) for e in encoded]).encode()).hexdigest()
+
+
+def steps_per_epoch(encoded: list[Encoded], batch_size: int) -> int:
+    """Batches in one pass (batches never mix tasks, so each task rounds up on its own)."""
+    counts: dict[str, int] = {}
+    for e in encoded:
+        counts[e.task] = counts.get(e.task, 0) + 1
+    return sum(math.ceil(n / batch_size) for n in counts.values())
+
+
+def batch_schedule(encoded: list[Encoded], batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """The example indices of every step: per epoch, each task shuffled into batches, batches shuffled.
+
+    It depends only on its arguments, so a resumed run picks up the same batches.
+
+    >>> data = [Encoded([1, 2], 1, t) for t in "aaab"]
+    >>> schedule = batch_schedule(data, batch_size=2, steps=4, seed=0)
+    >>> len(schedule), all(len({data[i].task for i in batch}) == 1 for batch in schedule)
+    (4, True)
+    """
+    schedule: list[list[int]] = []
+    epoch = 0
+    while len(schedule) < steps:
+        rng = random.Random(f"{seed}:{epoch}")
+        batches = []
+        for task in sorted({e.task for e in encoded}):
+            indices = [i for i, e in enumerate(encoded) if e.task == task]
+            rng.shuffle(indices)
+            batches += [indices[s : s + batch_size] for s in range(0, len(indices), batch_size)]
+        rng.shuffle(batches)
+        schedule += batches
+        epoch += 1
+    return schedule[:steps]
+
+
+# ---------------------------------------------------------------------------------------- loss
+
+
+def answer_nll(model, batch: list[Encoded], pad_id: int, share_prefix: bool = True) -> tuple[torch.Tensor, int]:
+    """Summed negative log-likelihood of the answer tokens of ``batch``, and their number.
+
+    Layout (as in :mod:`workbench.decoding`): ``[shared prefix][left pad][rest of each row]``, with
+    positions counted over real tokens. Answers are then right-aligned, so the logits of only the
+    last ``longest answer + 1`` columns are computed.
+    """
+    device = next(model.parameters()).device
+    rows = [e.input_ids for e in batch]
+    prefix_len = 0
+    if share_prefix and len(rows) > 1:
+        # Every row keeps its last prompt token out of the prefix: its logits predict the answer.
+        limit = min(e.answer_start for e in batch) - 1
+        prefix_len = min(_common_prefix_len(rows), limit)
+        prefix_len = prefix_len if prefix_len >= MIN_SHARED_PREFIX else 0
+    cache = None
+    if prefix_len:
+        cache = DynamicCache()
+        model(input_ids=torch.tensor([rows[0][:prefix_len]], device=device), past_key_values=cache, use_cache=True, logits_to_keep=1)
+        cache = DynamicCache(ddp_cache_data=[(layer.keys.expand(len(rows), -1, -1, -1), layer.values.expand(len(rows), -1, -1, -1)) for layer in cache.layers])
+    suffixes = [r[prefix_len:] for r in rows]
+    width = max(len(s) for s in suffixes)
+    input_ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, suffix in enumerate(suffixes):
+        input_ids[i, width - len(suffix) :] = torch.tensor(suffix)
+        mask[i, width - len(suffix) :] = 1
+    positions = prefix_len + (mask.cumsum(-1) - 1).clamp(min=0)
+    full_mask = torch.cat([torch.ones((len(rows), prefix_len), dtype=torch.long), mask], dim=1)
+    answer_lens = torch.tensor([len(e.input_ids) - e.answer_start for e in batch])
+    longest = int(answer_lens.max())
+    input_ids, full_mask, positions = (t.to(device) for t in (input_ids, full_mask, positions))
+    out = model(
+        input_ids=input_ids,
+        attention_mask=full_mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=cache is not None,
+        logits_to_keep=longest + 1,
+    )
+    logits = out.logits[:, :-1].float()  # column c predicts the token in column c + 1
+    targets = input_ids[:, width - longest :].clone()
+    is_answer = torch.arange(longest)[None, :] >= (longest - answer_lens)[:, None]
+    targets[~is_answer.to(device)] = -100
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=-100, reduction="sum")
+    return nll, int(is_answer.sum())
+
+
+@torch.inference_mode()
+def mean_answer_loss(model, tokenizer, encoded: list[Encoded], batch_size: int = 8) -> float:
+    """Token-weighted mean answer NLL over ``encoded`` (a dev-set loss), batched within tasks."""
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(encoded)), key=lambda i: (encoded[i].task, len(encoded[i].input_ids)))
+    total, count = 0.0, 0
+    for task in sorted({e.task for e in encoded}):
+        indices = [i for i in order if encoded[i].task == task]
+        for start in range(0, len(indices), batch_size):
+            nll, n = answer_nll(model, [encoded[i] for i in indices[start : start + batch_size]], tokenizer.pad_token_id)
+            total, count = total + float(nll), count + n
+    model.train(was_training)
+    return total / count
+
+
+def _common_prefix_len(rows: list[list[int]]) -> int:
+    length = min(len(r) for r in rows)
+    for r in rows[1:]:
+        length = next((i for i in range(length) if r[i] != rows[0][i]), length)
+    return length
+
+
+# ---------------------------------------------------------------------------------------- training
+
+
+@dataclass
+class FinetuneResult:
+    """What a run produced.
+
+    Attributes:
+        config: the settings.
+        losses: training loss (mean answer-token NLL) of every step, resumed steps included.
+        steps: optimisation steps done.
+        resumed_from: the step the run resumed from (0: fresh start; ``steps``: a finished run reused).
+        examples: number of training examples.
+        seconds: wall time of this call.
+        model_dir: the saved model folder (None for in-memory runs).
+        model: the trained model in eval mode (LoRA merged); None when a finished run was reused.
+        tokenizer: its tokenizer.
+    """
+
+    config: FinetuneConfig
+    losses: list[float]
+    steps: int
+    resumed_from: int
+    examples: int
+    seconds: float
+    model_dir: Path | None = None
+    model: torch.nn.Module | None = field(default=None, repr=False)
+    tokenizer: object = field(default=None, repr=False)
+
+    def loaded(self) -> LoadedModel:
+        """The in-memory model as a :class:`LoadedModel` (for :class:`workbench.decoding.Engine`)."""
+        if self.model is None:
+            return load_model(str(self.model_dir), device=self.config.device)
+        device = next(self.model.parameters()).device
+        fingerprint = {"name": f"finetune:{self.config.run_id()}", "dtype": "fp32", "quantization": None, "weights_sha256": weights_sha256(self.model)}
+        return LoadedModel(self.model, self.tokenizer, fingerprint["name"], device, "fp32", None, fingerprint)
+
+
+def finetune(
+    config: FinetuneConfig,
+    examples: dict[str, list[Example]] | None = None,
+    callback: Callable[[int, float], None] | None = None,
+    progress: bool = True,
+) -> FinetuneResult:
+    """Train, checkpointing and resuming under ``config.output_dir``, and save the final model there.
+
+    Args:
+        config: the run settings.
+        examples: optional ``{task: training examples}``; by default each task's train split.
+        callback: called as ``callback(step, loss)`` after every step; raising stops the run
+            (an optuna pruner, or a test simulating an interruption).
+        progress: show a tqdm bar with the running loss.
+
+    Returns:
+        A :class:`FinetuneResult`. When ``output_dir`` already holds the finished run, it is
+        reused without training (``model`` is then None; open ``model_dir`` with ``load_model``).
+    """
+    started = time.time()
+    out = Path(config.output_dir) if config.output_dir else None
+    if out is not None and (out / "model" / "config.json").exists():
+        log = json.loads((out / "training.json").read_text())
+        encoded = training_set(config, AutoTokenizer.from_pretrained(out / "model"), examples)
+        if log["key"] != _jsonable(config.training_key()) or log["data"] != data_sha256(encoded):
+            raise ValueError(f"{out} holds a different finished run (config or data); use run_dir(config, examples) or a new output_dir")
+        return FinetuneResult(config, log["losses"], log["steps"], log["steps"], log["examples"], 0.0, out / "model")
+
+    torch.manual_seed(config.seed)
+    lm = load_model(config.base, device=config.device)
+    tokenizer, model = lm.tokenizer, _prepare(lm.model, config)
+    encoded = training_set(config, tokenizer, examples)
+    total = config.max_steps or math.ceil(config.epochs * steps_per_epoch(encoded, config.batch_size))
+    schedule = batch_schedule(encoded, config.batch_size, total, config.seed)
+    trainable = {name: p for name, p in model.named_parameters() if p.requires_grad}
+    optimizer = torch.optim.AdamW(trainable.values(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_fraction * total), total)
+    key = {"config": _jsonable(config.training_key()), "data": data_sha256(encoded)}
+
+    start, losses = 0, []
+    checkpoint = latest_checkpoint(out) if out is not None else None
+    if checkpoint is not None:
+        state = torch.load(checkpoint, weights_only=True)
+        if state["key"] != key:
+            raise ValueError(f"checkpoint {checkpoint} belongs to a different run (config or data changed)")
+        with torch.no_grad():
+            for name, value in state["trainable"].items():
+                trainable[name].copy_(value)
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["rng"])
+        start, losses = state["step"], list(state["losses"])
+
+    device = lm.device
+    model.train()
+    bar = tqdm(total=total, initial=start, desc=f"finetune {config.method}", disable=not progress)
+    for step in range(start, total):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            nll, count = answer_nll(model, [encoded[i] for i in schedule[step]], tokenizer.pad_token_id)
+        loss = nll / count
+        loss.backward()
+        step_loss = float(loss.detach())
+        torch.nn.utils.clip_grad_norm_(trainable.values(), config.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        losses.append(step_loss)
+        bar.update(1)
+        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")  # running mean of 10 steps
+        done = step + 1
+        if out is not None and config.save_every and done % config.save_every == 0 and done < total:
+            state = {"step": done, "key": key, "losses": losses, "rng": torch.get_rng_state(), "optimizer": optimizer.state_dict(),
+                     "scheduler": scheduler.state_dict(), "trainable": {n: p.detach().cpu() for n, p in trainable.items()}}
+            save_checkpoint(out, state, config.keep_checkpoints)
+        if callback is not None:
+            callback(done, step_loss)
+    bar.close()
+
+    if config.method == "lora":
+        model = model.merge_and_unload()
+    model.eval()
+    result = FinetuneResult(config, losses, total, start, len(encoded), time.time() - started, model=model, tokenizer=tokenizer)
+    if out is not None:
+        result.model_dir = _save_final(out, model, tokenizer, {"key": key["config"], "data": key["data"], "losses": losses, "steps": total, "examples": len(encoded)})
+    return result
+
+
+def _prepare(model, config: FinetuneConfig):
+    """Wrap the model with LoRA adapters, or make every weight trainable."""
+    if config.method == "full":
+        for p in model.parameters():
+            p.requires_grad_(True)
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    layers = model.config.num_hidden_layers
+    top = None if config.lora_layers is None else list(range(max(0, layers - config.lora_layers), layers))
+    lora = LoraConfig(
+        r=config.lora_r,
+        lora_alpha=config.lora_alpha,
+        lora_dropout=config.lora_dropout,
+        target_modules=list(config.lora_targets),
+        layers_to_transform=top,
+        task_type="CAUSAL_LM",
+    )
+    return get_peft_model(model, lora)
+
+
+# ---------------------------------------------------------------------------------------- files
+
+
+def save_checkpoint(output_dir: Path, state: dict, keep: int = 2) -> Path:
+    """Write ``checkpoints/step-NNNNNN.pt`` atomically and prune all but the ``keep`` latest."""
+    folder = Path(output_dir) / "checkpoints"
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"step-{state['step']:06d}.pt"
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    os.replace(tmp, path)  # an interruption mid-write leaves the previous checkpoint intact
+    for old in sorted(folder.glob("step-*.pt"))[:-keep]:
+        old.unlink()
+    return path
+
+
+def latest_checkpoint(output_dir: Path) -> Path | None:
+    """The checkpoint with the highest step, or None."""
+    found = sorted((Path(output_dir) / "checkpoints").glob("step-*.pt"))
+    return found[-1] if found else None
+
+
+def _save_final(out: Path, model, tokenizer, log: dict) -> Path:
+    target, tmp = out / "model", out / "model.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(tmp)
+    tokenizer.save_pretrained(tmp)
+    log_tmp = out / "training.json.tmp"
+    log_tmp.write_text(json.dumps(log))
+    os.replace(log_tmp, out / "training.json")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)  # the model folder appears complete or not at all
+    shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    return target
+
+
+def _jsonable(value):
+    """Tuples become lists, as after a JSON round trip, so stored and live keys compare equal."""
+    return json.loads(json.dumps(value))
+
+
+def plot_losses(losses: list[float], window: int = 5, title: str = "Training loss") -> Figure:
+    """Per-step training loss with its running mean over ``window`` steps.
+
+    >>> plot_losses([3.0, 2.0, 1.5, 1.0], window=2).axes[0].get_lines()[1].get_ydata().tolist()
+    [3.0, 2.5, 1.75, 1.25]
+    """
+    steps = list(range(1, len(losses) + 1))
+    running = []
+    for i in range(len(losses)):
+        recent = losses[max(0, i + 1 - window) : i + 1]
+        running.append(sum(recent) / len(recent))
+    figure = Figure(figsize=(6, 3.2), layout="constrained")
+    axes = figure.add_subplot()
+    axes.plot(steps, losses, ".", alpha=0.5, label="step")
+    axes.plot(steps, running, "-", label=f"running mean ({window})")
+    axes.set(title=title, xlabel="step", ylabel="answer NLL / token")
+    axes.legend()
+    return figure

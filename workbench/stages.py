@@ -1,0 +1,169 @@
+"""Lifecycle stages: named, fingerprinted model variants that every notebook loads by name.
+
+A stage is a recipe: a source (the embedded model or a saved Hugging Face folder), a dtype and a
+quantisation. bf16 and int8 variants are not stored as extra weights; they are derived from the
+source on load, which is deterministic. What the registry keeps is the fingerprint of the weights
+that came out at registration, so :func:`load_stage` can refuse a stage whose source has changed
+since (re-trained, edited, replaced) instead of quietly producing numbers for other weights::
+
+    register_stage("finetuned-fp32", "/path/to/model", task="sst5+stsb")
+    lm = load_stage("finetuned-fp32")          # a LoadedModel, fingerprint checked
+
+The registry is a JSON file, ``<cache>/stages.json`` by default (``WORKBENCH_STAGES`` or the
+``registry`` argument override it). The base stages ``base-fp32``, ``base-bf16`` and ``base-int8``
+need no registration: they are registered on first load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.models import DEFAULT_MODEL, LoadedModel, load_model
+from workbench.paths import cache_dir
+
+VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}  # suffix -> (dtype, quantize)
+BASE_STAGES = {
+    f"base-{suffix}": {"source": DEFAULT_MODEL, "dtype": dtype, "quantize": quantize, "notes": "SmolLM2-135M-Instruct as shipped"}
+    for suffix, (dtype, quantize) in VARIANTS.items()
+}
+_CHECKED = ("dtype", "quantization", "weights_sha256")  # the source name may be spelled differently
+
+
+class FingerprintMismatch(RuntimeError):
+    """A stage's weights no longer match the fingerprint recorded when it was registered."""
+
+
+@dataclass
+class Stage:
+    """One registered stage.
+
+    Attributes:
+        name: the name notebooks use.
+        source: embedded model name or absolute path of a saved model folder.
+        dtype: "fp32", "bf16" or "fp16".
+        quantize: None or "int8" (dynamic, CPU).
+        fingerprint: the :attr:`LoadedModel.fingerprint` recorded at registration.
+        task: what the stage was trained for, if anything.
+        notes: free text (training run, profile, ...).
+        registered: when it was registered (UTC, ISO 8601).
+    """
+
+    name: str
+    source: str
+    dtype: str = "fp32"
+    quantize: str | None = None
+    fingerprint: dict = field(default_factory=dict)
+    task: str | None = None
+    notes: str = ""
+    registered: str = ""
+
+
+def registry_path(registry: str | Path | None = None) -> Path:
+    """The registry file: ``registry`` if given, else ``$WORKBENCH_STAGES``, else ``<cache>/stages.json``."""
+    if registry is not None:
+        return Path(registry)
+    configured = os.environ.get("WORKBENCH_STAGES")
+    return Path(configured).expanduser() if configured else cache_dir() / "stages.json"
+
+
+def _read(path: Path) -> dict[str, dict]:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _write(path: Path, stages: dict[str, dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(stages, indent=1, sort_keys=True))
+    os.replace(tmp, path)  # readers see the old or the new registry, never half of one
+
+
+def register_stage(
+    name: str,
+    source: str | Path,
+    dtype: str = "fp32",
+    quantize: str | None = None,
+    task: str | None = None,
+    notes: str = "",
+    registry: str | Path | None = None,
+) -> Stage:
+    """Load ``source`` as described, record its fingerprint under ``name`` (replacing any old entry).
+
+    Args:
+        name: the stage name.
+        source: embedded model name or a saved model folder (stored as an absolute path).
+        dtype: "fp32", "bf16" or "fp16".
+        quantize: None or "int8".
+        task: what the stage was trained for.
+        notes: free text.
+        registry: registry file (see :func:`registry_path`).
+
+    Returns:
+        The registered :class:`Stage`.
+    """
+    source = str(Path(source).resolve()) if Path(source).is_dir() else str(source)
+    # Fingerprints are computed on CPU: the weight bytes are the same on any device, and int8 needs CPU.
+    lm = load_model(source, device="cpu", dtype=dtype, quantize=quantize)
+    stage = Stage(name, source, dtype, quantize, lm.fingerprint, task, notes, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    path = registry_path(registry)
+    stages = _read(path)
+    stages[name] = asdict(stage)
+    _write(path, stages)
+    return stage
+
+
+def register_variants(prefix: str, source: str | Path, task: str | None = None, notes: str = "", variants=tuple(VARIANTS), registry: str | Path | None = None) -> list[Stage]:
+    """Register ``<prefix>-fp32``, ``<prefix>-bf16`` and ``<prefix>-int8`` over one saved model."""
+    return [register_stage(f"{prefix}-{v}", source, *VARIANTS[v], task=task, notes=notes, registry=registry) for v in variants]
+
+
+def get_stage(name: str, registry: str | Path | None = None) -> Stage:
+    """The registered stage ``name``; a base stage is registered on first use."""
+    stages = _read(registry_path(registry))
+    if name in stages:
+        return Stage(**stages[name])
+    if name in BASE_STAGES:
+        return register_stage(name, **BASE_STAGES[name], registry=registry)
+    raise KeyError(f"no stage {name!r} in {registry_path(registry)}; known: {sorted(set(stages) | set(BASE_STAGES))}")
+
+
+def list_stages(registry: str | Path | None = None) -> pd.DataFrame:
+    """Every stage, one row each; base stages not yet registered show an empty fingerprint."""
+    stages = {name: {"name": name, **spec} for name, spec in BASE_STAGES.items()}
+    stages.update(_read(registry_path(registry)))
+    rows = []
+    for name, stage in sorted(stages.items()):
+        sha = stage.get("fingerprint", {}).get("weights_sha256", "")
+        rows.append({"name": name, "source": stage["source"], "dtype": stage["dtype"], "quantize": stage["quantize"], "task": stage.get("task"),
+                     "weights_sha256": sha[:16], "registered": stage.get("registered", ""), "notes": stage.get("notes", "")})
+    return pd.DataFrame(rows)
+
+
+def load_stage(name: str, device: str = "auto", registry: str | Path | None = None) -> LoadedModel:
+    """Load a stage and check that its weights are the ones registered.
+
+    Args:
+        name: the stage name.
+        device: "auto", "cpu", "cuda"...; int8 stages always run on CPU.
+        registry: registry file (see :func:`registry_path`).
+
+    Raises:
+        KeyError: no such stage.
+        FingerprintMismatch: the weights changed since registration (re-register the stage, or
+            restore its source).
+    """
+    stage = get_stage(name, registry)
+    lm = load_model(stage.source, device="cpu" if stage.quantize == "int8" else device, dtype=stage.dtype, quantize=stage.quantize)
+    changed = [key for key in _CHECKED if lm.fingerprint.get(key) != stage.fingerprint.get(key)]
+    if changed:
+        raise FingerprintMismatch(
+            f"stage {name!r} ({stage.source}, {stage.dtype}, quantize={stage.quantize}) no longer matches its registered "
+            f"fingerprint: {', '.join(changed)} changed (registered sha256 {stage.fingerprint.get('weights_sha256', '')[:16]}, "
+            f"now {lm.fingerprint['weights_sha256'][:16]}). Re-register it with register_stage if the new weights are intended."
+        )
+    return lm
