@@ -22,8 +22,8 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from workbench.decoding import Engine, SamplingConfig
-from workbench.models import load_model
+from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.models import load_model
 from workbench.paths import RESULTS_DIR
 from workbench.tasks import get_task
 

@@ -1,4 +1,4 @@
-"""MBR utility matrices: vectorised (workbench.mbr) vs a pair-by-pair loop over the library scorer.
+"""MBR utility matrices: vectorised (workbench.metric_aware.mbr) vs a pair-by-pair loop over the library scorer.
 
 For each item, N text samples are scored against each other (N x N utilities) and the sample
 with the highest mean utility is selected. The loop calls the library's own sentence scorer
@@ -32,7 +32,7 @@ import numpy as np
 import sacrebleu
 from rouge_score import rouge_scorer
 
-from workbench.mbr import UTILITIES
+from workbench.metric_aware.mbr import UTILITIES
 from workbench.paths import RESULTS_DIR
 
 BASE_SENTENCES = [

@@ -33,7 +33,7 @@ import torch
 from transformers import DynamicCache
 
 from workbench.cost import Measurement, ModelShape, Roofline, calibrate, measure_cpu
-from workbench.models import load_model
+from workbench.inference.models import load_model
 from workbench.paths import RESULTS_DIR
 
 # transformers' DynamicCache concatenates: each step copies the cache (read + write) before

@@ -27,7 +27,7 @@ COPY workbench ./workbench
 RUN pip install --no-deps .
 
 # Convert the embedded GGUF model once at build time, so a container starts offline in seconds.
-RUN python -c "from workbench.models import embedded_model_folder; embedded_model_folder()"
+RUN python -c "from workbench.inference.models import embedded_model_folder; embedded_model_folder()"
 
 RUN useradd --system --uid 10001 serve && chown -R serve /opt/workbench-cache
 USER serve

@@ -12,7 +12,7 @@ import pytest  # noqa: E402
 
 @pytest.fixture(scope="session")
 def lm():
-    from workbench.models import load_model
+    from workbench.inference.models import load_model
 
     return load_model(device="cpu")
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench.bootstrap import BootstrapResult, bootstrap_ci, paired_bootstrap
-from workbench.metrics import get_metric
+from workbench.metric_aware.bootstrap import BootstrapResult, bootstrap_ci, paired_bootstrap
+from workbench.metric_aware.metrics import get_metric
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ from workbench.consistency.generate import (
     variant_seed,
 )
 from workbench.consistency.responses import RESPONSE_FIELDS, load_responses
-from workbench.decoding import Engine
+from workbench.inference.engine import Engine
 
 TOKENS = 6
 

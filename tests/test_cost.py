@@ -309,7 +309,7 @@ def test_bootstrap_scaling_fit():
     assert (exact.scale, exact.exponent) == pytest.approx((2.0, -0.5))
     assert exact.items_for(0.01) == 40000 and exact.half_width(25) == pytest.approx(0.4)
 
-    from workbench.bootstrap import bootstrap_ci
+    from workbench.metric_aware.bootstrap import bootstrap_ci
 
     rng = np.random.default_rng(2)
     correct = (rng.random(1600) < 0.7).astype(float)

@@ -38,7 +38,7 @@ from workbench.cost.report import (  # noqa: E402
     with_pareto,
 )
 from workbench.cost.roofline import SMOLLM2_135M  # noqa: E402
-from workbench.metric_aware import synthetic_run  # noqa: E402
+from workbench.metric_aware.experiments import synthetic_run  # noqa: E402
 
 SHAPE = ModelShape.from_config(SMOLLM2_135M)
 MACHINE = Hardware("box", bf16_tflops=2.0, fp32_tflops=0.5, bandwidth_gb_s=20.0, usd_per_hour=1.0)
@@ -161,7 +161,7 @@ def test_time_passes_on_a_tiny_model():
 
 
 def test_time_methods_times_every_method(lm, sst5, sst5_prompts):
-    from workbench.decoding import Engine
+    from workbench.inference.engine import Engine
 
     engine = Engine(lm, cache=None, progress=False)
     timing = time_methods(engine, sst5_prompts[:2], sst5.candidates, ns=[2], max_new_tokens=2, repeats=1)

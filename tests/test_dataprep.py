@@ -1,4 +1,4 @@
-"""Tests of workbench.dataprep: cleaning, de-duplication, splits, statistics, plots, augmentation."""
+"""Tests of workbench.lifecycle.dataprep: cleaning, de-duplication, splits, statistics, plots, augmentation."""
 
 from collections import Counter
 from dataclasses import dataclass
@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from workbench import dataprep
+import workbench.text as text_cleaning
+from workbench.lifecycle import dataprep
 
 
 @pytest.mark.parametrize(
@@ -26,16 +27,16 @@ from workbench import dataprep
     ],
 )
 def test_clean_text_undoes_ptb_tokenisation(raw, clean):
-    assert dataprep.clean_text(raw) == clean
+    assert text_cleaning.clean_text(raw) == clean
 
 
 def test_clean_text_without_ptb_only_normalises():
-    assert dataprep.clean_text("keep  it 's ,", ptb=False) == "keep it 's ,"
+    assert text_cleaning.clean_text("keep  it 's ,", ptb=False) == "keep it 's ,"
 
 
 def test_clean_text_composes_unicode():
     decomposed = "cafe\u0301"
-    assert dataprep.clean_text(decomposed) == "caf\u00e9"
+    assert text_cleaning.clean_text(decomposed) == "caf\u00e9"
 
 
 def test_deduplicate_counts_exact_and_normalised_duplicates():
@@ -131,15 +132,15 @@ def test_label_distribution_counts_and_shares():
     assert table["share"].sum() == pytest.approx(1.0)
 
 
-def test_plots_return_figures_with_one_series_per_part():
-    lengths = dataprep.plot_token_lengths({"train": [1, 2, 3, 9], "dev": [2, 2]}, bins=5)
-    assert isinstance(lengths, Figure)
-    assert [t.get_text().split(" ")[0] for t in lengths.axes[0].get_legend().get_texts()] == ["train", "dev"]
-    single = dataprep.plot_label_distribution([1, 1, 2])
-    assert isinstance(single, Figure)
-    assert len(single.axes[0].patches) == 2  # one bar per label
-    grouped = dataprep.plot_label_distribution({"train": [1, 2], "test": [2, 3]})
-    assert len(grouped.axes[0].patches) == 6  # three labels, two parts (missing labels as 0)
+def test_plots_draw_one_series_per_part_on_the_given_axes():
+    axes = Figure().add_subplot()
+    lengths = dataprep.plot_token_lengths(axes, {"train": [1, 2, 3, 9], "dev": [2, 2]}, bins=5)
+    assert lengths is axes
+    assert [t.get_text().split(" ")[0] for t in lengths.get_legend().get_texts()] == ["train", "dev"]
+    single = dataprep.plot_label_distribution(Figure().add_subplot(), [1, 1, 2])
+    assert len(single.patches) == 2  # one bar per label
+    grouped = dataprep.plot_label_distribution(Figure().add_subplot(), {"train": [1, 2], "test": [2, 3]})
+    assert len(grouped.patches) == 6  # three labels, two parts (missing labels as 0)
 
 
 def test_word_dropout_is_seeded_and_never_empties():

@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from workbench import decision
-from workbench.decision import (
+from workbench.metric_aware import decision
+from workbench.metric_aware.decision import (
     decide,
     expected_metric,
     from_grid,
@@ -16,7 +16,7 @@ from workbench.decision import (
     quantile,
     rule_for_metric,
 )
-from workbench.metrics import get_metric, list_metrics
+from workbench.metric_aware.metrics import get_metric, list_metrics
 
 # A fine grid of candidate predictions for brute-force checks, with the support included so
 # that point masses can be hit exactly.

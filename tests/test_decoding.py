@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.decoding import Engine, SamplingConfig
-from workbench.gencache import GenerationCache
+from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.gencache import GenerationCache
 
 
 @pytest.fixture

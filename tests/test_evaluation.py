@@ -5,23 +5,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from matplotlib.figure import Figure
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 from test_finetune import make_tiny_model
 
-from workbench.decoding import Engine
-from workbench.evaluation import (
+from workbench.inference.engine import Engine
+from workbench.lifecycle.evaluation import (
     Predictions,
     class_scheme,
     classification_metrics,
     evaluate_stage,
-    expected_calibration_error,
     length_bucket,
     perplexity,
     plot_metric,
     slice_metrics,
     sliding_windows,
 )
-from workbench.models import load_model
+from workbench.inference.models import load_model
+from workbench.metric_aware.metrics import expected_calibration_error
 from workbench.tasks import Example, get_task
 
 
@@ -136,5 +137,5 @@ def test_evaluate_stage_tables(tiny_lm):
     assert evaluation.slices.groupby("task")["n"].sum().tolist() == [6, 6]
     probs = evaluation.predictions["stsb"].class_probs
     assert probs.shape == (6, 5) and np.allclose(probs.sum(axis=1), 1)
-    figure = plot_metric(metrics, "accuracy")
-    assert len(figure.axes[0].patches) == 2
+    axes = plot_metric(Figure().add_subplot(), metrics, "accuracy")
+    assert len(axes.patches) == 2

@@ -8,7 +8,7 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
-from workbench.finetune import (
+from workbench.lifecycle.finetune import (
     FinetuneConfig,
     answer_nll,
     batch_schedule,
@@ -19,8 +19,8 @@ from workbench.finetune import (
     run_dir,
     training_set,
 )
-from workbench.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
-from workbench.models import embedded_model_folder, load_model, weights_sha256
+from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
+from workbench.inference.models import embedded_model_folder, load_model, weights_sha256
 from workbench.tasks import get_task
 
 

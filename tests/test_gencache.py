@@ -1,6 +1,6 @@
 import json
 
-from workbench.gencache import GenerationCache
+from workbench.inference.gencache import GenerationCache
 
 FP = {"name": "m", "dtype": "fp32", "quantization": None, "weights_sha256": "abc"}
 

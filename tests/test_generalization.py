@@ -7,8 +7,8 @@ import csv
 import numpy as np
 import pytest
 
-from workbench.decoding import GridScore
-from workbench.generalization import (
+from workbench.inference.engine import GridScore
+from workbench.cost.generalization import (
     drop_table,
     lexicon_to_csv,
     metric_drop,

@@ -8,8 +8,8 @@ import sacrebleu
 from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 
-from workbench import mbr
-from workbench.mbr import (
+from workbench.metric_aware import mbr
+from workbench.metric_aware.mbr import (
     BleuConfig,
     ChrfConfig,
     RougeLConfig,
@@ -20,7 +20,7 @@ from workbench.mbr import (
     mbr_select_batch,
     rouge_l_matrix,
 )
-from workbench.metrics import get_metric, list_metrics
+from workbench.metric_aware.metrics import get_metric, list_metrics
 
 REALISH = [
     "The committee approved the new budget on Tuesday after a long debate.",

@@ -12,8 +12,8 @@ from sklearn.metrics import (
     mean_squared_error,
 )
 
-from workbench import metrics
-from workbench.metrics import get_metric, list_metrics, register_metric
+from workbench.metric_aware import metrics
+from workbench.metric_aware.metrics import get_metric, list_metrics, register_metric
 
 EXPECTED_METADATA = {
     # name: (kind, higher_is_better, data)
@@ -32,6 +32,12 @@ EXPECTED_METADATA = {
     "rmse": ("corpus", False, "numeric"),
     "mae": ("corpus", False, "numeric"),
     "quadratic_weighted_kappa": ("corpus", True, "numeric"),
+    "macro_f1": ("corpus", True, "probs"),
+    "precision": ("corpus", True, "probs"),
+    "recall": ("corpus", True, "probs"),
+    "auc_ovr": ("corpus", True, "probs"),
+    "ece": ("corpus", False, "probs"),
+    "nll": ("corpus", False, "probs"),
 }
 
 
@@ -201,3 +207,17 @@ def test_quadratic_weighted_kappa_matches_sklearn_and_rejects_floats():
     assert metrics.quadratic_weighted_kappa([1.0, 2.0], [1, 2]) == 1.0
     with pytest.raises(ValueError, match="round"):
         metrics.quadratic_weighted_kappa([1.5, 2.0], [1, 2])
+
+
+def test_nll_matches_sklearn_log_loss():
+    from sklearn.metrics import log_loss
+
+    rng = np.random.default_rng(3)
+    probs = rng.dirichlet(np.ones(4), size=100)
+    labels = rng.integers(0, 4, size=100)
+    assert get_metric("nll")(probs, labels) == pytest.approx(log_loss(labels, probs, labels=range(4)))
+
+
+def test_class_metrics_refuse_point_predictions():
+    with pytest.raises(ValueError, match="class metrics need"):
+        get_metric("macro_f1")([1, 2, 3], [1, 2, 3])

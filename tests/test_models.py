@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from workbench.models import load_model, resolve_device
+from workbench.inference.models import load_model, resolve_device
 
 
 def test_fingerprint_and_defaults(lm):
@@ -23,7 +23,7 @@ def test_variants_have_distinct_fingerprints(lm):
 
 
 def test_load_from_local_folder_matches_embedded(lm):
-    from workbench.models import embedded_model_folder
+    from workbench.inference.models import embedded_model_folder
 
     again = load_model(str(embedded_model_folder()), device="cpu")
     assert again.fingerprint["weights_sha256"] == lm.fingerprint["weights_sha256"]

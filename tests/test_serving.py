@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from workbench.decoding import Engine, GridScore, SampleSet, SamplingConfig
-from workbench.models import load_model
+from workbench.inference.engine import Engine, GridScore, SampleSet, SamplingConfig
+from workbench.inference.models import load_model
 from workbench.serving import BackgroundServer, RemoteEngine, RemoteEngineError, ServerConfig, create_app
 from workbench.serving.batching import BatchQueue, QueueFull
 from workbench.serving.loadtest import run_load_test

@@ -7,7 +7,7 @@ import torch
 from test_finetune import make_tiny_model
 from transformers import AutoModelForCausalLM
 
-from workbench.stages import FingerprintMismatch, get_stage, list_stages, load_stage, register_stage, register_variants, registry_path
+from workbench.lifecycle.stages import FingerprintMismatch, get_stage, list_stages, load_stage, register_stage, register_variants, registry_path
 
 
 @pytest.fixture()

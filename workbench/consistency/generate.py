@@ -6,7 +6,7 @@ Three pieces, all data-driven:
   (SST-5 sentiment ratings, GSM8K problems answered with a number); *open* ones have many good
   answers (paraphrase an STS-B sentence, explain an SST-5 sentence).
 * :class:`Variant`: one stage *variant* to compare, described as data: which model stage (a
-  registry name from :mod:`workbench.stages` or a loaded model), the sampling settings, the
+  registry name from :mod:`workbench.lifecycle.stages` or a loaded model), the sampling settings, the
   system prompt and query template, and whether it is called in process (``"local"``) or through
   an HTTP server on loopback (``"served"``).
 * :func:`generate_responses`: draws ``samples_per_query`` responses per query from every variant
@@ -24,7 +24,7 @@ Resuming. With ``out_dir`` every variant's responses are appended to ``<out_dir>
 after each batch of queries, tagged with a key of everything that determines them (settings,
 stage fingerprint, samples per query, seed). A rerun keeps the records whose key still matches,
 generates only the queries that lack some of their samples, and loads no model at all when
-nothing is missing. The engines also use the disk generation cache (:mod:`workbench.gencache`).
+nothing is missing. The engines also use the disk generation cache (:mod:`workbench.inference.gencache`).
 """
 
 from __future__ import annotations
@@ -43,10 +43,10 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from workbench.consistency.responses import RESPONSE_FIELDS, validate_responses
-from workbench.dataprep import clean_text
-from workbench.decoding import Engine, SamplingConfig
-from workbench.gencache import GenerationCache
-from workbench.models import LoadedModel, embedded_model_folder
+from workbench.text import clean_text
+from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.gencache import GenerationCache
+from workbench.inference.models import LoadedModel, embedded_model_folder
 from workbench.paths import cache_dir
 from workbench.tasks import get_task
 
@@ -103,7 +103,7 @@ class Variant:
     Attributes:
         name: the stage label in the response table (unique per run; it also sets the seed).
         stage: a registry stage name (``"base-fp32"``, ``"finetuned-fp32"``...; loaded with
-            :func:`workbench.stages.load_stage`) or an already loaded model.
+            :func:`workbench.lifecycle.stages.load_stage`) or an already loaded model.
         temperature: sampling temperature (0: greedy).
         top_p: nucleus mass (1 disables).
         max_new_tokens: response budget in tokens.
@@ -170,7 +170,7 @@ def stage_fingerprint(stage: str | LoadedModel) -> dict:
     """The weights fingerprint of a stage, from the registry (no model is loaded for registered stages)."""
     if isinstance(stage, LoadedModel):
         return stage.fingerprint
-    from workbench.stages import get_stage  # imported late: registering a base stage loads it once
+    from workbench.lifecycle.stages import get_stage  # imported late: registering a base stage loads it once
 
     return get_stage(stage).fingerprint
 
@@ -181,7 +181,7 @@ def stage_tokenizer(stage: str | LoadedModel):
         return stage.tokenizer
     from transformers import AutoTokenizer
 
-    from workbench.stages import get_stage
+    from workbench.lifecycle.stages import get_stage
 
     source = get_stage(stage).source
     try:
@@ -244,7 +244,7 @@ class _Engines:
         if isinstance(stage, LoadedModel):
             return stage
         if stage not in self._models:
-            from workbench.stages import load_stage
+            from workbench.lifecycle.stages import load_stage
 
             self._models[stage] = load_stage(stage, device=self.device)
         return self._models[stage]
@@ -303,7 +303,7 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
             resume; None keeps everything in memory (the engines' disk cache still applies).
         device: where local models run ("auto", "cpu", "cuda"...; int8 stages run on CPU).
         queries_per_call: queries per engine call (and per incremental write).
-        disk_cache: use the generation cache of :mod:`workbench.gencache`.
+        disk_cache: use the generation cache of :mod:`workbench.inference.gencache`.
         progress: show a tqdm progress bar.
 
     Returns:

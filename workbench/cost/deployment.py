@@ -103,7 +103,7 @@ def sampling_cost(
         new_tokens: tokens per sample.
         n: samples.
         shared_prefill: True prefills the prompt once and copies its KV cache into the N rows
-            (as :class:`workbench.decoding.Engine` does); False prefills N copies of the prompt
+            (as :class:`workbench.inference.engine.Engine` does); False prefills N copies of the prompt
             (as ``generate(num_return_sequences=N)`` does).
         utility_calls: metric evaluations per prompt (see :func:`mbr_cost`).
         seconds_per_utility: measured seconds per evaluation.
@@ -114,12 +114,12 @@ def sampling_cost(
 
 def mbr_cost(roofline: Roofline, prompt_tokens: int, new_tokens: int, n: int, seconds_per_utility: float, shared_prefill: bool = True) -> InferenceCost:
     """Minimum-Bayes-risk decoding: N samples and the full N x N utility matrix
-    (``workbench.mbr`` scores every pair, the diagonal included)."""
+    (``workbench.metric_aware.mbr`` scores every pair, the diagonal included)."""
     return sampling_cost(roofline, prompt_tokens, new_tokens, n, shared_prefill, n * n, seconds_per_utility)
 
 
 def grid_cost(roofline: Roofline, prompt_tokens: int, candidates: int, candidate_tokens: int = 1) -> InferenceCost:
-    """Exact scores of K candidate answers (:meth:`workbench.decoding.Engine.score`): one
+    """Exact scores of K candidate answers (:meth:`workbench.inference.engine.Engine.score`): one
     prefill, then one pass over K rows that feeds each candidate's tokens on the prompt's cache
     and keeps the logits of all of them (the end-of-answer token after them is not fed)."""
     prefill = roofline.prefill_time(1, prompt_tokens)

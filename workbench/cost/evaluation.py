@@ -131,7 +131,7 @@ def fit_bootstrap_scaling(items: Sequence[int], intervals: Sequence) -> Bootstra
     Args:
         items: (k,) subset sizes.
         intervals: (k,) half-widths, or objects with ``low`` and ``high`` such as
-            :class:`workbench.bootstrap.BootstrapResult`.
+            :class:`workbench.metric_aware.bootstrap.BootstrapResult`.
 
     Returns:
         The scale (least squares in log space with the exponent fixed at -1/2) and, as a check,

@@ -2,7 +2,7 @@
 
 * benchmark records: read ``results/benchmarks.jsonl`` and rebuild the calibrated roofline;
 * fresh timings: forward passes (roofline validation) and the decoding methods of an
-  :class:`~workbench.decoding.Engine` (greedy, N samples, exact grid scoring);
+  :class:`~workbench.inference.engine.Engine` (greedy, N samples, exact grid scoring);
 * tables: API cost per request, self-hosting options, break-even volumes, the extra cost of
   metric-aware inference, quality against cost with its Pareto front, labelled-set sizes;
 * plots: each takes an Axes (or returns a Figure) so a notebook can call it once directly, which a
@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from workbench.bootstrap import bootstrap_ci
+from workbench.metric_aware.bootstrap import bootstrap_ci
 from workbench.cost.deployment import (
     HOURS_PER_MONTH,
     BreakEven,
@@ -151,7 +151,7 @@ def time_methods(engine, prompts: list[str], candidates: list[str], ns: Sequence
     during the warm-up, so the timings are those of a server that keeps it cached.
 
     Args:
-        engine: the :class:`~workbench.decoding.Engine` to time.
+        engine: the :class:`~workbench.inference.engine.Engine` to time.
         prompts: formatted prompts, timed as one call per method.
         candidates: the answer grid for :meth:`Engine.score`.
         ns: sample counts.
@@ -163,7 +163,7 @@ def time_methods(engine, prompts: list[str], candidates: list[str], ns: Sequence
         One row per method: method ("greedy", "sample" or "exact"), n (samples, or candidates
         for "exact"), seconds_per_item.
     """
-    from workbench.decoding import SamplingConfig  # here, not at the top: it imports torch
+    from workbench.inference.engine import SamplingConfig  # here, not at the top: it imports torch
 
     config = SamplingConfig(max_new_tokens=max_new_tokens)
     methods = [("greedy", 1, lambda p: engine.greedy(p, max_new_tokens=max_new_tokens))]
@@ -357,7 +357,7 @@ def quality_cost_points(run, timing: pd.DataFrame, ns: Sequence[int], metric: st
     """Quality and measured cost of greedy, the sampled mean at each N and the exact mean.
 
     Args:
-        run: a :class:`~workbench.metric_aware.TaskRun` with at least ``max(ns)`` samples.
+        run: a :class:`~workbench.metric_aware.experiments.TaskRun` with at least ``max(ns)`` samples.
         timing: from :func:`time_methods` on the same model.
         ns: sample counts (first-N prefixes of the run's samples).
         metric: the quality metric.
@@ -365,7 +365,7 @@ def quality_cost_points(run, timing: pd.DataFrame, ns: Sequence[int], metric: st
     Returns:
         One row per point: strategy, method, n, metric value, seconds_per_item.
     """
-    from workbench.metric_aware import k_sweep  # here, not at the top: it imports torch
+    from workbench.metric_aware.experiments import k_sweep  # here, not at the top: it imports torch
 
     sweep = k_sweep(run, list(ns), (metric,)).set_index(["k", "strategy"])["value"]
     seconds = timing.set_index(["method", "n"])["seconds_per_item"]

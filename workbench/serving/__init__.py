@@ -3,7 +3,7 @@
 * :func:`create_app` / :class:`ServerConfig` (``server``): the FastAPI app, with auth, limits,
   a bounded queue, micro-batching and Prometheus metrics; ``python -m workbench.serving`` runs it.
 * :class:`RemoteEngine` (``client``): ``sample`` / ``greedy`` / ``score`` over HTTP, returning
-  the same types as :class:`workbench.decoding.Engine`.
+  the same types as :class:`workbench.inference.engine.Engine`.
 * :class:`BackgroundServer` (``background``): uvicorn in a thread, for notebooks and tests.
 * :func:`workbench.serving.loadtest.run_load_test`: throughput, latency percentiles and
   exactly-once checks (``python -m workbench.serving.loadtest``; not imported here, so that

@@ -16,8 +16,8 @@ from dataclasses import fields
 
 import uvicorn
 
-from workbench.decoding import Engine
-from workbench.models import DEFAULT_MODEL, load_model
+from workbench.inference.engine import Engine
+from workbench.inference.models import DEFAULT_MODEL, load_model
 from workbench.serving.server import ServerConfig, create_app
 
 _DEFAULTS = {f.name: f.default for f in fields(ServerConfig)}

@@ -1,4 +1,4 @@
-"""``RemoteEngine``: the :class:`workbench.decoding.Engine` interface over HTTP.
+"""``RemoteEngine``: the :class:`workbench.inference.engine.Engine` interface over HTTP.
 
 Code written against ``Engine`` (``sample``, ``greedy``, ``score``) runs unchanged against a
 server: the same arguments, and the same :class:`SampleSet` / :class:`GridScore` results.
@@ -14,7 +14,7 @@ from dataclasses import asdict
 import httpx
 import numpy as np
 
-from workbench.decoding import GridScore, SampleSet, SamplingConfig
+from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
 
 
 class RemoteEngineError(RuntimeError):

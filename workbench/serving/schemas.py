@@ -1,7 +1,7 @@
 """Request and response bodies of the serving API (pydantic; unknown fields are refused).
 
 A request names its input either as ``prompts`` (fully formatted strings, the chat template
-already applied, exactly what :class:`workbench.decoding.Engine` takes) or as ``messages`` (one
+already applied, exactly what :class:`workbench.inference.engine.Engine` takes) or as ``messages`` (one
 chat, which the server formats with the model's chat template).
 """
 
@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from workbench.decoding import SamplingConfig
+from workbench.inference.engine import SamplingConfig
 
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
 
@@ -43,7 +43,7 @@ class PromptInput(_Strict):
 
 
 class GenerateRequest(PromptInput):
-    """Sampling request; the settings mirror :class:`workbench.decoding.SamplingConfig`."""
+    """Sampling request; the settings mirror :class:`workbench.inference.engine.SamplingConfig`."""
 
     n: int = Field(1, ge=1, description="samples per prompt")
     temperature: float = Field(1.0, ge=0, description="0 for greedy")
@@ -67,7 +67,7 @@ class GenerateRequest(PromptInput):
 
 
 class ScoreRequest(PromptInput):
-    """Exact probabilities of candidate answers (see :meth:`workbench.decoding.Engine.score`)."""
+    """Exact probabilities of candidate answers (see :meth:`workbench.inference.engine.Engine.score`)."""
 
     candidates: list[str] = Field(min_length=1)
     temperature: float = Field(1.0, gt=0)

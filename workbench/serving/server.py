@@ -33,7 +33,7 @@ from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
-from workbench.decoding import Engine, GridScore
+from workbench.inference.engine import Engine, GridScore
 from workbench.serving.batching import BatchQueue, QueueFull, serve_batches
 from workbench.serving.schemas import (
     Completion,
@@ -172,7 +172,7 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
     """A FastAPI app serving one model stage.
 
     Args:
-        engine: the local :class:`workbench.decoding.Engine` (its ``lm`` gives the fingerprint).
+        engine: the local :class:`workbench.inference.engine.Engine` (its ``lm`` gives the fingerprint).
             The app owns it: nothing else may call it while the app runs.
         api_key: the key clients must send; None disables auth.
         config: limits and batching settings.

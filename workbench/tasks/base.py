@@ -72,7 +72,7 @@ class Task:
 
     @property
     def candidates(self) -> list[str]:
-        """The grid as answer strings, for :meth:`workbench.decoding.Engine.score`."""
+        """The grid as answer strings, for :meth:`workbench.inference.engine.Engine.score`."""
         if self.grid is None:
             raise ValueError(f"task {self.name!r} has no answer grid")
         return [self.grid_format.format(value) for value in self.grid]

@@ -398,7 +398,7 @@ UTILITIES: dict[str, Callable[..., np.ndarray]] = {
     "rouge_l": rouge_l_matrix,
     "bleu": bleu_matrix,
 }
-"""Utility matrix functions by the name of the metric they reproduce (see workbench.metrics)."""
+"""Utility matrix functions by the name of the metric they reproduce (see workbench.metric_aware.metrics)."""
 
 
 @dataclass(frozen=True)

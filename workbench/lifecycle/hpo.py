@@ -22,9 +22,9 @@ import numpy as np
 import optuna
 import pandas as pd
 
-from workbench.decoding import Engine
-from workbench.evaluation import predict
-from workbench.finetune import FinetuneConfig, encode, finetune, mean_answer_loss
+from workbench.inference.engine import Engine
+from workbench.lifecycle.evaluation import predict
+from workbench.lifecycle.finetune import FinetuneConfig, encode, finetune, mean_answer_loss
 from workbench.tasks import Example, get_task
 
 METHODS = ("grid", "random", "tpe")

@@ -38,7 +38,7 @@ class GenerationCache:
 
     Args:
         root: the cache folder (one sub-folder per fingerprint is created inside).
-        fingerprint: the model fingerprint (see :class:`workbench.models.LoadedModel`).
+        fingerprint: the model fingerprint (see :class:`workbench.inference.models.LoadedModel`).
     """
 
     def __init__(self, root: str | Path, fingerprint: dict):

@@ -33,7 +33,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.metrics import MetricSpec, get_metric
+from workbench.metric_aware.metrics import MetricSpec, get_metric
 
 # Relative slack when comparing cumulative probabilities with a quantile level: grid
 # probabilities that should sum to exactly 0.5 often come out as 0.49999999999999994.
@@ -320,7 +320,7 @@ def rule_for_metric(metric: str | MetricSpec) -> str:
     Numeric item metrics without a closed-form rule get ``"grid_search"``.
 
     Raises:
-        ValueError: For text metrics (use :mod:`workbench.mbr`) and for corpus metrics with no
+        ValueError: For text metrics (use :mod:`workbench.metric_aware.mbr`) and for corpus metrics with no
             per-item rule (Pearson, Spearman, kappa; the mean is the usual surrogate).
 
     >>> rule_for_metric("squared_error"), rule_for_metric("within_tolerance")

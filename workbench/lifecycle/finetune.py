@@ -2,7 +2,7 @@
 
 A training example is a task's zero-shot chat prompt (:meth:`Task.prompt` with no shots), then the
 gold answer (:meth:`Task.answer`) and the end-of-turn token. The loss covers only the answer and
-the end token: exactly the probability that :meth:`workbench.decoding.Engine.score` reads, so a
+the end token: exactly the probability that :meth:`workbench.inference.engine.Engine.score` reads, so a
 lower loss means more mass on the right grid answer and less outside the grid.
 
 Two things keep a CPU run affordable:
@@ -16,7 +16,7 @@ Checkpoints (trainable weights, optimizer, scheduler, step, RNG, losses) are wri
 every ``save_every`` steps, and :func:`finetune` resumes from the latest one. The batch order is a
 function of the seed and the step, so an interrupted and resumed run ends with the same weights as
 an uninterrupted one. The final model, LoRA merged, is an ordinary Hugging Face folder that
-:func:`workbench.models.load_model` opens.
+:func:`workbench.inference.models.load_model` opens.
 """
 
 from __future__ import annotations
@@ -34,11 +34,12 @@ from typing import Callable
 
 import torch
 import torch.nn.functional as F
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # noqa: F401  (doctests)
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, DynamicCache, get_linear_schedule_with_warmup
 
-from workbench.models import DEFAULT_MODEL, LoadedModel, load_model, weights_sha256
+from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model, weights_sha256
 from workbench.paths import cache_dir
 from workbench.tasks import Example, Task, get_task
 
@@ -176,7 +177,7 @@ def training_set(config: FinetuneConfig, tokenizer, examples: dict[str, list[Exa
     Args:
         config: the run settings.
         tokenizer: the model's tokenizer (its chat template shapes the prompt).
-        examples: optional ``{task: examples}`` (e.g. cleaned by :mod:`workbench.dataprep`);
+        examples: optional ``{task: examples}`` (e.g. cleaned by :mod:`workbench.lifecycle.dataprep`);
             by default each task's ``split``.
         split: the split read when ``examples`` is not given.
     """
@@ -236,7 +237,7 @@ def batch_schedule(encoded: list[Encoded], batch_size: int, steps: int, seed: in
 def answer_nll(model, batch: list[Encoded], pad_id: int, share_prefix: bool = True) -> tuple[torch.Tensor, int]:
     """Summed negative log-likelihood of the answer tokens of ``batch``, and their number.
 
-    Layout (as in :mod:`workbench.decoding`): ``[shared prefix][left pad][rest of each row]``, with
+    Layout (as in :mod:`workbench.inference.engine`): ``[shared prefix][left pad][rest of each row]``, with
     positions counted over real tokens. Answers are then right-aligned, so the logits of only the
     last ``longest answer + 1`` columns are computed.
     """
@@ -334,7 +335,7 @@ class FinetuneResult:
     tokenizer: object = field(default=None, repr=False)
 
     def loaded(self) -> LoadedModel:
-        """The in-memory model as a :class:`LoadedModel` (for :class:`workbench.decoding.Engine`)."""
+        """The in-memory model as a :class:`LoadedModel` (for :class:`workbench.inference.engine.Engine`)."""
         if self.model is None:
             return load_model(str(self.model_dir), device=self.config.device)
         device = next(self.model.parameters()).device
@@ -491,10 +492,10 @@ def _jsonable(value):
     return json.loads(json.dumps(value))
 
 
-def plot_losses(losses: list[float], window: int = 5, title: str = "Training loss") -> Figure:
+def plot_losses(axes: Axes, losses: list[float], window: int = 5, title: str = "Training loss") -> Axes:
     """Per-step training loss with its running mean over ``window`` steps.
 
-    >>> plot_losses([3.0, 2.0, 1.5, 1.0], window=2).axes[0].get_lines()[1].get_ydata().tolist()
+    >>> plot_losses(Figure().add_subplot(), [3.0, 2.0, 1.5, 1.0], window=2).get_lines()[1].get_ydata().tolist()
     [3.0, 2.5, 1.75, 1.25]
     """
     steps = list(range(1, len(losses) + 1))
@@ -502,10 +503,8 @@ def plot_losses(losses: list[float], window: int = 5, title: str = "Training los
     for i in range(len(losses)):
         recent = losses[max(0, i + 1 - window) : i + 1]
         running.append(sum(recent) / len(recent))
-    figure = Figure(figsize=(6, 3.2), layout="constrained")
-    axes = figure.add_subplot()
     axes.plot(steps, losses, ".", alpha=0.5, label="step")
     axes.plot(steps, running, "-", label=f"running mean ({window})")
     axes.set(title=title, xlabel="step", ylabel="answer NLL / token")
     axes.legend()
-    return figure
+    return axes

@@ -1,4 +1,4 @@
-"""Data preparation: cleaning, de-duplication, seeded splits, length and label EDA, augmentation.
+"""Data preparation: de-duplication, seeded splits, length and label EDA, augmentation.
 
 The functions work on plain lists. Items may be strings, dicts or objects (such as
 :class:`workbench.tasks.loaders.Example`); where a function needs an item's text or label, it takes
@@ -6,102 +6,29 @@ The functions work on plain lists. Items may be strings, dicts or objects (such 
 
 A typical pipeline::
 
-    texts = [clean_text(t) for t in raw]
+    texts = [clean_text(t) for t in raw]          # workbench.text
     report = deduplicate(examples, text="text")
     splits = split_dataset(report.kept, seed=0, label="target")
-    plot_token_lengths({name: token_lengths([e.text for e in part], lm.tokenizer)
-                        for name, part in splits.items()})
+    plot_token_lengths(plt.gca(), {name: token_lengths([e.text for e in part], lm.tokenizer)
+                                   for name, part in splits.items()})
 
-Plots return a :class:`matplotlib.figure.Figure` built without pyplot, so no global figure state
-is touched; a notebook shows it when it is a cell's last expression (or via ``display(fig)``).
+Plots take a matplotlib ``Axes`` and return it, as every plot of the workbench does.
 """
 
 from __future__ import annotations
 
 import random
 import re
-import unicodedata
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # noqa: F401  (doctests)
 
-# ---------------------------------------------------------------------------------------- cleaning
-
-# Penn Treebank escapes of brackets and quotes (lower-case forms occur in lower-cased corpora).
-_PTB_BRACKETS = {"-LRB-": "(", "-RRB-": ")", "-LSB-": "[", "-RSB-": "]", "-LCB-": "{", "-RCB-": "}"}
-_PTB_BRACKET = re.compile("|".join(_PTB_BRACKETS), flags=re.IGNORECASE)
-_OPEN_QUOTE = re.compile(r"``\s*")
-_CLOSE_QUOTE = re.compile(r"\s*''")
-_CLITIC = re.compile(r"\s+(n't|'(?:s|re|ve|ll|d|m))\b", flags=re.IGNORECASE)
-_PLURAL_POSSESSIVE = re.compile(r"(\ws) '(?=\s|$)")  # "the actors ' work" -> "the actors' work"
-_SPLIT_CONTRACTION = re.compile(r"\b(gon|wan|got) (na|ta)\b", flags=re.IGNORECASE)  # "gon na" -> "gonna"
-_SPACE_BEFORE = re.compile(r"\s+([.,!?;:%)\]}])")
-_SPACE_AFTER = re.compile(r"([(\[{$#])\s+")
-_ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff]")
-
-
-def normalize_whitespace(text: str) -> str:
-    """Collapse all Unicode whitespace runs into one space, drop zero-width characters, strip.
-
-    >>> normalize_whitespace("  a\\u00a0 film\\n\\twith\\u200b  heart ")
-    'a film with heart'
-    """
-    return " ".join(_ZERO_WIDTH.sub("", text).split())
-
-
-def detokenize_ptb(text: str) -> str:
-    """Turn Penn-Treebank-tokenised text (as in SST or PTB) back into ordinary text.
-
-    Bracket escapes (``-LRB-`` ...) and ````...''`` quotes become plain characters, and split
-    clitics (" 's", " n't") and punctuation are re-attached to their words.
-
-    >>> print(detokenize_ptb("it 's a film , really ."))
-    it's a film, really.
-    >>> print(detokenize_ptb("-LRB- the director 's cut -RRB- is n't `` great '' ..."))
-    (the director's cut) isn't "great"...
-    >>> print(detokenize_ptb("you ca n't say the actors ' work is gon na cost $ 5 !"))
-    you can't say the actors' work is gonna cost $5!
-    """
-    text = _PTB_BRACKET.sub(lambda match: _PTB_BRACKETS[match.group(0).upper()], text)
-    # Opening and closing quotes differ in PTB, so each side knows which way to attach.
-    text = _CLOSE_QUOTE.sub('"', _OPEN_QUOTE.sub('"', text))
-    text = _CLITIC.sub(r"\1", text)
-    text = _PLURAL_POSSESSIVE.sub(r"\1'", text)
-    text = _SPLIT_CONTRACTION.sub(r"\1\2", text)
-    text = _SPACE_BEFORE.sub(r"\1", text)
-    text = _SPACE_AFTER.sub(r"\1", text)
-    return normalize_whitespace(text)
-
-
-def clean_text(text: str, ptb: bool = True) -> str:
-    """Unicode NFC, optional PTB detokenisation, and whitespace normalisation.
-
-    Args:
-        text: raw text.
-        ptb: undo Penn Treebank tokenisation (leave False for text that was never tokenised:
-            it would join a genuine " ," that an author typed, which is harmless but not needed).
-
-    >>> print(clean_text("  a  -LRB- very -RRB-   good film .\\n"))
-    a (very) good film.
-    """
-    text = unicodedata.normalize("NFC", text)
-    return detokenize_ptb(text) if ptb else normalize_whitespace(text)
-
-
-def normalized_key(text: str) -> str:
-    """The key under which near-identical texts collide: case, punctuation and spacing ignored.
-
-    >>> normalized_key("It's  a FILM!") == normalized_key("its a film")
-    True
-    """
-    folded = unicodedata.normalize("NFKC", text).casefold()
-    without_punctuation = "".join(ch for ch in folded if not unicodedata.category(ch).startswith("P"))
-    return " ".join(without_punctuation.split())
-
+from workbench.text import normalized_key
 
 # ---------------------------------------------------------------------------------------- item access
 
@@ -328,51 +255,51 @@ def _named(values: Mapping[str, Sequence] | Sequence, default_name: str) -> dict
 
 
 def plot_token_lengths(
+    axes: Axes,
     lengths: Mapping[str, Sequence[int]] | Sequence[int],
     bins: int = 30,
     title: str = "Token lengths",
-) -> Figure:
+) -> Axes:
     """Histogram of lengths, one overlaid density per named series (e.g. per split).
 
     Args:
+        axes: where to draw.
         lengths: one sequence of lengths, or ``{name: lengths}`` to compare parts.
         bins: number of histogram bins, shared by all series.
         title: plot title.
 
-    >>> plot_token_lengths({"train": [3, 5, 8], "test": [4, 4]}).axes[0].get_title()
+    >>> plot_token_lengths(Figure().add_subplot(), {"train": [3, 5, 8], "test": [4, 4]}).get_title()
     'Token lengths'
     """
     series = _named(lengths, "all")
     everything = np.concatenate([np.asarray(v, dtype=float) for v in series.values()])
     edges = np.histogram_bin_edges(everything, bins=bins)
-    figure = Figure(figsize=(6, 3.5), layout="constrained")
-    axes = figure.add_subplot()
     for name, values in series.items():
         p95 = np.percentile(values, 95)
         axes.hist(values, bins=edges, density=True, histtype="step", linewidth=1.5, label=f"{name} (n={len(values)}, p95={p95:.0f})")
     axes.set(title=title, xlabel="tokens", ylabel="density")
     axes.legend()
-    return figure
+    return axes
 
 
 def plot_label_distribution(
+    axes: Axes,
     labels: Mapping[str, Sequence] | Sequence,
     title: str = "Label distribution",
-) -> Figure:
+) -> Axes:
     """Bar chart of label shares, grouped bars per named series (e.g. to check a stratified split).
 
     Args:
+        axes: where to draw.
         labels: one sequence of labels, or ``{name: labels}``.
         title: plot title.
 
-    >>> figure = plot_label_distribution({"train": [1, 2, 2], "test": [1, 2]})
-    >>> [tick.get_text() for tick in figure.axes[0].get_xticklabels()]
+    >>> axes = plot_label_distribution(Figure().add_subplot(), {"train": [1, 2, 2], "test": [1, 2]})
+    >>> [tick.get_text() for tick in axes.get_xticklabels()]
     ['1', '2']
     """
     series = _named(labels, "all")
     shares = pd.DataFrame({name: label_distribution(values)["share"] for name, values in series.items()}).fillna(0.0)
-    figure = Figure(figsize=(6, 3.5), layout="constrained")
-    axes = figure.add_subplot()
     width = 0.8 / len(series)
     x = np.arange(len(shares))
     for offset, name in enumerate(shares.columns):
@@ -380,7 +307,7 @@ def plot_label_distribution(
     axes.set_xticks(x, [str(label) for label in shares.index])
     axes.set(title=title, xlabel="label", ylabel="share")
     axes.legend()
-    return figure
+    return axes
 
 
 # ---------------------------------------------------------------------------------------- augmentation

@@ -2,7 +2,7 @@
 exact answer distribution.
 
 For a rating task the model's prediction is not one sampled answer but the exact distribution over
-the answer grid (:meth:`workbench.decoding.Engine.score`). Grid values are grouped into classes
+the answer grid (:meth:`workbench.inference.engine.Engine.score`). Grid values are grouped into classes
 (SST-5: the five ratings; STS-B: five bins of width 1), which gives class probabilities for
 accuracy, macro F1 / precision / recall, one-vs-rest AUC and the expected calibration error; the
 distribution's mean gives the RMSE. Per-slice tables (SST-5 by sentence length, STS-B by genre)
@@ -17,70 +17,22 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import torch
-from matplotlib.figure import Figure
-from sklearn.metrics import accuracy_score, f1_score, precision_score, recall_score, roc_auc_score
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure  # noqa: F401  (doctests)
 
-from workbench.decoding import Engine
-from workbench.models import LoadedModel
+from workbench.inference.engine import Engine
+from workbench.inference.models import LoadedModel
+from workbench.metric_aware.metrics import get_metric, list_metrics
 from workbench.tasks import Example, Task
 
-METRICS = ("accuracy", "macro_f1", "precision", "recall", "auc_ovr", "ece", "rmse", "outside_mass")
 
-# ---------------------------------------------------------------------------------------- metrics
-
-
-def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float:
-    """Expected calibration error with ``n_bins`` equal-width confidence bins over [0, 1].
-
-    ECE = sum over bins b of (n_b / n) * |accuracy_b - mean confidence_b|. Bin i holds
-    confidences in [i/n_bins, (i+1)/n_bins); the last bin also holds 1.0.
-
-    Args:
-        confidence: the probability of each predicted class.
-        correct: whether each prediction was right.
-        n_bins: number of bins.
-
-    Two bins: [0, 0.5) holds 0.3 (wrong): gap 0.3, weight 1/4; [0.5, 1] holds 0.9, 0.8, 0.6 with
-    2 of 3 right: gap |2/3 - 0.7667| = 0.1, weight 3/4. ECE = 0.075 + 0.075:
-
-    >>> round(expected_calibration_error([0.9, 0.8, 0.3, 0.6], [1, 0, 0, 1], n_bins=2), 6)
-    0.15
-    """
-    confidence = np.asarray(confidence, dtype=float)
-    correct = np.asarray(correct, dtype=float)
-    if confidence.shape != correct.shape or confidence.size == 0:
-        raise ValueError("confidence and correct need the same, non-zero length")
-    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
-    total = 0.0
-    for b in np.unique(bins):
-        inside = bins == b
-        total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
-    return float(total)
-
-
-def one_vs_rest_auc(labels: np.ndarray, probs: np.ndarray) -> float:
-    """Macro one-vs-rest ROC AUC over the classes that occur with both outcomes in ``labels``.
-
-    sklearn's ``roc_auc_score(multi_class="ovr")`` refuses a sample that lacks a class; here such
-    classes are skipped (NaN when none is left), so small slices still get a value.
-
-    >>> one_vs_rest_auc(np.array([0, 0, 1, 1]), np.array([[.9, .1], [.6, .4], [.7, .3], [.2, .8]]))
-    0.75
-    """
-    scores = [roc_auc_score(labels == c, probs[:, c]) for c in range(probs.shape[1]) if 0 < (labels == c).sum() < len(labels)]
-    return float(np.mean(scores)) if scores else float("nan")
-
-
-def classification_metrics(labels: Sequence[int], probs: np.ndarray, n_bins: int = 10) -> dict[str, float]:
-    """Accuracy, macro F1 / precision / recall, one-vs-rest AUC and ECE from class probabilities.
-
-    The prediction is the most probable class. Macro averages run over the classes present in
-    the labels or the predictions (sklearn's default), with 0 for an undefined precision.
+def classification_metrics(labels: Sequence[int], probs: np.ndarray) -> dict[str, float]:
+    """Accuracy and every class-probability metric of the registry (macro F1 / precision /
+    recall, one-vs-rest AUC, ECE, NLL), from class probabilities.
 
     Args:
         labels: (n,) gold class indices.
         probs: (n, C) class probabilities.
-        n_bins: ECE bins.
 
     >>> metrics = classification_metrics([0, 1, 1], np.array([[.8, .2], [.3, .7], [.6, .4]]))
     >>> round(metrics["accuracy"], 3), round(metrics["macro_f1"], 3), metrics["auc_ovr"]
@@ -88,15 +40,9 @@ def classification_metrics(labels: Sequence[int], probs: np.ndarray, n_bins: int
     """
     labels = np.asarray(labels)
     probs = np.asarray(probs, dtype=float)
-    predicted = probs.argmax(axis=1)
-    return {
-        "accuracy": float(accuracy_score(labels, predicted)),
-        "macro_f1": float(f1_score(labels, predicted, average="macro", zero_division=0)),
-        "precision": float(precision_score(labels, predicted, average="macro", zero_division=0)),
-        "recall": float(recall_score(labels, predicted, average="macro", zero_division=0)),
-        "auc_ovr": one_vs_rest_auc(labels, probs),
-        "ece": expected_calibration_error(probs.max(axis=1), predicted == labels, n_bins),
-    }
+    result = {"accuracy": float(get_metric("accuracy")(probs.argmax(axis=1), labels).mean())}
+    result.update({name: float(get_metric(name)(probs, labels)) for name in list_metrics(data="probs")})
+    return result
 
 
 # ---------------------------------------------------------------------------------------- grid -> classes
@@ -166,11 +112,11 @@ class Predictions:
         return self.probs @ membership
 
     def metrics(self, rows: np.ndarray | None = None) -> dict[str, float]:
-        """All metrics (:data:`METRICS`) on every example, or on the boolean selection ``rows``."""
+        """Classification metrics, RMSE of the mean and mass outside the grid, on every example or on the boolean selection ``rows``."""
         rows = np.ones(len(self.examples), dtype=bool) if rows is None else rows
         labels = self.scheme.of(self.targets[rows])
         result = {"n": int(rows.sum()), **classification_metrics(labels, self.class_probs[rows])}
-        result["rmse"] = float(np.sqrt(np.mean((self.expected[rows] - self.targets[rows]) ** 2)))
+        result["rmse"] = float(get_metric("rmse")(self.expected[rows], self.targets[rows]))
         result["outside_mass"] = float(self.outside_mass[rows].mean())
         return result
 
@@ -286,7 +232,7 @@ class Evaluation:
 
     Attributes:
         metrics: one row per task: stage, task, n, perplexity on the task's held-out text, then
-            :data:`METRICS`.
+            :meth:`Predictions.metrics`.
         slices: one row per (task, slice).
         predictions: ``{task: Predictions}``.
     """
@@ -327,16 +273,14 @@ def evaluate_stage(
     return Evaluation(pd.DataFrame(rows), slice_table, predictions)
 
 
-def plot_metric(table: pd.DataFrame, metric: str, x: str = "task", hue: str = "stage", title: str = "") -> Figure:
+def plot_metric(axes: Axes, table: pd.DataFrame, metric: str, x: str = "task", hue: str = "stage", title: str = "") -> Axes:
     """Grouped bars of ``metric``: one group per value of column ``x``, one bar per ``hue``.
 
     >>> table = pd.DataFrame({"stage": ["a", "b"], "task": ["t", "t"], "accuracy": [0.2, 0.5]})
-    >>> [round(float(bar.get_height()), 1) for bar in plot_metric(table, "accuracy").axes[0].patches]
+    >>> [round(float(bar.get_height()), 1) for bar in plot_metric(Figure().add_subplot(), table, "accuracy").patches]
     [0.2, 0.5]
     """
     pivot = table.pivot_table(index=x, columns=hue, values=metric, aggfunc="first", sort=False)
-    figure = Figure(figsize=(6.5, 3.5), layout="constrained")
-    axes = figure.add_subplot()
     width = 0.8 / max(len(pivot.columns), 1)
     positions = np.arange(len(pivot))
     for offset, name in enumerate(pivot.columns):
@@ -344,4 +288,4 @@ def plot_metric(table: pd.DataFrame, metric: str, x: str = "task", hue: str = "s
     axes.set_xticks(positions, [str(v) for v in pivot.index])
     axes.set(title=title or metric, ylabel=metric)
     axes.legend(fontsize=8)
-    return figure
+    return axes

@@ -2,7 +2,7 @@
 
 :func:`run_task` collects, for each item, what every strategy needs: the greedy answer, K samples
 (parsed to numbers, invalid ones kept as None) and, for tasks with an answer grid, the exact
-distribution from :meth:`workbench.decoding.Engine.score`. The decoding itself is cached on disk by
+distribution from :meth:`workbench.inference.engine.Engine.score`. The decoding itself is cached on disk by
 the engine, so re-running a notebook or a sweep over K costs nothing.
 
 :func:`strategy_predictions` turns that into the predictions of the strategies compared by
@@ -24,10 +24,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.bootstrap import bootstrap_ci
-from workbench.decision import from_grid, from_samples, mean, median, mode
-from workbench.decoding import Engine, SamplingConfig
-from workbench.metrics import get_metric
+from workbench.metric_aware.bootstrap import bootstrap_ci
+from workbench.metric_aware.decision import from_grid, from_samples, mean, median, mode
+from workbench.inference.engine import Engine, SamplingConfig
+from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Task
 
 # Sample-based strategy -> decision rule; exact strategies apply the same rules to the grid.

@@ -37,7 +37,7 @@ def strategy_bars(ax: plt.Axes, table, metric: str, highlight: str | None = None
 
     Args:
         ax: where to draw.
-        table: a :func:`workbench.metric_aware.comparison_table` (rows strategies; columns
+        table: a :func:`workbench.metric_aware.experiments.comparison_table` (rows strategies; columns
             ``metric`` and ``f"{metric} CI"`` as "[low, high]").
         metric: column to show.
         highlight: a strategy to colour differently (e.g. the Bayes-optimal one).

@@ -9,11 +9,17 @@ Every metric takes ``predictions`` and ``references`` first, then keyword parame
   reduce over the last axis only, so ``(R, n)`` inputs give ``R`` values at once (the bootstrap
   uses this to score all resamples in one call).
 
+Three kinds of data: ``"numeric"`` predictions (point answers), ``"text"`` predictions, and
+``"probs"``: (n, C) class probabilities scored against (n,) class indices (classification and
+calibration metrics: macro F1, AUC, ECE, NLL ...).
+
 Text metrics keep their library's scale: BLEU and chrF in [0, 100] as sacrebleu reports them,
 ROUGE-L and token F1 in [0, 1].
 
->>> list_metrics(kind="corpus")
+>>> list_metrics(kind="corpus", data="numeric")
 ['mae', 'pearson', 'quadratic_weighted_kappa', 'rmse', 'spearman']
+>>> list_metrics(data="probs")
+['auc_ovr', 'ece', 'macro_f1', 'nll', 'precision', 'recall']
 >>> spec = get_metric("squared_error")
 >>> spec.kind, spec.higher_is_better, spec.data
 ('item', False, 'numeric')
@@ -34,10 +40,10 @@ from typing import Literal
 import numpy as np
 import sacrebleu
 from scipy.stats import rankdata
-from sklearn.metrics import cohen_kappa_score
+from sklearn.metrics import cohen_kappa_score, f1_score, precision_score, recall_score, roc_auc_score
 
 MetricKind = Literal["item", "corpus"]
-MetricData = Literal["numeric", "text"]
+MetricData = Literal["numeric", "text", "probs"]
 
 
 @dataclass(frozen=True)
@@ -49,7 +55,7 @@ class MetricSpec:
         fn: The metric function ``fn(predictions, references, **params)``.
         kind: ``"item"`` (one value per item) or ``"corpus"`` (one value per set).
         higher_is_better: Whether larger values are better (utilities) or worse (losses).
-        data: ``"numeric"`` or ``"text"`` inputs.
+        data: ``"numeric"``, ``"text"`` or ``"probs"`` (class probabilities) predictions.
         batched: For corpus metrics, whether ``fn`` reduces only the last axis.
     """
 
@@ -417,3 +423,114 @@ def quadratic_weighted_kappa(predictions, references) -> float:
     return float(
         cohen_kappa_score(references.astype(int), predictions.astype(int), weights="quadratic")
     )
+
+
+# --- class-probability metrics ---------------------------------------------------------------
+# predictions: (n, C) class probabilities; references: (n,) class indices in 0..C-1. Label
+# metrics use the most probable class; macro averages run over the classes present in the labels
+# or the predictions (sklearn's default), with 0 for an undefined precision.
+
+
+def _class_inputs(predictions, references) -> tuple[np.ndarray, np.ndarray]:
+    probs = _as_float(predictions)
+    labels = np.asarray(references).astype(int)
+    if probs.ndim != 2 or len(probs) != len(labels) or len(labels) == 0:
+        raise ValueError(f"class metrics need (n, C) probabilities and (n,) labels, got {probs.shape} and {labels.shape}")
+    return probs, labels
+
+
+@register_metric("macro_f1", kind="corpus", higher_is_better=True, data="probs")
+def macro_f1(predictions, references) -> float:
+    """Macro-averaged F1 of the most probable class.
+
+    >>> macro_f1([[.8, .2], [.3, .7], [.6, .4]], [0, 1, 1])
+    0.6666666666666666
+    """
+    probs, labels = _class_inputs(predictions, references)
+    return float(f1_score(labels, probs.argmax(axis=1), average="macro", zero_division=0))
+
+
+@register_metric("precision", kind="corpus", higher_is_better=True, data="probs")
+def macro_precision(predictions, references) -> float:
+    """Macro-averaged precision of the most probable class.
+
+    >>> macro_precision([[.8, .2], [.3, .7], [.6, .4]], [0, 1, 1])
+    0.75
+    """
+    probs, labels = _class_inputs(predictions, references)
+    return float(precision_score(labels, probs.argmax(axis=1), average="macro", zero_division=0))
+
+
+@register_metric("recall", kind="corpus", higher_is_better=True, data="probs")
+def macro_recall(predictions, references) -> float:
+    """Macro-averaged recall of the most probable class.
+
+    >>> macro_recall([[.8, .2], [.3, .7], [.6, .4]], [0, 1, 1])
+    0.75
+    """
+    probs, labels = _class_inputs(predictions, references)
+    return float(recall_score(labels, probs.argmax(axis=1), average="macro", zero_division=0))
+
+
+@register_metric("auc_ovr", kind="corpus", higher_is_better=True, data="probs")
+def auc_ovr(predictions, references) -> float:
+    """Macro one-vs-rest ROC AUC over the classes that occur with both outcomes in ``references``.
+
+    sklearn's ``roc_auc_score(multi_class="ovr")`` refuses a sample that lacks a class; here such
+    classes are skipped (NaN when none is left), so small slices still get a value.
+
+    >>> auc_ovr([[.9, .1], [.6, .4], [.7, .3], [.2, .8]], [0, 0, 1, 1])
+    0.75
+    """
+    probs, labels = _class_inputs(predictions, references)
+    scores = [roc_auc_score(labels == c, probs[:, c]) for c in range(probs.shape[1]) if 0 < (labels == c).sum() < len(labels)]
+    return float(np.mean(scores)) if scores else float("nan")
+
+
+@register_metric("ece", kind="corpus", higher_is_better=False, data="probs")
+def ece(predictions, references, *, n_bins: int = 10) -> float:
+    """Expected calibration error of the most probable class, with ``n_bins`` equal-width bins.
+
+    ECE = sum over bins b of (n_b / n) * |accuracy_b - mean confidence_b|. Bin i holds
+    confidences in [i/n_bins, (i+1)/n_bins); the last bin also holds 1.0.
+
+    Two bins: the confidences 0.9, 0.8, 0.7 and 0.6 all fall in the upper one, and 2 of the 4
+    predictions are right: ECE = |0.5 - 0.75| = 0.25.
+
+    >>> round(ece([[.9, .1], [.2, .8], [.7, .3], [.4, .6]], [0, 0, 1, 1], n_bins=2), 6)
+    0.25
+    """
+    probs, labels = _class_inputs(predictions, references)
+    return expected_calibration_error(probs.max(axis=1), probs.argmax(axis=1) == labels, n_bins)
+
+
+@register_metric("nll", kind="corpus", higher_is_better=False, data="probs")
+def nll(predictions, references, *, floor: float = 1e-12) -> float:
+    """Mean negative log-likelihood of the reference class (nats); probabilities are floored at ``floor``.
+
+    >>> round(nll([[.5, .5], [.25, .75]], [0, 1]), 4)
+    0.4904
+    """
+    probs, labels = _class_inputs(predictions, references)
+    return float(-np.mean(np.log(np.maximum(probs[np.arange(len(labels)), labels], floor))))
+
+
+def expected_calibration_error(confidence: Sequence[float], correct: Sequence[bool], n_bins: int = 10) -> float:
+    """ECE from the confidence of each prediction and whether it was right (see :func:`ece`).
+
+    Two bins: [0, 0.5) holds 0.3 (wrong): gap 0.3, weight 1/4; [0.5, 1] holds 0.9, 0.8, 0.6 with
+    2 of 3 right: gap |2/3 - 0.7667| = 0.1, weight 3/4. ECE = 0.075 + 0.075:
+
+    >>> round(expected_calibration_error([0.9, 0.8, 0.3, 0.6], [1, 0, 0, 1], n_bins=2), 6)
+    0.15
+    """
+    confidence = np.asarray(confidence, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if confidence.shape != correct.shape or confidence.size == 0:
+        raise ValueError("confidence and correct need the same, non-zero length")
+    bins = np.minimum((confidence * n_bins).astype(int), n_bins - 1)
+    total = 0.0
+    for b in np.unique(bins):
+        inside = bins == b
+        total += inside.mean() * abs(correct[inside].mean() - confidence[inside].mean())
+    return float(total)

@@ -31,12 +31,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.bootstrap import BootstrapResult
-from workbench.decision import from_grid, mean, median, mode
-from workbench.decoding import Engine
-from workbench.evaluation import predict
-from workbench.metric_aware import snap_to_grid
-from workbench.metrics import get_metric
+from workbench.metric_aware.bootstrap import BootstrapResult
+from workbench.metric_aware.decision import from_grid, mean, median, mode
+from workbench.inference.engine import Engine
+from workbench.lifecycle.evaluation import predict
+from workbench.metric_aware.experiments import snap_to_grid
+from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Example, Task
 
 VADER_SCALE = (-4.0, 4.0)  # the lexicon's rating scale

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.models import DEFAULT_MODEL, LoadedModel, load_model
+from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model
 from workbench.paths import cache_dir
 
 VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}  # suffix -> (dtype, quantize)

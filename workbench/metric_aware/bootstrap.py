@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.metrics import MetricSpec, get_metric
+from workbench.metric_aware.metrics import MetricSpec, get_metric
 
 # Upper bound on resampled elements (resamples x items) materialised at once.
 _CHUNK_ELEMENTS = 1_000_000

@@ -27,15 +27,15 @@ import torch
 from tqdm.auto import tqdm
 from transformers import DynamicCache
 
-from workbench.frontier import RowFrontier, TreeFrontier
-from workbench.gencache import GenerationCache
-from workbench.logits import filter_logits
-from workbench.models import LoadedModel, load_model
+from workbench.inference.frontier import RowFrontier, TreeFrontier
+from workbench.inference.gencache import GenerationCache
+from workbench.inference.logits import filter_logits
+from workbench.inference.models import LoadedModel, load_model
 from workbench.paths import cache_dir
 
 MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
 # Up to this many new tokens, samples decode as a tree under one prompt row (no KV copies);
-# beyond it, each tree node gets its own cache row (see workbench.frontier).
+# beyond it, each tree node gets its own cache row (see workbench.inference.frontier).
 TREE_DECODING_MAX_TOKENS = 16
 # Bump when the sampling procedure changes, so cached samples from the old one are not reused.
 SAMPLER_VERSION = 2
@@ -128,7 +128,7 @@ class Engine:
     """Decoding with a shared prefill, a disk cache and length-grouped batches.
 
     Args:
-        lm: a model from :func:`workbench.models.load_model`.
+        lm: a model from :func:`workbench.inference.models.load_model`.
         cache: a :class:`GenerationCache`; None disables caching.
         batch_size: prompts prefilled together.
         max_rows: most sequences decoded together (prompts x samples); bounds memory.
@@ -321,7 +321,7 @@ class Engine:
         """Decode the rows of ``group`` together.
 
         Rows that have generated the same tokens so far share one tree node and one forward pass
-        (see :mod:`workbench.frontier`): the next-token distribution depends only on the tokens so
+        (see :mod:`workbench.inference.frontier`): the next-token distribution depends only on the tokens so
         far, so this is exact, and short answers cost a handful of nodes instead of N rows.
         """
         row_prompt = [p for p, _, count in group for _ in range(count)]

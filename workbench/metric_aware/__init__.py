@@ -1,0 +1,10 @@
+"""Metric-aware inference (Lukasik et al., arXiv 2403.04182): output the Bayes-optimal answer for
+the metric that will be used.
+
+* :mod:`~workbench.metric_aware.metrics`: the one metric registry (kind and direction of each metric);
+* :mod:`~workbench.metric_aware.decision`: Bayes-optimal decision rules over a predictive distribution;
+* :mod:`~workbench.metric_aware.mbr`: vectorised minimum-Bayes-risk selection for text metrics;
+* :mod:`~workbench.metric_aware.bootstrap`: bootstrap intervals and paired bootstrap tests;
+* :mod:`~workbench.metric_aware.experiments`: one task through every inference strategy, sweeps;
+* :mod:`~workbench.metric_aware.plots`: the plots of notebooks 01-03 (each takes an Axes and returns it).
+"""
