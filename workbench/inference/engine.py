@@ -165,6 +165,11 @@ class Engine:
         cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if disk_cache else None
         return cls(lm, cache=cache, **options)
 
+    @property
+    def fingerprint(self) -> dict:
+        """The model stage's fingerprint (part of the :class:`workbench.inference.protocol.Engine` protocol)."""
+        return self.lm.fingerprint
+
     # ------------------------------------------------------------------ public API
     def sample(self, prompts: list[str], n: int, config: SamplingConfig | None = None) -> list[SampleSet]:
         """Draw ``n`` samples for each prompt.

@@ -1,7 +1,8 @@
 """Serve a model stage over HTTP, call it like a local engine, and load-test it.
 
 * :func:`create_app` / :class:`ServerConfig` (``server``): the FastAPI app, with auth, limits,
-  a bounded queue, micro-batching and Prometheus metrics; ``python -m workbench.serving`` runs it.
+  a bounded queue, micro-batching, dropping of abandoned work and Prometheus metrics; it also
+  speaks the OpenAI completions API (``openai_api``); ``python -m workbench.serving`` runs it.
 * :class:`RemoteEngine` (``client``): ``sample`` / ``greedy`` / ``score`` over HTTP, returning
   the same types as :class:`workbench.inference.engine.Engine`.
 * :class:`BackgroundServer` (``background``): uvicorn in a thread, for notebooks and tests.

@@ -37,8 +37,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server.add_argument("--no-auth", action="store_true", help="serve without an API key")
     server.add_argument("--public-metrics", action="store_true", help="serve /metrics without the API key")
     server.add_argument("--log-level", default="info")
+    server.add_argument("--served-model-name", default=None, help="model id of the OpenAI-compatible API (default: the model's name)")
     limits = parser.add_argument_group("batching and limits")
-    for name in ("max_batch", "queue_size", "max_total_tokens", "max_n", "max_prompts", "max_candidates"):
+    for name in ("max_batch", "queue_size", "max_body_bytes", "max_total_tokens", "max_n", "max_prompts", "max_candidates", "chunk_prompts"):
         limits.add_argument(f"--{name.replace('_', '-')}", type=int, default=_DEFAULTS[name])
     for name in ("batch_wait_ms", "request_timeout_s"):
         limits.add_argument(f"--{name.replace('_', '-')}", type=float, default=_DEFAULTS[name])
@@ -58,12 +59,15 @@ def main(argv: list[str] | None = None) -> None:
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,
         queue_size=args.queue_size,
+        max_body_bytes=args.max_body_bytes,
         max_total_tokens=args.max_total_tokens,
         max_n=args.max_n,
         max_prompts=args.max_prompts,
         max_candidates=args.max_candidates,
+        chunk_prompts=args.chunk_prompts,
         request_timeout_s=args.request_timeout_s,
         public_metrics=args.public_metrics,
+        served_model_name=args.served_model_name,
     )
     app = create_app(engine, None if args.no_auth else args.api_key, config)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)

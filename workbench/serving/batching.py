@@ -2,9 +2,15 @@
 
 Requests wait in a bounded FIFO. The worker takes the oldest request together with every queued
 request that has the same *batch key* (same endpoint and sampling settings), waiting at most
-``wait_s`` after the oldest one arrived for more to come, and serves them with one engine call.
+``wait_s`` after the oldest one arrived for more to come, and serves them with engine calls.
 Under load no extra wait happens: requests that queued while the engine was busy are past their
 wait already and are taken at once. Requests with other settings keep their place in the queue.
+
+Abandoned work is dropped. A request whose client disconnected or whose deadline passed has its
+future cancelled (by the server); the queue forgets it at once (so the queue depth shows it), and
+the worker computes a batch in chunks of ``chunk_prompts`` prompts, leaving out before each chunk
+the prompts of requests abandoned meanwhile: a batch whose clients all left stops early. Each
+request is answered as soon as its last prompt is computed.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ import asyncio
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 
 class QueueFull(Exception):
@@ -29,8 +35,10 @@ class Job:
         prompts: the request's prompts.
         run: computes one result per prompt for a list of prompts (any compatible job's ``run``
             serves the whole batch).
-        future: resolves to ``(results for this job's prompts, number of jobs in the batch)``.
+        future: resolves to ``(results for this job's prompts, number of jobs in the batch)``;
+            cancelled when the client gives up.
         enqueued_at: event-loop time of arrival.
+        results: results computed so far, by prompt index.
     """
 
     key: Hashable
@@ -38,14 +46,35 @@ class Job:
     run: Callable[[list[str]], Sequence]
     future: asyncio.Future
     enqueued_at: float
+    results: dict[int, object] = field(default_factory=dict)
+
+    @property
+    def abandoned(self) -> bool:
+        """The client gave up (disconnect, timeout) or the job was answered already."""
+        return self.future.done()
 
     def resolve(self, value) -> None:
-        if not self.future.done():  # the client may have given up (timeout, disconnect)
+        if not self.future.done():
             self.future.set_result(value)
 
     def fail(self, error: BaseException) -> None:
         if not self.future.done():
             self.future.set_exception(error)
+
+
+@dataclass
+class Abandoned:
+    """Counts of abandoned requests, by when they were dropped.
+
+    Attributes:
+        queued: dropped while waiting: none of their work was computed.
+        running: dropped during their batch: their remaining chunks were skipped.
+        prompts_skipped: prompts not computed because their request was abandoned.
+    """
+
+    queued: int = 0
+    running: int = 0
+    prompts_skipped: int = 0
 
 
 class BatchQueue:
@@ -63,6 +92,7 @@ class BatchQueue:
         self.capacity = capacity
         self.max_batch = max_batch
         self.wait_s = wait_s
+        self.abandoned = Abandoned()
         self._jobs: deque[Job] = deque()
         self._arrived = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -71,11 +101,14 @@ class BatchQueue:
         return len(self._jobs)
 
     def submit(self, key: Hashable, prompts: list[str], run: Callable[[list[str]], Sequence]) -> asyncio.Future:
-        """Queue a request; raises :class:`QueueFull` when ``capacity`` jobs are waiting."""
-        self._drop_abandoned()
+        """Queue a request; raises :class:`QueueFull` when ``capacity`` jobs are waiting.
+
+        Cancelling the returned future (the client left) removes the job from the queue at once.
+        """
         if len(self._jobs) >= self.capacity:
             raise QueueFull(f"{len(self._jobs)} requests are waiting already")
         job = Job(key, prompts, run, self._loop.create_future(), self._loop.time())
+        job.future.add_done_callback(lambda _, job=job: self._forget(job))
         self._jobs.append(job)
         self._arrived.set()
         return job.future
@@ -83,16 +116,14 @@ class BatchQueue:
     async def next_batch(self) -> list[Job]:
         """The oldest job and up to ``max_batch - 1`` compatible ones, removed from the queue."""
         while True:
-            self._drop_abandoned()
             if not self._jobs:
                 await self._wait_for_arrival(None)
                 continue
             head = self._jobs[0]
-            while len(self._compatible(head)) < self.max_batch:
+            while len(self._compatible(head)) < self.max_batch and not head.abandoned:
                 remaining = head.enqueued_at + self.wait_s - self._loop.time()
                 if remaining <= 0 or not await self._wait_for_arrival(remaining):
                     break
-            self._drop_abandoned()
             if not self._jobs:
                 continue
             batch = self._compatible(self._jobs[0])[: self.max_batch]
@@ -108,12 +139,17 @@ class BatchQueue:
     def _compatible(self, head: Job) -> list[Job]:
         return [job for job in self._jobs if job.key == head.key]
 
-    def _drop_abandoned(self) -> None:
-        if any(job.future.done() for job in self._jobs):
-            self._jobs = deque(job for job in self._jobs if not job.future.done())
+    def _forget(self, job: Job) -> None:
+        """Done-callback: a job answered, failed or cancelled while still queued leaves the queue."""
+        if job in self._jobs:
+            self._jobs.remove(job)
+            if job.future.cancelled():
+                self.abandoned.queued += 1
+                self.abandoned.prompts_skipped += len(job.prompts)
+            self._arrived.set()  # wake next_batch: its head may be gone
 
     async def _wait_for_arrival(self, timeout: float | None) -> bool:
-        """Wait until a job is submitted; False on timeout."""
+        """Wait until a job is submitted or leaves; False on timeout."""
         self._arrived.clear()
         try:
             await asyncio.wait_for(self._arrived.wait(), timeout)
@@ -126,26 +162,48 @@ async def serve_batches(
     queue: BatchQueue,
     executor: Executor,
     on_batch: Callable[[list[Job]], None] = lambda batch: None,
+    chunk_prompts: int = 8,
 ) -> None:
-    """Forever: take a batch, run it in ``executor`` as one call, give each job its own slice.
+    """Forever: take a batch and compute it in ``executor``, ``chunk_prompts`` prompts per call.
 
     The engine runs in the executor so the event loop keeps accepting (and refusing) requests
-    meanwhile; a single-thread executor keeps engine calls strictly one at a time.
+    meanwhile; a single-thread executor keeps engine calls strictly one at a time. Between chunks
+    the prompts of abandoned jobs are dropped, and each job is answered once all its prompts are in.
     """
     loop = asyncio.get_running_loop()
     while True:
         batch = await queue.next_batch()
         on_batch(batch)
-        prompts = [prompt for job in batch for prompt in job.prompts]
-        try:
-            results = await loop.run_in_executor(executor, batch[0].run, prompts)
-            if len(results) != len(prompts):
-                raise RuntimeError(f"the engine returned {len(results)} results for {len(prompts)} prompts")
-        except Exception as error:  # every request of the batch hears why; the worker goes on
-            for job in batch:
-                job.fail(error)
-            continue
-        start = 0
-        for job in batch:
-            job.resolve((list(results[start : start + len(job.prompts)]), len(batch)))
-            start += len(job.prompts)
+        pending = [(job, index) for job in batch for index in range(len(job.prompts))]
+        started: set[int] = set()  # ids of jobs with at least one computed chunk
+        while pending:
+            live = [(job, index) for job, index in pending if not job.abandoned]
+            _count_abandoned(queue.abandoned, pending, live, started)
+            if not live:
+                break
+            chunk, pending = live[:chunk_prompts], live[chunk_prompts:]
+            prompts = [job.prompts[index] for job, index in chunk]
+            try:
+                results = await loop.run_in_executor(executor, chunk[0][0].run, prompts)
+                if len(results) != len(prompts):
+                    raise RuntimeError(f"the engine returned {len(results)} results for {len(prompts)} prompts")
+            except Exception as error:  # every request of the batch hears why; the worker goes on
+                for job in batch:
+                    job.fail(error)
+                break
+            for (job, index), result in zip(chunk, results):
+                job.results[index] = result
+                started.add(id(job))
+                if len(job.results) == len(job.prompts):
+                    job.resolve(([job.results[i] for i in range(len(job.prompts))], len(batch)))
+
+
+def _count_abandoned(counts: Abandoned, pending, live, started: set[int]) -> None:
+    """Count the jobs that left since the last chunk, and their prompts now skipped."""
+    gone = {id(job) for job, _ in pending} - {id(job) for job, _ in live}
+    counts.prompts_skipped += len(pending) - len(live)
+    for job_id in gone:
+        if job_id in started:
+            counts.running += 1
+        else:
+            counts.queued += 1

@@ -1,24 +1,50 @@
-"""Request and response bodies of the serving API (pydantic; unknown fields are refused).
+"""Request and response bodies of the serving API (pydantic, strict: unknown fields are refused).
 
 A request names its input either as ``prompts`` (fully formatted strings, the chat template
 already applied, exactly what :class:`workbench.inference.engine.Engine` takes) or as ``messages`` (one
 chat, which the server formats with the model's chat template).
+
+Validation is strict, so that a client bug is an error and never a silent guess: ``"5"`` or
+``true`` for an integer, ``"0.7"`` for a number and ``1`` for a boolean are refused (422), and so
+are non-finite numbers (``NaN``, ``Infinity``). Temperatures are either 0 (greedy) or at least
+:data:`MIN_TEMPERATURE`: below that, softmax(logits / T) overflows float32 (issue 10 saw token
+49151 repeated at 1e-45 and ``null`` probabilities at 1e-300), and a temperature that small
+is greedy decoding in all but name.
 """
 
 from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from workbench.inference.engine import SamplingConfig
 
+MIN_TEMPERATURE = 1e-4
+"""The smallest positive temperature served; 0 means greedy decoding."""
+SEED_RANGE = (-(2**63), 2**63 - 1)
+
 NonEmptyText = Annotated[str, StringConstraints(min_length=1)]
+Seed = Annotated[int, Field(ge=SEED_RANGE[0], le=SEED_RANGE[1])]
+
+
+def _temperature_floor(value: float) -> float:
+    if 0 < value < MIN_TEMPERATURE:
+        raise ValueError(f"temperature must be 0 (greedy) or at least {MIN_TEMPERATURE}; got {value!r}")
+    return value
+
+
+SamplingTemperature = Annotated[float, Field(ge=0, allow_inf_nan=False), AfterValidator(_temperature_floor)]
+"""0 (greedy) or a finite temperature >= MIN_TEMPERATURE."""
+ScoringTemperature = Annotated[float, Field(ge=MIN_TEMPERATURE, allow_inf_nan=False)]
+"""A finite temperature >= MIN_TEMPERATURE (scoring has no greedy case)."""
+TopP = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
 
 
 class _Strict(BaseModel):
     # extra="forbid": a misspelt field ("temprature") is an error, not silently the default.
-    model_config = ConfigDict(extra="forbid")
+    # strict=True: no coercion between types ("5" is not 5, true is not 1).
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Message(_Strict):
@@ -46,12 +72,12 @@ class GenerateRequest(PromptInput):
     """Sampling request; the settings mirror :class:`workbench.inference.engine.SamplingConfig`."""
 
     n: int = Field(1, ge=1, description="samples per prompt")
-    temperature: float = Field(1.0, ge=0, description="0 for greedy")
-    top_p: float = Field(1.0, gt=0, le=1)
+    temperature: SamplingTemperature = Field(1.0, description=f"0 for greedy, else at least {MIN_TEMPERATURE}")
+    top_p: TopP = 1.0
     top_k: int = Field(0, ge=0)
     max_new_tokens: int = Field(32, ge=1)
     stop: list[NonEmptyText] = Field(default_factory=list, max_length=16)
-    seed: int = 0
+    seed: Seed = 0
     logprobs: bool = Field(False, description="also return token ids and per-token log-probabilities")
 
     def sampling_config(self) -> SamplingConfig:
@@ -70,7 +96,7 @@ class ScoreRequest(PromptInput):
     """Exact probabilities of candidate answers (see :meth:`workbench.inference.engine.Engine.score`)."""
 
     candidates: list[str] = Field(min_length=1)
-    temperature: float = Field(1.0, gt=0)
+    temperature: ScoringTemperature = Field(1.0, description=f"at least {MIN_TEMPERATURE}")
 
 
 class Usage(BaseModel):

@@ -1,40 +1,51 @@
-"""HTTP serving of one model stage: ``/generate``, ``/score``, ``/health`` and ``/metrics``.
+"""HTTP serving of one model stage: ``/generate``, ``/score``, ``/health``, ``/metrics``, and the
+OpenAI-compatible ``/v1/completions`` and ``/v1/models`` (:mod:`workbench.serving.openai_api`).
 
 Design choices:
 
 * **Auth.** With an ``api_key``, every path needs it (``Authorization: Bearer <key>`` or
   ``X-API-Key: <key>``; missing: 401, wrong: 403) except ``/health``, ``/docs`` and
   ``/openapi.json``. ``/health`` stays open for load-balancer and container probes and reveals only
-  the model fingerprint and queue depth. ``/metrics`` is protected by default, since Prometheus
-  can send a bearer token (``authorization`` in a scrape config); ``public_metrics=True`` opens it.
-  ``api_key=None`` turns auth off (for a notebook on loopback).
+  the model fingerprint (a local folder shown by its name, never its path) and queue depth.
+  ``/metrics`` is protected by default, since Prometheus can send a bearer token
+  (``authorization`` in a scrape config); ``public_metrics=True`` opens it. ``api_key=None`` turns
+  auth off (for a notebook on loopback).
 * **Errors.** Schema errors give 422 with ``detail`` (pydantic's list of ``loc``/``msg``) and a
   one-line ``message``; a body that is not JSON gives 400; requests over a configured size limit
   give 413 with ``detail`` in the same list form, naming the field; a full queue gives 503 with
-  ``Retry-After``; a request waiting longer than ``request_timeout_s`` gives 504.
-* **Queueing and micro-batching.** See :mod:`workbench.serving.batching`: one worker feeds the
-  engine, which is not thread-safe, one batch of compatible requests at a time.
+  ``Retry-After``; a request waiting longer than ``request_timeout_s`` gives 504. Under ``/v1/``
+  errors take OpenAI's form, ``{"error": {"message", "type", "param", "code"}}``.
+* **Nothing blocks the event loop.** A body over ``max_body_bytes`` is refused from its declared
+  length before it is read (:mod:`workbench.serving.gate`); a prompt with more characters than
+  ``max_total_tokens`` tokens can hold is refused before it is tokenised; chat formatting and
+  tokenisation run on a worker thread, the engine on another. So ``/health`` answers at once
+  while a large request is refused or served.
+* **Queueing, micro-batching, abandoned work.** See :mod:`workbench.serving.batching`: one worker
+  feeds the engine, which is not thread-safe, one batch of compatible requests at a time. A
+  request whose client disconnects (or whose deadline passes) is dropped before it is computed;
+  a running batch skips its remaining chunks for it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
-import secrets
-import time
 import uuid
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager, suppress
 from dataclasses import astuple, dataclass
+from pathlib import Path
 
 import numpy as np
 from fastapi import FastAPI, HTTPException, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workbench.inference.engine import Engine, GridScore
 from workbench.serving.batching import BatchQueue, QueueFull, serve_batches
+from workbench.serving.gate import Gate, error_body, limit_problem
 from workbench.serving.schemas import (
     Completion,
     GenerateRequest,
@@ -47,6 +58,7 @@ from workbench.serving.schemas import (
 from workbench.serving.telemetry import ServerMetrics
 
 OPEN_PATHS = frozenset({"/health", "/docs", "/openapi.json"})
+CLIENT_GONE = 499  # nginx's "client closed request": logged and counted, never seen by the client
 # Validation error types for a body that is missing, not a JSON object, or not sent as JSON.
 _NOT_AN_OBJECT = frozenset({"missing", "model_attributes_type", "model_type", "dict_type"})
 
@@ -62,91 +74,142 @@ class ServerConfig:
             short a wait serves the first alone and makes the rest wait for it (in a CPU load test
             at concurrency 16, 10 ms served 13 of 200 requests alone, 50 ms none).
         queue_size: most requests waiting; more are refused with 503 and ``Retry-After``.
+        max_body_bytes: largest request body; a larger one is refused with 413 before it is read.
         max_total_tokens: most prompt tokens + ``max_new_tokens`` per sequence (for ``/score``:
             prompt tokens + the longest candidate's tokens + 1).
         max_n: most samples per prompt.
         max_prompts: most prompts per request.
         max_candidates: most candidates per ``/score`` request.
-        request_timeout_s: a request not answered within this time gets 504.
+        chunk_prompts: prompts per engine call within a batch; between calls, prompts of clients
+            that left are dropped.
+        request_timeout_s: a request not answered within this time gets 504 (and is dropped).
         retry_after_s: the ``Retry-After`` hint sent with 503.
         public_metrics: serve ``/metrics`` without the API key.
+        served_model_name: the model id of the OpenAI-compatible API; default: the model's name.
     """
 
     max_batch: int = 8
     batch_wait_ms: float = 50.0
     queue_size: int = 64
+    max_body_bytes: int = 4 * 2**20
     max_total_tokens: int = 2048
     max_n: int = 16
     max_prompts: int = 32
     max_candidates: int = 64
+    chunk_prompts: int = 8
     request_timeout_s: float = 300.0
     retry_after_s: int = 1
     public_metrics: bool = False
+    served_model_name: str | None = None
 
 
-def _limit_error(location: Sequence[str | int], message: str) -> HTTPException:
+def limit_error(location: Sequence[str | int], message: str) -> HTTPException:
     """413 in the same shape as a validation error, so clients parse one error format."""
-    return HTTPException(413, detail=[{"loc": ["body", *location], "msg": message, "type": "limit_exceeded"}])
+    return HTTPException(413, detail=[limit_problem(["body", *location], message)])
 
 
-class _Service:
-    """The state behind the routes: engine, limits, queue, worker and metrics."""
+def public_fingerprint(fingerprint: dict) -> dict:
+    """The fingerprint with a local folder shown by its name only (no filesystem path leaves the server).
+
+    >>> public_fingerprint({"name": "/home/me/runs/stage-3", "weights_sha256": "ab"})
+    {'name': 'stage-3', 'weights_sha256': 'ab'}
+    >>> public_fingerprint({"name": "HuggingFaceTB/SmolLM2-135M-Instruct"})["name"]  # a hub id stays
+    'HuggingFaceTB/SmolLM2-135M-Instruct'
+    """
+    name = str(fingerprint.get("name", ""))
+    is_path = name.startswith(("/", ".", "~")) or "\\" in name or (name and Path(name).exists())
+    return {**fingerprint, "name": Path(name).name if is_path else name}
+
+
+class Service:
+    """The state behind the routes: engine, limits, queue, worker threads and metrics."""
 
     def __init__(self, engine: Engine, config: ServerConfig):
+        self.engine = engine
         self.config = config
-        # Request-side token counting uses its own copy: a fast tokenizer used from two threads
-        # at once (here and in the engine's thread) can fail with "Already borrowed".
+        # Request-side tokenisation uses its own copy, on its own thread: a fast tokenizer used
+        # from two threads at once (here and in the engine's thread) can fail with "Already borrowed".
         self.tokenizer = copy.deepcopy(engine.tokenizer)
+        # No token spans more characters than the longest vocabulary entry, so a text longer than
+        # max_total_tokens * that has too many tokens, and is refused without tokenising it.
+        self.max_token_chars = max(len(token) for token in self.tokenizer.get_vocab())
+        self.fingerprint = public_fingerprint(engine.lm.fingerprint)
+        self.model_id = engine.lm.fingerprint_id
         self.queue: BatchQueue | None = None
-        self.metrics = ServerMetrics(queue_depth=lambda: len(self.queue) if self.queue else 0)
-        self._executor: ThreadPoolExecutor | None = None
+        self.metrics = ServerMetrics(
+            queue_depth=lambda: len(self.queue) if self.queue else 0,
+            abandoned=lambda: self.queue.abandoned if self.queue else None,
+        )
+        self._engine_thread: ThreadPoolExecutor | None = None
+        self._cpu_thread: ThreadPoolExecutor | None = None
         self._worker: asyncio.Task | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         self.queue = BatchQueue(self.config.queue_size, self.config.max_batch, self.config.batch_wait_ms / 1000)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
-        self._worker = asyncio.create_task(serve_batches(self.queue, self._executor, self._on_batch))
+        self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
+        self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
+        self._worker = asyncio.create_task(
+            serve_batches(self.queue, self._engine_thread, lambda batch: self.metrics.observe_batch(len(batch)), self.config.chunk_prompts)
+        )
 
     async def stop(self) -> None:
         self._worker.cancel()
         with suppress(asyncio.CancelledError):
             await self._worker
         self.queue.fail_all(HTTPException(503, detail="the server is shutting down"))
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self._engine_thread.shutdown(wait=False, cancel_futures=True)
+        self._cpu_thread.shutdown(wait=False, cancel_futures=True)
 
-    def _on_batch(self, batch) -> None:
-        self.metrics.observe_batch(len(batch))
+    # ------------------------------------------------------------------ request preparation
+    async def off_loop(self, function: Callable, *args):
+        """Run CPU work (chat formatting, tokenisation) on the tokenizer thread, not the event loop."""
+        return await asyncio.get_running_loop().run_in_executor(self._cpu_thread, function, *args)
 
-    # ------------------------------------------------------------------ request handling
-    def prompts_of(self, body: PromptInput) -> list[str]:
-        """The request's prompts; a chat is formatted with the model's chat template."""
+    def check_characters(self, texts: Sequence[str], location: Callable[[int], list], extra_tokens: int, extra_field: str) -> None:
+        """413 for a text too long to fit the token limit whatever its tokenisation (no tokenising)."""
+        limit = self.config.max_total_tokens - extra_tokens
+        if limit <= 0:
+            return  # extra_tokens alone are over the limit: the token count names that
+        for index, text in enumerate(texts):
+            if len(text) > limit * self.max_token_chars:
+                raise limit_error(
+                    location(index),
+                    f"{len(text)} characters cannot fit in max_total_tokens={self.config.max_total_tokens} "
+                    f"with {extra_field} ({extra_tokens}): a token spans at most {self.max_token_chars} characters",
+                )
+
+    async def prompts_of(self, body: PromptInput) -> list[str]:
+        """The request's prompts; a chat is formatted with the model's chat template (off the loop)."""
         if body.prompts is not None:
+            if len(body.prompts) > self.config.max_prompts:
+                raise limit_error(["prompts"], f"{len(body.prompts)} prompts exceed the limit of {self.config.max_prompts} per request")
             return body.prompts
         if not self.tokenizer.chat_template:
             raise HTTPException(422, detail="this model has no chat template: send formatted 'prompts' instead of 'messages'")
+        self.check_characters(["".join(m.content for m in body.messages)], lambda i: ["messages"], 0, "nothing")
         chat = [message.model_dump() for message in body.messages]
-        return [self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)]
+        return [await self.off_loop(lambda: self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))]
 
-    def count_prompt_tokens(self, body: PromptInput, prompts: list[str], extra_tokens: int, extra_field: str) -> list[int]:
+    async def count_prompt_tokens(self, prompts: list[str], location: Callable[[int], list], extra_tokens: int, extra_field: str) -> list[int]:
         """Prompt token counts; 413 naming the field when a sequence would exceed the token limit."""
+        self.check_characters(prompts, location, extra_tokens, extra_field)
+        counts = await self.off_loop(lambda: [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]])
         limit = self.config.max_total_tokens
-        input_field = "prompts" if body.prompts is not None else "messages"
-        if len(prompts) > self.config.max_prompts:
-            raise _limit_error([input_field], f"{len(prompts)} prompts exceed the limit of {self.config.max_prompts} per request")
-        counts = [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
         for index, count in enumerate(counts):
             if count + extra_tokens > limit:
-                location = [input_field, index] if body.prompts is not None else [input_field]
-                raise _limit_error(
-                    location,
-                    f"{input_field}[{index}] has {count} tokens, and {count} + {extra_field} ({extra_tokens}) "
-                    f"exceeds max_total_tokens={limit}",
-                )
+                where = location(index)
+                name = f"{where[0]}[{index}]" if len(where) > 1 or where[0] == "messages" else where[0]
+                raise limit_error(where, f"{name} has {count} tokens, and {count} + {extra_field} ({extra_tokens}) exceeds max_total_tokens={limit}")
         return counts
 
-    async def run(self, endpoint: str, key: tuple, prompts: list[str], compute: Callable[[list[str]], Sequence]):
-        """Queue the prompts and wait for their results and the batch size they were served in."""
+    # ------------------------------------------------------------------ running
+    async def run(self, request: Request, endpoint: str, key: tuple, prompts: list[str], compute: Callable[[list[str]], Sequence]):
+        """Queue the prompts and wait for their results and the batch size they were served in.
+
+        The job is dropped (its future cancelled) when the client disconnects or the deadline
+        passes; nothing more is computed for it.
+        """
         try:
             future = self.queue.submit(key, prompts, compute)
         except QueueFull as full:
@@ -156,19 +219,43 @@ class _Service:
                 detail=f"server busy: {full}; retry after {self.config.retry_after_s}s",
                 headers={"Retry-After": str(self.config.retry_after_s)},
             ) from full
+        watcher = asyncio.create_task(_cancel_on_disconnect(request, future))
         try:
             return await asyncio.wait_for(future, self.config.request_timeout_s)
         except TimeoutError as timeout:
             self.metrics.errors.labels(endpoint, "timeout").inc()
             raise HTTPException(504, detail=f"no result within request_timeout_s={self.config.request_timeout_s}") from timeout
+        except asyncio.CancelledError:
+            if not watcher.done() or not watcher.result():
+                raise  # the server itself is cancelling this handler
+            self.metrics.errors.labels(endpoint, "client_gone").inc()
+            raise HTTPException(CLIENT_GONE, detail="the client disconnected; its work was dropped") from None
         except HTTPException:
             raise
         except Exception as error:
             self.metrics.errors.labels(endpoint, "engine").inc()
             raise HTTPException(500, detail=f"the engine failed: {type(error).__name__}: {error}") from error
+        finally:
+            watcher.cancel()
 
 
-def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None = None) -> FastAPI:
+async def _cancel_on_disconnect(request: Request, future: asyncio.Future) -> bool:
+    """Cancel ``future`` when the client disconnects; True when it did.
+
+    Once the body is read, ``receive`` returns only when the client disconnects (or the response
+    is sent), so this waits without polling.
+    """
+    while not future.done():
+        message = await request.receive()
+        if message["type"] == "http.disconnect":
+            if not future.done():
+                future.cancel()
+                return True
+            return False
+    return False
+
+
+def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None = None) -> Gate:
     """A FastAPI app serving one model stage.
 
     Args:
@@ -178,13 +265,14 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
         config: limits and batching settings.
 
     Returns:
-        The app; run it with uvicorn (``python -m workbench.serving``) or
-        :class:`workbench.serving.background.BackgroundServer`.
+        The app (wrapped in :class:`workbench.serving.gate.Gate`); run it with uvicorn
+        (``python -m workbench.serving``) or :class:`workbench.serving.background.BackgroundServer`.
     """
+    from workbench.serving.openai_api import add_openai_routes  # imported here: it builds on this module
+
     config = config or ServerConfig()
-    service = _Service(engine, config)
+    service = Service(engine, config)
     metrics = service.metrics
-    model_id = engine.lm.fingerprint_id
     open_paths = OPEN_PATHS | {"/metrics"} if config.public_metrics else OPEN_PATHS
 
     @asynccontextmanager
@@ -196,65 +284,46 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
             await service.stop()
 
     app = FastAPI(title="workbench model server", version="1", lifespan=lifespan, redoc_url=None)
+    app.state.service = service
 
-    @app.middleware("http")
-    async def authenticate(request: Request, call_next):
-        if api_key is None or request.url.path in open_paths:
-            return await call_next(request)
-        supplied = request.headers.get("x-api-key")
-        scheme, _, token = request.headers.get("authorization", "").partition(" ")
-        if supplied is None and scheme.lower() == "bearer":
-            supplied = token.strip()
-        if not supplied:
-            return JSONResponse(
-                {"detail": "missing API key: send 'Authorization: Bearer <key>' or 'X-API-Key: <key>'"},
-                status_code=401,
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        if not secrets.compare_digest(supplied.encode(), api_key.encode()):  # constant time
-            return JSONResponse({"detail": "invalid API key"}, status_code=403)
-        return await call_next(request)
-
-    # Registered last, so it wraps authentication and counts 401/403 answers too.
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        endpoint = metrics.endpoint_label(request.url.path)
-        start = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            metrics.requests.labels(endpoint, str(status)).inc()
-            metrics.latency.labels(endpoint).observe(time.perf_counter() - start)
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, error: StarletteHTTPException):
+        headers = getattr(error, "headers", None)
+        if request.url.path.startswith("/v1/"):
+            detail = error.detail
+            if isinstance(detail, list):  # a limit problem: name the field
+                return JSONResponse(error_body(request.url.path, error.status_code, detail[0]["msg"], detail[0]["loc"]), error.status_code, headers)
+            return JSONResponse(error_body(request.url.path, error.status_code, str(detail)), error.status_code, headers)
+        return JSONResponse({"detail": error.detail}, error.status_code, headers)
 
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, error: RequestValidationError):
         problems = error.errors()
+        path = request.url.path
         for problem in problems:
             if problem["type"] == "json_invalid":
                 reason = problem.get("ctx", {}).get("error", "invalid JSON")
-                return JSONResponse({"detail": f"the request body is not valid JSON: {reason}"}, status_code=400)
+                return JSONResponse(error_body(path, 400, f"the request body is not valid JSON: {reason}"), status_code=400)
             if tuple(problem["loc"]) == ("body",) and problem["type"] in _NOT_AN_OBJECT:
-                return JSONResponse(
-                    {"detail": "the request body must be a JSON object sent with 'Content-Type: application/json'"},
-                    status_code=400,
-                )
+                message = "the request body must be a JSON object sent with 'Content-Type: application/json'"
+                return JSONResponse(error_body(path, 400, message), status_code=400)
         # The input values are left out: they can be whole prompts.
         detail = [{"loc": list(p["loc"]), "msg": p["msg"], "type": p["type"]} for p in problems]
         message = "; ".join(f"{'.'.join(map(str, p['loc']))}: {p['msg']}" for p in detail)
+        if path.startswith("/v1/"):
+            return JSONResponse(error_body(path, 422, message, detail[0]["loc"]), status_code=422)
         return JSONResponse({"detail": detail, "message": message}, status_code=422)
 
     @app.post("/generate", response_model=GenerateResponse, response_model_exclude_none=True)
-    async def generate(body: GenerateRequest) -> GenerateResponse:
+    async def generate(body: GenerateRequest, request: Request) -> GenerateResponse:
         """Sample ``n`` answers per prompt (``temperature=0``: greedy)."""
         if body.n > config.max_n:
-            raise _limit_error(["n"], f"n={body.n} exceeds the limit of {config.max_n} samples per prompt")
-        prompts = service.prompts_of(body)
-        prompt_tokens = service.count_prompt_tokens(body, prompts, body.max_new_tokens, "max_new_tokens")
+            raise limit_error(["n"], f"n={body.n} exceeds the limit of {config.max_n} samples per prompt")
+        prompts = await service.prompts_of(body)
+        prompt_tokens = await service.count_prompt_tokens(prompts, _input_location(body), body.max_new_tokens, "max_new_tokens")
         sampling = body.sampling_config()
         sample_sets, batch_size = await service.run(
+            request,
             "/generate",
             ("generate", body.n, astuple(sampling)),
             prompts,
@@ -275,22 +344,23 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
         metrics.generated_tokens.inc(generated)
         return GenerateResponse(
             id=body.request_id or uuid.uuid4().hex,
-            model=model_id,
+            model=service.model_id,
             batch_size=batch_size,
             usage=Usage(prompt_tokens=sum(prompt_tokens), completion_tokens=generated),
             results=results,
         )
 
     @app.post("/score", response_model=ScoreResponse)
-    async def score(body: ScoreRequest) -> ScoreResponse:
+    async def score(body: ScoreRequest, request: Request) -> ScoreResponse:
         """Exact probability of each candidate as a complete answer, and the mass outside them."""
         if len(body.candidates) > config.max_candidates:
-            raise _limit_error(["candidates"], f"{len(body.candidates)} candidates exceed the limit of {config.max_candidates}")
-        prompts = service.prompts_of(body)
-        longest = max(len(ids) for ids in service.tokenizer(body.candidates, add_special_tokens=False)["input_ids"])
-        prompt_tokens = service.count_prompt_tokens(body, prompts, longest + 1, "candidate tokens + 1")
+            raise limit_error(["candidates"], f"{len(body.candidates)} candidates exceed the limit of {config.max_candidates}")
+        prompts = await service.prompts_of(body)
         candidates = list(body.candidates)
+        longest = max(await service.count_prompt_tokens(candidates, lambda i: ["candidates", i], 1, "1 end-of-turn token"))
+        prompt_tokens = await service.count_prompt_tokens(prompts, _input_location(body), longest + 1, "candidate tokens + 1")
         rows, batch_size = await service.run(
+            request,
             "/score",
             ("score", tuple(candidates), body.temperature),
             prompts,
@@ -298,9 +368,12 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
         )
         metrics.prompt_tokens.inc(sum(prompt_tokens))
         grid = _grid(candidates, rows)
+        if not (np.isfinite(grid.probs).all() and np.isfinite(grid.outside_mass).all()):
+            metrics.errors.labels("/score", "engine").inc()
+            raise HTTPException(500, detail="the engine returned non-finite probabilities")
         return ScoreResponse(
             id=body.request_id or uuid.uuid4().hex,
-            model=model_id,
+            model=service.model_id,
             batch_size=batch_size,
             usage=Usage(prompt_tokens=sum(prompt_tokens)),
             candidates=candidates,
@@ -311,16 +384,16 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
 
     @app.get("/health")
     async def health() -> dict:
-        """Liveness, the model stage's fingerprint, queue depth and the request limits."""
-        lm = engine.lm
+        """Liveness, the model stage's fingerprint (no filesystem paths), queue depth and the limits."""
         return {
             "status": "ok",
-            "model": model_id,
-            "fingerprint": lm.fingerprint,
-            "device": str(lm.device),
+            "model": service.model_id,
+            "fingerprint": service.fingerprint,
+            "device": engine.lm.device.type,
             "queue_depth": len(service.queue) if service.queue else 0,
             "queue_capacity": config.queue_size,
             "limits": {
+                "max_body_bytes": config.max_body_bytes,
                 "max_prompts": config.max_prompts,
                 "max_n": config.max_n,
                 "max_candidates": config.max_candidates,
@@ -333,7 +406,15 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
         """Prometheus text format."""
         return Response(metrics.render(), media_type=metrics.content_type)
 
-    return app
+    add_openai_routes(app, service)
+    return Gate(app, api_key, open_paths, config.max_body_bytes, metrics)
+
+
+def _input_location(body: PromptInput) -> Callable[[int], list]:
+    """Where prompt ``index`` of a request came from, for error messages."""
+    if body.prompts is not None:
+        return lambda index: ["prompts", index]
+    return lambda index: ["messages"]
 
 
 def _grid(candidates: list[str], rows) -> GridScore:

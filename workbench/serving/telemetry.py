@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily
 
-ENDPOINTS = ("/generate", "/score", "/health", "/metrics")
+ENDPOINTS = ("/generate", "/score", "/health", "/metrics", "/v1/completions", "/v1/models")
 LATENCY_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64)
 
@@ -21,11 +22,13 @@ class ServerMetrics:
 
     Args:
         queue_depth: returns the number of requests waiting; read at scrape time.
+        abandoned: returns the queue's :class:`workbench.serving.batching.Abandoned` counts (or
+            None before the queue exists); read at scrape time.
     """
 
     content_type = CONTENT_TYPE_LATEST
 
-    def __init__(self, queue_depth: Callable[[], int]):
+    def __init__(self, queue_depth: Callable[[], int], abandoned: Callable[[], object] = lambda: None):
         self.registry = CollectorRegistry()
         registry = self.registry
         self.requests = Counter(
@@ -38,7 +41,7 @@ class ServerMetrics:
         self.generated_tokens = Counter("workbench_generated_tokens", "Tokens generated (all samples)", registry=registry)
         self.errors = Counter(
             "workbench_errors",
-            "Requests not served: queue_full, timeout, engine failure",
+            "Requests not served: queue_full, timeout, client_gone, engine failure",
             ["endpoint", "reason"],
             registry=registry,
         )
@@ -50,6 +53,7 @@ class ServerMetrics:
         self.batched_requests = Counter(
             "workbench_batched_requests", "Requests that shared their engine call with other requests", registry=registry
         )
+        registry.register(_AbandonedCollector(abandoned))
 
     @staticmethod
     def endpoint_label(path: str) -> str:
@@ -65,3 +69,25 @@ class ServerMetrics:
     def render(self) -> bytes:
         """The Prometheus text exposition of all metrics."""
         return generate_latest(self.registry)
+
+
+class _AbandonedCollector:
+    """Counters of abandoned work, read from the queue's tallies at scrape time."""
+
+    def __init__(self, source: Callable[[], object]):
+        self.source = source
+
+    def collect(self):
+        counts = self.source()
+        requests = CounterMetricFamily(
+            "workbench_abandoned_requests",
+            "Requests whose client left (disconnect, timeout) before their answer, by when their work was dropped: "
+            "queued (nothing computed) or running (remaining chunks skipped)",
+            labels=["when"],
+        )
+        requests.add_metric(["queued"], counts.queued if counts else 0)
+        requests.add_metric(["running"], counts.running if counts else 0)
+        yield requests
+        yield CounterMetricFamily(
+            "workbench_abandoned_prompts", "Prompts not computed because their client left", value=counts.prompts_skipped if counts else 0
+        )

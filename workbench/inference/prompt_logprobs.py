@@ -1,0 +1,133 @@
+"""Log-probability of every token of a text under a causal LM: what an OpenAI-compatible server
+returns for ``echo=True, logprobs=k, max_tokens=0`` (``prompt_logprobs`` in vLLM).
+
+One plain forward pass per sequence, so it is exact for every architecture the model's own
+``forward`` handles (sliding windows included): no custom attention mask is involved. Sequences
+of one call that share a token prefix (a few-shot prompt scored with K candidate answers) have
+that prefix prefilled once; the remainders run as one right-padded batch on a copy of its cache.
+Right padding never changes a real token's logits, since causal attention looks only backwards.
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from transformers import DynamicCache
+
+MIN_SHARED_PREFIX = 16  # below this a separate prefix pass costs more than it saves
+
+
+@dataclass
+class TokenLogprobs:
+    """The tokens of one text with their log-probabilities.
+
+    Attributes:
+        token_ids: T token ids (the text tokenised without added special tokens).
+        logprobs: T values; ``None`` for the first token, which has no context.
+        top: T entries of the k most likely tokens at that position as ``{token id: logprob}``
+            (``None`` for the first token; empty dicts when k is 0).
+        offsets: T character offsets of the tokens in the text.
+    """
+
+    token_ids: list[int]
+    logprobs: list[float | None]
+    top: list[dict[int, float] | None]
+    offsets: list[int]
+
+
+@torch.inference_mode()
+def prompt_logprobs(model, tokenizer, texts: list[str], top_k: int = 0, batch_size: int = 8) -> list[TokenLogprobs]:
+    """Per-token log-probabilities of each text.
+
+    Args:
+        model: a causal LM (eval mode).
+        tokenizer: its tokenizer; texts are tokenised with ``add_special_tokens=False``, as
+            :class:`workbench.inference.engine.Engine` tokenises prompts.
+        texts: B strings.
+        top_k: also return the k most likely tokens at each position.
+        batch_size: sequences per forward pass.
+
+    Returns:
+        B :class:`TokenLogprobs`, in the order of ``texts``.
+    """
+    device = next(model.parameters()).device
+    encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
+    results: list[TokenLogprobs | None] = [None] * len(texts)
+    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        ids = [encoded["input_ids"][i] for i in chunk]
+        for i, (values, tops) in zip(chunk, _score_chunk(model, ids, top_k, device)):
+            offsets = [int(pair[0]) for pair in encoded["offset_mapping"][i]]
+            results[i] = TokenLogprobs(encoded["input_ids"][i], values, tops, offsets)
+    return results
+
+
+def _score_chunk(model, ids: list[list[int]], top_k: int, device) -> list[tuple[list, list]]:
+    """(logprobs, top) for each sequence of one batch; the shared prefix is prefilled once."""
+    nonempty = [seq for seq in ids if seq]
+    shared = _common_prefix(nonempty) if len(nonempty) > 1 else []
+    shared = shared[: max(0, min((len(s) for s in nonempty), default=0) - 1)]  # each keeps >= 1 own token
+    if len(shared) < MIN_SHARED_PREFIX or _has_sliding_window(model):
+        shared = []  # a sliding window needs the model's own cache layout: plain passes instead
+    cache, prefix_logits = None, None
+    if shared:
+        cache = DynamicCache()
+        out = model(input_ids=torch.tensor([shared], device=device), use_cache=True, **{_cache_argument(model): cache})
+        prefix_logits = out.logits[0].float()  # (P, vocab): predicts tokens 1..P
+    batch, prefix_len = len(ids), len(shared)
+    rests = [seq[prefix_len:] for seq in ids]
+    width = max(1, max(len(r) for r in rests))
+    input_ids = torch.zeros((batch, width), dtype=torch.long)
+    mask = torch.zeros((batch, prefix_len + width), dtype=torch.long)
+    mask[:, :prefix_len] = 1
+    for row, rest in enumerate(rests):
+        input_ids[row, : len(rest)] = torch.tensor(rest, dtype=torch.long)
+        mask[row, prefix_len : prefix_len + len(rest)] = 1
+    positions = (prefix_len + torch.arange(width)).expand(batch, -1)
+    kwargs = {}
+    if cache is not None:
+        kwargs[_cache_argument(model)] = DynamicCache(
+            ddp_cache_data=[(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers]
+        )
+    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), **kwargs)
+    logits = out.logits.float()  # (B, width, vocab)
+    results = []
+    for row, seq in enumerate(ids):
+        if not seq:
+            results.append(([], []))
+            continue
+        # Distributions that predict tokens 1..T-1: the prefix rows, then this row's own positions.
+        rows = [logits[row, : len(rests[row]) - 1]] if prefix_len == 0 else [prefix_logits, logits[row, : len(rests[row]) - 1]]
+        predicting = torch.log_softmax(torch.cat(rows), dim=-1)  # (T-1, vocab)
+        targets = torch.tensor(seq[1:], device=predicting.device)
+        chosen = predicting.gather(1, targets[:, None])[:, 0].double().tolist()
+        tops: list[dict[int, float] | None] = [None]
+        if top_k > 0:
+            values, indices = predicting.topk(top_k, dim=-1)
+            tops += [dict(zip(i.tolist(), v.double().tolist())) for i, v in zip(indices, values)]
+        else:
+            tops += [{} for _ in chosen]
+        results.append(([None, *chosen], tops))
+    return results
+
+
+def _common_prefix(sequences: list[list[int]]) -> list[int]:
+    first = sequences[0]
+    length = min(len(s) for s in sequences)
+    for seq in sequences[1:]:
+        length = next((i for i in range(length) if seq[i] != first[i]), length)
+    return first[:length]
+
+
+def _has_sliding_window(model) -> bool:
+    config = getattr(model, "config", None)
+    text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
+    return bool(getattr(text_config, "sliding_window", None)) or "sliding_attention" in (getattr(text_config, "layer_types", None) or ())
+
+
+def _cache_argument(model) -> str:
+    """The name ``forward`` takes a KV cache under: ``cache`` in newer transformers, else ``past_key_values``."""
+    return "cache" if "cache" in inspect.signature(model.forward).parameters else "past_key_values"
