@@ -296,3 +296,198 @@ def test_batch_queue_groups_compatible_jobs_in_order_and_is_bounded():
     assert [job.prompts for job in first] == [["1"], ["3"]]  # the head and its compatible job
     assert [job.prompts for job in second] == [["2"]]  # kept its place, served next
     assert left == 0
+
+
+# ---------------------------------------------------------------------------------------- hardening (issue 10)
+# Each test reproduces one failure an audit found, against a real server on loopback.
+
+
+def raw_post(server, path: str, head_only_length: int, body: bytes, key: str = KEY, timeout: float = 10.0) -> tuple[int, float]:
+    """POST over a raw socket declaring ``head_only_length`` bytes but sending only ``body``.
+
+    Returns the status code and the seconds until it came: a server that answers has not waited
+    for the rest of the body.
+    """
+    import socket
+    import time
+
+    start = time.perf_counter()
+    with socket.create_connection((server.host, server.port), timeout=timeout) as sock:
+        head = (f"POST {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {head_only_length}\r\n\r\n").encode()
+        sock.sendall(head + body)
+        answer = sock.recv(4096).decode("latin-1")
+    return int(answer.split(" ", 2)[1]), time.perf_counter() - start
+
+
+def test_oversized_body_is_refused_with_413_before_it_is_read(server):
+    """Audit: a 20 MB body was read in full and tokenised; the 413 came after 31 s."""
+    status, seconds = raw_post(server, "/generate", 20_000_000, b'{"prompts": ["' + b"x" * 65536)
+    assert status == 413 and seconds < 5  # the other 19.9 MB were never sent
+    whole = httpx.post(f"{server.url}/generate", content=b"x" * 20_000_000, headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert whole.status_code == 413
+    (problem,) = whole.json()["detail"]
+    assert problem["loc"] == ["body"] and "max_body_bytes=4194304" in problem["msg"]
+    assert raw_post(server, "/generate", 20_000_000, b"", key="wrong")[0] == 403  # auth is checked first
+
+
+def test_health_answers_within_a_second_while_a_huge_prompt_is_tokenised(lm):
+    """Audit: one 20 MB prompt froze /health for over 10 s (tokenisation ran on the event loop).
+
+    Here the prompt fits the body limit and the character pre-check, so it really is tokenised
+    (seconds on this CPU), then refused for its token count.
+    """
+    import time
+
+    config = ServerConfig(max_total_tokens=200_000)
+    prompt = "word " * 400_000  # 2 MB, about 400k tokens
+    with BackgroundServer(create_app(Engine(lm, progress=False), KEY, config)) as big:
+        with ThreadPoolExecutor(1) as pool:
+            pending = pool.submit(httpx.post, f"{big.url}/generate", json={"prompts": [prompt]},
+                                  headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+            health_times = []
+            while not pending.done():
+                start = time.perf_counter()
+                assert httpx.get(f"{big.url}/health", timeout=5).status_code == 200
+                health_times.append(time.perf_counter() - start)
+                time.sleep(0.05)
+            response = pending.result()
+    assert response.status_code == 413 and "exceeds max_total_tokens=200000" in response.json()["detail"][0]["msg"]
+    assert len(health_times) >= 5, "the request was answered too fast to show anything"
+    assert max(health_times) < 1.0, health_times
+
+
+def test_prompt_too_long_for_any_tokenisation_is_refused_without_tokenising(http):
+    response = http.post("/generate", json={"prompts": ["x" * 3_000_000]})
+    assert response.status_code == 413
+    assert "characters cannot fit in max_total_tokens=256" in response.json()["detail"][0]["msg"]
+
+
+class GatedEngine:
+    """The real engine behind a gate: ``sample`` waits until the test opens it, and records its prompts."""
+
+    def __init__(self, engine):
+        self.engine, self.lm, self.tokenizer, self.model = engine, engine.lm, engine.tokenizer, engine.model
+        self.open = threading.Event()
+        self.entered = threading.Event()
+        self.computed: list[str] = []
+
+    def sample(self, prompts, n, config=None):
+        self.entered.set()
+        self.open.wait(60)
+        self.computed += prompts
+        return self.engine.sample(prompts, n, config)
+
+
+def wait_until(condition, timeout_s: float = 20.0) -> None:
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.05)
+
+
+def test_work_of_clients_that_hung_up_is_dropped_before_it_is_computed(lm):
+    """Audit: after 6 clients hung up, their queued requests were computed in full (the next
+    request waited 43-89 s). Here they leave while the engine is busy; none of them is computed."""
+    gated = GatedEngine(Engine(lm, progress=False))
+    config = ServerConfig(max_batch=1, batch_wait_ms=0, queue_size=16)
+    headers = {"Authorization": f"Bearer {KEY}"}
+    body = lambda q: {"prompts": [chat(lm, q)], "temperature": 0, "max_new_tokens": 4}  # noqa: E731
+    with BackgroundServer(create_app(gated, KEY, config)) as small, ThreadPoolExecutor(8) as pool, \
+            httpx.Client(base_url=small.url, headers=headers, timeout=30) as client:
+        first = pool.submit(client.post, "/generate", json=body(QUESTIONS[0]))
+        assert gated.entered.wait(30)  # the engine is busy with the first request
+        quitters = [pool.submit(httpx.post, f"{small.url}/generate", json=body(q), headers=headers, timeout=1.5) for q in QUESTIONS[1:7]]
+        for quitter in quitters:
+            with pytest.raises(httpx.TimeoutException):
+                quitter.result()
+        wait_until(lambda: client.get("/health").json()["queue_depth"] == 0)  # the queue forgot them
+        gated.open.set()
+        assert first.result().status_code == 200
+        last = client.post("/generate", json=body(QUESTIONS[7]))
+        assert last.status_code == 200
+        samples = metric_samples(client)
+    assert gated.computed == [chat(lm, QUESTIONS[0]), chat(lm, QUESTIONS[7])]
+    assert samples[("workbench_abandoned_requests_total", (("when", "queued"),))] == 6
+    assert samples[("workbench_abandoned_prompts_total", ())] == 6
+    assert samples[("workbench_errors_total", (("endpoint", "/generate"), ("reason", "client_gone")))] == 6
+
+
+def test_a_running_batch_stops_early_when_its_client_leaves(lm):
+    gated = GatedEngine(Engine(lm, progress=False))
+    gated.open.set()
+    config = ServerConfig(chunk_prompts=1, max_prompts=8)
+    prompts = [chat(lm, q) for q in QUESTIONS]
+    original = gated.sample
+
+    def slow_sample(batch, n, config=None):  # each chunk takes a while, so the client leaves mid-batch
+        import time
+
+        time.sleep(0.4)
+        return original(batch, n, config)
+
+    gated.sample = slow_sample
+    with BackgroundServer(create_app(gated, KEY, config)) as small:
+        with pytest.raises(httpx.TimeoutException):
+            httpx.post(f"{small.url}/generate", json={"prompts": prompts, "max_new_tokens": 2}, headers={"X-API-Key": KEY}, timeout=1.0)
+        with httpx.Client(base_url=small.url, headers={"X-API-Key": KEY}) as client:
+            wait_until(lambda: metric_samples(client)[("workbench_abandoned_requests_total", (("when", "running"),))] == 1)
+            samples = metric_samples(client)
+    assert 1 <= len(gated.computed) < len(prompts)
+    assert samples[("workbench_abandoned_prompts_total", ())] == len(prompts) - len(gated.computed)
+
+
+@pytest.mark.parametrize(
+    ("path", "raw", "words"),
+    [
+        ("/generate", '{"prompts": ["x"], "temperature": 1e-45}', "at least 0.0001"),
+        ("/generate", '{"prompts": ["x"], "temperature": Infinity}', "finite number"),
+        ("/generate", '{"prompts": ["x"], "temperature": NaN}', "finite number"),
+        ("/generate", '{"prompts": ["x"], "top_p": NaN}', "top_p"),
+        ("/score", '{"prompts": ["x"], "candidates": ["a"], "temperature": 1e-300}', "greater than or equal to 0.0001"),
+        ("/score", '{"prompts": ["x"], "candidates": ["a"], "temperature": -Infinity}', "temperature"),
+        ("/v1/completions", '{"model": "m", "prompt": "x", "temperature": 1e-45}', "at least 0.0001"),
+    ],
+)
+def test_tiny_and_non_finite_temperatures_are_422(http, path, raw, words):
+    """Audit: temperature 1e-45 repeated token 49151 with status 200, 1e-300 gave null
+    probabilities, and Infinity was accepted."""
+    response = http.post(path, content=raw.encode(), headers={"Content-Type": "application/json"})
+    assert response.status_code == 422
+    assert words in response.text
+
+
+def test_temperature_at_the_floor_is_served_with_finite_numbers(lm, local, http):
+    prompt = chat(lm, QUESTIONS[2])
+    sampled = http.post("/generate", json={"prompts": [prompt], "temperature": 1e-4, "max_new_tokens": NEW_TOKENS, "logprobs": True}).json()
+    assert sampled["results"][0]["texts"][0] == local.greedy([prompt], max_new_tokens=NEW_TOKENS)[0]
+    assert np.isfinite(np.concatenate(sampled["results"][0]["token_logprobs"])).all()
+    scored = http.post("/score", json={"prompts": [prompt], "candidates": ["Paris", "London"], "temperature": 1e-4}).json()
+    assert np.isfinite(scored["probs"][0]).all() and sum(scored["probs"][0]) == pytest.approx(1.0)
+    assert scored["probs"][0][0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("n", "2"), ("n", True), ("n", 2.0), ("max_new_tokens", "4"), ("seed", "7"), ("temperature", "0.5"), ("temperature", False), ("logprobs", 1)],
+)
+def test_no_silent_type_coercion(http, field, value):
+    response = http.post("/generate", json={"prompts": ["x"], field: value})
+    assert response.status_code == 422 and field in response.json()["message"]
+
+
+def test_health_reveals_no_filesystem_path(lm):
+    """A stage loaded from a local folder is named by the folder's name in /health, not its path."""
+    import dataclasses
+
+    from workbench.inference.models import embedded_model_folder
+
+    folder = str(embedded_model_folder())
+    from_folder = dataclasses.replace(lm, name=folder, fingerprint={**lm.fingerprint, "name": folder})
+    with BackgroundServer(create_app(Engine(from_folder, progress=False), KEY)) as served:
+        text = httpx.get(f"{served.url}/health").text
+        models = httpx.get(f"{served.url}/v1/models", headers={"X-API-Key": KEY}).text
+    assert folder not in text and folder not in models and "/root" not in text
+    assert '"name":"smollm2-135m-instruct"' in text.replace(" ", "")

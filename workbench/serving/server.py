@@ -137,8 +137,8 @@ class Service:
         self.model_id = engine.lm.fingerprint_id
         self.queue: BatchQueue | None = None
         self.metrics = ServerMetrics(
-            queue_depth=lambda: len(self.queue) if self.queue else 0,
-            abandoned=lambda: self.queue.abandoned if self.queue else None,
+            queue_depth=lambda: len(self.queue) if self.queue is not None else 0,
+            abandoned=lambda: self.queue.abandoned if self.queue is not None else None,
         )
         self._engine_thread: ThreadPoolExecutor | None = None
         self._cpu_thread: ThreadPoolExecutor | None = None
@@ -390,7 +390,7 @@ def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None 
             "model": service.model_id,
             "fingerprint": service.fingerprint,
             "device": engine.lm.device.type,
-            "queue_depth": len(service.queue) if service.queue else 0,
+            "queue_depth": len(service.queue) if service.queue is not None else 0,
             "queue_capacity": config.queue_size,
             "limits": {
                 "max_body_bytes": config.max_body_bytes,
