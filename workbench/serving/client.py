@@ -1,4 +1,4 @@
-"""``RemoteEngine``: the :class:`workbench.inference.engine.Engine` interface over HTTP.
+"""``RemoteEngine``: the :class:`workbench.inference.protocol.Engine` protocol over the workbench server's own API.
 
 Code written against ``Engine`` (``sample``, ``greedy``, ``score``) runs unchanged against a
 server: the same arguments, and the same :class:`SampleSet` / :class:`GridScore` results.
@@ -46,6 +46,7 @@ class RemoteEngine:
         self.busy_retries = busy_retries
         self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0))
         self._max_prompts: int | None = None
+        self._fingerprint: dict | None = None
 
     # ------------------------------------------------------------------ Engine interface
     def sample(self, prompts: list[str], n: int, config: SamplingConfig | None = None) -> list[SampleSet]:
@@ -81,6 +82,13 @@ class RemoteEngine:
         return GridScore(list(candidates), np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(candidates)))
 
     # ------------------------------------------------------------------ server information
+    @property
+    def fingerprint(self) -> dict:
+        """The served stage's fingerprint, as ``/health`` reports it (read once)."""
+        if self._fingerprint is None:
+            self._fingerprint = self.health()["fingerprint"]
+        return self._fingerprint
+
     def health(self) -> dict:
         """The server's ``/health``: model fingerprint, queue depth, limits."""
         return self._request("GET", "/health")
