@@ -7,8 +7,11 @@ Three pieces, all data-driven:
   answers (paraphrase an STS-B sentence, explain an SST-5 sentence).
 * :class:`Variant`: one stage *variant* to compare, described as data: which model stage (a
   registry name from :mod:`workbench.lifecycle.stages` or a loaded model), the sampling settings, the
-  system prompt and query template, and whether it is called in process (``"local"``) or through
-  an HTTP server on loopback (``"served"``).
+  system prompt and query template, and how it is called: in process (``"local"``), through the
+  workbench server on loopback (``"served"``), or through an OpenAI-compatible completions API
+  (``"openai"``): the workbench server's own ``/v1``, or any other server (vLLM, TGI, llama.cpp)
+  given as ``endpoint``, which is how SimCT compares a stage with "the same model behind another
+  server".
 * :func:`generate_responses`: draws ``samples_per_query`` responses per query from every variant
   and returns them as a response table (:mod:`workbench.consistency.responses`), one stage label
   per variant.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import secrets
 import warnings
 import zlib
@@ -46,11 +50,12 @@ from workbench.consistency.responses import RESPONSE_FIELDS, validate_responses
 from workbench.text import clean_text
 from workbench.inference.engine import Engine, SamplingConfig
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.protocol import Engine as EngineProtocol
 from workbench.inference.models import LoadedModel, embedded_model_folder
 from workbench.paths import cache_dir
 from workbench.tasks import get_task
 
-BACKENDS = ("local", "served")
+BACKENDS = ("local", "served", "openai")
 QUERY_COLUMNS = ("query_id", "query", "query_type", "source")
 
 # The query kinds of build_queries: (source label, query type, instruction before the text).
@@ -110,8 +115,16 @@ class Variant:
         system_prompt: the system message; None keeps the chat template's default (SmolLM2 then
             inserts its own "You are a helpful AI assistant named SmolLM...").
         template: how a query becomes the user message; must contain ``{query}``.
-        backend: ``"local"`` (in-process engine) or ``"served"`` (the same stage behind an HTTP
-            server on loopback, called through :class:`workbench.serving.RemoteEngine`).
+        backend: ``"local"`` (in-process engine), ``"served"`` (the same stage behind the
+            workbench server on loopback, called through :class:`workbench.serving.RemoteEngine`)
+            or ``"openai"`` (through the OpenAI completions API with
+            :class:`workbench.inference.openai_compat.OpenAIEngine`: the workbench server's
+            ``/v1`` on loopback, or ``endpoint``).
+        endpoint: for ``"openai"``: the API root of another server (e.g.
+            ``"http://10.0.0.5:8000/v1"``, its key in ``$OPENAI_API_KEY``) that serves this
+            stage's model; ``stage`` then only supplies the chat template. None serves ``stage``
+            on loopback.
+        endpoint_model: the model id on ``endpoint`` (default: the first it lists).
     """
 
     name: str
@@ -122,10 +135,14 @@ class Variant:
     system_prompt: str | None = None
     template: str = "{query}"
     backend: str = "local"
+    endpoint: str | None = None
+    endpoint_model: str | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
             raise ValueError(f"backend must be one of {BACKENDS}, got {self.backend!r}")
+        if self.endpoint is not None and self.backend != "openai":
+            raise ValueError(f"an endpoint is called with backend='openai', not {self.backend!r}")
         if "{query}" not in self.template:
             raise ValueError(f"template must contain '{{query}}', got {self.template!r}")
         if not self.name or "/" in self.name or self.name.startswith("."):
@@ -193,7 +210,11 @@ def stage_tokenizer(stage: str | LoadedModel):
 
 def variant_key(variant: Variant, samples_per_query: int, seed: int) -> str:
     """A hash of everything that determines a variant's responses (records carry it)."""
-    blob = {**variant.describe(), "fingerprint": stage_fingerprint(variant.stage),
+    described = variant.describe()
+    for name in ("endpoint", "endpoint_model"):  # unset: left out, so keys from before these fields still match
+        if described[name] is None:
+            del described[name]
+    blob = {**described, "fingerprint": stage_fingerprint(variant.stage),
             "samples_per_query": samples_per_query, "sampling_seed": variant_seed(seed, variant.name)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -254,20 +275,34 @@ class _Engines:
         return Engine(lm, cache=cache, progress=False)
 
     @contextmanager
-    def open(self, variant: Variant) -> Iterator[tuple[LoadedModel, object]]:
-        """(model, engine) for a variant; a served variant gets a fresh server, stopped on exit."""
+    def open(self, variant: Variant) -> Iterator[tuple[object, EngineProtocol]]:
+        """(tokenizer, engine) for a variant; a served variant gets a fresh server, stopped on exit."""
+        if variant.endpoint is not None:  # another server: only the chat template is needed here
+            from workbench.inference.openai_compat import OpenAIEngine
+
+            with OpenAIEngine(variant.endpoint, variant.endpoint_model, os.environ.get("OPENAI_API_KEY"),
+                              timeout_s=24 * 3600, max_prompts_per_request=self.queries_per_call) as remote:
+                yield stage_tokenizer(variant.stage), remote
+            return
         lm = self.model(variant.stage)
         if variant.backend == "local":
-            yield lm, self.local(lm)
+            yield lm.tokenizer, self.local(lm)
             return
         from workbench.serving import BackgroundServer, RemoteEngine, ServerConfig, create_app
 
         config = ServerConfig(max_n=max(16, self.samples_per_query), max_prompts=self.queries_per_call,
                               max_total_tokens=8192, request_timeout_s=24 * 3600)
         api_key = secrets.token_urlsafe(16)
-        with BackgroundServer(create_app(self.local(lm), api_key, config)) as server, \
-                RemoteEngine(server.url, api_key, timeout_s=24 * 3600) as remote:
-            yield lm, remote
+        with BackgroundServer(create_app(self.local(lm), api_key, config)) as server:
+            if variant.backend == "served":
+                with RemoteEngine(server.url, api_key, timeout_s=24 * 3600) as remote:
+                    yield lm.tokenizer, remote
+            else:
+                from workbench.inference.openai_compat import OpenAIEngine
+
+                with OpenAIEngine(f"{server.url}/v1", api_key=api_key, timeout_s=24 * 3600,
+                                  max_prompts_per_request=self.queries_per_call) as remote:
+                    yield lm.tokenizer, remote
 
 
 def _records(variant: Variant, rows: pd.DataFrame, sample_sets, key: str, sampling_seed: int) -> list[dict]:
@@ -338,11 +373,11 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
         bar.set_description(f"responses: {variant.name}")
         bar.update(len(queries) - len(todo))
         if len(todo):
-            with engines.open(variant) as (lm, engine):
+            with engines.open(variant) as (tokenizer, engine):
                 config = variant.sampling_config(sampling_seed)
                 for start in range(0, len(todo), queries_per_call):
                     rows = todo.iloc[start:start + queries_per_call]
-                    prompts = [variant.prompt(text, lm.tokenizer) for text in rows["query"]]
+                    prompts = [variant.prompt(text, tokenizer) for text in rows["query"]]
                     new = _records(variant, rows, engine.sample(prompts, samples_per_query, config), key, sampling_seed)
                     if path is not None:
                         _write_records(path, new, "a")

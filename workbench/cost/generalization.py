@@ -33,7 +33,7 @@ import pandas as pd
 
 from workbench.metric_aware.bootstrap import BootstrapResult
 from workbench.metric_aware.decision import from_grid, mean, median, mode
-from workbench.inference.engine import Engine
+from workbench.inference.protocol import ChatEngine
 from workbench.lifecycle.evaluation import predict
 from workbench.metric_aware.experiments import snap_to_grid
 from workbench.metric_aware.metrics import get_metric
@@ -158,7 +158,7 @@ def with_prompt_of(template: Task, data: Task, name: str | None = None) -> Task:
 # ------------------------------------------------------------------------------- the drop
 
 
-def rule_predictions(engine: Engine, task: Task, examples: list[Example], shots: list[Example] = ()) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def rule_predictions(engine: ChatEngine, task: Task, examples: list[Example], shots: list[Example] = ()) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Exact answer distribution of each example (:meth:`Engine.score`) and each rule's answer.
 
     Returns:

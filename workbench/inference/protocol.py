@@ -67,6 +67,18 @@ class Engine(Protocol):
         ...
 
 
+@runtime_checkable
+class ChatEngine(Engine, Protocol):
+    """An :class:`Engine` that also carries its model's tokenizer, whose chat template formats the
+    prompts it is given (``task.prompts(examples, engine.tokenizer, shots)``).
+
+    The HF and vLLM engines have one; an :class:`~workbench.inference.openai_compat.OpenAIEngine`
+    has one when it was given ``tokenizer=``.
+    """
+
+    tokenizer: object
+
+
 def sampling_seed(seed: int, prompt: str) -> int:
     """A per-prompt seed derived from the run seed, for backends that take an integer seed.
 
