@@ -491,3 +491,12 @@ def test_health_reveals_no_filesystem_path(lm):
         models = httpx.get(f"{served.url}/v1/models", headers={"X-API-Key": KEY}).text
     assert folder not in text and folder not in models and "/root" not in text
     assert '"name":"smollm2-135m-instruct"' in text.replace(" ", "")
+
+
+def test_abandoned_clients_phase_reports_the_dropped_work(lm):
+    from workbench.serving.loadtest import abandoned_clients_test
+
+    with BackgroundServer(create_app(Engine(lm, progress=False), KEY, ServerConfig(max_batch=8, chunk_prompts=2))) as small:
+        result = asyncio.run(abandoned_clients_test(small.url, KEY, clients=3, give_up_after_s=0.3, blocker_prompts=8, max_new_tokens=12))
+    assert result.gave_up == 3 and result.dropped, result.table()
+    assert result.queue_depth_after == 0 and "abandoned work dropped" in result.table()

@@ -69,11 +69,14 @@ class Abandoned:
     Attributes:
         queued: dropped while waiting: none of their work was computed.
         running: dropped during their batch: their remaining chunks were skipped.
+        late: left while their last chunk was being computed: computed for nobody (an engine
+            call in progress is not interrupted).
         prompts_skipped: prompts not computed because their request was abandoned.
     """
 
     queued: int = 0
     running: int = 0
+    late: int = 0
     prompts_skipped: int = 0
 
 
@@ -195,6 +198,8 @@ async def serve_batches(
                 job.results[index] = result
                 started.add(id(job))
                 if len(job.results) == len(job.prompts):
+                    if job.abandoned:
+                        queue.abandoned.late += 1
                     job.resolve(([job.results[i] for i in range(len(job.prompts))], len(batch)))
 
 

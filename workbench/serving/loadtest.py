@@ -1,4 +1,5 @@
-"""A bounded load test of a running server: throughput, latency percentiles, exactly-once answers.
+"""A bounded load test of a running server: throughput, latency percentiles, exactly-once answers,
+and an abandoned-clients phase (clients that hang up mid-request: is their work dropped?).
 
 Every request carries a unique ``request_id`` that the server echoes, so a request whose answer
 never came (lost) or whose id came back twice (duplicated) is counted. Requests are greedy
@@ -188,6 +189,128 @@ def _summarise(outcomes, reference: dict[str, str], requests: int, concurrency: 
         completion_tokens=sum(answer["usage"]["completion_tokens"] for answer, _ in own),
         time_limit_hit=len(outcomes) < requests,
     )
+
+
+@dataclass
+class AbandonedClientsResult:
+    """Outcome of :func:`abandoned_clients_test`.
+
+    Attributes:
+        clients: clients that sent a request and hung up before the answer.
+        gave_up: those whose request was still unanswered when they hung up.
+        dropped_queued: abandoned requests the server dropped before computing anything.
+        dropped_running: abandoned requests whose remaining chunks the server skipped.
+        computed_for_nobody: abandoned requests the server finished anyway (their last engine
+            call was already running).
+        prompts_skipped: prompts the server did not compute because their client had left.
+        blocker_s: how long the patient client's heavy request took.
+        next_request_s: latency of the request sent right after the clients hung up.
+        next_request_alone_s: latency of the same request on an idle server.
+        queue_depth_after: requests waiting once the clients had gone (0: the queue forgot them).
+    """
+
+    clients: int
+    gave_up: int
+    dropped_queued: int
+    dropped_running: int
+    computed_for_nobody: int
+    prompts_skipped: int
+    blocker_s: float
+    next_request_s: float
+    next_request_alone_s: float
+    queue_depth_after: int
+
+    @property
+    def dropped(self) -> bool:
+        """Every client that gave up had its work dropped, none of it computed for nobody."""
+        return self.dropped_queued + self.dropped_running == self.gave_up and self.computed_for_nobody == 0
+
+    def table(self) -> str:
+        rows = [
+            ("clients that hung up", f"{self.clients} ({self.gave_up} before their answer)"),
+            ("dropped before computing", f"{self.dropped_queued}"),
+            ("stopped mid-batch", f"{self.dropped_running}"),
+            ("computed for nobody", f"{self.computed_for_nobody}"),
+            ("prompts not computed", f"{self.prompts_skipped}"),
+            ("queue depth after they left", f"{self.queue_depth_after}"),
+            ("heavy request (patient client)", f"{self.blocker_s:.2f} s"),
+            ("next request, after they left", f"{self.next_request_s:.2f} s"),
+            ("same request on an idle server", f"{self.next_request_alone_s:.2f} s"),
+            ("verdict", "abandoned work dropped" if self.dropped else "ABANDONED WORK WAS COMPUTED"),
+        ]
+        width = max(len(name) for name, _ in rows)
+        return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
+
+
+async def abandoned_clients_test(
+    base_url: str,
+    api_key: str | None = None,
+    clients: int = 6,
+    give_up_after_s: float = 0.5,
+    blocker_prompts: int = 8,
+    max_new_tokens: int = 24,
+    question: str = DEFAULT_QUESTIONS[0],
+) -> AbandonedClientsResult:
+    """Clients that hang up mid-request: is their work dropped, and does the next client wait for it?
+
+    A patient client first sends a heavy request (``blocker_prompts`` prompts) that keeps the
+    engine busy; meanwhile ``clients`` clients each send a request and hang up after
+    ``give_up_after_s`` seconds; then one more request is sent. The server's
+    ``workbench_abandoned_*`` counters (read from ``/metrics`` before and after) say what happened
+    to the abandoned work; the last request's latency is compared with the same request alone.
+    """
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    body = {"messages": [{"role": "user", "content": question}], "temperature": 0.0, "max_new_tokens": max_new_tokens}
+    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=600) as client:
+
+        async def timed_post(payload) -> float:
+            start = time.perf_counter()
+            response = await client.post("/generate", json=payload)
+            response.raise_for_status()
+            return time.perf_counter() - start
+
+        alone_s = await timed_post(body)
+        before = await _abandoned_counters(client)
+        heavy = {"prompts": [f"Tell me a short story about the number {i}." for i in range(blocker_prompts)],
+                 "temperature": 0.0, "max_new_tokens": max_new_tokens}
+        blocker = asyncio.create_task(timed_post(heavy))
+        await asyncio.sleep(0.2)  # the heavy request reaches the engine first
+
+        async def hang_up(index: int) -> bool:
+            quitter = {**body, "max_new_tokens": max_new_tokens + 1 + index}  # not batched with the rest
+            try:
+                await client.post("/generate", json=quitter, timeout=give_up_after_s)
+            except httpx.TimeoutException:
+                return True  # hung up before the answer came
+            return False
+
+        gave_up = sum(await asyncio.gather(*(hang_up(i) for i in range(clients))))
+        depth = (await client.get("/health")).json()["queue_depth"]
+        next_s = await timed_post(body)
+        blocker_s = await blocker
+        await asyncio.sleep(0.1)
+        after = await _abandoned_counters(client)
+    delta = {name: after[name] - before[name] for name in after}
+    return AbandonedClientsResult(
+        clients=clients, gave_up=gave_up, dropped_queued=int(delta["queued"]), dropped_running=int(delta["running"]),
+        computed_for_nobody=int(delta["late"]), prompts_skipped=int(delta["prompts"]), blocker_s=blocker_s,
+        next_request_s=next_s, next_request_alone_s=alone_s, queue_depth_after=depth,
+    )
+
+
+async def _abandoned_counters(client: httpx.AsyncClient) -> dict[str, float]:
+    """The server's abandoned-work counters from /metrics."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = (await client.get("/metrics")).text
+    counters = {"queued": 0.0, "running": 0.0, "late": 0.0, "prompts": 0.0}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "workbench_abandoned_requests_total":
+                counters[sample.labels["when"]] = sample.value
+            elif sample.name == "workbench_abandoned_prompts_total":
+                counters["prompts"] = sample.value
+    return counters
 
 
 def run_load_test(base_url: str, api_key: str | None = None, **options) -> LoadTestResult:

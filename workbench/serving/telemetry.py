@@ -82,11 +82,12 @@ class _AbandonedCollector:
         requests = CounterMetricFamily(
             "workbench_abandoned_requests",
             "Requests whose client left (disconnect, timeout) before their answer, by when their work was dropped: "
-            "queued (nothing computed) or running (remaining chunks skipped)",
+            "queued (nothing computed), running (remaining chunks skipped) or late (computed for nobody)",
             labels=["when"],
         )
         requests.add_metric(["queued"], counts.queued if counts else 0)
         requests.add_metric(["running"], counts.running if counts else 0)
+        requests.add_metric(["late"], counts.late if counts else 0)
         yield requests
         yield CounterMetricFamily(
             "workbench_abandoned_prompts", "Prompts not computed because their client left", value=counts.prompts_skipped if counts else 0
