@@ -500,3 +500,21 @@ def test_abandoned_clients_phase_reports_the_dropped_work(lm):
         result = asyncio.run(abandoned_clients_test(small.url, KEY, clients=3, give_up_after_s=0.3, blocker_prompts=8, max_new_tokens=12))
     assert result.gave_up == 3 and result.dropped, result.table()
     assert result.queue_depth_after == 0 and "abandoned work dropped" in result.table()
+
+
+def test_work_past_its_deadline_is_dropped_with_504(lm):
+    gated = GatedEngine(Engine(lm, progress=False))
+    config = ServerConfig(max_batch=1, batch_wait_ms=0, request_timeout_s=1.0)
+    headers = {"X-API-Key": KEY}
+    body = lambda q: {"prompts": [chat(lm, q)], "temperature": 0, "max_new_tokens": 2}  # noqa: E731
+    with BackgroundServer(create_app(gated, KEY, config)) as small, ThreadPoolExecutor(2) as pool:
+        first = pool.submit(httpx.post, f"{small.url}/generate", json=body(QUESTIONS[0]), headers=headers, timeout=30)
+        assert gated.entered.wait(30)
+        late = httpx.post(f"{small.url}/generate", json=body(QUESTIONS[1]), headers=headers, timeout=30)
+        gated.open.set()
+        first.result()
+        with httpx.Client(base_url=small.url, headers=headers) as client:
+            samples = metric_samples(client)
+    assert late.status_code == 504 and "request_timeout_s=1.0" in late.json()["detail"]
+    assert chat(lm, QUESTIONS[1]) not in gated.computed
+    assert samples[("workbench_abandoned_requests_total", (("when", "queued"),))] == 1
