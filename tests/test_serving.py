@@ -330,6 +330,15 @@ def test_oversized_body_is_refused_with_413_before_it_is_read(server):
     assert problem["loc"] == ["body"] and "max_body_bytes=4194304" in problem["msg"]
     assert raw_post(server, "/generate", 20_000_000, b"", key="wrong")[0] == 403  # auth is checked first
 
+    def chunked():  # no Content-Length: the body is cut as soon as it passes the limit
+        yield b'{"prompts": ["'
+        for _ in range(100):
+            yield b"x" * 65536
+        yield b'"]}'
+
+    cut = httpx.post(f"{server.url}/generate", content=chunked(), headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    assert cut.status_code == 413 and "more than 4194304 bytes" in cut.json()["detail"][0]["msg"]
+
 
 def test_health_answers_within_a_second_while_a_huge_prompt_is_tokenised(lm):
     """Audit: one 20 MB prompt froze /health for over 10 s (tokenisation ran on the event loop).

@@ -173,10 +173,11 @@ class Service:
             return  # extra_tokens alone are over the limit: the token count names that
         for index, text in enumerate(texts):
             if len(text) > limit * self.max_token_chars:
+                besides = f" with {extra_field} ({extra_tokens})" if extra_tokens else ""
                 raise limit_error(
                     location(index),
-                    f"{len(text)} characters cannot fit in max_total_tokens={self.config.max_total_tokens} "
-                    f"with {extra_field} ({extra_tokens}): a token spans at most {self.max_token_chars} characters",
+                    f"{len(text)} characters cannot fit in max_total_tokens={self.config.max_total_tokens}{besides}: "
+                    f"a token spans at most {self.max_token_chars} characters",
                 )
 
     async def prompts_of(self, body: PromptInput) -> list[str]:
@@ -187,7 +188,7 @@ class Service:
             return body.prompts
         if not self.tokenizer.chat_template:
             raise HTTPException(422, detail="this model has no chat template: send formatted 'prompts' instead of 'messages'")
-        self.check_characters(["".join(m.content for m in body.messages)], lambda i: ["messages"], 0, "nothing")
+        self.check_characters(["".join(m.content for m in body.messages)], lambda i: ["messages"], 0, "")
         chat = [message.model_dump() for message in body.messages]
         return [await self.off_loop(lambda: self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))]
 
