@@ -1,8 +1,8 @@
 """``RayEngine``: ``sample`` and ``score`` with prompts sharded over engine actors on a Ray cluster.
 
 Each actor holds one engine (one per GPU, or one per group of CPU cores), built on the actor from
-an :class:`EngineSpec`. A call splits its prompts into chunks (two per actor by default) and keeps every
-actor busy with one chunk at a time, so a faster worker takes more. Results come back in prompt order.
+an :class:`EngineSpec`. A call splits its prompts into chunks (one per actor by default, so that each engine
+call batches as many prompts as it can) and keeps every actor busy with one chunk at a time. Results come back in prompt order.
 
 Identical to a single process. The HF engine seeds each prompt's samples from the run seed, the
 prompt and the sample index only (``_generator`` in :mod:`workbench.inference.engine`), so which
@@ -143,7 +143,8 @@ class RayEngine:
         cpus_per_worker: CPUs each actor reserves (and, by default, its torch threads).
         disk_cache: read and write the driver's generation cache (see the module docstring).
         address: the cluster; default ``$RAY_ADDRESS``, else a local instance is started.
-        chunk_size: prompts per actor call; default: two chunks per actor.
+        chunk_size: prompts per actor call; default: one chunk per actor. Smaller chunks balance
+            workers of unequal speed (each free actor takes the next chunk).
         runtime_env: passed to ``ray.init`` (e.g. ``{"py_modules": [workbench]}`` for a cluster
             whose nodes lack the workbench).
         progress: show a tqdm bar over chunks.
@@ -240,9 +241,10 @@ class RayEngine:
     def _map(self, prompts: list[str], call: Callable, unpack: Callable) -> list:
         """Chunks of prompts to whichever actor is free; results reassembled in prompt order."""
         prompts = list(prompts)
-        # Two chunks per actor by default: enough to even out uneven workers, and each call keeps
-        # enough prompts for the engine to batch them and to prefill their shared prefix once.
-        size = self.chunk_size or max(1, -(-len(prompts) // (2 * len(self.actors))))
+        # One chunk per actor by default: each call keeps as many prompts as possible for the
+        # engine to batch together (on CPU, two calls of 4 prompts cost clearly more than one of 8).
+        # Smaller chunks (chunk_size) even out workers of unequal speed.
+        size = self.chunk_size or max(1, -(-len(prompts) // len(self.actors)))
         chunks = [(start, prompts[start : start + size]) for start in range(0, len(prompts), size)]
         results: list = [None] * len(prompts)
         running: dict = {}  # object ref -> (actor, chunk start, chunk length)
