@@ -65,12 +65,15 @@ class VLLMEngine:
             raise ImportError("VLLMEngine needs vLLM on a CUDA machine: pip install -e .[vllm]") from error
         from transformers import AutoTokenizer, GenerationConfig
 
-        from workbench.inference.models import _EMBEDDED, embedded_model_folder
+        from workbench.inference.models import embedded_model_folder
 
         if dtype not in VLLM_DTYPES:
             raise ValueError(f"dtype must be one of {sorted(VLLM_DTYPES)}, got {dtype!r}")
         self.name = model
-        source = str(embedded_model_folder(model)) if model in _EMBEDDED else model
+        try:
+            source = str(embedded_model_folder(model))
+        except KeyError:  # not an embedded name: a local folder or a hub id
+            source = model
         self.llm = LLM(model=source, dtype=VLLM_DTYPES[dtype], **{"enable_prefix_caching": True, **llm_options})
         self.tokenizer = AutoTokenizer.from_pretrained(source)
         try:
