@@ -1,7 +1,7 @@
 """The package's layers stay one-way: a module imports only from its own package or from a lower layer.
 
-Bottom to top: paths and text; inference and tasks; metric_aware; lifecycle; serving; consistency
-and cost; the command line. Imports inside functions count too: a late import still ties a
+Bottom to top: paths; text cleaning, progress bars and tracking; inference and tasks; metric_aware
+and run records; lifecycle; serving; consistency and cost; the command line. Imports inside functions count too: a late import still ties a
 lower layer to a higher one.
 """
 
@@ -12,13 +12,14 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 LAYERS = {
-    "paths": 0, "text": 0,
-    "inference": 1, "tasks": 1,
-    "metric_aware": 2,
-    "lifecycle": 3,
-    "serving": 4,
-    "consistency": 5, "cost": 5,
-    "__init__": 6,
+    "paths": 0,
+    "text": 1, "progress": 1, "tracking": 1,
+    "inference": 2, "tasks": 2,
+    "metric_aware": 3, "runs": 3,
+    "lifecycle": 4,
+    "serving": 5,
+    "consistency": 6, "cost": 6,
+    "__init__": 7,
 }
 
 
