@@ -160,7 +160,7 @@ class TaskSpec:
                 folded = fold_label_map(self.label_map)
             except ValueError as error:
                 self._fail(f"{error} (quote YAML keys such as yes, no, on, off)")
-            outside = {k: v for k, v in zip(self.label_map, folded.values()) if not self.low <= v <= self.high}
+            outside = {label: value for label, value in self.label_map.items() if not self.low <= folded[label.strip().casefold()] <= self.high}
             if outside:
                 self._fail(f"label_map values {outside} lie outside the scale [{self.low:g}, {self.high:g}]")
         if self.max_new_tokens < 1:
