@@ -54,7 +54,7 @@ def test_sst5_with_label_names_loads_through_a_spec(tmp_path):
     No PyPI package ships such a file, so it is derived from the shared SST-5 copy at test time.
     """
     gold = read_sst5("test")
-    data = write(tmp_path / "data" / "sst5_names.txt", "sentence\tlabel\n" + "".join(f"{ex.text}\t{SST5_NAMES[int(ex.target) - 1]}\n" for ex in gold))
+    write(tmp_path / "data" / "sst5_names.txt", "sentence\tlabel\n" + "".join(f"{ex.text}\t{SST5_NAMES[int(ex.target) - 1]}\n" for ex in gold))
     spec = write(tmp_path / "specs" / "sst5_names.yaml", """
 name: sst5-names
 path: ../data/sst5_names.txt       # relative to this spec; tab-separated, sniffed

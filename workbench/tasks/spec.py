@@ -26,6 +26,7 @@ file's folder. Specs shipped in ``workbench/tasks/specs/`` load by name (``get_t
 
 from __future__ import annotations
 
+import codecs
 import difflib
 import json
 import math
@@ -38,7 +39,7 @@ from workbench.paths import data_dir
 from workbench.tasks.base import Task, register_task
 from workbench.tasks.loaders import SPLITS
 from workbench.tasks.parsers import parse_rating
-from workbench.tasks.table import file_sha256, fold_label_map, read_table, split_rows
+from workbench.tasks.table import file_sha256, fold_label_map, parse_delimiter, read_table, split_rows
 
 SPEC_DIR = Path(__file__).with_name("specs")
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
@@ -155,6 +156,11 @@ class TaskSpec:
             self._fail(f"low ({self.low}) must be below high ({self.high})")
         if self.quoting not in ("csv", "none"):
             self._fail(f"quoting must be 'csv' or 'none', got {self.quoting!r}")
+        try:
+            parse_delimiter(self.delimiter)
+            codecs.lookup(self.encoding)
+        except (ValueError, LookupError) as error:
+            self._fail(str(error))
         if self.label_map is not None:
             try:
                 folded = fold_label_map(self.label_map)
@@ -178,7 +184,7 @@ class TaskSpec:
         """The answer grid: ``grid`` when given, else low..high in steps of ``step``."""
         if self.grid is not None:
             values = [float(v) for v in self.grid if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            if len(values) != len(self.grid) or not values or values != sorted(set(values)) or values[0] < self.low or values[-1] > self.high:
+            if len(values) != len(self.grid) or not values or not all(map(math.isfinite, values)) or values != sorted(set(values)) or values[0] < self.low or values[-1] > self.high:
                 self._fail(f"grid must be increasing numbers within [{self.low:g}, {self.high:g}], got {self.grid!r}")
             return values
         steps = (self.high - self.low) / self.step if self.step > 0 else -1
@@ -218,11 +224,11 @@ class TaskSpec:
         grid = self.grid_values()
         decimals = max(_decimals(v) for v in grid)
         files = self.files()
-        read = dict(
-            text_column=self.text_column, label_column=self.label_column, text_b_column=self.text_b_column,
-            delimiter=self.delimiter, encoding=self.encoding, quoting=self.quoting, multiline=self.multiline,
-            label_map=self.label_map, low=self.low, high=self.high,
-        )
+        read = {
+            "text_column": self.text_column, "label_column": self.label_column, "text_b_column": self.text_b_column,
+            "delimiter": self.delimiter, "encoding": self.encoding, "quoting": self.quoting, "multiline": self.multiline,
+            "label_map": self.label_map, "low": self.low, "high": self.high,
+        }
         if "path" in files:
             fractions = self.fractions or {"train": 0.8, "dev": 0.1, "test": 0.1}
             rows = read_table(files["path"], **read)
@@ -284,7 +290,7 @@ def _decimals(value: float) -> int:
 
 
 def load_task_spec(path: str | Path, **overrides) -> TaskSpec:
-    """Read a YAML or JSON task spec; ``overrides`` replace its fields (e.g. ``limit`` experiments).
+    """Read a YAML or JSON task spec; ``overrides`` replace its fields (another instruction, another split seed).
 
     Raises:
         SpecError: for a file that does not parse, an unknown field (with the nearest known
@@ -292,18 +298,19 @@ def load_task_spec(path: str | Path, **overrides) -> TaskSpec:
     """
     path = Path(path)
     text = path.read_text(encoding="utf-8-sig")
-    try:
-        if path.suffix.lower() == ".json":
+    if path.suffix.lower() == ".json":
+        try:
             raw = json.loads(text)
-        else:
-            import yaml  # imported here: only specs need it
+        except json.JSONDecodeError as error:
+            raise SpecError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
+    else:
+        import yaml  # imported here: only specs need it
 
+        try:
             raw = yaml.safe_load(text)
-    except json.JSONDecodeError as error:
-        raise SpecError(f"{path}:{error.lineno}: invalid JSON ({error.msg})") from None
-    except Exception as error:  # yaml.YAMLError; its mark gives the line
-        mark = getattr(error, "problem_mark", None)
-        raise SpecError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML ({getattr(error, 'problem', error)})") from None
+        except yaml.YAMLError as error:
+            mark = getattr(error, "problem_mark", None)
+            raise SpecError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML ({getattr(error, 'problem', None) or error})") from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
     raw = {**raw, **overrides}

@@ -184,11 +184,12 @@ def _summary(path: Path, problems: list[str]) -> str:
     return f"{path}: {len(problems)} problem(s):\n  {listed}{more}"
 
 
-def _delimiter(value: str | None) -> str | None:
+def parse_delimiter(value: str | None) -> str | None:
+    """A delimiter given as a character, an escape ("\\t") or a name ("tab", "comma", "semicolon", "pipe")."""
     if value is None:
         return None
     names = {name: char for char, name in DELIMITERS.items()}
-    char = names.get(value.lower(), value)
+    char = names.get(value.lower(), {"\\t": "\t"}.get(value, value))
     if len(char) != 1:
         raise ValueError(f"delimiter must be one character or one of {sorted(names)}, got {value!r}")
     return char
@@ -222,7 +223,7 @@ def _sniff(path: Path, text: str, wanted: list[str], quoting: str) -> str:
 
 
 def _delimited_records(path: Path, text: str, wanted: list[str], delimiter: str | None, quoting: str, multiline: bool):
-    char = _delimiter(delimiter) or _sniff(path, text, wanted, quoting)
+    char = parse_delimiter(delimiter) or _sniff(path, text, wanted, quoting)
     reader = _reader(text, char, quoting)
     header, end = None, 0
     while True:
