@@ -45,6 +45,7 @@ SPEC_DIR = Path(__file__).with_name("specs")
 SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 DATA_DIR_MARK = "{data_dir}"
 DEFAULT_METRICS = ("squared_error", "absolute_error", "exact_match")
+DEFAULT_FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
 
 
 class SpecError(ValueError):
@@ -61,7 +62,8 @@ class TaskSpec:
         text_b_column: the second text of pair tasks, or None.
         path: one file holding every row, split by ``fractions`` (give this or the split files).
         train, dev, test: one file per split (any of them; few-shot demonstrations need train).
-        fractions: train/dev/test shares of ``path``, as {"train": .., "dev": .., "test": ..}.
+        fractions: train/dev/test shares of ``path``, as {"train": .., "dev": .., "test": ..}
+            (default 0.8, 0.1, 0.1).
         split_seed: seed of the split of ``path``.
         delimiter: field separator (a character or "tab", "comma", ...); None sniffs it.
         encoding: text encoding of the files.
@@ -113,6 +115,8 @@ class TaskSpec:
             self.label_map = {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in self.label_map.items()}
         if isinstance(self.fractions, (list, tuple)) and len(self.fractions) == 3:
             self.fractions = dict(zip(SPLITS, self.fractions))
+        if self.fractions is None and self.path:  # written out, so the identity records the split
+            self.fractions = dict(DEFAULT_FRACTIONS)
         self._check_types()
         self._check_values()
 
@@ -230,7 +234,7 @@ class TaskSpec:
             "label_map": self.label_map, "low": self.low, "high": self.high,
         }
         if "path" in files:
-            fractions = self.fractions or {"train": 0.8, "dev": 0.1, "test": 0.1}
+            fractions = self.fractions
             rows = read_table(files["path"], **read)
             splits = split_rows(rows, tuple(fractions[s] for s in SPLITS), self.split_seed)
             where = f"{files['path']} split {fractions}"
