@@ -6,6 +6,7 @@ import os
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("WORKBENCH_TRACKING", "0")  # tests of tracking turn it on against a temporary store
 
 import pytest  # noqa: E402
 

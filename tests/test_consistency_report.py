@@ -1,4 +1,4 @@
-"""The SimCT study helpers (workbench.consistency.report) on synthetic stages with a known truth.
+"""The SimCT study helpers (workbench.consistency.study, .crossfit, .plots) on synthetic stages with a known truth.
 
 ref, train-ref and aa draw from the same generator (shift 0); b and c are real changes. The
 classifiers train on train-ref vs b (fold 0) and train-ref vs c (fold 1); ref is never trained on.
@@ -14,28 +14,19 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.consistency.calibration import t_test_power
-from workbench.consistency.features import FeatureConfig, PairFeaturizer
-from workbench.consistency.mmd_baseline import MMDConfig, MMDResult
-from workbench.consistency.report import (
-    Change,
-    ChangeResult,
+from workbench.consistency.calibration import minimum_detectable_effect, t_test_power
+from workbench.consistency.crossfit import (
     CrossFitScorer,
-    analyse_change,
-    compare_scores,
-    decision_table,
     featurised_score_fn,
     folds_of,
-    minimum_detectable_effect,
-    mmd_aa_false_alarm_rate,
-    plot_change,
-    plot_p_values,
-    pool_stages,
     response_wise_table,
-    stage_tokens,
     study_pairs,
     training_pairs,
 )
+from workbench.consistency.features import FeatureConfig, PairFeaturizer
+from workbench.consistency.mmd_baseline import MMDConfig, MMDResult, mmd_aa_false_alarm_rate, stage_tokens
+from workbench.consistency.plots import plot_change_power, plot_p_values, plot_per_query
+from workbench.consistency.study import Change, ChangeResult, analyse_change, compare_scores, decision_table, pool_stages
 from workbench.consistency.responses import synthetic_responses
 from workbench.consistency.simct import ModelWiseResult, StageOverlapError
 
@@ -142,9 +133,11 @@ def test_analysis_detects_the_change_and_not_the_control(table, featurizer, scor
     assert list(by_score.index) == ["aa", "b", "c"] and by_score.shape == (3, 4)
     assert by_score.loc["b", ("classifier", "p")] == pytest.approx(b.simct.p_value)
     assert by_score.loc["b", ("rougeL", "power")] > by_score.loc["aa", ("rougeL", "power")]
-    figure = plot_change(b)
-    assert len(figure.axes) == 2 and figure.axes[0].get_lines()
     import matplotlib.pyplot as plt
+
+    power_axes = plt.subplots()[1]
+    assert plot_change_power(power_axes, b) is power_axes and len(power_axes.get_lines()) == 3  # SimCT, MMD, alpha
+    assert len(plot_per_query(plt.subplots()[1], b).collections) == 1
 
     assert plot_p_values(plt.subplots()[1], decisions).get_yticklabels()[1].get_text() == "big change"
     plt.close("all")

@@ -1,4 +1,4 @@
-"""Cost report helpers: records, timing, cost tables, break-even, overhead, Pareto, plots."""
+"""Cost helpers: records, timing, cost tables, break-even, overhead, Pareto, plots."""
 
 from __future__ import annotations
 
@@ -15,28 +15,20 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from workbench.cost import ApiPrice, Efficiency, Hardware, ModelShape, Roofline, break_even  # noqa: E402
-from workbench.cost.report import (  # noqa: E402
+from workbench.cost.evaluation import bootstrap_scaling  # noqa: E402
+from workbench.cost.hosting import (  # noqa: E402
     HostingOption,
     api_cost_table,
-    bootstrap_scaling,
     break_even_table,
-    cost_view,
     hosting_table,
-    latest_record,
-    mbr_seconds_per_utility,
     overhead_table,
-    plot_pareto,
-    plot_validation,
-    quality_cost_points,
-    record_points,
-    record_roofline,
     roofline_options,
     roofline_seconds_per_request,
-    time_methods,
-    time_passes,
-    validation_table,
-    with_pareto,
 )
+from workbench.cost.plots import plot_api_vs_hosting, plot_cost_vs_samples, plot_pareto, plot_validation  # noqa: E402
+from workbench.cost.records import latest_record, mbr_seconds_per_utility, record_points, record_roofline  # noqa: E402
+from workbench.cost.timing import time_methods, time_passes, validation_table  # noqa: E402
+from workbench.cost.tradeoffs import quality_cost_points, with_pareto  # noqa: E402
 from workbench.cost.roofline import SMOLLM2_135M  # noqa: E402
 from workbench.metric_aware.experiments import synthetic_run  # noqa: E402
 
@@ -144,8 +136,11 @@ def test_plots_draw():
     points = with_pareto(pd.DataFrame({"rmse": [1.0, 0.8, 0.9], "usd": [1.0, 2.0, 3.0], "stage": ["a", "a", "b"], "label": ["x", "y", "z"]}), "rmse", "usd")
     assert list(points.pareto) == [True, True, False]
     plot_pareto(Figure().subplots(), points, "rmse", "usd")
-    figure = cost_view(PRICE, 400, 2, HostingOption("box", 1.0, {1: 0.1, 4: 0.2}), n=4, volume=1e6)
-    assert isinstance(figure, Figure) and len(figure.axes) == 2
+    option = HostingOption("box", 1.0, {1: 0.1, 4: 0.2})
+    api_axes = plot_api_vs_hosting(Figure().subplots(), PRICE, 400, 2, option, n=4, volume=1e6)
+    assert len(api_axes.get_lines()) >= 2 and "N=4" in api_axes.get_title()
+    samples_axes = plot_cost_vs_samples(Figure().subplots(), PRICE, 400, 2, option, n=4)
+    assert [list(line.get_xdata()) for line in samples_axes.get_lines()[:2]] == [[1, 4], [1, 4]]
 
 
 def test_time_passes_on_a_tiny_model():

@@ -35,6 +35,9 @@ FAKE_LEXICON = "\r\n".join(
 )
 
 
+ALL_TEST = {"train": 0, "dev": 0, "test": 1}  # an evaluation-only file: every row is a test item
+
+
 @pytest.fixture
 def lexicon_csv(tmp_path):
     source = tmp_path / "lexicon.txt"
@@ -68,7 +71,7 @@ def test_adapter_can_keep_every_token(tmp_path):
 
 
 def test_converted_file_loads_through_the_table_task(lexicon_csv):
-    task = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", low=1, high=5, step=1)
+    task = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", low=1, high=5, step=1, fractions=ALL_TEST)
     examples = task.examples("test")
     assert [e.text for e in examples] == ["good", "awful", "meh"]
     assert [e.target for e in examples] == pytest.approx([3.95, 1.0, 3.0])
@@ -85,7 +88,7 @@ def test_with_prompt_of_keeps_the_template_and_swaps_the_data(lexicon_csv):
     template_rows = [Example("t/0", "a fine film", 4.0)]
     template = Task("template", lambda split: template_rows, "Rate it.", lambda ex: f"Review: {ex.text}", lambda ex: f"{ex.target:.0f}", lambda text: None, grid=[1.0, 2.0, 3.0, 4.0, 5.0])
     template.examples("test")  # fills the template's split cache, which the new task must not share
-    data = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating")
+    data = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", fractions=ALL_TEST)
     transfer = with_prompt_of(template, data)
     examples = transfer.examples("test")
     assert [e.text for e in examples] == ["good", "awful", "meh"]

@@ -59,6 +59,16 @@ def test_base_stage_needs_no_registration(lm, registry):
 
 
 def test_registry_path_override(monkeypatch, tmp_path):
-    monkeypatch.setenv("WORKBENCH_STAGES", str(tmp_path / "elsewhere.json"))
-    assert registry_path() == tmp_path / "elsewhere.json"
+    monkeypatch.setenv("WORKBENCH_STAGES", str(tmp_path / "elsewhere"))
+    assert registry_path() == tmp_path / "elsewhere" / "smollm2-135m-instruct.json"
     assert registry_path(tmp_path / "given.json") == tmp_path / "given.json"
+
+
+def test_each_base_model_has_its_own_lifecycle(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_STAGES", str(tmp_path / "stages"))
+    folder = make_tiny_model(tmp_path / "tiny")
+    lm = load_stage("base-fp32", device="cpu", base_model=str(folder))
+    assert get_stage("base-fp32", base_model=str(folder)).source == str(folder)
+    assert lm.model.config.num_hidden_layers == AutoModelForCausalLM.from_pretrained(folder).config.num_hidden_layers
+    assert "base-fp32" in set(list_stages(base_model=str(folder)).name)
+    assert not registry_path().exists()  # the embedded model's registry was not touched

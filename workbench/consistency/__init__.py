@@ -13,9 +13,12 @@ Testing" (Gao, Liang, Guestrin, ICLR 2025). A typical session::
     model_wise_test(pairs.assign(score=test.predict_proba(pairs)), "fp32", "bf16")
 
 Modules: :mod:`~workbench.consistency.responses` (table format, pairs),
+:mod:`~workbench.consistency.generate` (responses of lifecycle stages),
 :mod:`~workbench.consistency.features` (pair features), :mod:`~workbench.consistency.simct`
 (the two tests), :mod:`~workbench.consistency.calibration` (false alarms, power, planning),
-:mod:`~workbench.consistency.mmd_baseline` (the MMD baseline).
+:mod:`~workbench.consistency.mmd_baseline` (the MMD baseline), :mod:`~workbench.consistency.crossfit`
+(classifiers that never score a stage they saw), :mod:`~workbench.consistency.study` (a study of
+several changes, its decision table), :mod:`~workbench.consistency.plots`.
 """
 
 import importlib

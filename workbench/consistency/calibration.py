@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import optimize, stats
 
 from workbench.consistency.responses import PAIR_COLUMNS
 from workbench.consistency.simct import one_sided_paired_t
@@ -393,3 +393,12 @@ def plan_queries(cube: ScoreCube, power: float = 0.8, alpha: float = 0.05, sampl
     reached = curve[curve.rate >= power].n_queries
     return QueryPlan(effect_size, k, alpha, power, n_formula,
                      int(reached.min()) if len(reached) else None, curve)
+
+
+def minimum_detectable_effect(n_queries: int, alpha: float = 0.05, power: float = 0.8) -> float:
+    """Smallest Cohen's d_z the one-sided paired t-test detects with ``power`` at ``n_queries``.
+
+    >>> round(minimum_detectable_effect(27), 2)
+    0.49
+    """
+    return float(optimize.brentq(lambda d: t_test_power(d, n_queries, alpha) - power, 1e-9, 100.0))

@@ -262,3 +262,40 @@ def mmd_power_curve(cube: TokenCube, n_queries: Sequence[int], samples_per_query
             p_values[run] = mmd_permutation_test(tokens_a, tokens_b, config, seed=int(rng.integers(2**32))).p_value
         rows.append(dataclasses.asdict(rejection_rate(p_values, alpha, n, k, confidence)))
     return pd.DataFrame(rows)
+
+
+def stage_tokens(table: pd.DataFrame, stage: str, config: MMDConfig) -> np.ndarray:
+    """(Q, n, L) token ids of one stage's responses (n: the fewest per query), for :func:`mmd_aa_false_alarm_rate`."""
+    rows = table[table.stage == stage]
+    n = int(rows.groupby("query_id").size().min())
+    ordered = pd.concat([group.head(n) for _, group in rows.groupby("query_id", sort=False)])
+    return encode_responses(ordered.response.tolist(), config).reshape(-1, n, config.max_length)
+
+
+def mmd_aa_false_alarm_rate(tokens: np.ndarray, n_queries: int, samples_per_query: int, n_runs: int = 100,
+                            alpha: float = 0.05, config: MMDConfig | None = None, seed: int = 0):
+    """Rejection rate of the MMD baseline between random halves of one stage's responses.
+
+    The counterpart of :func:`~workbench.consistency.calibration.aa_false_alarm_rate`: each run
+    draws ``n_queries`` queries with replacement and splits each one's responses at random into
+    two disjoint sets of ``samples_per_query``.
+
+    Args:
+        tokens: (Q, n, L) token ids of one (pooled) stage, ``n >= 2 * samples_per_query``.
+        n_queries, samples_per_query, n_runs, alpha, config, seed: as for the SimCT version.
+
+    Returns:
+        A :class:`~workbench.consistency.calibration.RejectionRate`.
+    """
+    q_count, n, _ = tokens.shape
+    if 2 * samples_per_query > n:
+        raise ValueError(f"A/A runs need 2 * samples_per_query <= {n} responses per query")
+    rng = np.random.default_rng(seed)
+    p_values = np.empty(n_runs)
+    for run in range(n_runs):
+        queries = rng.choice(q_count, size=n_queries, replace=True)
+        order = np.argsort(rng.random((n_queries, n)), axis=1)
+        first, second = order[:, :samples_per_query], order[:, samples_per_query:2 * samples_per_query]
+        p_values[run] = mmd_permutation_test(tokens[queries[:, None], first], tokens[queries[:, None], second],
+                                             config, seed=int(rng.integers(2**32))).p_value
+    return rejection_rate(p_values, alpha, n_queries, samples_per_query)

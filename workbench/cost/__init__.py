@@ -8,6 +8,12 @@
   overhead, API-vs-self-hosting break-even, Pareto front.
 * :mod:`~workbench.cost.evaluation`: metric compute and human-rating budgets, labelled-set size
   for a confidence interval.
+* :mod:`~workbench.cost.hosting`: API and self-hosting cost tables, break-even volumes, overheads.
+* :mod:`~workbench.cost.timing`: fresh timings of forward passes and decoding methods (measured).
+* :mod:`~workbench.cost.records`: benchmark records read back (the calibrated roofline).
+* :mod:`~workbench.cost.tradeoffs`: quality against cost and the Pareto front.
+* :mod:`~workbench.cost.generalization`: how a model carries over to a data set it was not trained on.
+* :mod:`~workbench.cost.plots`: the plots (each takes an Axes and returns it).
 """
 
 from workbench.cost._table import CostTableError

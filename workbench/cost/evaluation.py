@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 from scipy.stats import norm
 
+from workbench.metric_aware.bootstrap import bootstrap_ci
+
 
 def metric_usd_per_1000(seconds_per_item, usd_per_hour, utilisation=1.0):
     """US$ to score 1,000 items with a metric that takes ``seconds_per_item`` of a machine; broadcasts.
@@ -144,3 +146,20 @@ def fit_bootstrap_scaling(items: Sequence[int], intervals: Sequence) -> Bootstra
     scale = float(np.exp(np.mean(np.log(half) + 0.5 * np.log(n))))
     exponent = float(np.polyfit(np.log(n), np.log(half), 1)[0]) if len(np.unique(n)) > 1 else float("nan")
     return BootstrapScaling(scale, exponent)
+
+
+def bootstrap_scaling(metric: str, predictions, gold, sizes: Sequence[int], n_resamples: int = 500, seed: int = 0) -> tuple[BootstrapScaling, pd.DataFrame]:
+    """Bootstrap half-widths on seeded random subsets of several sizes, and the 1/sqrt(n) fit.
+
+    Returns:
+        (the fitted :class:`BootstrapScaling`, one row per size with its half-width).
+    """
+    predictions, gold = np.asarray(predictions, dtype=float), np.asarray(gold, dtype=float)
+    rng = np.random.default_rng(seed)
+    rows = []
+    for size in sizes:
+        subset = rng.choice(len(gold), size=size, replace=False)
+        result = bootstrap_ci(metric, predictions[subset], gold[subset], n_resamples=n_resamples, seed=seed)
+        rows.append({"items": size, "estimate": result.estimate, "half_width": (result.high - result.low) / 2})
+    table = pd.DataFrame(rows)
+    return fit_bootstrap_scaling(table["items"], table["half_width"]), table

@@ -66,6 +66,28 @@ class LoadedModel:
         return hashlib.sha256(blob).hexdigest()[:16]
 
 
+def model_id(name_or_path: str) -> str:
+    """A short, file-name-safe id of a model, for run folders and stage registries.
+
+    Embedded names and hub ids keep their spelling ("/" becomes "--"); a local folder is named by
+    its last component plus a hash of its absolute path, so two folders called "model" differ.
+
+    >>> model_id("smollm2-135m-instruct"), model_id("Qwen/Qwen2.5-0.5B-Instruct")
+    ('smollm2-135m-instruct', 'Qwen--Qwen2.5-0.5B-Instruct')
+    >>> model_id("/tmp/runs/tiny llama").startswith("tiny_llama-")
+    True
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() or name_or_path.startswith(("/", ".", "~")):
+        digest = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:8]
+        return f"{_safe(path.resolve().name)}-{digest}"
+    return _safe(name_or_path.replace("/", "--"))
+
+
+def _safe(text: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in text) or "model"
+
+
 def resolve_device(device: str = "auto") -> torch.device:
     """"auto" picks CUDA when present, else CPU; anything else is passed to ``torch.device``."""
     if device == "auto":

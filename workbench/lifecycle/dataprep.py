@@ -18,7 +18,6 @@ Plots take a matplotlib ``Axes`` and return it, as every plot of the workbench d
 from __future__ import annotations
 
 import random
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any

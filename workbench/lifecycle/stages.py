@@ -9,9 +9,13 @@ since (re-trained, edited, replaced) instead of quietly producing numbers for ot
     register_stage("finetuned-fp32", "/path/to/model", task="sst5+stsb")
     lm = load_stage("finetuned-fp32")          # a LoadedModel, fingerprint checked
 
-The registry is a JSON file, ``<cache>/stages.json`` by default (``WORKBENCH_STAGES`` or the
-``registry`` argument override it). The base stages ``base-fp32``, ``base-bf16`` and ``base-int8``
-need no registration: they are registered on first load.
+Every base model has its own lifecycle and so its own registry: a JSON file
+``<cache>/stages/<model id>.json`` (``$WORKBENCH_STAGES`` replaces the folder, the ``registry``
+argument the file). The base stages ``base-fp32``, ``base-bf16`` and ``base-int8`` of that model
+need no registration: they are registered on first load. Every function takes ``base_model``
+(default: the embedded model), so the same notebook runs any model's lifecycle::
+
+    load_stage("base-bf16", base_model="Qwen/Qwen2.5-0.5B-Instruct")
 """
 
 from __future__ import annotations
@@ -24,14 +28,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model
+from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model, model_id
 from workbench.paths import cache_dir
 
 VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}  # suffix -> (dtype, quantize)
-BASE_STAGES = {
-    f"base-{suffix}": {"source": DEFAULT_MODEL, "dtype": dtype, "quantize": quantize, "notes": "SmolLM2-135M-Instruct as shipped"}
-    for suffix, (dtype, quantize) in VARIANTS.items()
-}
 _CHECKED = ("dtype", "quantization", "weights_sha256")  # the source name may be spelled differently
 
 
@@ -64,12 +64,25 @@ class Stage:
     registered: str = ""
 
 
-def registry_path(registry: str | Path | None = None) -> Path:
-    """The registry file: ``registry`` if given, else ``$WORKBENCH_STAGES``, else ``<cache>/stages.json``."""
+def base_stages(base_model: str = DEFAULT_MODEL) -> dict[str, dict]:
+    """The recipes of ``base-fp32``, ``base-bf16`` and ``base-int8``: the base model as shipped."""
+    return {
+        f"base-{suffix}": {"source": base_model, "dtype": dtype, "quantize": quantize, "notes": f"{base_model} as shipped"}
+        for suffix, (dtype, quantize) in VARIANTS.items()
+    }
+
+
+def registry_path(registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> Path:
+    """The registry file: ``registry`` if given, else ``<$WORKBENCH_STAGES or <cache>/stages>/<model id>.json``.
+
+    >>> registry_path("/tmp/mine.json").name, registry_path(base_model="Qwen/Qwen2.5-0.5B").name
+    ('mine.json', 'Qwen--Qwen2.5-0.5B.json')
+    """
     if registry is not None:
         return Path(registry)
     configured = os.environ.get("WORKBENCH_STAGES")
-    return Path(configured).expanduser() if configured else cache_dir() / "stages.json"
+    folder = Path(configured).expanduser() if configured else cache_dir() / "stages"
+    return folder / f"{model_id(base_model)}.json"
 
 
 def _read(path: Path) -> dict[str, dict]:
@@ -91,6 +104,7 @@ def register_stage(
     task: str | None = None,
     notes: str = "",
     registry: str | Path | None = None,
+    base_model: str = DEFAULT_MODEL,
 ) -> Stage:
     """Load ``source`` as described, record its fingerprint under ``name`` (replacing any old entry).
 
@@ -102,6 +116,7 @@ def register_stage(
         task: what the stage was trained for.
         notes: free text.
         registry: registry file (see :func:`registry_path`).
+        base_model: whose lifecycle the stage belongs to (picks the default registry).
 
     Returns:
         The registered :class:`Stage`.
@@ -110,32 +125,35 @@ def register_stage(
     # Fingerprints are computed on CPU: the weight bytes are the same on any device, and int8 needs CPU.
     lm = load_model(source, device="cpu", dtype=dtype, quantize=quantize)
     stage = Stage(name, source, dtype, quantize, lm.fingerprint, task, notes, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
-    path = registry_path(registry)
+    path = registry_path(registry, base_model)
     stages = _read(path)
     stages[name] = asdict(stage)
     _write(path, stages)
     return stage
 
 
-def register_variants(prefix: str, source: str | Path, task: str | None = None, notes: str = "", variants=tuple(VARIANTS), registry: str | Path | None = None) -> list[Stage]:
+def register_variants(prefix: str, source: str | Path, task: str | None = None, notes: str = "", variants=tuple(VARIANTS),
+                      registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> list[Stage]:
     """Register ``<prefix>-fp32``, ``<prefix>-bf16`` and ``<prefix>-int8`` over one saved model."""
-    return [register_stage(f"{prefix}-{v}", source, *VARIANTS[v], task=task, notes=notes, registry=registry) for v in variants]
+    return [register_stage(f"{prefix}-{v}", source, *VARIANTS[v], task=task, notes=notes, registry=registry, base_model=base_model)
+            for v in variants]
 
 
-def get_stage(name: str, registry: str | Path | None = None) -> Stage:
+def get_stage(name: str, registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> Stage:
     """The registered stage ``name``; a base stage is registered on first use."""
-    stages = _read(registry_path(registry))
+    stages = _read(registry_path(registry, base_model))
     if name in stages:
         return Stage(**stages[name])
-    if name in BASE_STAGES:
-        return register_stage(name, **BASE_STAGES[name], registry=registry)
-    raise KeyError(f"no stage {name!r} in {registry_path(registry)}; known: {sorted(set(stages) | set(BASE_STAGES))}")
+    base = base_stages(base_model)
+    if name in base:
+        return register_stage(name, **base[name], registry=registry, base_model=base_model)
+    raise KeyError(f"no stage {name!r} in {registry_path(registry, base_model)}; known: {sorted(set(stages) | set(base))}")
 
 
-def list_stages(registry: str | Path | None = None) -> pd.DataFrame:
+def list_stages(registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> pd.DataFrame:
     """Every stage, one row each; base stages not yet registered show an empty fingerprint."""
-    stages = {name: {"name": name, **spec} for name, spec in BASE_STAGES.items()}
-    stages.update(_read(registry_path(registry)))
+    stages = {name: {"name": name, **spec} for name, spec in base_stages(base_model).items()}
+    stages.update(_read(registry_path(registry, base_model)))
     rows = []
     for name, stage in sorted(stages.items()):
         sha = stage.get("fingerprint", {}).get("weights_sha256", "")
@@ -144,20 +162,21 @@ def list_stages(registry: str | Path | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def load_stage(name: str, device: str = "auto", registry: str | Path | None = None) -> LoadedModel:
+def load_stage(name: str, device: str = "auto", registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> LoadedModel:
     """Load a stage and check that its weights are the ones registered.
 
     Args:
         name: the stage name.
         device: "auto", "cpu", "cuda"...; int8 stages always run on CPU.
         registry: registry file (see :func:`registry_path`).
+        base_model: whose lifecycle the stage belongs to.
 
     Raises:
         KeyError: no such stage.
         FingerprintMismatch: the weights changed since registration (re-register the stage, or
             restore its source).
     """
-    stage = get_stage(name, registry)
+    stage = get_stage(name, registry, base_model)
     lm = load_model(stage.source, device="cpu" if stage.quantize == "int8" else device, dtype=stage.dtype, quantize=stage.quantize)
     changed = [key for key in _CHECKED if lm.fingerprint.get(key) != stage.fingerprint.get(key)]
     if changed:

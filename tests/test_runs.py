@@ -1,0 +1,109 @@
+"""Run records: folders, manifests, provenance of result files, MLflow tracking, the notebook runner's checks."""
+
+import json
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from workbench import runs, tracking
+from workbench.inference.models import DEFAULT_MODEL
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+import run_notebooks  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def local_tracking(tmp_path_factory):
+    """One SQLite store for the module: creating one takes seconds."""
+    folder = tmp_path_factory.mktemp("mlflow")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{folder / 'mlflow.db'}")
+        patch.setenv("WORKBENCH_TRACKING", "1")
+        yield folder
+
+
+def test_only_the_default_profile_on_the_default_model_writes_the_readme_results():
+    assert runs.is_reference("default", DEFAULT_MODEL)
+    assert not runs.is_reference("smoke", DEFAULT_MODEL)
+    assert not runs.is_reference("default", "Qwen/Qwen2.5-0.5B-Instruct")
+
+
+def test_a_run_records_its_model_files_and_manifest(tmp_path, local_tracking):
+    import mlflow
+
+    fingerprint = {"name": "tiny", "dtype": "fp32", "quantization": None, "weights_sha256": "ab" * 32}
+    run = runs.Run.start("99_test", {"PROFILE": "smoke", "MODEL": "tiny", "K": 4}, tmp_path / "run")
+    assert run.results == tmp_path / "run" / "results"
+    run.add_model(fingerprint)
+    path = run.save_table(pd.DataFrame({"strategy": ["mean"], "rmse": [1.0]}), "99_table.csv")
+    manifest = run.finish()
+
+    assert pd.read_csv(path).rmse.tolist() == [1.0]
+    provenance = json.loads((run.results / "provenance.json").read_text())
+    assert provenance["99_table.csv"]["models"] == [fingerprint]
+    assert provenance["99_table.csv"]["notebook"] == "99_test"
+    assert manifest["status"] == "finished" and manifest["parameters"]["K"] == 4
+    assert manifest["models"] == [fingerprint] and manifest["files"] == ["99_table.csv"]
+    assert {"torch", "transformers", "workbench"} <= set(manifest["packages"])
+    assert manifest["machine"]["cpus"] >= 1 and manifest["wall_s"] >= 0
+    assert "commit" in manifest["git"]
+
+    recorded = mlflow.get_run(manifest["mlflow_run_id"])
+    assert recorded.data.params["K"] == "4" and recorded.info.status == "FINISHED"
+    artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(recorded.info.run_id, "results")]
+    assert artifacts == ["results/99_table.csv"]
+
+
+def test_tracked_runs_nest_and_fail_loudly(local_tracking):
+    import mlflow
+
+    outer = tracking.start("outer", experiment="nesting")
+    with pytest.raises(RuntimeError):
+        with tracking.run("inner", experiment="ignored: nests under outer", params={"lr": 0.1}) as inner:
+            inner.log_metrics({"loss": 1.0, "nan": float("nan")}, step=0)
+            raise RuntimeError("boom")
+    tracking.end(outer)
+    child = mlflow.get_run(inner.run_id)
+    assert child.info.status == "FAILED" and child.data.tags["mlflow.parentRunId"] == outer.run_id
+    assert child.data.metrics == {"loss": 1.0}
+
+
+def test_tracking_can_be_switched_off(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_TRACKING", "0")
+    tracker = tracking.start("off", experiment="off")
+    tracker.log_metrics({"x": 1.0})
+    assert tracker.run_id is None
+
+
+def test_auto_threads_leaves_busy_cores_alone(monkeypatch):
+    monkeypatch.setattr(runs.os, "cpu_count", lambda: 4)
+    monkeypatch.setattr(runs.os, "getloadavg", lambda: (2.6, 0, 0))
+    assert runs.auto_threads() == 1
+    monkeypatch.setattr(runs.os, "getloadavg", lambda: (0.1, 0, 0))
+    assert runs.auto_threads() == 4
+    monkeypatch.setattr(runs.os, "getloadavg", lambda: (9.0, 0, 0))
+    assert runs.auto_threads() == 1
+
+
+def _executed(*outputs):
+    notebook = nbformat.v4.new_notebook()
+    cell = nbformat.v4.new_code_cell("plot()")
+    cell.outputs = [nbformat.from_dict(o) for o in outputs]
+    notebook.cells.append(cell)
+    return notebook
+
+
+def test_the_runner_counts_drawn_figures_and_figures_printed_as_text():
+    drawn = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure size 640x480 with 1 Axes>"}, "metadata": {}}
+    printed = {"output_type": "execute_result", "data": {"text/plain": "<Figure size 600x350 with 1 Axes>"}, "metadata": {}, "execution_count": 1}
+    assert run_notebooks.count_images(_executed(drawn, drawn)) == (2, 0)
+    assert run_notebooks.count_images(_executed(drawn, printed)) == (1, 1)
+
+
+def test_the_runner_parses_parameter_values_as_literals():
+    assert run_notebooks.parse_value("8") == 8
+    assert run_notebooks.parse_value("[1, 2]") == [1, 2]
+    assert run_notebooks.parse_value("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"

@@ -1,0 +1,102 @@
+"""Plots of the cost models. Each takes an Axes and returns it, so a notebook calls it once
+directly (a headless run renders it) and again from a widget."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from matplotlib.axes import Axes
+
+from workbench.cost.deployment import BreakEven, break_even
+from workbench.cost.hosting import HostingOption
+from workbench.cost.prices import ApiPrice
+
+
+def plot_validation(ax: Axes, table: pd.DataFrame, target: float = 0.25, title: str = "") -> Axes:
+    """Predicted against measured seconds (log-log) with the +-target band.
+
+    ``table`` comes from :func:`validation_table` with a ``role`` column ("fit", "held out", ...);
+    prefills are circles, decode steps squares, points used for fitting hollow.
+    """
+    for index, ((phase, role), part) in enumerate(table.groupby(["phase", "role"])):
+        color = f"C{index}"
+        ax.scatter(part.measured_s, part.predicted_s, marker="o" if phase == "prefill" else "s", edgecolors=color, facecolors="none" if role == "fit" else color, label=f"{phase}, {role}")
+    low, high = table[["measured_s", "predicted_s"]].min().min() / 1.5, table[["measured_s", "predicted_s"]].max().max() * 1.5
+    line = np.array([low, high])
+    ax.plot(line, line, "k-", lw=1)
+    ax.fill_between(line, line * (1 - target), line * (1 + target), color="0.85", label=f"within {target:.0%}")
+    ax.set(xscale="log", yscale="log", xlabel="measured s", ylabel="roofline s", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    return ax
+
+def plot_break_even(ax: Axes, result: BreakEven, api_label: str, hosting_label: str, volume: float | None = None) -> Axes:
+    """Monthly cost against monthly requests: the API line, the self-hosting steps, the crossing."""
+    ax.plot(result.volumes, result.api_usd, label=api_label)
+    ax.step(result.volumes, result.self_hosted_usd, where="post", label=hosting_label)
+    if np.isfinite(result.volume):
+        ax.axvline(result.volume, color="k", ls=":", lw=1)
+        ax.annotate(f"break-even\n{result.volume:,.0f}/month", (result.volume, ax.get_ylim()[1] * 0.85), fontsize=7, ha="left")
+    if volume is not None:
+        ax.axvline(volume, color="C3", lw=1, label=f"your volume {volume:,.0f}")
+    ax.set(xlabel="requests per month", ylabel="US$ per month")
+    ax.legend(fontsize=7)
+    return ax
+
+def plot_pareto(ax: Axes, table: pd.DataFrame, quality: str, cost: str, group: str = "stage", label: str = "label") -> Axes:
+    """Quality against cost, one colour per ``group``; the Pareto front (column ``pareto``) joined."""
+    for index, (name, part) in enumerate(table.groupby(group, sort=False)):
+        ax.scatter(part[cost], part[quality], color=f"C{index}", label=name, s=18)
+    front = table[table.pareto].sort_values(cost)
+    ax.plot(front[cost], front[quality], "k--", lw=1, label="Pareto front")
+    for _, row in front.iterrows():
+        ax.annotate(row[label], (row[cost], row[quality]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+    ax.set(xscale="log", xlabel=cost, ylabel=quality)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_api_vs_hosting(ax: Axes, api: ApiPrice, input_tokens: float, output_tokens: float, option: HostingOption, n: int,
+                        volume: float, utilisation: float = 1.0) -> Axes:
+    """Monthly cost of one API against one self-hosting option at N samples per request, with the break-even volume.
+
+    Args:
+        ax: where to draw.
+        api: the API price (it bills N answers and the prompt once).
+        input_tokens: prompt tokens per request.
+        output_tokens: tokens per answer.
+        option: the self-hosting option.
+        n: samples per request.
+        volume: requests per month, marked on the plot.
+        utilisation: average share of the machine's throughput the traffic fills.
+    """
+    api_usd = api.cost(input_tokens, n * output_tokens)
+    result = break_even(api_usd, option.usd_per_hour, option.requests_per_s(n), utilisation, volumes=np.linspace(0, 3 * max(volume, 1.0), 200))
+    plot_break_even(ax, result, f"{api.provider}/{api.model} ({api.price_date})", option.name, volume)
+    # Escaped dollar signs: a bare pair of them would start matplotlib's math mode.
+    ax.set_title(f"N={n}: API \\${1000 * api_usd:.4f} vs self-hosted \\${1000 * option.usd_per_request(n, utilisation):.4f} per 1,000 requests", fontsize=9)
+    return ax
+
+
+def plot_cost_vs_samples(ax: Axes, api: ApiPrice, input_tokens: float, output_tokens: float, option: HostingOption,
+                         n: int | None = None, utilisation: float = 1.0, ns: Sequence[int] | None = None) -> Axes:
+    """Cost per 1,000 requests against the samples per request N, for one API and one machine.
+
+    Args:
+        ax: where to draw.
+        api, input_tokens, output_tokens, option, utilisation: as for :func:`plot_api_vs_hosting`.
+        n: an N to mark.
+        ns: N values to draw; default the option's timed ones.
+    """
+    ns = sorted(ns or option.seconds_per_request)
+    ax.plot(ns, [1000 * api.cost(input_tokens, k * output_tokens) for k in ns], "o-", label=f"{api.model}")
+    ax.plot(ns, [1000 * option.usd_per_request(k, utilisation) for k in ns], "s-", label=option.name)
+    if n is not None:
+        ax.axvline(n, color="C3", lw=1)
+    ax.set(yscale="log", xlabel="samples per request N", ylabel="US$ per 1,000 requests")
+    ax.set_xscale("log", base=2)
+    ax.set_title(f"utilisation {utilisation:.0%}", fontsize=9)
+    ax.legend(fontsize=7)
+    return ax

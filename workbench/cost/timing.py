@@ -1,0 +1,104 @@
+"""Fresh timings on this machine: forward passes (to validate the roofline) and the decoding
+methods of an engine (greedy, N samples, exact grid scoring). Measured, never predicted."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+
+from workbench.cost.roofline import Measurement, ModelShape, Roofline
+
+
+def time_passes(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], repeats: int = 3, seed: int = 0) -> pd.DataFrame:
+    """Time prefill passes and single decode steps of ``model``, as ``benchmarks/throughput.py`` does.
+
+    A decode step runs on a transformers ``DynamicCache`` of random keys and values (its time does
+    not depend on their values). Repeats go round-robin over the passes, so that a burst of load
+    from other processes spreads over all of them rather than spoiling one.
+
+    Args:
+        model: a transformers causal LM on CPU.
+        shape: its :class:`ModelShape`.
+        passes: ("prefill" | "decode", batch, tokens) triples; tokens is the prompt length of a
+            prefill and the cached length of a decode step.
+        repeats: timings per pass, after one untimed warm-up.
+        seed: seeds the random token ids and cache contents.
+
+    Returns:
+        One row per pass: phase, batch, tokens, seconds (median) and best (minimum).
+    """
+    # torch is imported here only: the rest of the cost package works without it.
+    import torch
+    from transformers import DynamicCache
+
+    generator = torch.Generator().manual_seed(seed)
+    dtype = next(model.parameters()).dtype
+    runs = []
+    for phase, batch, tokens in passes:
+        if phase == "prefill":
+            ids = torch.randint(0, model.config.vocab_size, (batch, tokens), generator=generator)
+            runs.append((lambda: None, lambda _, ids=ids: model(ids, use_cache=True, logits_to_keep=1)))
+        else:
+            kv_shape = (batch, shape.n_kv_heads, tokens, shape.head_dim)
+            layers = [(torch.randn(kv_shape, generator=generator, dtype=dtype), torch.randn(kv_shape, generator=generator, dtype=dtype)) for _ in range(shape.n_layers)]
+            ids = torch.randint(0, model.config.vocab_size, (batch, 1), generator=generator)
+            # Building the cache copies the tensors, so it happens outside the timed call.
+            runs.append((lambda layers=layers: DynamicCache(ddp_cache_data=layers), lambda cache, ids=ids: model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)))
+    seconds = np.zeros((len(runs), repeats))
+    with torch.inference_mode():
+        for setup, run in runs:
+            run(setup())
+        for repeat in range(repeats):
+            for index, (setup, run) in enumerate(runs):
+                state = setup()
+                start = time.perf_counter()
+                run(state)
+                seconds[index, repeat] = time.perf_counter() - start
+    return pd.DataFrame([{"phase": p, "batch": b, "tokens": t} for p, b, t in passes]).assign(seconds=np.median(seconds, axis=1), best=seconds.min(axis=1))
+
+def validation_table(roofline: Roofline, timed: pd.DataFrame, column: str = "seconds") -> pd.DataFrame:
+    """``timed`` (phase, batch, tokens and a seconds column) with the roofline's prediction and
+    the relative error (predicted - measured) / measured."""
+    points = [(Measurement.prefill if row.phase == "prefill" else Measurement.decode)(int(row.batch), int(row.tokens), float(row[column])) for _, row in timed.iterrows()]
+    predicted = roofline.predict(points)
+    measured = timed[column].to_numpy(dtype=float)
+    return timed.assign(measured_s=measured, predicted_s=predicted, rel_error=(predicted - measured) / measured)
+
+def time_methods(engine, prompts: list[str], candidates: list[str], ns: Sequence[int], max_new_tokens: int, repeats: int = 3, warmup: list[str] | None = None) -> pd.DataFrame:
+    """Machine seconds per prompt of greedy decoding, N samples and exact grid scoring.
+
+    Use an engine without a disk cache (``Engine(lm, cache=None)``), or every repeat after the
+    first would read the cache instead of decoding. The shared few-shot prefix is prefilled
+    during the warm-up, so the timings are those of a server that keeps it cached.
+
+    Args:
+        engine: the :class:`~workbench.inference.engine.Engine` to time.
+        prompts: formatted prompts, timed as one call per method.
+        candidates: the answer grid for :meth:`Engine.score`.
+        ns: sample counts.
+        max_new_tokens: generation budget of greedy and sampled answers.
+        repeats: timings per method; the minimum is kept, as the least disturbed by other load.
+        warmup: prompts for an untimed warm-up call of each method (default: ``prompts``).
+
+    Returns:
+        One row per method: method ("greedy", "sample" or "exact"), n (samples, or candidates
+        for "exact"), seconds_per_item.
+    """
+    from workbench.inference.engine import SamplingConfig  # here, not at the top: it imports torch
+
+    config = SamplingConfig(max_new_tokens=max_new_tokens)
+    methods = [("greedy", 1, lambda p: engine.greedy(p, max_new_tokens=max_new_tokens))]
+    methods += [("sample", n, lambda p, n=n: engine.sample(p, n, config)) for n in ns]
+    methods.append(("exact", len(candidates), lambda p: engine.score(p, candidates)))
+    for _, _, run in methods:
+        run(warmup or prompts)
+    best = np.full(len(methods), np.inf)
+    for _ in range(repeats):
+        for index, (_, _, run) in enumerate(methods):
+            start = time.perf_counter()
+            run(prompts)
+            best[index] = min(best[index], (time.perf_counter() - start) / len(prompts))
+    return pd.DataFrame({"method": [m for m, _, _ in methods], "n": [n for _, n, _ in methods], "seconds_per_item": best})

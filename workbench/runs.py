@@ -1,0 +1,193 @@
+"""Run records: where a notebook run writes, and what it records about itself.
+
+A notebook starts a :class:`Run` from its parameters::
+
+    run = Run.start("02_metric_aware_inference", {"PROFILE": PROFILE, "MODEL": MODEL, ...}, RUN_DIR)
+    run.add_model(engine.lm.fingerprint)
+    run.save_table(table, "02_metric_aware.csv")
+    run.finish()
+
+* Its folder is ``runs/<profile>/<model id>/<UTC time>-<notebook>/``: the executed notebook (saved
+  there by ``scripts/run_notebooks.py``, which passes ``RUN_DIR``), ``manifest.json`` (git commit
+  and dirty flag, parameters, model fingerprints, package versions, machine, wall time, files
+  written) and, for most runs, the result tables. Earlier runs are never overwritten.
+* Result tables go to the project's ``results/`` only for the runs that back the README: the
+  default profile on the default model. Every other run keeps them in its own folder. Either way
+  ``provenance.json`` beside the tables records, per file, the run, the commit and the
+  fingerprints of the models that produced it.
+* Each run is also an MLflow run (see :mod:`workbench.tracking`), with the tables as artifacts.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from workbench import tracking
+from workbench.inference.models import DEFAULT_MODEL, model_id
+from workbench.paths import PROJECT_ROOT, RESULTS_DIR
+
+PACKAGES = ("workbench", "torch", "transformers", "numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "datasets",
+            "peft", "optuna", "mlflow", "sentence-transformers")
+REFERENCE_PROFILE = "default"
+
+
+def git_state(root: Path = PROJECT_ROOT) -> dict:
+    """The commit checked out and whether tracked files differ from it ({} outside a git checkout)."""
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return {}
+    return {"commit": commit, "dirty": bool(dirty.strip())}
+
+
+def package_versions(names=PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages a result depends on (missing ones are left out)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def machine() -> dict:
+    """What the run ran on: platform, CPU count, load, torch threads and accelerator."""
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
+            "load_average_1min": round(os.getloadavg()[0], 2)}
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+        info["cuda"] = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
+    except ImportError:
+        pass
+    return info
+
+
+def auto_threads() -> int:
+    """Torch CPU threads for this machine: the cores not already busy (at least 1).
+
+    On a small machine shared with other jobs, threads beyond the idle cores slow every matmul
+    down (one greedy cell took 90 s with 2 threads against 11 s with 1 on a loaded 2-core box).
+    """
+    cores = os.cpu_count() or 1
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
+
+
+def set_threads(threads: int = 0) -> int:
+    """Set torch's CPU thread count (0: :func:`auto_threads`) and return it."""
+    import torch
+
+    torch.set_num_threads(threads or auto_threads())
+    return torch.get_num_threads()
+
+
+def is_reference(profile: str, model: str) -> bool:
+    """Whether a run backs the README's tables: the default profile on the default model."""
+    return profile == REFERENCE_PROFILE and model == DEFAULT_MODEL
+
+
+@dataclass
+class Run:
+    """One execution of a notebook (or script) and its records.
+
+    Attributes:
+        notebook: the notebook's name, e.g. "02_metric_aware_inference".
+        params: its parameters; must hold PROFILE, and MODEL unless the notebook has no model.
+        folder: the run folder (manifest, executed notebook, tables of non-reference runs).
+        results: where result tables go: ``results/`` for reference runs, else ``folder/results``.
+        models: fingerprints of the models used, in order of :meth:`add_model`.
+    """
+
+    notebook: str
+    params: dict
+    folder: Path
+    results: Path
+    models: list[dict] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+    started: float = field(default_factory=time.time)
+    tracker: tracking.Tracker = field(default_factory=tracking.Tracker)
+
+    @classmethod
+    def start(cls, notebook: str, params: dict, run_dir: str | Path | None = None) -> Run:
+        """Create the run folder (``run_dir`` if given), write a first manifest and start tracking."""
+        profile, model = params["PROFILE"], params.get("MODEL", DEFAULT_MODEL)
+        if run_dir is None:
+            stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+            label = notebook[:2] if notebook[:2].isdigit() else notebook  # "02" for notebooks, else the command
+            run_dir = PROJECT_ROOT / "runs" / profile / model_id(model) / f"{stamp}-{label}"
+        folder = Path(run_dir)
+        results = RESULTS_DIR if is_reference(profile, model) else folder / "results"
+        folder.mkdir(parents=True, exist_ok=True)
+        results.mkdir(parents=True, exist_ok=True)
+        tracker = tracking.start(f"{profile}/{model_id(model)}/{folder.name}", experiment=notebook, params=params,
+                                 tags={"profile": profile, "model": model, **git_state()})
+        run = cls(notebook, dict(params), folder, results, tracker=tracker)
+        run.write_manifest("running")
+        return run
+
+    def add_model(self, fingerprint: dict) -> None:
+        """Record a model (its :attr:`LoadedModel.fingerprint`) that produced this run's results."""
+        if fingerprint not in self.models:
+            self.models.append(dict(fingerprint))
+            self.write_manifest("running")
+
+    def save_table(self, table: pd.DataFrame, name: str, index: bool = False) -> Path:
+        """Write ``table`` as CSV under :attr:`results`, record its provenance and track it as an artifact."""
+        path = self.results / name
+        table.to_csv(path, index=index)
+        self._record(path)
+        return path
+
+    def save_json(self, value, name: str) -> Path:
+        """Write ``value`` as JSON under :attr:`results`, like :meth:`save_table`."""
+        path = self.results / name
+        path.write_text(json.dumps(value, indent=1, default=str))
+        self._record(path)
+        return path
+
+    def _record(self, path: Path) -> None:
+        provenance_file = self.results / "provenance.json"
+        provenance = json.loads(provenance_file.read_text()) if provenance_file.exists() else {}
+        provenance[path.name] = {"notebook": self.notebook, "profile": self.params["PROFILE"], "run": str(self.folder.relative_to(PROJECT_ROOT) if self.folder.is_relative_to(PROJECT_ROOT) else self.folder),
+                                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_state(), "models": self.models}
+        tmp = provenance_file.with_name(provenance_file.name + ".tmp")
+        tmp.write_text(json.dumps(provenance, indent=1, sort_keys=True))
+        os.replace(tmp, provenance_file)
+        if path.name not in self.files:
+            self.files.append(path.name)
+        self.tracker.log_artifact(path, "results")
+        self.write_manifest("running")
+
+    def manifest(self, status: str) -> dict:
+        return {"notebook": self.notebook, "status": status, "parameters": self.params, "models": self.models,
+                "git": git_state(), "packages": package_versions(), "machine": machine(),
+                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+                "wall_s": round(time.time() - self.started, 1), "results": str(self.results), "files": self.files,
+                "mlflow_run_id": self.tracker.run_id}
+
+    def write_manifest(self, status: str) -> Path:
+        path = self.folder / "manifest.json"
+        tmp = path.with_name("manifest.json.tmp")
+        tmp.write_text(json.dumps(self.manifest(status), indent=1, default=str))
+        os.replace(tmp, path)
+        return path
+
+    def finish(self) -> dict:
+        """Write the final manifest, track it, end the tracked run; returns the manifest."""
+        path = self.write_manifest("finished")
+        self.tracker.log_metrics({"wall_s": time.time() - self.started})
+        self.tracker.log_artifact(path)
+        tracking.end(self.tracker)
+        return json.loads(path.read_text())
