@@ -2,8 +2,8 @@
 
 The backends other than the in-process HF engine (OpenAI-compatible, vLLM) share this helper, so
 their generations are cached, and interrupted runs resume, exactly like the HF engine's: one
-entry per prompt, keyed by the backend's fingerprint, the prompt, the settings and the seed, and
-written after every batch.
+entry per prompt, keyed by the backend's fingerprint, the prompt, the settings, the seed and the
+device type, and written after every batch.
 
 >>> import tempfile
 >>> from workbench.inference.gencache import GenerationCache
@@ -12,9 +12,9 @@ written after every batch.
 >>> def shout(prompts):
 ...     calls.append(list(prompts))
 ...     return [{"text": p.upper()} for p in prompts]
->>> cached_map(cache, "demo", ["a", "b"], {"loud": True}, 0, shout, batch_size=1)
+>>> cached_map(cache, "demo", ["a", "b"], {"loud": True}, 0, shout, device="cpu", batch_size=1)
 [{'text': 'A'}, {'text': 'B'}]
->>> cached_map(cache, "demo", ["b", "c"], {"loud": True}, 0, shout)  # only "c" is computed
+>>> cached_map(cache, "demo", ["b", "c"], {"loud": True}, 0, shout, device="cpu")  # only "c" is computed
 [{'text': 'B'}, {'text': 'C'}]
 >>> calls
 [['a'], ['b'], ['c']]
@@ -36,6 +36,7 @@ def cached_map(
     settings: dict,
     seed: int | None,
     compute: Callable[[list[str]], list[dict]],
+    device: str,
     batch_size: int = 64,
     progress: bool = False,
 ) -> list[dict]:
@@ -48,13 +49,14 @@ def cached_map(
         settings: everything besides the prompt and the seed that determines a value.
         seed: the run seed, or None.
         compute: maps a list of prompts to one value (a JSON-able dict) per prompt.
+        device: where the values are computed ("cuda", "cpu"; "remote" for a server's own device).
         batch_size: prompts per ``compute`` call (and per cache write).
         progress: show a tqdm bar.
 
     Returns:
         B values, in the order of ``prompts``.
     """
-    keys = [cache.key(kind, prompt, settings, seed) if cache is not None else None for prompt in prompts]
+    keys = [cache.key(kind, prompt, settings, seed, device=device) if cache is not None else None for prompt in prompts]
     values: dict[str, dict] = {}
     todo: list[str] = []
     for prompt, key in zip(prompts, keys):

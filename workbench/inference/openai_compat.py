@@ -35,6 +35,8 @@ from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.paths import cache_dir
 
+REMOTE = "remote"  # the cache key's device: the server's, which its fingerprint identifies
+
 
 class OpenAIEngineError(RuntimeError):
     """The server could not be reached, refused a request, or answered something unusable.
@@ -128,7 +130,7 @@ class OpenAIEngine:
         settings = {"n": n, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
                     "max_new_tokens": config.max_new_tokens, "stop": list(config.stop)}
         values = cached_map(self.cache, "sample", list(prompts), settings, config.seed,
-                            lambda batch: self._sample_batch(batch, n, body, config), self.max_prompts_per_request)
+                            lambda batch: self._sample_batch(batch, n, body, config), REMOTE, self.max_prompts_per_request)
         return [SampleSet(**value) for value in values]
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
@@ -152,7 +154,7 @@ class OpenAIEngine:
             raise ValueError(f"max_prompts_per_request={self.max_prompts_per_request} cannot hold one prompt with {len(candidates)} candidates")
         settings = {"candidates": list(candidates), "temperature": 1.0, "end_of_turn": self.end_of_turn}
         values = cached_map(self.cache, "score", list(prompts), settings, None,
-                            lambda batch: self._score_batch(batch, list(candidates)), per_request)
+                            lambda batch: self._score_batch(batch, list(candidates)), REMOTE, per_request)
         return GridScore(list(candidates), np.array([v["logprobs"] for v in values], dtype=np.float64).reshape(len(prompts), len(candidates)))
 
     def close(self) -> None:

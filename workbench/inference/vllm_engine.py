@@ -97,7 +97,7 @@ class VLLMEngine:
         settings = {"n": n, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
                     "max_new_tokens": config.max_new_tokens, "stop": list(config.stop)}
         values = cached_map(self.cache, "sample", list(prompts), settings, config.seed,
-                            lambda batch: self._sample_batch(batch, n, config), self.batch_size)
+                            lambda batch: self._sample_batch(batch, n, config), "cuda", self.batch_size)
         return [SampleSet(**value) for value in values]
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
@@ -113,7 +113,7 @@ class VLLMEngine:
             raise ValueError(f"vLLM reports prompt log-probabilities at temperature 1 only; score at {temperature} with the HF engine")
         settings = {"candidates": list(candidates), "temperature": 1.0, "end_of_turn": self.end_of_turn.token_id}
         values = cached_map(self.cache, "score", list(prompts), settings, None,
-                            lambda batch: self._score_batch(batch, list(candidates)), max(1, self.batch_size // len(candidates)))
+                            lambda batch: self._score_batch(batch, list(candidates)), "cuda", max(1, self.batch_size // len(candidates)))
         return GridScore(list(candidates), np.array([v["logprobs"] for v in values], dtype=np.float64).reshape(len(prompts), len(candidates)))
 
     # ------------------------------------------------------------------ vLLM calls
