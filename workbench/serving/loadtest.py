@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import math
 import os
 import time
 import uuid
@@ -253,8 +254,8 @@ async def abandoned_clients_test(
 ) -> AbandonedClientsResult:
     """Clients that hang up mid-request: is their work dropped, and does the next client wait for it?
 
-    A patient client first sends a heavy request (``blocker_prompts`` prompts) that keeps the
-    engine busy; meanwhile ``clients`` clients each send a request and hang up after
+    A patient client first sends a heavy request (at least ``blocker_prompts`` prompts, more on a
+    machine fast enough to finish them before the others hang up) that keeps the engine busy; meanwhile ``clients`` clients each send a request and hang up after
     ``give_up_after_s`` seconds; then one more request is sent. The server's
     ``workbench_abandoned_*`` counters (read from ``/metrics`` before and after) say what happened
     to the abandoned work; the last request's latency is compared with the same request alone.
@@ -270,6 +271,10 @@ async def abandoned_clients_test(
             return time.perf_counter() - start
 
         alone_s = await timed_post(body)
+        # The heavy request must outlast the clients that hang up: on a fast machine it gets more
+        # prompts (8x the time they stay, at the speed of one request alone), up to the server's limit.
+        limit = (await client.get("/health")).json()["limits"]["max_prompts"]
+        blocker_prompts = min(limit, max(blocker_prompts, math.ceil(8 * (0.2 + give_up_after_s) / max(alone_s, 1e-3))))
         before = await _abandoned_counters(client)
         heavy = {"prompts": [f"Tell me a short story about the number {i}." for i in range(blocker_prompts)],
                  "temperature": 0.0, "max_new_tokens": max_new_tokens}
