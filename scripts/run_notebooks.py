@@ -58,7 +58,8 @@ class CellAnnouncer:
     def __init__(self, label: str, notebook: Path):
         self.label = label
         self.started = time.time()
-        self.code_cells = sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
+        # papermill adds one code cell, the injected parameters
+        self.code_cells = 1 + sum(c.cell_type == "code" for c in nbformat.read(notebook, as_version=4).cells)
         self.seen = 0
 
     def __call__(self, cell, cell_index, **_):

@@ -93,6 +93,11 @@ def set_threads(threads: int = 0) -> int:
     return torch.get_num_threads()
 
 
+def _shown(path: Path) -> str:
+    """A path as recorded: relative to the project when inside it, so records survive a move."""
+    return str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path)
+
+
 def is_reference(profile: str, model: str) -> bool:
     """Whether a run backs the README's tables: the default profile on the default model."""
     return profile == REFERENCE_PROFILE and model == DEFAULT_MODEL
@@ -160,7 +165,7 @@ class Run:
     def _record(self, path: Path) -> None:
         provenance_file = self.results / "provenance.json"
         provenance = json.loads(provenance_file.read_text()) if provenance_file.exists() else {}
-        provenance[path.name] = {"notebook": self.notebook, "profile": self.params["PROFILE"], "run": str(self.folder.relative_to(PROJECT_ROOT) if self.folder.is_relative_to(PROJECT_ROOT) else self.folder),
+        provenance[path.name] = {"notebook": self.notebook, "profile": self.params["PROFILE"], "run": _shown(self.folder),
                                  "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_state(), "models": self.models}
         tmp = provenance_file.with_name(provenance_file.name + ".tmp")
         tmp.write_text(json.dumps(provenance, indent=1, sort_keys=True))
@@ -174,7 +179,7 @@ class Run:
         return {"notebook": self.notebook, "status": status, "parameters": self.params, "models": self.models,
                 "git": git_state(), "packages": package_versions(), "machine": machine(),
                 "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-                "wall_s": round(time.time() - self.started, 1), "results": str(self.results), "files": self.files,
+                "wall_s": round(time.time() - self.started, 1), "results": _shown(self.results), "files": self.files,
                 "mlflow_run_id": self.tracker.run_id}
 
     def write_manifest(self, status: str) -> Path:
