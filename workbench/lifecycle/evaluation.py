@@ -135,7 +135,8 @@ def is_rating_task(task: Task) -> bool:
 
 
 def task_scores(predictions: Predictions) -> dict[str, float]:
-    """Accuracy of the exact mode (on the grid), RMSE / MAE / Spearman of the exact mean, mass outside the grid.
+    """Accuracy of the exact mode (on the grid), RMSE / MAE / Spearman of the exact mean, NLL of the
+    gold answer on the grid (gold snapped to the nearest grid value), mass outside the grid.
 
     The selection metric of the task (see :func:`selection_loss`) is among them.
     """
@@ -149,6 +150,7 @@ def task_scores(predictions: Predictions) -> dict[str, float]:
         "rmse": float(get_metric("rmse")(expected, targets)),
         "mae": float(get_metric("mae")(expected, targets)),
         "spearman": float(get_metric("spearman")(expected, targets)) if np.ptp(expected) > 0 else float("nan"),
+        "nll": float(get_metric("nll")(predictions.probs, np.abs(targets[:, None] - grid[None, :]).argmin(axis=1))),
         "outside_mass": float(predictions.outside_mass.mean()),
         "target_sd": float(np.std(targets)),
     }

@@ -192,13 +192,19 @@ class FinetuneConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = None, root: Path | None = None) -> Path:
+def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = None, root: Path | None = None,
+            dev: dict[str, list[Example]] | None = None) -> Path:
     """A folder for one training run, ``<cache>/finetuned/<hash>``: reruns of the same config and data share it.
+
+    The key covers the config, each resolved task's content (instruction, grid, and the training
+    examples: the given ones, else a hash of the task's train split) and the dev examples used for
+    model selection.
 
     Args:
         config: the run settings (bookkeeping fields such as ``save_every`` do not count).
         examples: the ``{task: examples}`` that will be passed to :func:`finetune`, if any.
         root: parent folder (default ``<cache>/finetuned``).
+        dev: the ``{task: dev examples}`` that will be passed to :func:`finetune`, if any.
     """
     tasks = [resolve_task(spec) for spec in config.tasks]
     content = [[t.name, t.instruction, t.grid, t.grid_format] for t in tasks]
@@ -206,6 +212,8 @@ def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = 
         content += [(name, e.id, e.text, e.text_b, e.target) for name in sorted(examples) for e in examples[name]]
     else:
         content += [task_fingerprint(t) for t in tasks]
+    if dev is not None:
+        content += [("dev", name, e.id, e.text, e.text_b, e.target) for name in sorted(dev) for e in dev[name]]
     key = hashlib.sha256(json.dumps([config.run_id(), content], default=str).encode()).hexdigest()[:12]
     return (root or cache_dir() / "finetuned") / key
 
