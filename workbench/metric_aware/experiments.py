@@ -30,7 +30,7 @@ import pandas as pd
 
 from workbench.metric_aware.baselines import Baselines
 from workbench.metric_aware.bootstrap import bootstrap_ci, paired_bootstrap
-from workbench.metric_aware.calibration import with_temperature
+from workbench.metric_aware.calibration import fit_temperature, gold_index, with_temperature
 from workbench.metric_aware.decision import from_grid, from_samples, mean, median, mode, quantile
 from workbench.inference.engine import Engine, SampleSet, SamplingConfig
 from workbench.metric_aware.metrics import get_metric
@@ -55,6 +55,8 @@ class RunConfig:
         top_p: nucleus mass for sampling.
         max_new_tokens: None for the task's default.
         seed: seed for the item subset, the demonstrations and the samples.
+        greedy: decode the greedy answer (False: the exact distribution and samples only, e.g. on
+            dev data used to fit a temperature).
     """
 
     split: str = "test"
@@ -65,6 +67,7 @@ class RunConfig:
     top_p: float = 1.0
     max_new_tokens: int | None = None
     seed: int = 0
+    greedy: bool = True
 
 
 @dataclass
@@ -123,7 +126,7 @@ def run_task(engine: Engine, task: Task, config: RunConfig) -> TaskRun:
     examples = task.examples(config.split, limit=config.limit, seed=config.seed)
     prompts = task.prompts(examples, engine.tokenizer, task.fewshot(config.shots, seed=config.seed))
     budget = config.max_new_tokens or task.max_new_tokens
-    greedy_texts = engine.greedy(prompts, max_new_tokens=budget, stop=task.stop)
+    greedy_texts = engine.greedy(prompts, max_new_tokens=budget, stop=task.stop) if config.greedy else []
     sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p, max_new_tokens=budget, stop=task.stop, seed=config.seed)
     sample_sets = engine.sample(prompts, config.k, sampling) if config.k else [SampleSet([], [], [], []) for _ in prompts]
     run = TaskRun(
@@ -134,13 +137,22 @@ def run_task(engine: Engine, task: Task, config: RunConfig) -> TaskRun:
         gold=np.array([float(ex.target) for ex in examples]),
         greedy=[task.parse(text) for text in greedy_texts],
         samples=[[task.parse(text) for text in s.texts] for s in sample_sets],
-        texts=[[g] + s.texts[:4] for g, s in zip(greedy_texts, sample_sets)],
+        texts=[[g] + s.texts[:4] for g, s in zip(greedy_texts, sample_sets)] if greedy_texts else [s.texts[:4] for s in sample_sets],
     )
     if task.grid is not None:
         exact = engine.score(prompts, task.candidates, temperature=config.temperature)
         run.grid, run.exact_probs, run.outside_mass = np.array(task.grid), exact.probs, exact.outside_mass
         run.outside_flagged = [i for i, mass in zip(run.ids, exact.outside_mass) if mass > OUTSIDE_FLAG]
     return run
+
+
+def tune_temperature(run: TaskRun, dev: TaskRun) -> float:
+    """Fit a temperature on a dev run's exact distributions (NLL of the gold grid answer) and set it on ``run``.
+
+    The "tuned T" strategies of ``run`` then apply the rules to its rescaled distributions.
+    """
+    run.tuned_temperature = fit_temperature(dev.exact_probs, gold_index(dev.gold, dev.grid))
+    return run.tuned_temperature
 
 
 def outside_mass_summary(run: TaskRun) -> dict[str, float]:
@@ -182,7 +194,9 @@ def strategy_predictions(run: TaskRun, k: int | None = None, quantiles: tuple[fl
     """
     default = float(np.median(run.grid)) if run.grid is not None else 0.0
     samples = [row[:k] for row in run.samples] if k else run.samples
-    strategies = {"greedy": _filled(np.array([np.nan if g is None else g for g in run.greedy], dtype=float), default)}
+    strategies = {}
+    if run.greedy:
+        strategies["greedy"] = _filled(np.array([np.nan if g is None else g for g in run.greedy], dtype=float), default)
     if any(len(row) for row in samples):
         distribution = from_samples(samples)
         strategies["one sample"] = _filled(np.array([np.nan if not row or row[0] is None else row[0] for row in samples], dtype=float), default)
