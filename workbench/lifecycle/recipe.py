@@ -150,10 +150,15 @@ def best_objective(comparison: pd.DataFrame) -> str:
     return str(comparison.groupby("objective")["selection loss"].first().idxmin())
 
 
-def final_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str = "ce") -> FinetuneConfig:
-    """The final run: the profile's settings with the learning rate of the search's best trial."""
+def final_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str | None = None) -> FinetuneConfig:
+    """The final run: the profile's settings (objective included, unless given) with the learning rate of the search's best trial.
+
+    The profiles train the final run with cross-entropy: on the CPU the grid objectives cost 1.2-2x
+    more per step (``benchmarks/finetune_throughput.py``); :func:`compare_objectives` reports
+    whether they would have been worth it.
+    """
     chosen = best_config(table, base)
-    return replace(base, lr=chosen.lr, objective=objective)
+    return replace(base, lr=chosen.lr, objective=objective or base.objective)
 
 
 def train_final(config: FinetuneConfig, splits, progress: bool = True) -> FinetuneResult:
@@ -169,5 +174,4 @@ def finetuned(profile: str, model: str, device: str = "auto", seed: int = 0, pro
     splits, _ = prepared_splits()
     base = base_config(profile, model, device, seed)
     table = search(profile, base, splits, seed)
-    objective = best_objective(compare_objectives(profile, base, table, splits, seed))
-    return train_final(final_config(profile, base, table, objective), splits, progress)
+    return train_final(final_config(profile, base, table), splits, progress)
