@@ -2,7 +2,9 @@
 model, 2 layers of width 32), so that every test trains for real in well under a second a step."""
 
 import json
+import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -12,10 +14,13 @@ from workbench.lifecycle.finetune import (
     FinetuneConfig,
     answer_nll,
     batch_schedule,
+    dev_sets,
     encode,
+    evaluate_dev,
     finetune,
     latest_checkpoint,
     mean_answer_loss,
+    resolve_task,
     run_dir,
     training_set,
 )
@@ -159,3 +164,61 @@ def test_grid_random_and_tpe_search(tiny, tmp_path):
     assert chosen.lr == table.loc[table["objective"].idxmin(), "lr"] and chosen.max_steps in (1, 2)
     csv_path, json_path = save_search(table, chosen, tmp_path, stem="04_hpo")
     assert csv_path.exists() and json.loads(json_path.read_text())["config"]["lr"] == chosen.lr
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_previous_one(tiny, tmp_path):
+    config = small(tiny, max_steps=6, save_every=2, keep_checkpoints=2, output_dir=str(tmp_path))
+
+    def stop_at_5(step, loss):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(config, callback=stop_at_5, progress=False)
+    newest = latest_checkpoint(tmp_path)
+    assert newest.name == "step-000004.pt"
+    newest.write_bytes(newest.read_bytes()[:100])  # truncated, as after a crash mid-copy
+    with pytest.warns(UserWarning, match="step-000004.pt"):
+        resumed = finetune(config, progress=False)
+    assert resumed.resumed_from == 2 and resumed.steps == 6
+
+
+def test_top_layers_only_and_the_grid_objective_train(tiny):
+    config = small(tiny, train_layers=1, objective="mse", max_steps=4, lr=5e-2, tasks=("stsb",))
+    before = load_model(tiny, device="cpu").model.state_dict()
+    result = finetune(config, progress=False)
+    after = result.model.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith("model.layers.1.") or k == "model.norm.weight" for k in changed)
+    assert len(result.losses) == 4 and all(math.isfinite(loss) for loss in result.losses)
+    assert result.throughput["examples_per_s"] > 0
+
+
+def test_dev_selection_keeps_the_best_evaluation_and_stops_early(tiny, tmp_path):
+    dev = {"sst5": get_task("sst5").examples("dev", limit=4, seed=0)}
+    config = small(tiny, max_steps=12, eval_every=2, patience=1, lr=0.3, output_dir=str(tmp_path))  # a large lr: dev gets worse
+    result = finetune(config, dev=dev, progress=False)
+    objectives = [record["objective"] for record in result.dev_history]
+    best = result.dev_history[int(np.argmin(objectives))]
+    assert result.best_step == best["step"] and result.best_objective == min(objectives)
+    assert result.steps < 12 or len(objectives) == 6  # stopped after one evaluation without improvement, or never got worse
+    if result.steps < 12:
+        assert objectives[-1] >= min(objectives) and result.steps == result.dev_history[-1]["step"]
+    # the saved weights are the kept evaluation's: scoring them again gives its dev objective
+    engine_scores = evaluate_dev(load_model(str(result.model_dir), device="cpu").model, result.tokenizer, dev_sets(config, dev), config.precision)
+    assert engine_scores[1] == pytest.approx(best["objective"], abs=1e-6)
+    assert set(best["scores"]["sst5"]) >= {"accuracy", "rmse", "spearman", "nll", "outside_mass"}
+
+
+def test_a_table_task_given_as_a_spec_trains_and_keys_the_cache_on_its_content(tiny, tmp_path):
+    table = tmp_path / "reviews.csv"
+    rows = ["text,label"] + [f"review number {i} is {'great' if i % 2 else 'awful'},{5 if i % 2 else 1}" for i in range(8)]
+    table.write_text("\n".join(rows) + "\n")
+    spec = {"task": "table", "path": str(table), "text_column": "text", "label_column": "label"}
+    assert resolve_task(spec).name == get_task("table", path=str(table), text_column="text", label_column="label").name
+    config = small(tiny, tasks=(spec,), max_steps=2, max_examples=None)
+    result = finetune(config, progress=False)
+    assert result.examples == 8 and len(result.losses) == 2
+    first = run_dir(config, root=tmp_path / "runs")
+    table.write_text("\n".join(rows[:-1]) + "\n")  # the file changed: the cached run must not be reused
+    assert run_dir(config, root=tmp_path / "runs") != first

@@ -128,6 +128,54 @@ def predict(engine: Engine, task: Task, examples: list[Example], shots: Sequence
     return Predictions(task, list(examples), scored.probs, scored.outside_mass, class_scheme(task))
 
 
+def is_rating_task(task: Task) -> bool:
+    """Integer grids of at most 10 values (SST-5 ratings) are judged by accuracy, other grids by RMSE."""
+    grid = np.asarray(task.grid, dtype=float)
+    return bool(np.allclose(grid, np.round(grid)) and len(grid) <= 10)
+
+
+def task_scores(predictions: Predictions) -> dict[str, float]:
+    """Accuracy of the exact mode (on the grid), RMSE / MAE / Spearman of the exact mean, NLL of the
+    gold answer on the grid (gold snapped to the nearest grid value), mass outside the grid.
+
+    The selection metric of the task (see :func:`selection_loss`) is among them.
+    """
+    grid = np.asarray(predictions.task.grid, dtype=float)
+    targets = predictions.targets
+    snapped = grid[np.abs(targets[:, None] - grid[None, :]).argmin(axis=1)]
+    mode = grid[predictions.probs.argmax(axis=1)]
+    expected = predictions.expected
+    return {
+        "accuracy": float(np.mean(mode == snapped)),
+        "rmse": float(get_metric("rmse")(expected, targets)),
+        "mae": float(get_metric("mae")(expected, targets)),
+        "spearman": float(get_metric("spearman")(expected, targets)) if np.ptp(expected) > 0 else float("nan"),
+        "nll": float(get_metric("nll")(predictions.probs, np.abs(targets[:, None] - grid[None, :]).argmin(axis=1))),
+        "outside_mass": float(predictions.outside_mass.mean()),
+        "target_sd": float(np.std(targets)),
+    }
+
+
+def selection_loss(scores: dict[str, dict[str, float]], rating_tasks: set[str]) -> float:
+    """One number to minimise for model selection over several tasks (lower is better).
+
+    The mean over tasks of ``1 - accuracy`` for rating tasks and ``RMSE / sd(gold)`` for score
+    tasks: both are 0 for a perfect model and about 1 for a model without item-level skill
+    (a constant at the gold mean has RMSE = sd; chance accuracy on 5 classes is 0.2).
+
+    >>> selection_loss({"a": {"accuracy": 0.5}, "b": {"rmse": 1.0, "target_sd": 2.0}}, {"a"})
+    0.5
+    """
+    terms = [1.0 - s["accuracy"] if name in rating_tasks else s["rmse"] / max(s["target_sd"], 1e-9) for name, s in scores.items()]
+    return float(np.mean(terms))
+
+
+def dev_scores(engine: Engine, sets: dict[str, tuple[Task, list[Example]]]) -> tuple[dict[str, dict[str, float]], float]:
+    """:func:`task_scores` of every task and their :func:`selection_loss`, from exact grid scoring."""
+    scores = {name: task_scores(predict(engine, task, examples)) for name, (task, examples) in sets.items()}
+    return scores, selection_loss(scores, {name for name, (task, _) in sets.items() if is_rating_task(task)})
+
+
 # ---------------------------------------------------------------------------------------- slices
 
 

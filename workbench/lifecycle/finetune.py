@@ -5,15 +5,30 @@ gold answer (:meth:`Task.answer`) and the end-of-turn token. The loss covers onl
 the end token: exactly the probability that :meth:`workbench.inference.engine.Engine.score` reads, so a
 lower loss means more mass on the right grid answer and less outside the grid.
 
-Two things keep a CPU run affordable:
+What keeps a CPU run affordable (measured in ``benchmarks/finetune_throughput.py``):
 
-* LoRA on the top ``lora_layers`` layers only: back-propagation stops where the first adapter sits.
-* A batch holds examples of one task, so its rows share the system prompt. That prefix is pushed
-  through the model once per batch and its keys and values are expanded over the rows (gradients
-  flow back through the expansion); it is about half of every sequence.
+* bf16 autocast (``precision="bf16"``): matrix products run in bf16 (AMX/AVX-512 on recent CPUs)
+  while the weights and the optimizer stay in fp32;
+* logits only at the answer positions (an LM head over the whole vocabulary at every position is
+  a large share of a naive step);
+* training only the top ``train_layers`` layers (full fine-tuning of those) or LoRA on the top
+  ``lora_layers``: back-propagation stops where the first trainable weight sits;
+* a batch holds examples of one task, grouped by length, so its rows share the system prompt. That
+  prefix is pushed through the model once per batch and its keys and values are expanded over the
+  rows (gradients flow back through the expansion); it is about half of every sequence.
 
-Checkpoints (trainable weights, optimizer, scheduler, step, RNG, losses) are written atomically
-every ``save_every`` steps, and :func:`finetune` resumes from the latest one. The batch order is a
+Two objectives (``objective``): "ce", the answer tokens' cross-entropy; "mse", the squared error of
+the model's exact predictive mean over the answer grid (:mod:`workbench.lifecycle.regression_loss`,
+one tree forward pass per batch, as :meth:`Engine.score` does it); "mix" weighs both.
+
+Model selection is on dev task metrics, not on training loss: every ``eval_every`` steps the dev
+examples are scored over the grid (:func:`workbench.lifecycle.evaluation.dev_scores`: accuracy of
+the exact mode for rating tasks, RMSE of the exact mean for scores), the best weights are kept, and
+training stops after ``patience`` evaluations without improvement.
+
+Checkpoints (trainable weights, optimizer, scheduler, step, RNG, losses, dev history) are written
+atomically every ``save_every`` steps, and :func:`finetune` resumes from the latest readable one (an
+unreadable newest checkpoint is reported with a warning naming the file, and the previous is used). The batch order is a
 function of the seed and the step, so an interrupted and resumed run ends with the same weights as
 an uninterrupted one. The final model, LoRA merged, is an ordinary Hugging Face folder that
 :func:`workbench.inference.models.load_model` opens.
@@ -28,6 +43,7 @@ import os
 import random
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
@@ -39,13 +55,42 @@ from matplotlib.figure import Figure  # noqa: F401  (doctests)
 from tqdm.auto import tqdm
 from transformers import AutoTokenizer, DynamicCache, get_linear_schedule_with_warmup
 
+from workbench.inference.engine import Engine
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model, weights_sha256
+from workbench.lifecycle.evaluation import dev_scores, selection_loss
+from workbench.lifecycle.regression_loss import candidate_tokens, grid_logprobs, grid_loss
 from workbench.paths import cache_dir
 from workbench.tasks import Example, Task, get_task
 
 MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
 # Fields that do not change what is learned: a run may resume or be reused across them.
 _BOOKKEEPING = ("output_dir", "save_every", "keep_checkpoints", "device")
+OBJECTIVES = ("ce", "mse", "mix")
+TaskSpec = str | dict  # a registered name (or a spec file path), or {"task": name, **options} for get_task
+
+
+def resolve_task(spec: TaskSpec) -> Task:
+    """The :class:`Task` of a config entry: ``get_task(name)`` or ``get_task(spec["task"], **options)``.
+
+    >>> resolve_task("sst5").name, resolve_task({"task": "stsb"}).name
+    ('sst5', 'stsb')
+    """
+    if isinstance(spec, str):
+        return get_task(spec)
+    if isinstance(spec, dict) and "task" in spec:
+        return get_task(spec["task"], **{k: v for k, v in spec.items() if k != "task"})
+    raise ValueError(f"a task must be a name or a dict with a 'task' key, got {spec!r}")
+
+
+def task_fingerprint(task: Task, split: str = "train") -> str:
+    """Hash of what a task teaches: its instruction, grid and the content of a split.
+
+    A table task read from a file that has changed gets a new fingerprint, so cached runs keyed on
+    it are not reused for other data.
+    """
+    examples = [(e.id, e.text, e.text_b, e.target) for e in task.examples(split)]
+    blob = json.dumps([task.name, task.instruction, task.grid, task.grid_format, examples], default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
 @dataclass
@@ -53,9 +98,15 @@ class FinetuneConfig:
     """What to train and how.
 
     Attributes:
-        tasks: task names whose training examples are mixed (each batch comes from one task).
+        tasks: tasks whose training examples are mixed (each batch comes from one task): registered
+            names, or ``{"task": "table", "path": ..., ...}`` dicts of :func:`get_task` options.
         base: the model to start from: embedded name, local folder or hub id.
-        method: "lora" (adapters, merged at the end) or "full" (every weight trains).
+        method: "lora" (adapters, merged at the end) or "full" (weights train directly).
+        train_layers: with "full", train only the top N transformer layers and the final norm
+            (None: every weight). Lower layers run without gradients.
+        precision: "bf16" (autocast: bf16 matrix products, fp32 weights and optimizer) or "fp32".
+        objective: "ce" (answer cross-entropy), "mse" (squared error of the exact grid mean) or "mix".
+        mse_weight: weight of the squared error in "mix" (the cross-entropy gets 1 - mse_weight).
         lr: peak learning rate (linear warm-up, then linear decay to 0).
         batch_size: examples per step.
         epochs: passes over the training examples; ignored when ``max_steps`` is set.
@@ -70,6 +121,9 @@ class FinetuneConfig:
         lora_targets: module names that get adapters.
         lora_layers: adapt only the top N transformer layers (None: all layers).
         max_length: examples longer than this (tokens) are skipped.
+        eval_every: steps between dev evaluations (0: evaluate only at the end when dev data is given).
+        dev_examples: dev items per task (a seeded subset of the dev split) when no dev data is passed.
+        patience: stop after this many dev evaluations without improvement (None: never stop early).
         seed: seeds the subset, the batch order and the adapter initialisation.
         output_dir: checkpoints and the final model; None trains in memory only (HPO trials).
         save_every: steps between checkpoints (0: none).
@@ -80,6 +134,10 @@ class FinetuneConfig:
     tasks: tuple[str, ...] = ("sst5", "stsb")
     base: str = DEFAULT_MODEL
     method: str = "lora"
+    train_layers: int | None = None
+    precision: str = "bf16"
+    objective: str = "ce"
+    mse_weight: float = 0.5
     lr: float = 1e-3
     batch_size: int = 8
     epochs: float = 1.0
@@ -94,6 +152,9 @@ class FinetuneConfig:
     lora_targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
     lora_layers: int | None = 8
     max_length: int = 384
+    eval_every: int = 0
+    dev_examples: int | None = 200
+    patience: int | None = None
     seed: int = 0
     output_dir: str | None = None
     save_every: int = 25
@@ -105,6 +166,10 @@ class FinetuneConfig:
         self.lora_targets = tuple(self.lora_targets)
         if self.method not in ("lora", "full"):
             raise ValueError(f"method must be 'lora' or 'full', got {self.method!r}")
+        if self.precision not in ("bf16", "fp32"):
+            raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
+        if self.objective not in OBJECTIVES:
+            raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
         if self.lr <= 0 or self.batch_size < 1 or (self.max_steps is None and self.epochs <= 0):
             raise ValueError(f"need lr > 0, batch_size >= 1 and epochs > 0 or max_steps: {self}")
 
@@ -127,18 +192,29 @@ class FinetuneConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
-def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = None, root: Path | None = None) -> Path:
+def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = None, root: Path | None = None,
+            dev: dict[str, list[Example]] | None = None) -> Path:
     """A folder for one training run, ``<cache>/finetuned/<hash>``: reruns of the same config and data share it.
+
+    The key covers the config, each resolved task's content (instruction, grid, and the training
+    examples: the given ones, else a hash of the task's train split) and the dev examples used for
+    model selection.
 
     Args:
         config: the run settings (bookkeeping fields such as ``save_every`` do not count).
         examples: the ``{task: examples}`` that will be passed to :func:`finetune`, if any.
         root: parent folder (default ``<cache>/finetuned``).
+        dev: the ``{task: dev examples}`` that will be passed to :func:`finetune`, if any.
     """
-    key = config.run_id()
+    tasks = [resolve_task(spec) for spec in config.tasks]
+    content = [[t.name, t.instruction, t.grid, t.grid_format] for t in tasks]
     if examples is not None:
-        content = [(name, e.id, e.text, e.text_b, e.target) for name in sorted(examples) for e in examples[name]]
-        key = hashlib.sha256(json.dumps([key, content]).encode()).hexdigest()[:12]
+        content += [(name, e.id, e.text, e.text_b, e.target) for name in sorted(examples) for e in examples[name]]
+    else:
+        content += [task_fingerprint(t) for t in tasks]
+    if dev is not None:
+        content += [("dev", name, e.id, e.text, e.text_b, e.target) for name in sorted(dev) for e in dev[name]]
+    key = hashlib.sha256(json.dumps([config.run_id(), content], default=str).encode()).hexdigest()[:12]
     return (root or cache_dir() / "finetuned") / key
 
 
@@ -152,6 +228,7 @@ class Encoded:
     input_ids: list[int]
     answer_start: int
     task: str
+    target: float = float("nan")
 
 
 def encode(task: Task, example: Example, tokenizer) -> Encoded:
@@ -168,7 +245,8 @@ def encode(task: Task, example: Example, tokenizer) -> Encoded:
         answer_ids = joint[len(prompt_ids) :]
     else:
         answer_ids = tokenizer(answer, add_special_tokens=False)["input_ids"]
-    return Encoded(prompt_ids + answer_ids + [tokenizer.eos_token_id], len(prompt_ids), task.name)
+    target = float(example.target) if isinstance(example.target, (int, float)) else float("nan")
+    return Encoded(prompt_ids + answer_ids + [tokenizer.eos_token_id], len(prompt_ids), task.name, target)
 
 
 def training_set(config: FinetuneConfig, tokenizer, examples: dict[str, list[Example]] | None = None, split: str = "train") -> list[Encoded]:
@@ -182,9 +260,9 @@ def training_set(config: FinetuneConfig, tokenizer, examples: dict[str, list[Exa
         split: the split read when ``examples`` is not given.
     """
     encoded = []
-    for name in config.tasks:
-        task = get_task(name)
-        pool = list(examples[name]) if examples is not None else task.examples(split)
+    for spec in config.tasks:
+        task = resolve_task(spec)
+        pool = list(examples[task.name]) if examples is not None else task.examples(split)
         if config.max_examples is not None and config.max_examples < len(pool):
             pool = random.Random(config.seed).sample(pool, config.max_examples)
         encoded += [e for e in (encode(task, example, tokenizer) for example in pool) if len(e.input_ids) <= config.max_length]
@@ -195,7 +273,7 @@ def training_set(config: FinetuneConfig, tokenizer, examples: dict[str, list[Exa
 
 def data_sha256(encoded: list[Encoded]) -> str:
     """Hash of the encoded training set: a resumed run must train on the same data."""
-    return hashlib.sha256(json.dumps([(e.task, e.answer_start, e.input_ids) for e in encoded]).encode()).hexdigest()
+    return hashlib.sha256(json.dumps([(e.task, e.answer_start, e.input_ids, e.target) for e in encoded]).encode()).hexdigest()
 
 
 def steps_per_epoch(encoded: list[Encoded], batch_size: int) -> int:
@@ -206,9 +284,12 @@ def steps_per_epoch(encoded: list[Encoded], batch_size: int) -> int:
     return sum(math.ceil(n / batch_size) for n in counts.values())
 
 
-def batch_schedule(encoded: list[Encoded], batch_size: int, steps: int, seed: int) -> list[list[int]]:
+def batch_schedule(encoded: list[Encoded], batch_size: int, steps: int, seed: int, group_by_length: bool = True) -> list[list[int]]:
     """The example indices of every step: per epoch, each task shuffled into batches, batches shuffled.
 
+    With ``group_by_length``, each task's shuffled examples are cut into chunks of 50 batches that
+    are sorted by length before being split into batches: rows of a batch have similar lengths, so
+    little padding is computed, while the order stays random at the scale of an epoch.
     It depends only on its arguments, so a resumed run picks up the same batches.
 
     >>> data = [Encoded([1, 2], 1, t) for t in "aaab"]
@@ -224,6 +305,9 @@ def batch_schedule(encoded: list[Encoded], batch_size: int, steps: int, seed: in
         for task in sorted({e.task for e in encoded}):
             indices = [i for i, e in enumerate(encoded) if e.task == task]
             rng.shuffle(indices)
+            if group_by_length:
+                chunk = 50 * batch_size
+                indices = [i for s in range(0, len(indices), chunk) for i in sorted(indices[s : s + chunk], key=lambda i: len(encoded[i].input_ids))]
             batches += [indices[s : s + batch_size] for s in range(0, len(indices), batch_size)]
         rng.shuffle(batches)
         schedule += batches
@@ -314,14 +398,18 @@ class FinetuneResult:
 
     Attributes:
         config: the settings.
-        losses: training loss (mean answer-token NLL) of every step, resumed steps included.
-        steps: optimisation steps done.
+        losses: training loss of every step (answer NLL per token for "ce", the batch's grid loss
+            otherwise), resumed steps included.
+        steps: optimisation steps done (fewer than planned when early stopping fired).
         resumed_from: the step the run resumed from (0: fresh start; ``steps``: a finished run reused).
         examples: number of training examples.
         seconds: wall time of this call.
         model_dir: the saved model folder (None for in-memory runs).
         model: the trained model in eval mode (LoRA merged); None when a finished run was reused.
         tokenizer: its tokenizer.
+        dev_history: one record per dev evaluation: step, per-task scores and the selection loss.
+        best_step: the step whose weights were kept (the best dev evaluation; the last step without dev data).
+        throughput: training examples/s and tokens/s of this call's steps (dev evaluations excluded).
     """
 
     config: FinetuneConfig
@@ -333,14 +421,81 @@ class FinetuneResult:
     model_dir: Path | None = None
     model: torch.nn.Module | None = field(default=None, repr=False)
     tokenizer: object = field(default=None, repr=False)
+    dev_history: list[dict] = field(default_factory=list)
+    best_step: int | None = None
+    throughput: dict = field(default_factory=dict)
+
+    @property
+    def best_objective(self) -> float:
+        """The lowest dev selection loss seen (NaN without dev evaluations)."""
+        return min((record["objective"] for record in self.dev_history), default=float("nan"))
 
     def loaded(self) -> LoadedModel:
         """The in-memory model as a :class:`LoadedModel` (for :class:`workbench.inference.engine.Engine`)."""
         if self.model is None:
             return load_model(str(self.model_dir), device=self.config.device)
-        device = next(self.model.parameters()).device
-        fingerprint = {"name": f"finetune:{self.config.run_id()}", "dtype": "fp32", "quantization": None, "weights_sha256": weights_sha256(self.model)}
-        return LoadedModel(self.model, self.tokenizer, fingerprint["name"], device, "fp32", None, fingerprint)
+        return _as_loaded(self.model, self.tokenizer, f"finetune:{self.config.run_id()}")
+
+
+def _as_loaded(model, tokenizer, name: str) -> LoadedModel:
+    device = next(model.parameters()).device
+    fingerprint = {"name": name, "dtype": "fp32", "quantization": None, "weights_sha256": weights_sha256(model)}
+    return LoadedModel(model, tokenizer, name, device, "fp32", None, fingerprint)
+
+
+def dev_sets(config: FinetuneConfig, dev: dict[str, list[Example]] | None = None) -> dict[str, tuple[Task, list[Example]]]:
+    """``{task name: (task, dev examples)}``: the given ones, or a seeded subset of each task's dev split."""
+    sets = {}
+    for spec in config.tasks:
+        task = resolve_task(spec)
+        examples = dev[task.name] if dev is not None else task.examples("dev", limit=config.dev_examples, seed=config.seed)
+        sets[task.name] = (task, list(examples))
+    return sets
+
+
+class _Trainer:
+    """One optimisation step of either objective; the grid objective needs each task's candidates."""
+
+    def __init__(self, model, tokenizer, config: FinetuneConfig):
+        self.model, self.tokenizer, self.config = model, tokenizer, config
+        self.tasks = {t.name: t for t in (resolve_task(spec) for spec in config.tasks)}
+        self._candidates: dict[str, tuple[list[list[int]], torch.Tensor]] = {}
+
+    def candidates(self, batch: list[Encoded]) -> tuple[list[list[int]], torch.Tensor]:
+        name = batch[0].task
+        if name not in self._candidates:
+            task = self.tasks[name]
+            tokens = candidate_tokens(self.tokenizer, batch[0].input_ids[: batch[0].answer_start], task.candidates)
+            self._candidates[name] = (tokens, torch.tensor(task.grid, dtype=torch.float32))
+        return self._candidates[name]
+
+    def loss(self, batch: list[Encoded]) -> tuple[torch.Tensor, int]:
+        """The step's loss and the number of answer tokens it covers."""
+        pad = self.tokenizer.pad_token_id
+        if self.config.objective == "ce":
+            nll, count = answer_nll(self.model, batch, pad)
+            return nll / count, count
+        tokens, grid = self.candidates(batch)
+        logprobs = grid_logprobs(self.model, [e.input_ids[: e.answer_start] for e in batch], tokens, pad)
+        gold_index = torch.tensor([tokens.index(e.input_ids[e.answer_start :]) for e in batch], device=logprobs.device)
+        weight = 1.0 if self.config.objective == "mse" else self.config.mse_weight
+        loss, _ = grid_loss(logprobs, grid.to(logprobs.device), torch.tensor([e.target for e in batch]).to(logprobs.device), gold_index, weight)
+        return loss, sum(len(e.input_ids) - e.answer_start for e in batch)
+
+
+def _autocast(device: torch.device, precision: str):
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def evaluate_dev(model, tokenizer, sets: dict[str, tuple[Task, list[Example]]], precision: str = "bf16", name: str = "dev") -> tuple[dict, float]:
+    """Dev task scores and selection loss of an in-memory model (exact grid scoring, no disk cache)."""
+    was_training = model.training
+    model.eval()
+    engine = Engine(_as_loaded(model, tokenizer, name), cache=None, progress=False)
+    with _autocast(engine.device, precision):
+        scores, objective = dev_scores(engine, sets)
+    model.train(was_training)
+    return scores, objective
 
 
 def finetune(
@@ -348,6 +503,7 @@ def finetune(
     examples: dict[str, list[Example]] | None = None,
     callback: Callable[[int, float], None] | None = None,
     progress: bool = True,
+    dev: dict[str, list[Example]] | None = None,
 ) -> FinetuneResult:
     """Train, checkpointing and resuming under ``config.output_dir``, and save the final model there.
 
@@ -357,6 +513,8 @@ def finetune(
         callback: called as ``callback(step, loss)`` after every step; raising stops the run
             (an optuna pruner, or a test simulating an interruption).
         progress: show a tqdm bar with the running loss.
+        dev: optional ``{task: dev examples}`` for model selection; by default, when
+            ``config.eval_every`` is set, a seeded subset of ``config.dev_examples`` of each dev split.
 
     Returns:
         A :class:`FinetuneResult`. When ``output_dir`` already holds the finished run, it is
@@ -369,7 +527,8 @@ def finetune(
         encoded = training_set(config, AutoTokenizer.from_pretrained(out / "model"), examples)
         if log["key"] != _jsonable(config.training_key()) or log["data"] != data_sha256(encoded):
             raise ValueError(f"{out} holds a different finished run (config or data); use run_dir(config, examples) or a new output_dir")
-        return FinetuneResult(config, log["losses"], log["steps"], log["steps"], log["examples"], 0.0, out / "model")
+        return FinetuneResult(config, log["losses"], log["steps"], log["steps"], log["examples"], 0.0, out / "model",
+                              dev_history=log.get("dev_history", []), best_step=log.get("best_step"), throughput=log.get("throughput", {}))
 
     torch.manual_seed(config.seed)
     lm = load_model(config.base, device=config.device)
@@ -381,11 +540,12 @@ def finetune(
     optimizer = torch.optim.AdamW(trainable.values(), lr=config.lr, weight_decay=config.weight_decay)
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_fraction * total), total)
     key = {"config": _jsonable(config.training_key()), "data": data_sha256(encoded)}
+    evaluations = dev_sets(config, dev) if (config.eval_every or dev is not None) else {}
+    trainer = _Trainer(model, tokenizer, config)
 
-    start, losses = 0, []
-    checkpoint = latest_checkpoint(out) if out is not None else None
-    if checkpoint is not None:
-        state = torch.load(checkpoint, weights_only=True)
+    start, losses, history, best = 0, [], [], None  # best: (objective, step)
+    checkpoint, state = load_latest_checkpoint(out) if out is not None else (None, None)
+    if state is not None:
         if state["key"] != key:
             raise ValueError(f"checkpoint {checkpoint} belongs to a different run (config or data changed)")
         with torch.no_grad():
@@ -394,47 +554,87 @@ def finetune(
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])
         torch.set_rng_state(state["rng"])
-        start, losses = state["step"], list(state["losses"])
+        start, losses, history = state["step"], list(state["losses"]), list(state.get("dev_history", []))
+        best = tuple(state["best"]) if state.get("best") else None
+    best_weights = _load_best(out) if best is not None else None
 
     device = lm.device
     model.train()
     bar = tqdm(total=total, initial=start, desc=f"finetune {config.method}", disable=not progress)
+    train_seconds, train_examples, train_tokens, done, stale = 0.0, 0, 0, start, _stale(history, best)
     for step in range(start, total):
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
-            nll, count = answer_nll(model, [encoded[i] for i in schedule[step]], tokenizer.pad_token_id)
-        loss = nll / count
+        batch = [encoded[i] for i in schedule[step]]
+        tick = time.time()
+        with _autocast(device, config.precision):
+            loss, _ = trainer.loss(batch)
         loss.backward()
-        step_loss = float(loss.detach())
         torch.nn.utils.clip_grad_norm_(trainable.values(), config.max_grad_norm)
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
+        train_seconds += time.time() - tick
+        train_examples, train_tokens = train_examples + len(batch), train_tokens + sum(len(e.input_ids) for e in batch)
+        step_loss = float(loss.detach())
         losses.append(step_loss)
         bar.update(1)
-        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}")  # running mean of 10 steps
+        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}", ex_s=f"{train_examples / train_seconds:.2f}")
         done = step + 1
-        if out is not None and config.save_every and done % config.save_every == 0 and done < total:
+        if evaluations and ((config.eval_every and done % config.eval_every == 0) or done == total):
+            scores, objective = evaluate_dev(model, tokenizer, evaluations, config.precision)
+            history.append({"step": done, "scores": scores, "objective": objective})
+            bar.write(f"step {done}: dev selection loss {objective:.4f} " + " ".join(f"{t}: acc {s['accuracy']:.3f} rmse {s['rmse']:.3f}" for t, s in scores.items()))
+            if best is None or objective < best[0]:
+                best, stale = (objective, done), 0
+                best_weights = {n: p.detach().cpu().clone() for n, p in trainable.items()}
+                if out is not None:
+                    _save_best(out, best_weights)
+            else:
+                stale += 1
+        stopping = config.patience is not None and stale >= config.patience
+        if out is not None and config.save_every and (done % config.save_every == 0 or stopping) and done < total:
             state = {"step": done, "key": key, "losses": losses, "rng": torch.get_rng_state(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "trainable": {n: p.detach().cpu() for n, p in trainable.items()}}
+                     "scheduler": scheduler.state_dict(), "trainable": {n: p.detach().cpu() for n, p in trainable.items()},
+                     "dev_history": history, "best": list(best) if best else None}
             save_checkpoint(out, state, config.keep_checkpoints)
         if callback is not None:
             callback(done, step_loss)
+        if stopping:
+            bar.write(f"early stop at step {done}: no dev improvement in {stale} evaluations; keeping step {best[1]}")
+            break
     bar.close()
 
+    if best_weights is not None:  # model selection: the best dev evaluation's weights
+        with torch.no_grad():
+            for name, value in best_weights.items():
+                trainable[name].copy_(value)
     if config.method == "lora":
         model = model.merge_and_unload()
     model.eval()
-    result = FinetuneResult(config, losses, total, start, len(encoded), time.time() - started, model=model, tokenizer=tokenizer)
+    throughput = {"examples_per_s": train_examples / train_seconds, "tokens_per_s": train_tokens / train_seconds, "train_seconds": train_seconds} if train_seconds else {}
+    result = FinetuneResult(config, losses, done, start, len(encoded), time.time() - started, model=model, tokenizer=tokenizer,
+                            dev_history=history, best_step=best[1] if best else done, throughput=throughput)
     if out is not None:
-        result.model_dir = _save_final(out, model, tokenizer, {"key": key["config"], "data": key["data"], "losses": losses, "steps": total, "examples": len(encoded)})
+        log = {"key": key["config"], "data": key["data"], "losses": losses, "steps": done, "examples": len(encoded),
+               "dev_history": history, "best_step": result.best_step, "throughput": throughput}
+        result.model_dir = _save_final(out, model, tokenizer, log)
     return result
 
 
+def _stale(history: list[dict], best) -> int:
+    """Evaluations since the best one (for early stopping after a resume)."""
+    return 0 if best is None else sum(1 for record in history if record["step"] > best[1])
+
+
 def _prepare(model, config: FinetuneConfig):
-    """Wrap the model with LoRA adapters, or make every weight trainable."""
+    """Wrap the model with LoRA adapters, or make the top ``train_layers`` layers (or every weight) trainable."""
     if config.method == "full":
+        top = config.train_layers
         for p in model.parameters():
-            p.requires_grad_(True)
+            p.requires_grad_(top is None)
+        if top is not None:
+            for layer in model.model.layers[-top:]:
+                layer.requires_grad_(True)
+            model.model.norm.requires_grad_(True)
         return model
     from peft import LoraConfig, get_peft_model
 
@@ -473,6 +673,32 @@ def latest_checkpoint(output_dir: Path) -> Path | None:
     return found[-1] if found else None
 
 
+def load_latest_checkpoint(output_dir: Path) -> tuple[Path | None, dict | None]:
+    """The newest checkpoint that loads, newest first: an unreadable one is skipped with a warning naming it.
+
+    Returns:
+        ``(path, state)``, or ``(None, None)`` when there is no readable checkpoint.
+    """
+    for path in sorted((Path(output_dir) / "checkpoints").glob("step-*.pt"), reverse=True):
+        try:
+            return path, torch.load(path, weights_only=True)
+        except Exception as error:  # truncated file, bad zip, unpickling error: fall back to an older one
+            warnings.warn(f"checkpoint {path} is unreadable ({type(error).__name__}: {error}); falling back to the previous checkpoint", stacklevel=2)
+    return None, None
+
+
+def _save_best(output_dir: Path, weights: dict) -> None:
+    tmp = Path(output_dir) / "best.pt.tmp"
+    Path(output_dir).mkdir(parents=True, exist_ok=True)
+    torch.save(weights, tmp)
+    os.replace(tmp, Path(output_dir) / "best.pt")
+
+
+def _load_best(output_dir: Path | None) -> dict | None:
+    path = None if output_dir is None else Path(output_dir) / "best.pt"
+    return torch.load(path, weights_only=True) if path is not None and path.exists() else None
+
+
 def _save_final(out: Path, model, tokenizer, log: dict) -> Path:
     target, tmp = out / "model", out / "model.partial"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -484,6 +710,7 @@ def _save_final(out: Path, model, tokenizer, log: dict) -> Path:
     shutil.rmtree(target, ignore_errors=True)
     tmp.rename(target)  # the model folder appears complete or not at all
     shutil.rmtree(out / "checkpoints", ignore_errors=True)
+    (out / "best.pt").unlink(missing_ok=True)
     return target
 
 

@@ -5,6 +5,11 @@ and one search space over learning rate, batch size and number of steps; they di
 optuna sampler that proposes the next trial. With a budget of a few trials, TPE has little to
 model: its first half of trials are random start-up trials, the rest are proposed by TPE.
 
+The default objective is the one the final run selects its checkpoint with: the dev selection loss
+of :func:`workbench.lifecycle.evaluation.selection_loss` (1 - accuracy of the exact mode for rating
+tasks, RMSE of the exact mean / sd of the gold for scores, averaged over tasks). With
+``cache=True`` every trial trains in its own cache folder, so a repeated search costs nothing.
+
     objective = dev_objective(dev={"sst5": dev_examples})
     table = search_all(objective, FinetuneConfig(max_examples=64), SearchSpace(), n_trials=4)
     chosen = best_config(table, FinetuneConfig(max_examples=64))
@@ -24,7 +29,7 @@ import pandas as pd
 
 from workbench.inference.engine import Engine
 from workbench.lifecycle.evaluation import predict
-from workbench.lifecycle.finetune import FinetuneConfig, encode, finetune, mean_answer_loss
+from workbench.lifecycle.finetune import FinetuneConfig, encode, finetune, mean_answer_loss, run_dir
 from workbench.tasks import Example, get_task
 
 METHODS = ("grid", "random", "tpe")
@@ -51,19 +56,25 @@ class SearchSpace:
         return {"lr": list(self.lr_grid), "batch_size": list(self.batch_size), "max_steps": list(self.max_steps)}
 
 
-def dev_objective(dev: dict[str, list[Example]], train: dict[str, list[Example]] | None = None, metric: str = "loss") -> Callable[[FinetuneConfig], float]:
-    """An objective that trains a config in memory and scores it on dev examples.
+def dev_objective(dev: dict[str, list[Example]], train: dict[str, list[Example]] | None = None, metric: str = "selection", cache: bool = False) -> Callable[[FinetuneConfig], float]:
+    """An objective that trains a config and scores it on dev examples.
 
     Args:
         dev: ``{task: dev examples}``.
         train: ``{task: training examples}`` (default: each task's train split).
-        metric: "loss" (token-weighted answer NLL, cheap) or "rmse" (RMSE of the mean of the exact
-            grid distribution against the gold targets, pooled over tasks; one scoring pass).
+        metric: "selection" (the dev selection loss the final run uses for model selection),
+            "loss" (token-weighted answer NLL) or "rmse" (RMSE of the mean of the exact grid
+            distribution against the gold targets, pooled over tasks).
+        cache: train each trial in its :func:`run_dir` folder, reusing finished trials.
     """
-    if metric not in ("loss", "rmse"):
-        raise ValueError(f"metric must be 'loss' or 'rmse', got {metric!r}")
+    if metric not in ("selection", "loss", "rmse"):
+        raise ValueError(f"metric must be 'selection', 'loss' or 'rmse', got {metric!r}")
 
     def objective(config: FinetuneConfig) -> float:
+        if metric == "selection":
+            if cache:
+                config = replace(config, output_dir=str(run_dir(config, train, dev=dev)), save_every=0)
+            return finetune(config, examples=train, dev=dev, progress=False).best_objective
         result = finetune(config, examples=train, progress=False)
         if metric == "loss":
             encoded = [encode(get_task(name), example, result.tokenizer) for name, examples in dev.items() for example in examples]

@@ -5,6 +5,8 @@ the metric that will be used.
 * :mod:`~workbench.metric_aware.decision`: Bayes-optimal decision rules over a predictive distribution;
 * :mod:`~workbench.metric_aware.mbr`: vectorised minimum-Bayes-risk selection for text metrics;
 * :mod:`~workbench.metric_aware.bootstrap`: bootstrap intervals and paired bootstrap tests;
+* :mod:`~workbench.metric_aware.baselines`: constant priors, TF-IDF + ridge, MiniLM + ridge;
+* :mod:`~workbench.metric_aware.calibration`: NLL, ECE and a temperature fitted on dev;
 * :mod:`~workbench.metric_aware.experiments`: one task through every inference strategy, sweeps;
 * :mod:`~workbench.metric_aware.plots`: the plots of notebooks 01-03 (each takes an Axes and returns it).
 """

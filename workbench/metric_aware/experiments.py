@@ -7,8 +7,12 @@ the engine, so re-running a notebook or a sweep over K costs nothing.
 
 :func:`strategy_predictions` turns that into the predictions of the strategies compared by
 Lukasik et al. (arXiv 2403.04182): greedy, one sample, the mode of the samples (self-consistency),
-their mean and median, and the exact-distribution mean, median and mode. :func:`comparison_table`
-scores them with bootstrap confidence intervals.
+their mean and median, and the exact-distribution mean, median and mode; with a temperature fitted
+on dev (:mod:`workbench.metric_aware.calibration`), the same rules on the rescaled distribution
+("tuned T"); and quantile rules for pinball losses. :func:`comparison_table` scores them, and any
+baselines (:mod:`workbench.metric_aware.baselines`), with bootstrap confidence intervals;
+:func:`pattern_check` decides from paired bootstrap tests whether each Bayes-optimal rule beats
+every other rule of its family on its metric.
 
 Items where a strategy has no valid answer (the greedy text does not parse, or no sample does)
 get a fallback prediction, the grid midpoint (0 for open answers), and are counted in the
@@ -24,15 +28,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench.metric_aware.bootstrap import bootstrap_ci
-from workbench.metric_aware.decision import from_grid, from_samples, mean, median, mode
-from workbench.inference.engine import Engine, SamplingConfig
+from workbench.metric_aware.baselines import Baselines
+from workbench.metric_aware.bootstrap import bootstrap_ci, paired_bootstrap
+from workbench.metric_aware.calibration import fit_temperature, gold_index, with_temperature
+from workbench.metric_aware.decision import from_grid, from_samples, mean, median, mode, quantile
+from workbench.inference.engine import Engine, SampleSet, SamplingConfig
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Task
 
 # Sample-based strategy -> decision rule; exact strategies apply the same rules to the grid.
 RULES = {"mean": mean, "median": median, "mode": mode}
 EXPECTED_WINNER = {"rmse": "mean", "mae": "median", "exact_match": "mode"}
+OUTSIDE_FLAG = 0.5  # items whose exact mass off the grid exceeds this are flagged in run files
 
 
 @dataclass
@@ -43,11 +50,13 @@ class RunConfig:
         split: data split to evaluate on.
         limit: items (a seeded random subset); None for the whole split.
         shots: few-shot demonstrations in the prompt.
-        k: samples per item.
+        k: samples per item (0: exact distribution and greedy answer only).
         temperature: sampling temperature (the exact distribution is scored at the same one).
         top_p: nucleus mass for sampling.
         max_new_tokens: None for the task's default.
         seed: seed for the item subset, the demonstrations and the samples.
+        greedy: decode the greedy answer (False: the exact distribution and samples only, e.g. on
+            dev data used to fit a temperature).
     """
 
     split: str = "test"
@@ -58,6 +67,7 @@ class RunConfig:
     top_p: float = 1.0
     max_new_tokens: int | None = None
     seed: int = 0
+    greedy: bool = True
 
 
 @dataclass
@@ -76,6 +86,9 @@ class TaskRun:
         exact_probs: (B, G) exact distribution renormalised on the grid, or None.
         outside_mass: (B,) exact probability of answers off the grid, or None.
         texts: a few raw texts per item (greedy + first samples) for inspection.
+        tuned_temperature: a temperature fitted on dev (:func:`workbench.metric_aware.calibration.fit_temperature`);
+            when set, the "tuned T" strategies apply the rules to the rescaled exact distribution.
+        outside_flagged: ids of items whose mass outside the grid exceeds ``OUTSIDE_FLAG``.
     """
 
     task: str
@@ -89,6 +102,8 @@ class TaskRun:
     exact_probs: np.ndarray | None = None
     outside_mass: np.ndarray | None = None
     texts: list[list[str]] = field(default_factory=list)
+    tuned_temperature: float | None = None
+    outside_flagged: list[str] = field(default_factory=list)
 
     def save(self, path: str | Path) -> None:
         """Write the run as JSON (arrays as lists)."""
@@ -111,9 +126,9 @@ def run_task(engine: Engine, task: Task, config: RunConfig) -> TaskRun:
     examples = task.examples(config.split, limit=config.limit, seed=config.seed)
     prompts = task.prompts(examples, engine.tokenizer, task.fewshot(config.shots, seed=config.seed))
     budget = config.max_new_tokens or task.max_new_tokens
-    greedy_texts = engine.greedy(prompts, max_new_tokens=budget, stop=task.stop)
+    greedy_texts = engine.greedy(prompts, max_new_tokens=budget, stop=task.stop) if config.greedy else []
     sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p, max_new_tokens=budget, stop=task.stop, seed=config.seed)
-    sample_sets = engine.sample(prompts, config.k, sampling)
+    sample_sets = engine.sample(prompts, config.k, sampling) if config.k else [SampleSet([], [], [], []) for _ in prompts]
     run = TaskRun(
         task=task.name,
         config=config,
@@ -122,12 +137,30 @@ def run_task(engine: Engine, task: Task, config: RunConfig) -> TaskRun:
         gold=np.array([float(ex.target) for ex in examples]),
         greedy=[task.parse(text) for text in greedy_texts],
         samples=[[task.parse(text) for text in s.texts] for s in sample_sets],
-        texts=[[g] + s.texts[:4] for g, s in zip(greedy_texts, sample_sets)],
+        texts=[[g] + s.texts[:4] for g, s in zip(greedy_texts, sample_sets)] if greedy_texts else [s.texts[:4] for s in sample_sets],
     )
     if task.grid is not None:
         exact = engine.score(prompts, task.candidates, temperature=config.temperature)
         run.grid, run.exact_probs, run.outside_mass = np.array(task.grid), exact.probs, exact.outside_mass
+        run.outside_flagged = [i for i, mass in zip(run.ids, exact.outside_mass) if mass > OUTSIDE_FLAG]
     return run
+
+
+def tune_temperature(run: TaskRun, dev: TaskRun) -> float:
+    """Fit a temperature on a dev run's exact distributions (NLL of the gold grid answer) and set it on ``run``.
+
+    The "tuned T" strategies of ``run`` then apply the rules to its rescaled distributions.
+    """
+    run.tuned_temperature = fit_temperature(dev.exact_probs, gold_index(dev.gold, dev.grid))
+    return run.tuned_temperature
+
+
+def outside_mass_summary(run: TaskRun) -> dict[str, float]:
+    """Mean exact mass outside the grid, and how many items exceed ``OUTSIDE_FLAG`` (flagged in the run file)."""
+    if run.outside_mass is None:
+        return {}
+    mass = np.asarray(run.outside_mass)
+    return {"outside mass (mean)": float(mass.mean()), "outside mass (max)": float(mass.max()), f"items > {OUTSIDE_FLAG}": int((mass > OUTSIDE_FLAG).sum())}
 
 
 @dataclass
@@ -150,23 +183,37 @@ def _filled(predictions: np.ndarray, default: float) -> Strategy:
     return Strategy(np.where(missing, default, predictions), missing)
 
 
-def strategy_predictions(run: TaskRun, k: int | None = None) -> dict[str, Strategy]:
-    """Predictions of every strategy, using the first ``k`` samples (all by default)."""
+def strategy_predictions(run: TaskRun, k: int | None = None, quantiles: tuple[float, ...] = ()) -> dict[str, Strategy]:
+    """Predictions of every strategy, using the first ``k`` samples (all by default).
+
+    Args:
+        run: the decoded task.
+        k: use the first k samples.
+        quantiles: levels q for which the exact ``q``-quantile rule is added (``"exact q0.25"``),
+            the Bayes-optimal answer for the pinball loss at q.
+    """
     default = float(np.median(run.grid)) if run.grid is not None else 0.0
     samples = [row[:k] for row in run.samples] if k else run.samples
-    distribution = from_samples(samples)
-    strategies = {
-        "greedy": _filled(np.array([np.nan if g is None else g for g in run.greedy], dtype=float), default),
-        "one sample": _filled(np.array([np.nan if row[0] is None else row[0] for row in samples], dtype=float), default),
-    }
-    for name, rule in RULES.items():
-        label = "mode (self-consistency)" if name == "mode" else name
-        strategies[label] = _filled(rule(distribution), default)
-        strategies[label].invalid_samples = int(distribution.n_invalid.sum())
-    if run.exact_probs is not None:
-        exact = from_grid(run.grid, run.exact_probs)
+    strategies = {}
+    if run.greedy:
+        strategies["greedy"] = _filled(np.array([np.nan if g is None else g for g in run.greedy], dtype=float), default)
+    if any(len(row) for row in samples):
+        distribution = from_samples(samples)
+        strategies["one sample"] = _filled(np.array([np.nan if not row or row[0] is None else row[0] for row in samples], dtype=float), default)
         for name, rule in RULES.items():
-            strategies[f"exact {name}"] = _filled(rule(exact), default)
+            label = "mode (self-consistency)" if name == "mode" else name
+            strategies[label] = _filled(rule(distribution), default)
+            strategies[label].invalid_samples = int(distribution.n_invalid.sum())
+    if run.exact_probs is not None:
+        families = {"exact": run.exact_probs}
+        if run.tuned_temperature is not None:
+            families["tuned T"] = with_temperature(run.exact_probs, run.tuned_temperature)
+        for family, probs in families.items():
+            exact = from_grid(run.grid, probs)
+            for name, rule in RULES.items():
+                strategies[f"{family} {name}"] = _filled(rule(exact), default)
+        for level in quantiles:
+            strategies[f"exact q{level:g}"] = _filled(quantile(from_grid(run.grid, run.exact_probs), level), default)
     return strategies
 
 
@@ -208,58 +255,120 @@ def comparison_table(
     k: int | None = None,
     n_resamples: int = 1000,
     confidence: float = 0.95,
+    baselines: Baselines | None = None,
+    quantiles: tuple[float, ...] = (),
 ) -> pd.DataFrame:
-    """One row per strategy: each metric with its bootstrap confidence interval.
+    """One row per strategy (and baseline): each metric with its bootstrap confidence interval.
 
     Exact match compares with the gold value snapped to the answer grid (STS-B gold scores such as
-    3.75 are averages of annotators; the model answers on a 0.2 grid).
+    3.75 are averages of annotators; the model answers on a 0.1 grid). Baselines are scored for
+    exact match on their predictions snapped to the grid (their other metrics use the raw ones).
+    ``quantiles`` adds the exact quantile rules and a ``pinball@q`` column for each level.
     """
+    metrics = tuple(metrics) + tuple(f"pinball@{level:g}" for level in quantiles)
     rows = []
-    for name, strategy in strategy_predictions(run, k).items():
-        row = {"strategy": name, "fallback": int(strategy.fallback.sum())}
+    named = {name: (s.predictions, s.predictions, int(s.fallback.sum())) for name, s in strategy_predictions(run, k, quantiles).items()}
+    if baselines is not None:
+        named.update({name: (values, baselines.on_grid[name], 0) for name, values in baselines.predictions.items()})
+    for name, (predictions, on_grid, fallback) in named.items():
+        row = {"strategy": name, "fallback": fallback}
         for metric in metrics:
-            gold = snap_to_grid(run.gold, run.grid) if metric == "exact_match" else run.gold
-            result = bootstrap_ci(metric, strategy.predictions, gold, n_resamples=n_resamples, confidence=confidence, seed=0)
+            result = _bootstrap(metric, on_grid if metric == "exact_match" else predictions, run, n_resamples, confidence)
             row[metric] = result.estimate
             row[f"{metric} CI"] = f"[{result.low:.3f}, {result.high:.3f}]"
         rows.append(row)
     return pd.DataFrame(rows).set_index("strategy")
 
 
+def _metric_call(metric: str, run: TaskRun) -> tuple[str, dict, np.ndarray]:
+    """(registered metric, its parameters, gold) for a table column such as ``"pinball@0.25"``."""
+    if metric.startswith("pinball@"):
+        return "pinball", {"quantile": float(metric.split("@")[1])}, run.gold
+    return metric, {}, snap_to_grid(run.gold, run.grid) if metric == "exact_match" else run.gold
+
+
+def _bootstrap(metric: str, predictions: np.ndarray, run: TaskRun, n_resamples: int, confidence: float):
+    name, params, gold = _metric_call(metric, run)
+    return bootstrap_ci(name, predictions, gold, n_resamples=n_resamples, confidence=confidence, seed=0, **params)
+
+
 SAMPLED_NAMES = {"mean": "mean", "median": "median", "mode": "mode (self-consistency)"}
-EXACT_NAMES = {rule: f"exact {rule}" for rule in RULES}
+FAMILY_PREFIX = {"exact": "exact", "tuned T": "tuned T"}
+HIGHER_IS_BETTER = {"rmse": False, "mae": False, "exact_match": True, "spearman": True}
 
 
-def pattern_check(table: pd.DataFrame, family: str = "exact") -> pd.DataFrame:
-    """Does the paper's pattern hold? The Bayes-optimal rule for each metric should win it.
+def family_names(family: str) -> dict[str, str]:
+    """Rule -> strategy name within a family ("exact", "tuned T" or "sampled")."""
+    if family == "sampled":
+        return dict(SAMPLED_NAMES)
+    return {rule: f"{FAMILY_PREFIX[family]} {rule}" for rule in RULES}
+
+
+def pattern_check(run: TaskRun, family: str = "exact", k: int | None = None, quantiles: tuple[float, ...] = (),
+                  alpha: float = 0.05, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+    """Does the paper's pattern hold? Each Bayes-optimal rule against every other rule of its family.
+
+    For each metric (RMSE -> mean, MAE -> median, exact match -> mode, and pinball at each level of
+    ``quantiles`` -> that exact quantile rule), a paired bootstrap test of the expected winner
+    against each rival on the same resamples gives the difference and its two-sided p-value. The
+    verdict comes from the tests, not from point estimates:
+
+    * ``holds``: the expected winner is better than every rival with p < ``alpha``;
+    * ``fails``: some rival is better than it with p < ``alpha``;
+    * ``inconclusive``: neither (ties, identical predictions or too few items).
 
     Args:
-        table: from :func:`comparison_table`.
-        family: compare the "exact" rules or the "sampled" ones among themselves.
+        run: the decoded task.
+        family: "exact", "tuned T" (needs ``run.tuned_temperature``) or "sampled".
+        k: use the first k samples (sampled family).
+        quantiles: pinball levels to check (exact family only).
+        alpha: the test level.
+        n_resamples: bootstrap resamples of each paired test.
+        seed: seeds the resamples (the same indices for every pair).
 
     Returns:
-        One row per metric (RMSE -> mean, MAE -> median, exact match -> mode) with the winner.
+        One row per metric: expected winner, observed winner (point estimates), verdict, ``holds``,
+        and per rival ``diff vs R`` (winner minus rival; lower is better for losses) and ``p vs R``.
     """
-    names = EXACT_NAMES if family == "exact" else SAMPLED_NAMES
+    strategies = strategy_predictions(run, k, quantiles if family == "exact" else ())
+    names = family_names(family)
+    if not all(name in strategies for name in names.values()):
+        return pd.DataFrame()
+    checks = [(metric, rule) for metric, rule in EXPECTED_WINNER.items()]
+    if family == "exact":
+        checks += [(f"pinball@{level:g}", f"q{level:g}") for level in quantiles]
     rows = []
-    for metric, expected in EXPECTED_WINNER.items():
-        if metric not in table or not all(name in table.index for name in names.values()):
-            continue
-        scores = {rule: float(table.loc[name, metric]) for rule, name in names.items()}
-        best_score = (max if metric == "exact_match" else min)(scores.values())
-        winners = [rule for rule, score in scores.items() if np.isclose(score, best_score, rtol=0, atol=1e-12)]
-        rows.append(
-            {
-                "metric": metric,
-                "family": family,
-                "expected winner": expected,
-                "observed winner": " = ".join(winners),  # ties are shown, and count as holding
-                "holds": expected in winners,
-                "expected rule's strategy": names[expected],
-                **scores,
-            }
-        )
+    for metric, expected in checks:
+        candidates = dict(names)
+        if metric.startswith("pinball@"):
+            candidates[expected] = f"exact {expected}"
+        name, params, gold = _metric_call(metric, run)
+        higher = HIGHER_IS_BETTER.get(metric, False)
+        point = {rule: float(np.mean(_score(name, strategies[s].predictions, gold, params))) for rule, s in candidates.items()}
+        best = (max if higher else min)(point.values())
+        row = {"metric": metric, "family": family, "expected winner": expected,
+               "observed winner": " = ".join(r for r, v in point.items() if np.isclose(v, best, rtol=0, atol=1e-12)),
+               "expected rule's strategy": candidates[expected], "n": len(gold)}
+        better, worse = [], []
+        for rule, strategy in candidates.items():
+            if rule == expected:
+                continue
+            test = paired_bootstrap(name, strategies[candidates[expected]].predictions, strategies[strategy].predictions, gold,
+                                    n_resamples=n_resamples, seed=seed, **params)
+            difference, p = test.difference.estimate, test.p_value
+            row[f"diff vs {rule}"], row[f"p vs {rule}"] = difference, p
+            in_favour = difference > 0 if higher else difference < 0
+            better.append(in_favour and p < alpha)
+            worse.append(not in_favour and difference != 0 and p < alpha)
+        row["verdict"] = "holds" if all(better) else "fails" if any(worse) else "inconclusive"
+        row["holds"] = row["verdict"] == "holds"
+        row.update({rule: value for rule, value in point.items()})
+        rows.append(row)
     return pd.DataFrame(rows).set_index("metric")
+
+
+def _score(metric: str, predictions: np.ndarray, gold: np.ndarray, params: dict) -> float:
+    return float(np.mean(get_metric(metric)(predictions, gold, **params)))
 
 
 def synthetic_run(items: int = 2000, k: int = 64, concentration=(0.6, 0.3, 0.3, 0.3, 1.2), seed: int = 0) -> TaskRun:

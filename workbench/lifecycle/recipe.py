@@ -1,0 +1,177 @@
+"""The fine-tuned stage of the workbench, end to end and cached: prepared data, hyper-parameter
+search on the dev objective, then the final run with dev-based model selection.
+
+Notebook 04 runs these steps one by one and shows them; notebooks 02 and 03 call
+:func:`finetuned` and get the same model from the cache (every trial and the final run live in
+folders named after a hash of their configuration and data, see
+:func:`workbench.lifecycle.finetune.run_dir`), so whichever notebook runs first pays for training
+and the others cost nothing. An interrupted run resumes from its last checkpoint.
+
+Why this recipe (measured with ``benchmarks/finetune_throughput.py`` on the 2-core CPU): bf16
+autocast, logits at the answer positions only and training the top layers while the lower ones run
+without gradients are each several times faster than a naive full fine-tune; see the README.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+
+from workbench.lifecycle import dataprep
+from workbench.lifecycle.finetune import FinetuneConfig, FinetuneResult, finetune, resolve_task, run_dir
+from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, search_all
+from workbench.tasks import Example
+from workbench.text import clean_text, normalized_key
+
+TASKS = ("sst5", "stsb")
+
+
+@dataclass
+class Profile:
+    """Sizes of one profile.
+
+    Attributes:
+        final: the final run's settings (the searched fields are replaced by the search's choice).
+        hpo_examples: training examples per task of each search trial.
+        hpo_steps: steps per search trial (the search picks among these).
+        dev: dev items per task for model selection (a seeded subset of the dev split).
+        hpo_dev: dev items per task for scoring a search trial.
+        trials: trials per search method (grid, random, TPE).
+        space: the learning rates the search tries.
+        objective_examples: training examples per task of each run of the objective comparison.
+    """
+
+    final: FinetuneConfig
+    hpo_examples: int
+    hpo_steps: tuple[int, ...]
+    dev: int
+    hpo_dev: int
+    trials: int
+    space: SearchSpace = field(default_factory=SearchSpace)
+    objective_examples: int = 400
+
+
+PROFILES = {
+    "smoke": Profile(
+        final=FinetuneConfig(method="full", train_layers=2, batch_size=4, max_examples=16, epochs=1, eval_every=2, patience=2, save_every=2),
+        hpo_examples=8, hpo_steps=(1, 2), dev=4, hpo_dev=3, trials=1,
+        space=SearchSpace(lr=(1e-4, 1e-3), lr_grid=(1e-4, 1e-3), batch_size=(4,), max_steps=(1, 2)), objective_examples=4,
+    ),
+    "default": Profile(
+        final=FinetuneConfig(method="full", train_layers=8, batch_size=16, max_examples=2500, epochs=1, eval_every=80, patience=2,
+                             save_every=40, warmup_fraction=0.05),
+        hpo_examples=256, hpo_steps=(16,), dev=200, hpo_dev=100, trials=2,
+        space=SearchSpace(lr=(3e-5, 5e-4), lr_grid=(1e-4, 3e-4), batch_size=(16,), max_steps=(16,)), objective_examples=400,
+    ),
+    "full": Profile(
+        final=FinetuneConfig(method="full", train_layers=None, batch_size=32, max_examples=None, epochs=3, eval_every=200, patience=3,
+                             save_every=100),
+        hpo_examples=2000, hpo_steps=(200,), dev=500, hpo_dev=300, trials=4, objective_examples=3000,
+        space=SearchSpace(lr=(1e-5, 5e-4), lr_grid=(3e-5, 1e-4, 3e-4), batch_size=(32,), max_steps=(200,)),
+    ),
+}
+
+
+def _cleaned(task_name: str, examples: list[Example]) -> list[Example]:
+    ptb = task_name == "sst5"  # SST text is PTB-tokenised
+    return [replace(e, text=clean_text(e.text, ptb=ptb), text_b=e.text_b and clean_text(e.text_b, ptb=ptb)) for e in examples]
+
+
+def _key(example: Example) -> str:
+    return normalized_key(example.text + " || " + (example.text_b or ""))
+
+
+def prepared_splits(tasks=TASKS) -> tuple[dict[str, dict[str, list[Example]]], pd.DataFrame]:
+    """Cleaned train/dev/test splits per task, the training set de-duplicated and stripped of items
+    whose text occurs in dev or test (leakage), and a report of what was removed."""
+    splits, report = {}, []
+    for spec in tasks:
+        task = resolve_task(spec)
+        parts = {split: _cleaned(task.name, task.examples(split)) for split in ("train", "dev", "test")}
+        dedup = dataprep.deduplicate(parts["train"], text=_key)
+        held_out = {_key(e) for split in ("dev", "test") for e in parts[split]}
+        train = [e for e in dedup.kept if _key(e) not in held_out]
+        report.append({"task": task.name, "train (raw)": len(parts["train"]), "exact dups": dedup.exact_duplicates,
+                       "near dups": dedup.normalized_duplicates, "leaked into dev/test": len(dedup.kept) - len(train),
+                       "train (clean)": len(train), "dev": len(parts["dev"]), "test": len(parts["test"])})
+        splits[task.name] = {**parts, "train": train}
+    return splits, pd.DataFrame(report).set_index("task")
+
+
+def base_config(profile: str, model: str, device: str = "auto", seed: int = 0, tasks=TASKS) -> FinetuneConfig:
+    """The final run's config of a profile, before the search fills in its choices."""
+    return replace(PROFILES[profile].final, tasks=tuple(tasks), base=model, device=device, seed=seed, dev_examples=PROFILES[profile].dev)
+
+
+def dev_subsets(splits, size: int, seed: int = 0) -> dict[str, list[Example]]:
+    """A seeded subset of ``size`` dev items per task."""
+    import random
+
+    return {name: random.Random(seed).sample(parts["dev"], min(size, len(parts["dev"]))) for name, parts in splits.items()}
+
+
+def search(profile: str, base: FinetuneConfig, splits, seed: int = 0) -> pd.DataFrame:
+    """Grid, random and TPE search over the learning rate on the dev selection loss (cached trials)."""
+    sizes = PROFILES[profile]
+    trial_base = replace(base, max_examples=sizes.hpo_examples, eval_every=0, patience=None)
+    train = {name: parts["train"] for name, parts in splits.items()}
+    objective = dev_objective(dev_subsets(splits, sizes.hpo_dev, seed), train=train, cache=True)
+    return search_all(objective, trial_base, sizes.space, n_trials=sizes.trials, seed=seed)
+
+
+def compare_objectives(profile: str, base: FinetuneConfig, table: pd.DataFrame, splits, seed: int = 0,
+                       objectives=("ce", "mix", "mse")) -> pd.DataFrame:
+    """Cross-entropy against the regression-aware objectives on the same budget (cached runs).
+
+    Each objective trains the same examples for the same steps with the search's learning rate,
+    and is scored on the same dev items: one row per (objective, task) with accuracy, RMSE, MAE,
+    Spearman, NLL, mass outside the grid, and the dev selection loss.
+    """
+    sizes = PROFILES[profile]
+    train = {name: parts["train"] for name, parts in splits.items()}
+    dev = dev_subsets(splits, sizes.dev, seed)
+    rows = []
+    for objective in objectives:
+        config = replace(best_config(table, base), objective=objective, max_examples=sizes.objective_examples, epochs=1,
+                         max_steps=None, eval_every=0, patience=None, save_every=0)
+        config = replace(config, output_dir=str(run_dir(config, train, dev=dev)))
+        result = finetune(config, examples=train, dev=dev, progress=False)
+        record = result.dev_history[-1]
+        for task_name, scores in record["scores"].items():
+            rows.append({"objective": objective, "task": task_name, "steps": result.steps, "train examples": result.examples,
+                         **{k: v for k, v in scores.items() if k != "target_sd"}, "selection loss": record["objective"],
+                         "examples/s": result.throughput.get("examples_per_s")})
+    return pd.DataFrame(rows)
+
+
+def best_objective(comparison: pd.DataFrame) -> str:
+    """The objective with the lowest dev selection loss in :func:`compare_objectives`' table."""
+    return str(comparison.groupby("objective")["selection loss"].first().idxmin())
+
+
+def final_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str | None = None) -> FinetuneConfig:
+    """The final run: the profile's settings (objective included, unless given) with the learning rate of the search's best trial.
+
+    The profiles train the final run with cross-entropy: on the CPU the grid objectives cost 1.2-2x
+    more per step (``benchmarks/finetune_throughput.py``); :func:`compare_objectives` reports
+    whether they would have been worth it.
+    """
+    chosen = best_config(table, base)
+    return replace(base, lr=chosen.lr, objective=objective or base.objective)
+
+
+def train_final(config: FinetuneConfig, splits, progress: bool = True) -> FinetuneResult:
+    """The final run in its cache folder (reused when finished, resumed when interrupted)."""
+    train = {name: parts["train"] for name, parts in splits.items()}
+    dev = dev_subsets(splits, config.dev_examples or 200, config.seed)
+    config = replace(config, output_dir=str(run_dir(config, train, dev=dev)))
+    return finetune(config, examples=train, dev=dev, progress=progress)
+
+
+def finetuned(profile: str, model: str, device: str = "auto", seed: int = 0, progress: bool = True) -> FinetuneResult:
+    """The fine-tuned model of a profile: prepared data, search, final run; every step cached."""
+    splits, _ = prepared_splits()
+    base = base_config(profile, model, device, seed)
+    table = search(profile, base, splits, seed)
+    return train_final(final_config(profile, base, table), splits, progress)
