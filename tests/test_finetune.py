@@ -194,6 +194,44 @@ def test_top_layers_only_and_the_grid_objective_train(tiny):
     assert result.throughput["examples_per_s"] > 0
 
 
+def test_objective_selection_and_its_cache_key():
+    with pytest.raises(ValueError, match="objective"):
+        FinetuneConfig(objective="hinge")
+    with pytest.raises(ValueError, match="soft_sd"):
+        FinetuneConfig(objective="soft", soft_sd=0.0)
+    # soft_sd keys a soft run only: other objectives keep the keys (and cached runs) they had before it existed
+    assert FinetuneConfig(objective="ce", soft_sd=0.2).run_id() == FinetuneConfig(objective="ce").run_id()
+    assert "soft_sd" not in FinetuneConfig(objective="mix").training_key()
+    assert FinetuneConfig(objective="soft", soft_sd=0.2).run_id() != FinetuneConfig(objective="soft").run_id()
+    assert FinetuneConfig(objective="soft").run_id() != FinetuneConfig(objective="soft_mix").run_id()
+
+
+def test_the_soft_objective_trains_a_mixed_task_run(tiny):
+    config = small(tiny, train_layers=1, objective="soft", soft_sd=0.4, tasks=("sst5", "stsb"), max_steps=4, lr=5e-2)
+    result = finetune(config, progress=False)
+    assert len(result.losses) == 4 and all(math.isfinite(loss) and loss > 0 for loss in result.losses)
+    assert result.throughput["train_cpu_seconds"] > 0
+
+
+def test_per_task_example_limits(tiny):
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    encoded = training_set(small(tiny, tasks=("sst5", "stsb"), max_examples={"sst5": 3}), tokenizer, {"sst5": get_task("sst5").examples("train", limit=10),
+                                                                                                       "stsb": get_task("stsb").examples("train", limit=7)})
+    assert [e.task for e in encoded].count("sst5") == 3 and [e.task for e in encoded].count("stsb") == 7  # stsb not named: all
+    assert small(tiny, max_examples={"sst5": 3}).run_id() != small(tiny, max_examples={"sst5": 4}).run_id()
+
+
+def test_coarse_sts_answers_keep_the_fine_grid():
+    coarse = get_task("stsb", answer_step=0.5)
+    assert coarse.grid == get_task("stsb").grid
+    example = coarse.examples("train", limit=1)[0]
+    for target, answer in ((3.8, "4.0"), (3.7, "3.5"), (0.2, "0.0"), (5.0, "5.0")):
+        assert coarse.answer(type(example)("x", "a", target, "b")) == answer
+    assert all(coarse.answer(e) in coarse.candidates for e in coarse.examples("train", limit=50))
+    with pytest.raises(ValueError, match="multiple"):
+        get_task("stsb", answer_step=0.25)
+
+
 def test_dev_selection_keeps_the_best_evaluation_and_stops_early(tiny, tmp_path):
     dev = {"sst5": get_task("sst5").examples("dev", limit=4, seed=0)}
     config = small(tiny, max_steps=12, eval_every=2, patience=1, lr=0.3, output_dir=str(tmp_path))  # a large lr: dev gets worse

@@ -17,9 +17,11 @@ What keeps a CPU run affordable (measured in ``benchmarks/finetune_throughput.py
   prefix is pushed through the model once per batch and its keys and values are expanded over the
   rows (gradients flow back through the expansion); it is about half of every sequence.
 
-Two objectives (``objective``): "ce", the answer tokens' cross-entropy; "mse", the squared error of
+Objectives (``objective``): "ce", the answer tokens' cross-entropy; "mse", the squared error of
 the model's exact predictive mean over the answer grid (:mod:`workbench.lifecycle.regression_loss`,
-one tree forward pass per batch, as :meth:`Engine.score` does it); "mix" weighs both.
+one tree forward pass per batch, as :meth:`Engine.score` does it); "mix" weighs both; "soft", the
+ordinal objective: cross-entropy of the exact grid distribution against a Gaussian of sd
+``soft_sd`` around the gold value; "soft_mix" weighs it with the squared error.
 
 Model selection is on dev task metrics, not on training loss: every ``eval_every`` steps the dev
 examples are scored over the grid (:func:`workbench.lifecycle.evaluation.dev_scores`: accuracy of
@@ -65,7 +67,7 @@ from workbench.tasks import Example, Task, get_task
 MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
 # Fields that do not change what is learned: a run may resume or be reused across them.
 _BOOKKEEPING = ("output_dir", "save_every", "keep_checkpoints", "device")
-OBJECTIVES = ("ce", "mse", "mix")
+OBJECTIVES = ("ce", "mse", "mix", "soft", "soft_mix")
 TaskSpec = str | dict  # a registered name (or a spec file path), or {"task": name, **options} for get_task
 
 
@@ -105,13 +107,17 @@ class FinetuneConfig:
         train_layers: with "full", train only the top N transformer layers and the final norm
             (None: every weight). Lower layers run without gradients.
         precision: "bf16" (autocast: bf16 matrix products, fp32 weights and optimizer) or "fp32".
-        objective: "ce" (answer cross-entropy), "mse" (squared error of the exact grid mean) or "mix".
-        mse_weight: weight of the squared error in "mix" (the cross-entropy gets 1 - mse_weight).
+        objective: "ce" (answer cross-entropy), "mse" (squared error of the exact grid mean), "mix"
+            (both), "soft" (cross-entropy against a Gaussian soft target on the grid) or "soft_mix"
+            (soft and squared error).
+        mse_weight: weight of the squared error in "mix" and "soft_mix" (the cross-entropy gets 1 - mse_weight).
+        soft_sd: standard deviation of the soft target of "soft" and "soft_mix", in answer units.
         lr: peak learning rate (linear warm-up, then linear decay to 0).
         batch_size: examples per step.
         epochs: passes over the training examples; ignored when ``max_steps`` is set.
         max_steps: number of optimisation steps (overrides ``epochs``).
-        max_examples: a seeded subset of at most this many training examples per task (None: all).
+        max_examples: a seeded subset of at most this many training examples per task (None: all),
+            or ``{task name: at most}`` per task (tasks not named: all).
         warmup_fraction: share of the steps spent warming up.
         weight_decay: AdamW weight decay.
         max_grad_norm: gradient clipping norm.
@@ -138,11 +144,12 @@ class FinetuneConfig:
     precision: str = "bf16"
     objective: str = "ce"
     mse_weight: float = 0.5
+    soft_sd: float = 0.4
     lr: float = 1e-3
     batch_size: int = 8
     epochs: float = 1.0
     max_steps: int | None = None
-    max_examples: int | None = 512
+    max_examples: int | dict[str, int] | None = 512
     warmup_fraction: float = 0.1
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
@@ -170,12 +177,24 @@ class FinetuneConfig:
             raise ValueError(f"precision must be 'bf16' or 'fp32', got {self.precision!r}")
         if self.objective not in OBJECTIVES:
             raise ValueError(f"objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.soft_sd <= 0:
+            raise ValueError(f"soft_sd must be > 0, got {self.soft_sd}")
         if self.lr <= 0 or self.batch_size < 1 or (self.max_steps is None and self.epochs <= 0):
             raise ValueError(f"need lr > 0, batch_size >= 1 and epochs > 0 or max_steps: {self}")
 
+    def examples_of(self, task_name: str) -> int | None:
+        """The training-example limit of one task (None: all).
+
+        >>> FinetuneConfig(max_examples={"sst5": 100}).examples_of("sst5"), FinetuneConfig(max_examples={"sst5": 100}).examples_of("stsb")
+        (100, None)
+        """
+        return self.max_examples.get(task_name) if isinstance(self.max_examples, dict) else self.max_examples
+
     def training_key(self) -> dict:
-        """The fields that determine the trained weights (bookkeeping fields left out)."""
-        return {k: v for k, v in asdict(self).items() if k not in _BOOKKEEPING}
+        """The fields that determine the trained weights (bookkeeping fields left out, and
+        ``soft_sd`` unless a soft objective reads it, so runs keyed before it existed stay valid)."""
+        unused = () if self.objective.startswith("soft") else ("soft_sd",)
+        return {k: v for k, v in asdict(self).items() if k not in _BOOKKEEPING + unused}
 
     def run_id(self) -> str:
         """A short hash of :meth:`training_key`, for run folders.
@@ -263,8 +282,9 @@ def training_set(config: FinetuneConfig, tokenizer, examples: dict[str, list[Exa
     for spec in config.tasks:
         task = resolve_task(spec)
         pool = list(examples[task.name]) if examples is not None else task.examples(split)
-        if config.max_examples is not None and config.max_examples < len(pool):
-            pool = random.Random(config.seed).sample(pool, config.max_examples)
+        limit = config.examples_of(task.name)
+        if limit is not None and limit < len(pool):
+            pool = random.Random(config.seed).sample(pool, limit)
         encoded += [e for e in (encode(task, example, tokenizer) for example in pool) if len(e.input_ids) <= config.max_length]
     if not encoded:
         raise ValueError("no training examples (all longer than max_length?)")
@@ -409,7 +429,8 @@ class FinetuneResult:
         tokenizer: its tokenizer.
         dev_history: one record per dev evaluation: step, per-task scores and the selection loss.
         best_step: the step whose weights were kept (the best dev evaluation; the last step without dev data).
-        throughput: training examples/s and tokens/s of this call's steps (dev evaluations excluded).
+        throughput: training examples/s, tokens/s, wall seconds and process CPU seconds (user + system, all
+            threads: what the steps would take on an idle machine) of this call's steps (dev evaluations excluded).
     """
 
     config: FinetuneConfig
@@ -478,8 +499,10 @@ class _Trainer:
         tokens, grid = self.candidates(batch)
         logprobs = grid_logprobs(self.model, [e.input_ids[: e.answer_start] for e in batch], tokens, pad)
         gold_index = torch.tensor([tokens.index(e.input_ids[e.answer_start :]) for e in batch], device=logprobs.device)
-        weight = 1.0 if self.config.objective == "mse" else self.config.mse_weight
-        loss, _ = grid_loss(logprobs, grid.to(logprobs.device), torch.tensor([e.target for e in batch]).to(logprobs.device), gold_index, weight)
+        weight = {"mse": 1.0, "soft": 0.0}.get(self.config.objective, self.config.mse_weight)
+        soft_sd = self.config.soft_sd if self.config.objective.startswith("soft") else None
+        gold = torch.tensor([e.target for e in batch]).to(logprobs.device)
+        loss, _ = grid_loss(logprobs, grid.to(logprobs.device), gold, gold_index, weight, soft_sd=soft_sd)
         return loss, sum(len(e.input_ids) - e.answer_start for e in batch)
 
 
@@ -561,10 +584,10 @@ def finetune(
     device = lm.device
     model.train()
     bar = tqdm(total=total, initial=start, desc=f"finetune {config.method}", disable=not progress)
-    train_seconds, train_examples, train_tokens, done, stale = 0.0, 0, 0, start, _stale(history, best)
+    train_seconds, train_cpu, train_examples, train_tokens, done, stale = 0.0, 0.0, 0, 0, start, _stale(history, best)
     for step in range(start, total):
         batch = [encoded[i] for i in schedule[step]]
-        tick = time.time()
+        tick, tick_cpu = time.time(), time.process_time()
         with _autocast(device, config.precision):
             loss, _ = trainer.loss(batch)
         loss.backward()
@@ -572,7 +595,7 @@ def finetune(
         optimizer.step()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
-        train_seconds += time.time() - tick
+        train_seconds, train_cpu = train_seconds + time.time() - tick, train_cpu + time.process_time() - tick_cpu
         train_examples, train_tokens = train_examples + len(batch), train_tokens + sum(len(e.input_ids) for e in batch)
         step_loss = float(loss.detach())
         losses.append(step_loss)
@@ -582,7 +605,7 @@ def finetune(
         if evaluations and ((config.eval_every and done % config.eval_every == 0) or done == total):
             scores, objective = evaluate_dev(model, tokenizer, evaluations, config.precision)
             history.append({"step": done, "scores": scores, "objective": objective})
-            bar.write(f"step {done}: dev selection loss {objective:.4f} " + " ".join(f"{t}: acc {s['accuracy']:.3f} rmse {s['rmse']:.3f}" for t, s in scores.items()))
+            bar.write(f"step {done}: dev selection loss {objective:.4f} " + " ".join(f"{t}: acc {s['accuracy']:.3f} rmse {s['rmse']:.3f} spearman {s['spearman']:.3f}" for t, s in scores.items()))
             if best is None or objective < best[0]:
                 best, stale = (objective, done), 0
                 best_weights = {n: p.detach().cpu().clone() for n, p in trainable.items()}
@@ -610,7 +633,8 @@ def finetune(
     if config.method == "lora":
         model = model.merge_and_unload()
     model.eval()
-    throughput = {"examples_per_s": train_examples / train_seconds, "tokens_per_s": train_tokens / train_seconds, "train_seconds": train_seconds} if train_seconds else {}
+    throughput = {"examples_per_s": train_examples / train_seconds, "tokens_per_s": train_tokens / train_seconds, "train_seconds": train_seconds,
+                  "train_cpu_seconds": train_cpu} if train_seconds else {}
     result = FinetuneResult(config, losses, done, start, len(encoded), time.time() - started, model=model, tokenizer=tokenizer,
                             dev_history=history, best_step=best[1] if best else done, throughput=throughput)
     if out is not None:

@@ -9,6 +9,18 @@ fine-tuning, beyond Lukasik et al.'s inference-only rules)::
     mean = sum_k p_k * grid_k
     loss = (mean - gold)^2
 
+A second grid objective is ordinal: cross-entropy against a *soft* target, a Gaussian of standard
+deviation ``sd`` centred on the gold value and discretised on the grid (:func:`soft_targets`)::
+
+    q_k  = exp(-(grid_k - gold)^2 / (2 sd^2)) / sum_j exp(-(grid_j - gold)^2 / (2 sd^2))
+    loss = -sum_k q_k log P(candidate k, then end of answer | prompt)        (NOT renormalised)
+
+Saying "3.7" when the gold is 3.8 then costs little and "0.5" costs a lot, and an off-grid gold
+such as STS-B's 3.75 (an average of annotators) spreads its target over 3.7 and 3.8 instead of
+being rounded to one string. The log-probabilities are the model's own, so mass outside the grid
+lowers every term and is penalised as in plain cross-entropy; the loss is minimal (it equals the
+entropy of q) when the model's grid distribution is q with nothing outside.
+
 All K candidates of an example are scored in ONE forward pass, as
 :meth:`workbench.inference.engine.Engine.score` does it: the candidates form a token trie placed
 after the prompt, and a 4-D attention mask lets each trie node see the prompt and its own
@@ -118,15 +130,35 @@ def grid_logprobs(model, prompts: list[list[int]], candidates: list[list[int]], 
     return totals.index_add(1, torch.tensor(owners, device=device), terms)
 
 
-def grid_loss(logprobs: torch.Tensor, grid: torch.Tensor, gold: torch.Tensor, gold_index: torch.Tensor, mse_weight: float = 1.0) -> tuple[torch.Tensor, dict]:
+def soft_targets(grid: torch.Tensor, gold: torch.Tensor, sd: float) -> torch.Tensor:
+    """(B, K) a Gaussian of standard deviation ``sd`` around each gold value, discretised on the grid.
+
+    Args:
+        grid: (K,) grid values.
+        gold: (B,) gold values (off-grid values are fine: 3.75 puts equal weight on 3.7 and 3.8).
+        sd: standard deviation, in the grid's units.
+
+    >>> [round(q, 3) for q in soft_targets(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0]), sd=0.5)[0].tolist()]
+    [0.107, 0.787, 0.107]
+    """
+    if sd <= 0:
+        raise ValueError(f"the soft target's sd must be > 0, got {sd}")
+    logits = -0.5 * ((grid[None, :] - gold[:, None]) / sd) ** 2
+    return torch.softmax(logits, dim=-1)
+
+
+def grid_loss(logprobs: torch.Tensor, grid: torch.Tensor, gold: torch.Tensor, gold_index: torch.Tensor, mse_weight: float = 1.0,
+              soft_sd: float | None = None) -> tuple[torch.Tensor, dict]:
     """Mean over the batch of ``mse_weight * (exact mean - gold)^2 + (1 - mse_weight) * CE``.
 
     Args:
         logprobs: (B, K) from :func:`grid_logprobs`.
         grid: (K,) grid values.
         gold: (B,) gold values (not snapped: STS-B's 3.75 stays 3.75).
-        gold_index: (B,) index of the gold answer on the grid (for the cross-entropy term).
-        mse_weight: 1 for pure squared error, 0 for pure cross-entropy of the complete gold answer.
+        gold_index: (B,) index of the gold answer on the grid (for the one-hot cross-entropy term).
+        mse_weight: 1 for pure squared error, 0 for pure cross-entropy.
+        soft_sd: None: the cross-entropy term is that of the complete gold answer (one-hot); a
+            number: cross-entropy against :func:`soft_targets` of that sd (the ordinal objective).
 
     Returns:
         The loss and ``{"mse": ..., "ce": ...}`` batch means (floats), for logging.
@@ -135,11 +167,17 @@ def grid_loss(logprobs: torch.Tensor, grid: torch.Tensor, gold: torch.Tensor, go
     >>> loss, parts = grid_loss(logprobs, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0]), torch.tensor([1]))
     >>> round(float(loss), 4), round(parts["ce"], 4)
     (0.0625, 1.3863)
+    >>> loss, parts = grid_loss(logprobs, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0]), torch.tensor([1]), mse_weight=0, soft_sd=0.5)
+    >>> round(float(loss), 4)  # 0.107 * log 2 + 0.787 * log 4 + 0.107 * log 4
+    1.3125
     """
     probs = torch.softmax(logprobs, dim=-1)  # renormalised on the grid, as GridScore.probs
     mean = probs @ grid.to(probs.dtype)
     mse = (mean - gold.to(probs.dtype)) ** 2
-    ce = -logprobs.gather(1, gold_index[:, None])[:, 0]
+    if soft_sd is None:
+        ce = -logprobs.gather(1, gold_index[:, None])[:, 0]
+    else:
+        ce = -(soft_targets(grid.to(logprobs.dtype), gold.to(logprobs.dtype), soft_sd) * logprobs).sum(-1)
     loss = mse_weight * mse.mean() + (1.0 - mse_weight) * ce.mean() if mse_weight < 1 else mse.mean()
     return loss, {"mse": float(mse.mean().detach()), "ce": float(ce.mean().detach())}
 

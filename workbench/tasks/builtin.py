@@ -31,9 +31,14 @@ def sst5() -> Task:
 
 
 @register_task("stsb")
-def stsb(step: float = 0.1) -> Task:
+def stsb(step: float = 0.1, answer_step: float | None = None) -> Task:
+    """STS-B on a grid of ``step``; gold answers (training targets, few-shot turns) are rounded to
+    ``answer_step`` (default ``step``), e.g. 0.5 to train on coarser, less noisy targets."""
     # A 0.1 grid holds the answers models write ("2.5", "1.3"): a 0.2 grid missed about half of
     # the base model's mass, so its "exact" and "sampled" distributions differed.
+    answer_step = answer_step or step
+    if abs(answer_step / step - round(answer_step / step)) > 1e-9:
+        raise ValueError(f"stsb: answer_step {answer_step} must be a multiple of the grid step {step}")
     steps = round(5.0 / step)
     return Task(
         name="stsb",
@@ -43,7 +48,7 @@ def stsb(step: float = 0.1) -> Task:
             "(equivalent), with one decimal. Answer with the number only."
         ),
         render=lambda ex: f"Sentence 1: {ex.text}\nSentence 2: {ex.text_b}",
-        answer=lambda ex: f"{round(ex.target / step) * step:.1f}",
+        answer=lambda ex: f"{round(ex.target / answer_step) * answer_step:.1f}",
         parse=partial(parse_rating, low=0, high=5),
         grid=[round(i * step, 6) for i in range(steps + 1)],
         grid_format="{:.1f}",
