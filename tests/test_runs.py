@@ -109,3 +109,16 @@ def test_the_runner_parses_parameter_values_as_literals():
     assert run_notebooks.parse_value("8") == 8
     assert run_notebooks.parse_value("[1, 2]") == [1, 2]
     assert run_notebooks.parse_value("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_every_search_trial_is_a_tracked_run(local_tracking):
+    import mlflow
+
+    from workbench.lifecycle.finetune import FinetuneConfig
+    from workbench.lifecycle.hpo import SearchSpace, search
+
+    table = search("random", lambda config: config.lr * 1000, FinetuneConfig(), SearchSpace(), n_trials=3, seed=1)
+    trials = mlflow.search_runs(experiment_names=["hpo"], filter_string="params.method = 'random'")
+    assert len(trials) >= 3
+    recorded = sorted(trials["metrics.objective"].tolist()[:3])
+    assert recorded == pytest.approx(sorted(table.objective.tolist()))
