@@ -112,6 +112,12 @@ class Variant:
         template: how a query becomes the user message; must contain ``{query}``.
         backend: ``"local"`` (in-process engine) or ``"served"`` (the same stage behind an HTTP
             server on loopback, called through :class:`workbench.serving.RemoteEngine`).
+        batch_size: prompts the local engine prefills and decodes together (None: the engine's
+            default). Padding and batched kernels change the arithmetic, so batch size 1 vs 8
+            tests batch invariance. Such a variant bypasses the engine's disk cache, whose keys do
+            not include the batch size.
+        attn_implementation: ``"sdpa"`` or ``"eager"`` attention kernels for the stage (None:
+            the default); the weights stay the same.
     """
 
     name: str
@@ -122,6 +128,8 @@ class Variant:
     system_prompt: str | None = None
     template: str = "{query}"
     backend: str = "local"
+    batch_size: int | None = None
+    attn_implementation: str | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -130,6 +138,8 @@ class Variant:
             raise ValueError(f"template must contain '{{query}}', got {self.template!r}")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"variant name {self.name!r} must be non-empty and usable as a file name")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be None or positive, got {self.batch_size}")
         SamplingConfig(**self._decoding())  # validates the settings now rather than mid-run
 
     def _decoding(self) -> dict:
@@ -191,9 +201,15 @@ def stage_tokenizer(stage: str | LoadedModel):
     return AutoTokenizer.from_pretrained(folder)
 
 
+# Fields added after response files were first written: left out of the key while unset, so that
+# older files of variants that do not use them stay valid.
+_OPTIONAL_FIELDS = ("batch_size", "attn_implementation")
+
+
 def variant_key(variant: Variant, samples_per_query: int, seed: int) -> str:
     """A hash of everything that determines a variant's responses (records carry it)."""
-    blob = {**variant.describe(), "fingerprint": stage_fingerprint(variant.stage),
+    settings = {k: v for k, v in variant.describe().items() if not (k in _OPTIONAL_FIELDS and v is None)}
+    blob = {**settings, "fingerprint": stage_fingerprint(variant.stage),
             "samples_per_query": samples_per_query, "sampling_seed": variant_seed(seed, variant.name)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -238,27 +254,29 @@ class _Engines:
     def __init__(self, device: str, disk_cache: bool, queries_per_call: int, samples_per_query: int):
         self.device, self.disk_cache = device, disk_cache
         self.queries_per_call, self.samples_per_query = queries_per_call, samples_per_query
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[tuple[str, str | None], LoadedModel] = {}
 
-    def model(self, stage: str | LoadedModel) -> LoadedModel:
+    def model(self, stage: str | LoadedModel, attn_implementation: str | None = None) -> LoadedModel:
         if isinstance(stage, LoadedModel):
+            if attn_implementation is not None:
+                raise ValueError("attn_implementation needs a registered stage name, not a loaded model")
             return stage
-        if stage not in self._models:
+        if (stage, attn_implementation) not in self._models:
             from workbench.lifecycle.stages import load_stage
 
-            self._models[stage] = load_stage(stage, device=self.device)
-        return self._models[stage]
+            self._models[(stage, attn_implementation)] = load_stage(stage, device=self.device, attn_implementation=attn_implementation)
+        return self._models[(stage, attn_implementation)]
 
-    def local(self, lm: LoadedModel) -> Engine:
-        cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if self.disk_cache else None
-        return Engine(lm, cache=cache, progress=False)
+    def local(self, lm: LoadedModel, batch_size: int | None = None) -> Engine:
+        cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if self.disk_cache and batch_size is None else None
+        return Engine(lm, cache=cache, progress=False, **({"batch_size": batch_size} if batch_size else {}))
 
     @contextmanager
     def open(self, variant: Variant) -> Iterator[tuple[LoadedModel, object]]:
         """(model, engine) for a variant; a served variant gets a fresh server, stopped on exit."""
-        lm = self.model(variant.stage)
+        lm = self.model(variant.stage, variant.attn_implementation)
         if variant.backend == "local":
-            yield lm, self.local(lm)
+            yield lm, self.local(lm, variant.batch_size)
             return
         from workbench.serving import BackgroundServer, RemoteEngine, ServerConfig, create_app
 
@@ -283,6 +301,7 @@ def _records(variant: Variant, rows: pd.DataFrame, sample_sets, key: str, sampli
                 "temperature": variant.temperature, "top_p": variant.top_p,
                 "max_new_tokens": variant.max_new_tokens, "system_prompt": variant.system_prompt,
                 "template": variant.template, "sampling_seed": sampling_seed, "finish_reason": reason,
+                "batch_size": variant.batch_size, "attn_implementation": variant.attn_implementation,
                 "variant_key": key,
             })
     return out
