@@ -16,23 +16,28 @@ def test_variants_have_distinct_fingerprints(lm):
     bf16 = load_model(device="cpu", dtype="bf16")
     int8 = load_model(device="cpu", quantize="int8")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
-    assert int8.quantization == "int8-dynamic-head-fp32"
+    assert int8.quantization == "int8-dynamic-keep-head-down"
     hashes = {lm.fingerprint["weights_sha256"], bf16.fingerprint["weights_sha256"], int8.fingerprint["weights_sha256"]}
     assert len(hashes) == 3
     assert lm.fingerprint_id != bf16.fingerprint_id
 
 
-def test_int8_keeps_the_output_layer_unless_asked(tmp_path):
+def test_int8_recipes_keep_what_they_say(tmp_path):
     from test_finetune import make_tiny_model
 
-    folder = make_tiny_model(tmp_path / "tiny")
-    kept, every = load_model(str(folder), device="cpu", quantize="int8"), load_model(str(folder), device="cpu", quantize="int8-all")
-    assert type(kept.model.get_output_embeddings()) is torch.nn.Linear  # fp32, untouched
-    assert type(every.model.get_output_embeddings()) is not torch.nn.Linear
-    block_linear = [m for name, m in kept.model.named_modules() if name.endswith("q_proj")]
-    assert block_linear and all(type(m) is not torch.nn.Linear for m in block_linear)  # the blocks are int8
-    assert (kept.quantization, every.quantization) == ("int8-dynamic-head-fp32", "int8-dynamic-all")
-    assert kept.fingerprint["weights_sha256"] != every.fingerprint["weights_sha256"]
+    folder = str(make_tiny_model(tmp_path / "tiny"))
+    loaded = {option: load_model(folder, device="cpu", quantize=option) for option in ("int8", "int8-head", "int8-all")}
+
+    def fp32(lm, suffix):
+        return [type(m) is torch.nn.Linear for name, m in lm.model.named_modules() if name.endswith(suffix)]
+
+    for option, (head, down, q) in {"int8": (True, True, False), "int8-head": (True, False, False), "int8-all": (False, False, False)}.items():
+        lm = loaded[option]
+        assert (type(lm.model.get_output_embeddings()) is torch.nn.Linear) == head, option
+        assert set(fp32(lm, "down_proj")) == {down} and set(fp32(lm, "q_proj")) == {q}, option
+    assert loaded["int8"].model.model.layers[0].self_attn.q_proj.weight().qscheme() == torch.per_channel_affine
+    assert [loaded[o].quantization for o in loaded] == ["int8-dynamic-keep-head-down", "int8-dynamic-head-fp32", "int8-dynamic-all"]
+    assert len({lm.fingerprint["weights_sha256"] for lm in loaded.values()}) == 3
 
 
 def test_attention_implementation_is_recorded_only_when_asked(tmp_path):

@@ -30,7 +30,7 @@ def test_register_list_load_round_trip(tmp_path, registry):
     for stage in stages:
         lm = load_stage(stage.name, device="cpu", registry=registry)
         assert lm.fingerprint == stage.fingerprint
-    assert load_stage("tiny-int8", registry=registry).quantization == "int8-dynamic-head-fp32"
+    assert load_stage("tiny-int8", registry=registry).quantization == "int8-dynamic-keep-head-down"
     assert next(load_stage("tiny-bf16", device="cpu", registry=registry).model.parameters()).dtype == torch.bfloat16
 
 

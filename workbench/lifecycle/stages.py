@@ -31,7 +31,8 @@ import pandas as pd
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model, model_id
 from workbench.paths import cache_dir
 
-# suffix -> (dtype, quantize); "int8" keeps the output layer in fp32 (see workbench.inference.models.QUANTIZATIONS).
+# suffix -> (dtype, quantize); "int8" keeps the output layer and the MLP down-projections in fp32
+# (see workbench.inference.models.QUANTIZATIONS for why).
 VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}
 _CHECKED = ("dtype", "quantization", "weights_sha256")  # the source name may be spelled differently
 
@@ -48,7 +49,7 @@ class Stage:
         name: the name notebooks use.
         source: embedded model name or absolute path of a saved model folder.
         dtype: "fp32", "bf16" or "fp16".
-        quantize: None, "int8" (dynamic, CPU, output layer fp32) or "int8-all" (output layer int8 too).
+        quantize: None or an int8 recipe of :data:`workbench.inference.models.QUANTIZATIONS` (dynamic, CPU).
         fingerprint: the :attr:`LoadedModel.fingerprint` recorded at registration.
         task: what the stage was trained for, if anything.
         notes: free text (training run, profile, ...).
@@ -113,7 +114,7 @@ def register_stage(
         name: the stage name.
         source: embedded model name or a saved model folder (stored as an absolute path).
         dtype: "fp32", "bf16" or "fp16".
-        quantize: None, "int8" or "int8-all" (see :data:`workbench.inference.models.QUANTIZATIONS`).
+        quantize: None or a key of :data:`workbench.inference.models.QUANTIZATIONS`.
         task: what the stage was trained for.
         notes: free text.
         registry: registry file (see :func:`registry_path`).
