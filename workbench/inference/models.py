@@ -237,5 +237,5 @@ def quantize_int8(model: PreTrainedModel, keep_output_layer: bool = True, keep: 
     output = model.get_output_embeddings() if keep_output_layer else None
     qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
     spec = {name: qconfig for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not output and not name.endswith(keep or ("\0",))}
+            if isinstance(module, torch.nn.Linear) and module is not output and not name.endswith(keep)}
     return quantize_dynamic(model, spec, dtype=torch.qint8)
