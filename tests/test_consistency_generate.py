@@ -145,8 +145,8 @@ def test_batch_size_and_attention_variants(lm, queries, monkeypatch, tmp_path):
         original_init(self, lm_, cache=cache, batch_size=batch_size, **kwargs)
 
     monkeypatch.setattr(Engine, "__init__", spy_init)
-    monkeypatch.setattr(stages, "load_stage", lambda name, device="auto", attn_implementation=None, **_: loaded.append((name, attn_implementation)) or lm)
-    monkeypatch.setattr("workbench.consistency.generate.stage_fingerprint", lambda stage: {"stub": stage})
+    monkeypatch.setattr(stages, "load_stage", lambda name, device="auto", base_model=None, attn_implementation=None, **_: loaded.append((name, attn_implementation)) or lm)
+    monkeypatch.setattr("workbench.consistency.generate.stage_fingerprint", lambda stage, base_model=None: {"stub": stage})
     variants = [Variant("batch-1", "base-fp32", temperature=0, max_new_tokens=TOKENS, batch_size=1),
                 Variant("eager", "base-fp32", temperature=0, max_new_tokens=TOKENS, attn_implementation="eager")]
     table = generate_responses(variants, queries, samples_per_query=1, out_dir=tmp_path, progress=False)

@@ -40,13 +40,13 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
+from workbench.progress import tqdm
 
 from workbench.consistency.responses import RESPONSE_FIELDS, validate_responses
 from workbench.text import clean_text
 from workbench.inference.engine import Engine, SamplingConfig
 from workbench.inference.gencache import GenerationCache
-from workbench.inference.models import LoadedModel, embedded_model_folder
+from workbench.inference.models import DEFAULT_MODEL, LoadedModel, embedded_model_folder
 from workbench.paths import cache_dir
 from workbench.tasks import get_task
 
@@ -176,16 +176,16 @@ def variant_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}\0{name}".encode())
 
 
-def stage_fingerprint(stage: str | LoadedModel) -> dict:
-    """The weights fingerprint of a stage, from the registry (no model is loaded for registered stages)."""
+def stage_fingerprint(stage: str | LoadedModel, base_model: str = DEFAULT_MODEL) -> dict:
+    """The weights fingerprint of a stage, from ``base_model``'s registry (no model is loaded for registered stages)."""
     if isinstance(stage, LoadedModel):
         return stage.fingerprint
     from workbench.lifecycle.stages import get_stage  # imported late: registering a base stage loads it once
 
-    return get_stage(stage).fingerprint
+    return get_stage(stage, base_model=base_model).fingerprint
 
 
-def stage_tokenizer(stage: str | LoadedModel):
+def stage_tokenizer(stage: str | LoadedModel, base_model: str = DEFAULT_MODEL):
     """The tokenizer of a stage, without loading the weights of a registered one (e.g. for the MMD baseline)."""
     if isinstance(stage, LoadedModel):
         return stage.tokenizer
@@ -193,7 +193,7 @@ def stage_tokenizer(stage: str | LoadedModel):
 
     from workbench.lifecycle.stages import get_stage
 
-    source = get_stage(stage).source
+    source = get_stage(stage, base_model=base_model).source
     try:
         folder = embedded_model_folder(source)
     except KeyError:  # not an embedded model: a saved folder or a hub id
@@ -206,10 +206,10 @@ def stage_tokenizer(stage: str | LoadedModel):
 _OPTIONAL_FIELDS = ("batch_size", "attn_implementation")
 
 
-def variant_key(variant: Variant, samples_per_query: int, seed: int) -> str:
+def variant_key(variant: Variant, samples_per_query: int, seed: int, base_model: str = DEFAULT_MODEL) -> str:
     """A hash of everything that determines a variant's responses (records carry it)."""
     settings = {k: v for k, v in variant.describe().items() if not (k in _OPTIONAL_FIELDS and v is None)}
-    blob = {**settings, "fingerprint": stage_fingerprint(variant.stage),
+    blob = {**settings, "fingerprint": stage_fingerprint(variant.stage, base_model),
             "samples_per_query": samples_per_query, "sampling_seed": variant_seed(seed, variant.name)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -251,8 +251,9 @@ def _write_records(path: Path, records: list[dict], mode: str) -> None:
 class _Engines:
     """Loads each model stage once per :func:`generate_responses` call and serves it when asked."""
 
-    def __init__(self, device: str, disk_cache: bool, queries_per_call: int, samples_per_query: int):
-        self.device, self.disk_cache = device, disk_cache
+    def __init__(self, device: str, disk_cache: bool, queries_per_call: int, samples_per_query: int,
+                 base_model: str = DEFAULT_MODEL):
+        self.device, self.disk_cache, self.base_model = device, disk_cache, base_model
         self.queries_per_call, self.samples_per_query = queries_per_call, samples_per_query
         self._models: dict[tuple[str, str | None], LoadedModel] = {}
 
@@ -264,7 +265,8 @@ class _Engines:
         if (stage, attn_implementation) not in self._models:
             from workbench.lifecycle.stages import load_stage
 
-            self._models[(stage, attn_implementation)] = load_stage(stage, device=self.device, attn_implementation=attn_implementation)
+            self._models[(stage, attn_implementation)] = load_stage(stage, device=self.device, base_model=self.base_model,
+                                                                    attn_implementation=attn_implementation)
         return self._models[(stage, attn_implementation)]
 
     def local(self, lm: LoadedModel, batch_size: int | None = None) -> Engine:
@@ -309,7 +311,7 @@ def _records(variant: Variant, rows: pd.DataFrame, sample_sets, key: str, sampli
 
 def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, samples_per_query: int, seed: int = 0,
                        out_dir: str | Path | None = None, device: str = "auto", queries_per_call: int = 16,
-                       disk_cache: bool = True, progress: bool = True) -> pd.DataFrame:
+                       disk_cache: bool = True, progress: bool = True, base_model: str = DEFAULT_MODEL) -> pd.DataFrame:
     """Draws ``samples_per_query`` responses per query from every variant.
 
     Args:
@@ -324,6 +326,7 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
         queries_per_call: queries per engine call (and per incremental write).
         disk_cache: use the generation cache of :mod:`workbench.inference.gencache`.
         progress: show a tqdm progress bar.
+        base_model: whose stage registry the variants' stage names refer to.
 
     Returns:
         The response table: :data:`~workbench.consistency.responses.RESPONSE_FIELDS` plus the
@@ -343,11 +346,11 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
     folder = Path(out_dir) if out_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    engines = _Engines(device, disk_cache, queries_per_call, samples_per_query)
+    engines = _Engines(device, disk_cache, queries_per_call, samples_per_query, base_model)
     bar = tqdm(total=len(variants) * len(queries), desc="responses", unit="query", disable=not progress)
     tables = []
     for variant in variants:
-        key, sampling_seed = variant_key(variant, samples_per_query, seed), variant_seed(seed, variant.name)
+        key, sampling_seed = variant_key(variant, samples_per_query, seed, base_model), variant_seed(seed, variant.name)
         path = folder / f"{variant.name}.jsonl" if folder is not None else None
         stored = [r for r in _read_records(path) if r.get("variant_key") == key] if path is not None else []
         done = _complete_queries(stored, set(queries.query_id), samples_per_query)
