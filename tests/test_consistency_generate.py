@@ -111,6 +111,10 @@ def test_generate_writes_a_valid_response_table_and_resumes(lm, queries, tmp_pat
     assert resumed.equals(table)
     assert len(path.read_text().splitlines()) == 4 and all(json.loads(line) for line in path.read_text().splitlines())
 
+    # A call on a subset of the queries (a pilot) generates nothing and keeps the other queries' records.
+    subset = generate_responses(variants, queries.iloc[:1], 2, seed=0, out_dir=tmp_path, disk_cache=False, progress=False)
+    assert len(sample_calls) == 3 and len(subset) == 4 and len(path.read_text().splitlines()) == 4
+
     # Other settings under the same name make the stored records stale: all regenerated.
     changed = [Variant("hot", lm, temperature=1.5, max_new_tokens=TOKENS - 2)]
     generate_responses(changed, queries, 2, seed=0, out_dir=tmp_path, disk_cache=False, progress=False)

@@ -355,7 +355,9 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
         stored = [r for r in _read_records(path) if r.get("variant_key") == key] if path is not None else []
         done = _complete_queries(stored, set(queries.query_id), samples_per_query)
         if path is not None:  # drop stale, torn and partial records before appending new ones
-            _write_records(path, [r for query in done.values() for r in query], "w")
+            # Records of queries outside this call's set are kept: a pilot on a subset must not erase the rest.
+            others = [r for r in stored if r["query_id"] not in set(queries.query_id)]
+            _write_records(path, others + [r for query in done.values() for r in query], "w")
         todo = queries[~queries.query_id.isin(done)]
         bar.set_description(f"responses: {variant.name}")
         bar.update(len(queries) - len(todo))
