@@ -17,7 +17,7 @@ module puts them on one table over lifecycle stages and tests that claim:
 * :func:`nondominated` and :func:`weighted_ranking`: the Pareto set over the axes and a weighted
   choice among stages.
 
->>> round(skill(rmse=0.8, baseline_rmse=1.0), 3)
+>>> round(float(skill(rmse=0.8, baseline_rmse=1.0)), 3)
 0.2
 >>> evaluation_budget(np.array([0.0, 1.0, 4.0, 1.0]), half_width=0.5).items   # squared errors of 4 items
 8
