@@ -56,3 +56,26 @@ def test_rank_correlations_with_bootstrap_intervals():
     free = table.loc[("generalization", "serving_usd_per_1000")]
     assert free.rho == pytest.approx(stats.spearmanr(axes.generalization, axes.serving_usd_per_1000).statistic)
     assert free.low <= free.rho <= free.high and free.replicates == 200 and free.stages == 8
+
+
+def test_scorecard_arithmetic_by_hand():
+    from workbench.cost.scorecard import StageScores, bootstrap_scorecards, scorecard
+
+    gold = {"own": np.array([1.0, 3.0, 5.0, 3.0]), "ood": np.array([2.0, 4.0])}
+    good = StageScores("good", gold, {"own": np.array([1.0, 3.0, 5.0, 4.0]), "ood": np.array([3.0, 3.0])}, seconds_per_request=0.36)
+    prior = StageScores("prior", gold, {"own": np.full(4, 3.0), "ood": np.full(2, 3.0)}, seconds_per_request=0.036)
+    table = scorecard([good, prior], ["own"], ["ood"], prior={"own": 3.0, "ood": 3.0}, half_width=0.5,
+                      label_usd_per_item=0.3, usd_per_hour=3.6, utilisation=0.5)
+    prior_rmse = np.sqrt(8 / 4)
+    assert table.loc["good", "rmse:own"] == pytest.approx(0.5) and table.loc["prior", "rmse:own"] == pytest.approx(prior_rmse)
+    assert table.loc["good", "skill:own"] == pytest.approx(1 - 0.5 / prior_rmse) and table.loc["prior", "quality"] == 0
+    assert table.loc["good", "generalization"] == 0 and table.loc["good", "drop"] == pytest.approx(table.loc["good", "quality"])
+    items = evaluation_budget(np.array([0.0, 0.0, 0.0, 1.0]), 0.5).items
+    assert table.loc["good", "evaluation_items"] == items
+    assert table.loc["good", "evaluation_usd"] == pytest.approx(items * 0.3 + items * 0.36 * 3.6 / 3600)
+    assert table.loc["good", "serving_usd_per_1000"] == pytest.approx(1000 * 0.36 * 3.6 / 3600 / 0.5)
+    replicates = bootstrap_scorecards([good, prior], ["own"], ["ood"], n_resamples=20, seed=0, prior={"own": 3.0, "ood": 3.0},
+                                      half_width=0.5, label_usd_per_item=0.3, usd_per_hour=3.6)
+    assert len(replicates) == 20 and all(list(r.index) == ["good", "prior"] for r in replicates)
+    assert len({round(r.loc["good", "rmse:own"], 6) for r in replicates}) > 1  # items were resampled
+    assert all(r.loc["good", "serving_usd_per_1000"] == replicates[0].loc["good", "serving_usd_per_1000"] for r in replicates)

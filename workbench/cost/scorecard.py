@@ -147,3 +147,78 @@ def rank_correlations(axes: pd.DataFrame, replicates: Sequence[pd.DataFrame], co
             rows.append({"axis_a": a, "axis_b": b, "rho": float(rho), "low": float(low), "high": float(high),
                          "stages": len(axes), "replicates": len(boot), "verdict": verdict})
     return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class StageScores:
+    """One stage's answers on the scorecard's item sets, and what one request costs it.
+
+    Attributes:
+        stage: the stage name.
+        gold: set name -> (n,) gold values (the same items, in the same order, for every stage).
+        predictions: set name -> (n,) answers (e.g. the exact distribution's mean).
+        seconds_per_request: measured machine seconds per request on this machine.
+    """
+
+    stage: str
+    gold: Mapping[str, np.ndarray]
+    predictions: Mapping[str, np.ndarray]
+    seconds_per_request: float
+
+
+def scorecard(stages: Sequence[StageScores], own: Sequence[str], unseen: Sequence[str], prior: Mapping[str, float],
+              half_width: float, label_usd_per_item: float, usd_per_hour: float, utilisation: float = 1.0,
+              rows: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+    """One row per stage: skill on its own tasks and on unseen data, evaluation cost and serving cost.
+
+    Args:
+        stages: the stages' answers.
+        own: the sets of the tasks the stages are (or would be) trained on.
+        unseen: the out-of-domain sets.
+        prior: set name -> the constant prior's answer (the training labels' mean, on the set's scale).
+        half_width: wanted 95% half-width of each own task's RMSE interval.
+        label_usd_per_item: human labelling cost per evaluation item.
+        usd_per_hour: price of this machine.
+        utilisation: share of the machine real traffic keeps busy.
+        rows: set name -> item indices to use (a bootstrap resample; default all items).
+
+    Returns:
+        Columns ``rmse:<set>`` and ``skill:<set>`` per set, ``quality`` (mean skill on ``own``),
+        ``generalization`` (mean skill on ``unseen``), ``drop`` (quality - generalization),
+        ``evaluation_items`` (sum over ``own`` of :func:`evaluation_budget` items),
+        ``evaluation_label_usd``, ``evaluation_compute_usd``, ``evaluation_usd``,
+        ``serving_usd_per_1000`` (measured), indexed by stage.
+    """
+    table = {}
+    for scores in stages:
+        row, items = {}, 0
+        for name in list(own) + list(unseen):
+            take = rows[name] if rows is not None else slice(None)
+            gold, answer = np.asarray(scores.gold[name], float)[take], np.asarray(scores.predictions[name], float)[take]
+            row[f"rmse:{name}"] = rmse(answer, gold)
+            row[f"skill:{name}"] = float(skill(row[f"rmse:{name}"], rmse(np.full(len(gold), prior[name]), gold)))
+            if name in own:
+                items += evaluation_budget((answer - gold) ** 2, half_width).items
+        row["quality"] = float(np.mean([row[f"skill:{n}"] for n in own]))
+        row["generalization"] = float(np.mean([row[f"skill:{n}"] for n in unseen]))
+        row["drop"] = row["quality"] - row["generalization"]
+        labels = items * label_usd_per_item
+        compute = items * scores.seconds_per_request * usd_per_hour / 3600
+        row.update({"evaluation_items": items, "evaluation_label_usd": labels, "evaluation_compute_usd": compute,
+                    "evaluation_usd": labels + compute,
+                    "serving_usd_per_1000": metric_usd_per_1000(scores.seconds_per_request, usd_per_hour, utilisation)})
+        table[scores.stage] = row
+    return pd.DataFrame.from_dict(table, orient="index").rename_axis("stage")
+
+
+def bootstrap_scorecards(stages: Sequence[StageScores], own: Sequence[str], unseen: Sequence[str], n_resamples: int = 200,
+                         seed: int = 0, **options) -> list[pd.DataFrame]:
+    """Scorecards on bootstrap resamples of the items, the same resample for every stage (paired).
+
+    Each set is resampled on its own; serving seconds are measured once and not resampled. The
+    ``options`` are those of :func:`scorecard` (prior, half_width, prices).
+    """
+    rng = np.random.default_rng(seed)
+    sizes = {name: len(stages[0].gold[name]) for name in list(own) + list(unseen)}
+    return [scorecard(stages, own, unseen, rows={n: rng.integers(0, size, size) for n, size in sizes.items()}, **options)
+            for _ in range(n_resamples)]
