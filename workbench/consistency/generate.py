@@ -40,7 +40,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-from workbench.progress import tqdm
 
 from workbench.consistency.responses import RESPONSE_FIELDS, validate_responses
 from workbench.text import clean_text
@@ -48,6 +47,7 @@ from workbench.inference.engine import Engine, SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, embedded_model_folder
 from workbench.paths import cache_dir
+from workbench.progress import tqdm
 from workbench.tasks import get_task
 
 BACKENDS = ("local", "served")
