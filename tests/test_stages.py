@@ -47,6 +47,24 @@ def test_changed_weights_are_refused(tmp_path, registry):
     assert load_stage("tiny-fp32", device="cpu", registry=registry).fingerprint["weights_sha256"] == get_stage("tiny-fp32", registry).fingerprint["weights_sha256"]
 
 
+def test_a_base_stage_follows_a_new_quantisation_recipe(tmp_path, registry):
+    folder = str(make_tiny_model(tmp_path / "tiny"))
+    stage = get_stage("base-int8", registry, base_model=folder)
+    stored = json.loads(registry.read_text())
+    stored["base-int8"]["fingerprint"] = {**stage.fingerprint, "quantization": "int8-dynamic", "weights_sha256": "0" * 64}  # an older recipe
+    registry.write_text(json.dumps(stored))
+    lm = load_stage("base-int8", registry=registry, base_model=folder)
+    assert get_stage("base-int8", registry, base_model=folder).fingerprint == lm.fingerprint == stage.fingerprint
+    # Other weights under the same recipe are still refused, and so is a trained stage with a new recipe.
+    stored = json.loads(registry.read_text())
+    stored["base-int8"]["fingerprint"]["weights_sha256"] = "0" * 64
+    stored["tuned-int8"] = {**stored["base-int8"], "name": "tuned-int8", "fingerprint": {**stage.fingerprint, "quantization": "int8-dynamic"}}
+    registry.write_text(json.dumps(stored))
+    for name in ("base-int8", "tuned-int8"):
+        with pytest.raises(FingerprintMismatch):
+            load_stage(name, registry=registry, base_model=folder)
+
+
 def test_unknown_stage(registry):
     with pytest.raises(KeyError, match="no stage 'nope'"):
         get_stage("nope", registry)

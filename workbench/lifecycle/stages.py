@@ -184,6 +184,12 @@ def load_stage(name: str, device: str = "auto", registry: str | Path | None = No
     lm = load_model(stage.source, device="cpu" if stage.quantize else device, dtype=stage.dtype, quantize=stage.quantize,
                     attn_implementation=attn_implementation)
     changed = [key for key in _CHECKED if lm.fingerprint.get(key) != stage.fingerprint.get(key)]
+    base = base_stages(base_model).get(name)
+    if base is not None and "quantization" in changed and set(changed) <= {"quantization", "weights_sha256"}:
+        # A base stage is a recipe over the shipped model, not a trained artifact: when the recipe of
+        # its quantisation changed (a new int8 recipe), its registration is simply renewed.
+        register_stage(name, **base, registry=registry, base_model=base_model)
+        return lm
     if changed:
         raise FingerprintMismatch(
             f"stage {name!r} ({stage.source}, {stage.dtype}, quantize={stage.quantize}) no longer matches its registered "
