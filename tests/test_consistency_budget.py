@@ -112,3 +112,19 @@ def test_threshold_baseline(scored):
     # The fitted threshold is the best one on its own data.
     best = max(0.5 * ((scored.rouge1 >= t)[labels == 1].mean() + (scored.rouge1 < t)[labels == 0].mean()) for t in np.unique(scored.rouge1))
     assert table.balanced_accuracy["rouge1"] == pytest.approx(best)
+
+
+def test_budget_and_pair_set_plots_draw(scored):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from workbench.consistency.plots import plot_budget, plot_pair_set_auc
+
+    plan = plan_budget({"large": synthetic_cube(1.0, seed=1)}, [10, 20, 40], n_runs=50)
+    ax = plot_budget(Figure().subplots(), plan.curves, plan.n_queries)
+    assert "budget" in ax.get_title() and len(ax.get_lines()) == 4  # the curve, alpha, the power target, the budget
+    aucs = pair_set_auc(scored, ["rouge1", "noise"], by="change", n_resamples=20)
+    ax = plot_pair_set_auc(Figure().subplots(), aucs)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["all", "B", "C"] and len(ax.patches) == 6

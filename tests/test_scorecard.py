@@ -79,3 +79,19 @@ def test_scorecard_arithmetic_by_hand():
     assert len(replicates) == 20 and all(list(r.index) == ["good", "prior"] for r in replicates)
     assert len({round(r.loc["good", "rmse:own"], 6) for r in replicates}) > 1  # items were resampled
     assert all(r.loc["good", "serving_usd_per_1000"] == replicates[0].loc["good", "serving_usd_per_1000"] for r in replicates)
+
+
+def test_scorecard_plot_marks_the_front_and_the_choice():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from workbench.cost.plots import plot_scorecard
+
+    card = pd.DataFrame({"generalization": [0.3, 0.2, 0.1], "evaluation_usd": [100.0, 50.0, 200.0],
+                         "serving_usd_per_1000": [1.0, 1.0, 2.0]}, index=["a", "b", "c"])
+    card["pareto"] = nondominated(card)
+    ax = plot_scorecard(Figure().subplots(), card, weighted_ranking(card, {"generalization": 1}))
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert labels == ["Pareto-optimal", "best weighted: a"] and len(ax.texts) == 3
