@@ -38,6 +38,9 @@ FAKE_LEXICON = "\r\n".join(
 )
 
 
+ALL_TEST = {"train": 0, "dev": 0, "test": 1}  # an evaluation-only file: every row is a test item
+
+
 @pytest.fixture
 def lexicon_csv(tmp_path):
     source = tmp_path / "lexicon.txt"
@@ -71,7 +74,7 @@ def test_adapter_can_keep_every_token(tmp_path):
 
 
 def test_converted_file_loads_through_the_table_task(lexicon_csv):
-    task = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", low=1, high=5, step=1)
+    task = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", low=1, high=5, step=1, fractions=ALL_TEST)
     examples = task.examples("test")
     assert [e.text for e in examples] == ["good", "awful", "meh"]
     assert [e.target for e in examples] == pytest.approx([3.95, 1.0, 3.0])
@@ -88,7 +91,7 @@ def test_with_prompt_of_keeps_the_template_and_swaps_the_data(lexicon_csv):
     template_rows = [Example("t/0", "a fine film", 4.0)]
     template = Task("template", lambda split: template_rows, "Rate it.", lambda ex: f"Review: {ex.text}", lambda ex: f"{ex.target:.0f}", lambda text: None, grid=[1.0, 2.0, 3.0, 4.0, 5.0])
     template.examples("test")  # fills the template's split cache, which the new task must not share
-    data = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating")
+    data = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", fractions=ALL_TEST)
     transfer = with_prompt_of(template, data)
     examples = transfer.examples("test")
     assert [e.text for e in examples] == ["good", "awful", "meh"]
@@ -159,7 +162,7 @@ def test_snippets_convert_to_a_rating_table(tmp_path):
     assert (conversion.kept, conversion.duplicates, conversion.malformed) == (2, 2, 2)
     rows = list(csv.DictReader(open(conversion.path, encoding="utf-8")))
     assert rows == [{"text": "awful battery.", "rating": "1.0000"}, {"text": "great screen", "rating": "4.0000"}]
-    task = get_task("table", path=str(conversion.path), text_column="text", label_column="rating")
+    task = get_task("table", path=str(conversion.path), text_column="text", label_column="rating", fractions=ALL_TEST)
     assert sorted(e.target for e in task.examples("test")) == [1.0, 4.0]
 
 
@@ -174,7 +177,7 @@ def test_sick_maps_relatedness_onto_the_stsb_scale(tmp_path):
     assert [float(r["score"]) for r in rows] == [5.0, 0.0, 3.0]
     assert rows[0]["text_b"] == "A person runs."
     task = get_task("table", path=str(conversion.path), text_column="text", text_b_column="text_b", label_column="score",
-                    low=0, high=5, step=0.2)
+                    low=0, high=5, step=0.2, fractions=ALL_TEST)
     assert with_prompt_of(get_task("stsb"), task).grid == get_task("stsb").grid
     with pytest.raises(ValueError, match="line 1"):
         bad = tmp_path / "bad.txt"

@@ -19,7 +19,8 @@ LAYERS = {
     "lifecycle": 4,
     "serving": 5,
     "consistency": 6, "cost": 6,
-    "__init__": 7,
+    "cli": 7, "__init__": 7,
+    "__main__": 8,
 }
 
 

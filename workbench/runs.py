@@ -125,7 +125,8 @@ class Run:
         profile, model = params["PROFILE"], params.get("MODEL", DEFAULT_MODEL)
         if run_dir is None:
             stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-            run_dir = PROJECT_ROOT / "runs" / profile / model_id(model) / f"{stamp}-{notebook[:2]}"
+            label = notebook[:2] if notebook[:2].isdigit() else notebook  # "02" for notebooks, else the command
+            run_dir = PROJECT_ROOT / "runs" / profile / model_id(model) / f"{stamp}-{label}"
         folder = Path(run_dir)
         results = RESULTS_DIR if is_reference(profile, model) else folder / "results"
         folder.mkdir(parents=True, exist_ok=True)

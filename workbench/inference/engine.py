@@ -223,7 +223,7 @@ class Engine:
 
     # ------------------------------------------------------------------ batching and caching
     def _cached_map(self, kind, prompts, settings, seed, prompts_per_batch, compute, decode):
-        keys = [self.cache.key(kind, p, settings, seed) if self.cache is not None else None for p in prompts]
+        keys = [self.cache.key(kind, p, settings, seed, device=self.device) if self.cache is not None else None for p in prompts]
         values: list = [self.cache.get(kind, k) if self.cache is not None else None for k in keys]
         todo = [i for i, value in enumerate(values) if value is None]
         if todo:

@@ -1,15 +1,19 @@
 """Tasks as data: a loader, a prompt template, an answer parser, a target grid and metrics.
 
 A :class:`Task` turns examples into prompts (zero- or few-shot, through the model's chat template
-when it has one) and answers back into numbers. Tasks are registered by name::
+when it has one) and answers back into numbers. Tasks are registered by name, or described by a
+spec file (:mod:`workbench.tasks.spec`)::
 
-    task = get_task("sst5")
-    shots = task.fewshot(5, seed=0)
+    task = get_task("sst5")                 # or get_task("my_reviews.yaml")
+    shots = task.fewshot(5, seed=0)         # from the train split
     prompt = task.prompt(task.examples("test", limit=1)[0], tokenizer, shots)
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
 import random
 from dataclasses import dataclass, field
 from typing import Callable
@@ -29,11 +33,19 @@ def register_task(name: str):
     return wrap
 
 
-def get_task(name: str, **options) -> "Task":
-    """Build a registered task (options go to its factory)."""
-    if name not in TASKS:
-        raise KeyError(f"unknown task {name!r}; registered: {sorted(TASKS)}")
-    return TASKS[name](**options)
+def get_task(name: str | os.PathLike, /, **options) -> "Task":
+    """Build a task: a registered name, a shipped spec's name, or the path of a YAML/JSON spec file.
+
+    ``options`` go to the task's factory (for a spec, they replace its fields).
+    """
+    if isinstance(name, str) and name in TASKS:
+        return TASKS[name](**options)
+    from workbench.tasks.spec import find_spec, load_task_spec, shipped_specs  # spec builds on this module
+
+    path = find_spec(name)
+    if path is None:
+        raise KeyError(f"unknown task {name!r}; registered: {sorted(TASKS)}; shipped specs: {shipped_specs()}; or give a spec file's path")
+    return load_task_spec(path, **options).task()
 
 
 @dataclass
@@ -54,6 +66,8 @@ class Task:
         max_new_tokens: generation budget for one answer.
         stop: stop strings for sampling.
         fewshot_split: where few-shot examples come from.
+        source: what the task was built from beyond its code (a spec's content and its data
+            files' hashes), so that :attr:`identity` changes when they do.
     """
 
     name: str
@@ -68,7 +82,14 @@ class Task:
     max_new_tokens: int = 8
     stop: tuple[str, ...] = ()
     fewshot_split: str = "train"
+    source: dict = field(default_factory=dict, repr=False)
     _cache: dict = field(default_factory=dict, repr=False)
+
+    @property
+    def identity(self) -> str:
+        """A short hash of the name and :attr:`source`: equal for tasks built from equal specs and data."""
+        blob = json.dumps({"name": self.name, "source": self.source}, sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
     @property
     def candidates(self) -> list[str]:
@@ -85,6 +106,12 @@ class Task:
         if limit is None or limit >= len(examples):
             return list(examples)
         return random.Random(seed).sample(examples, limit)
+
+    def off_grid(self, split: str) -> list[Example]:
+        """The examples of ``split`` whose gold value is not on the answer grid (exact match can't hit them)."""
+        if self.grid is None:
+            return []
+        return [ex for ex in self.examples(split) if min(abs(float(ex.target) - g) for g in self.grid) > 1e-9 * max(1.0, abs(float(ex.target)))]
 
     def fewshot(self, k: int, seed: int = 0) -> list[Example]:
         """``k`` demonstration examples, spread over the answer range when there is a grid."""
@@ -107,7 +134,13 @@ class Task:
         return chosen
 
     def prompt(self, example: Example, tokenizer, shots: list[Example] = ()) -> str:
-        """The full prompt for ``example``: chat template when the tokenizer has one, else plain text."""
+        """The full prompt for ``example``: chat template when the tokenizer has one, else plain text.
+
+        Raises:
+            ValueError: when ``example`` is one of its own demonstrations (its answer would be in the prompt).
+        """
+        if any(shot.id == example.id for shot in shots):
+            raise ValueError(f"{self.name}: item {example.id!r} is one of its own few-shot demonstrations; draw shots from another split")
         if getattr(tokenizer, "chat_template", None):
             messages = [{"role": "system", "content": self.instruction}]
             for shot in shots:

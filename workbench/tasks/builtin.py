@@ -1,4 +1,4 @@
-"""The built-in tasks: SST-5 ratings, STS-B similarity, GSM8K math, and any table file."""
+"""The built-in tasks: SST-5 ratings, STS-B similarity, GSM8K math (any table file: :mod:`workbench.tasks.spec`)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from functools import partial
 
 from workbench.text import clean_text
 from workbench.tasks.base import Task, register_task
-from workbench.tasks.loaders import read_gsm8k, read_sst5, read_stsb, read_table
+from workbench.tasks.loaders import read_gsm8k, read_sst5, read_stsb
 from workbench.tasks.parsers import parse_gsm8k, parse_rating
 
 @register_task("sst5")
@@ -68,35 +68,4 @@ def gsm8k() -> Task:
         grid=None,
         metrics=("absolute_error", "exact_match"),
         max_new_tokens=192,
-    )
-
-
-@register_task("table")
-def table(
-    path: str,
-    text_column: str,
-    label_column: str,
-    text_b_column: str | None = None,
-    instruction: str = "Rate the text. Answer with the number only.",
-    low: float = 1,
-    high: float = 5,
-    step: float = 1,
-    name: str | None = None,
-) -> Task:
-    """A rating or scoring task over any CSV/TSV/JSONL file, with no code to write.
-
-    The whole file is every split: pass ``limit`` to :meth:`Task.examples` for a subset.
-    """
-    rows = read_table(path, text_column, label_column, text_b_column)
-    decimals = 0 if float(step).is_integer() else len(str(step).split(".")[1])
-    grid = [round(low + i * step, 6) for i in range(round((high - low) / step) + 1)]
-    return Task(
-        name=name or f"table:{path}",
-        load=lambda split: rows,
-        instruction=instruction,
-        render=(lambda ex: f"Text 1: {ex.text}\nText 2: {ex.text_b}") if text_b_column else (lambda ex: f"Text: {ex.text}"),
-        answer=lambda ex: f"{round((ex.target - low) / step) * step + low:.{decimals}f}",
-        parse=partial(parse_rating, low=low, high=high),
-        grid=grid,
-        grid_format=f"{{:.{decimals}f}}",
     )

@@ -1,4 +1,4 @@
-"""Readers for the built-in data sets and for any CSV, TSV or JSONL file a researcher brings.
+"""Readers for the built-in data sets (any other table: :mod:`workbench.tasks.table`).
 
 Local copies are read from the data folder (:func:`workbench.paths.data_dir`); when none is
 configured, the Hugging Face hub copy is loaded with ``datasets``. A malformed file or row raises
@@ -18,7 +18,15 @@ SPLITS = ("train", "dev", "test")
 
 
 class DataFormatError(ValueError):
-    """A data file or row that cannot be read; the message names the file and line."""
+    """A data file or row that cannot be read; the message names the file and line.
+
+    Attributes:
+        problems: one "file:line: what" string per problem found (the message lists the first few).
+    """
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = list(problems) if problems else [message]
 
 
 @dataclass
@@ -140,62 +148,3 @@ def _read_jsonl(path: Path):
             if not isinstance(record, dict):
                 raise DataFormatError(f"{path}:{number}: expected a JSON object")
             yield number, record
-
-
-def read_table(
-    path: str | Path,
-    text_column: str,
-    label_column: str,
-    text_b_column: str | None = None,
-    numeric: bool = True,
-) -> list[Example]:
-    """Read any CSV, TSV or JSONL file with one or two text columns and a label column.
-
-    The format follows the extension (.csv, .tsv, .jsonl/.json). CSV and TSV need a header row.
-
-    Args:
-        path: the file.
-        text_column: column of the main text.
-        label_column: column of the numeric score or the label.
-        text_b_column: optional second text column (pair tasks).
-        numeric: convert labels to float (an error names the row that fails).
-
-    Returns:
-        The examples, ids "<file stem>/<row index>".
-    """
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        rows = _read_jsonl(path)
-    elif suffix in (".csv", ".tsv"):
-        rows = _read_delimited(path, "\t" if suffix == ".tsv" else ",")
-    else:
-        raise DataFormatError(f"{path}: unknown format {suffix!r}; use .csv, .tsv or .jsonl")
-    wanted = [c for c in (text_column, label_column, text_b_column) if c]
-    examples = []
-    for number, row in rows:
-        missing = [c for c in wanted if row.get(c) in (None, "")]
-        if missing:
-            raise DataFormatError(f"{path}:{number}: missing or empty field(s) {missing}")
-        label = row[label_column]
-        if numeric:
-            try:
-                label = float(label)
-            except (TypeError, ValueError):
-                raise DataFormatError(f"{path}:{number}: field {label_column!r}={label!r} is not a number") from None
-        text_b = str(row[text_b_column]) if text_b_column else None
-        examples.append(Example(f"{path.stem}/{len(examples)}", str(row[text_column]), label, text_b))
-    if not examples:
-        raise DataFormatError(f"{path}: no rows")
-    return examples
-
-
-def _read_delimited(path: Path, delimiter: str):
-    with open(path, encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        if not reader.fieldnames:
-            raise DataFormatError(f"{path}:1: expected a header row")
-        for row in reader:
-            if None in row:  # more fields than the header has
-                raise DataFormatError(f"{path}:{reader.line_num}: {len(reader.fieldnames) + len(row[None])} fields, header has {len(reader.fieldnames)}")
-            yield reader.line_num, row

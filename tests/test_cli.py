@@ -1,0 +1,47 @@
+"""The command line end to end on a tiny random model: evaluate and finetune write a table and a manifest."""
+
+import json
+
+import pandas as pd
+import pytest
+from test_finetune import make_tiny_model
+
+from workbench.cli import main
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+
+
+def test_evaluate_prints_the_table_and_writes_csv_and_manifest(tiny, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "run"
+    assert main(["evaluate", "--task", "sst5", "--model", tiny, "--device", "cpu", "--k", "3", "--limit", "4",
+                 "--shots", "1", "--rules", "mean,mode", "--bootstrap", "50", "--out", str(out)]) == 0
+    table = pd.read_csv(out / "results" / "evaluate_sst5.csv", index_col=0)
+    assert {"greedy", "one sample", "mean", "mode (self-consistency)", "exact mean", "exact mode"} <= set(table.index)
+    assert not {"median", "exact median"} & set(table.index)  # rules not asked for are left out
+    assert (table.model == tiny).all() and {"rmse", "rmse CI", "spearman"} <= set(table.columns)
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["status"] == "finished" and manifest["models"][0]["name"] == tiny
+    assert manifest["parameters"]["k"] == 3
+    assert "exact mean" in capsys.readouterr().out
+
+
+def test_finetune_trains_and_records(tiny, tmp_path, capsys):
+    out = tmp_path / "ft"
+    assert main(["finetune", "--model", tiny, "--device", "cpu", "--tasks", "sst5", "--method", "full", "--max-steps", "2",
+                 "--batch-size", "2", "--max-examples", "4", "--save-every", "0", "--out", str(out)]) == 0
+    record = json.loads((out / "results" / "finetune.json").read_text())
+    assert record["steps"] == 2 and len(record["losses"]) == 2
+    assert (out / "model" / "config.json").exists() or any((out / "model").rglob("config.json"))
+    assert "2 steps" in capsys.readouterr().out
+
+
+def test_help_of_every_command(capsys):
+    for command in (["--help"], ["evaluate", "--help"], ["finetune", "--help"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(command)
+        assert exit_info.value.code == 0
+    assert "--lr" in capsys.readouterr().out

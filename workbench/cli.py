@@ -1,0 +1,158 @@
+"""Command line for researchers who script: the notebooks' main steps without Jupyter.
+
+    python -m workbench evaluate --task sst5 --model M --k 64 --rules mean,median,mode --limit 200
+    python -m workbench evaluate --task path/to/spec.yaml --model M      # any table task, from its spec
+    python -m workbench finetune --tasks sst5,stsb --lr 3e-4 --max-steps 200
+    python -m workbench serve --model M --api-key KEY
+
+``evaluate`` prints the comparison table (every strategy of the chosen rules, with bootstrap
+intervals) and writes it as CSV beside a manifest under ``runs/cli/<model id>/<time>-evaluate/``
+(``--out`` to choose). ``finetune`` trains (or reuses the cached result of the same
+configuration) and records the run the same way. ``serve`` starts the HTTP server. ``--help``
+on each lists its options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import typing
+
+from workbench.inference.models import DEFAULT_MODEL
+
+PROFILE = "cli"  # run folders of the command line: runs/cli/<model id>/...
+
+
+def _add_model_options(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, local folder or hub id (default: %(default)s)")
+    if dtype:
+        parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: the idle cores)")
+    parser.add_argument("--out", default=None, help="run folder (default: runs/cli/<model id>/<time>-<command>)")
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from workbench.inference.engine import Engine
+    from workbench.metric_aware.experiments import RunConfig, comparison_table, run_task
+    from workbench.runs import Run, set_threads
+    from workbench.tasks import get_task
+
+    set_threads(args.threads)
+    task = get_task(args.task)
+    rules = [rule.strip() for rule in args.rules.split(",") if rule.strip()]
+    metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
+    config = RunConfig(split=args.split, limit=args.limit, shots=args.shots, k=args.k, temperature=args.temperature,
+                       max_new_tokens=args.max_new_tokens, seed=args.seed)
+    run = Run.start("evaluate", {"PROFILE": PROFILE, **vars(args), "func": None}, args.out)
+    engine = Engine.load(args.model, device=args.device, dtype=args.dtype)
+    run.add_model(engine.lm.fingerprint)
+    task_run = run_task(engine, task, config)
+    table = comparison_table(task_run, metrics, n_resamples=args.bootstrap)
+    table = table[[_keep(name, rules) for name in table.index]]
+    table.insert(0, "model", args.model)
+    table.insert(1, "task", task.name)
+    path = run.save_table(table, f"evaluate_{task.name}.csv", index=True)
+    run.finish()
+    print(table.drop(columns=["model", "task"]).to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"\n{task.name}, {len(task_run.ids)} items, K={config.k}, model {args.model}: {path}")
+    return 0
+
+
+def _keep(strategy: str, rules: list[str]) -> bool:
+    """Reference points (greedy, one sample) always stay; other strategies when their rule was asked for.
+
+    >>> [_keep(s, ["mean"]) for s in ("greedy", "exact mean", "mode (self-consistency)", "prior mean")]
+    [True, True, False, True]
+    """
+    words = strategy.replace("(", " ").replace(")", " ").split()
+    return strategy in ("greedy", "one sample") or any(rule in words for rule in rules)
+
+
+def _finetune_options(parser: argparse.ArgumentParser) -> None:
+    """One option per field of FinetuneConfig, so the command line never falls behind it."""
+    from workbench.lifecycle.finetune import FinetuneConfig
+
+    hints = typing.get_type_hints(FinetuneConfig)
+    for field in dataclasses.fields(FinetuneConfig):
+        if field.name in ("base", "device", "output_dir"):
+            continue  # --model, --device and --out
+        hint = hints[field.name]
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        flag = f"--{field.name.replace('_', '-')}"
+        if isinstance(default, tuple):
+            parser.add_argument(flag, default=",".join(map(str, default)), help=f"comma-separated (default: %(default)s)")
+        elif hint is bool or isinstance(default, bool):
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
+        else:
+            kind = next((t for t in typing.get_args(hint) or (hint,) if t in (int, float, str)), str)
+            parser.add_argument(flag, type=kind, default=default, help="(default: %(default)s)")
+
+
+def _finetune(args: argparse.Namespace) -> int:
+    from workbench.inference.models import model_id
+    from workbench.lifecycle.finetune import FinetuneConfig, finetune
+    from workbench.runs import Run, set_threads
+
+    set_threads(args.threads)
+    values = {}
+    for field in dataclasses.fields(FinetuneConfig):
+        if field.name in ("base", "device", "output_dir"):
+            continue
+        value = getattr(args, field.name)
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        values[field.name] = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(default, tuple) else value
+    run = Run.start("finetune", {"PROFILE": PROFILE, "MODEL": args.model, **values}, args.out)
+    config = FinetuneConfig(base=args.model, device=args.device, output_dir=str(run.folder / "model"), **values)
+    result = finetune(config)
+    run.save_json({"model_dir": str(result.model_dir), "steps": result.steps, "seconds": result.seconds,
+                   "losses": result.losses}, "finetune.json")
+    run.finish()
+    print(f"{result.steps} steps in {result.seconds:.0f} s; model in {result.model_dir} "
+          f"(load it with --model {result.model_dir}; id {model_id(str(result.model_dir))})")
+    return 0
+
+
+def _serve(argv: list[str]) -> int:
+    from workbench.serving.__main__ import main as serve
+
+    serve(argv)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,finetune,serve}")
+
+    evaluate = commands.add_parser("evaluate", help="one task through the metric-aware strategies",
+                                   description="Decode greedy answers, K samples and the exact grid distribution for one task; "
+                                               "print every strategy's metrics with bootstrap intervals.")
+    evaluate.add_argument("--task", required=True, help="sst5, stsb, gsm8k, or a path to a table-task spec (YAML/JSON)")
+    _add_model_options(evaluate)
+    evaluate.add_argument("--k", type=int, default=32, help="samples per item (default: %(default)s)")
+    evaluate.add_argument("--rules", default="mean,median,mode", help="decision rules to compare (default: %(default)s)")
+    evaluate.add_argument("--metrics", default="rmse,mae,exact_match,spearman", help="metrics (default: %(default)s)")
+    evaluate.add_argument("--limit", type=int, default=200, help="items, a seeded subset (default: %(default)s)")
+    evaluate.add_argument("--split", default="test")
+    evaluate.add_argument("--shots", type=int, default=5)
+    evaluate.add_argument("--temperature", type=float, default=1.0)
+    evaluate.add_argument("--max-new-tokens", type=int, default=None)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    evaluate.set_defaults(func=_evaluate)
+
+    finetune = commands.add_parser("finetune", help="fine-tune a model on tasks (cached by configuration)",
+                                   description="Fine-tune with checkpoints and resume; a finished run of the same configuration is reused.")
+    _add_model_options(finetune, dtype=False)  # training runs in fp32
+    _finetune_options(finetune)
+    finetune.set_defaults(func=_finetune)
+
+    # serve keeps its own options (python -m workbench.serving): they are passed through untouched.
+    commands.add_parser("serve", help="serve a model over HTTP (options: python -m workbench serve --help)", add_help=False)
+
+    if argv[:1] == ["serve"]:
+        return _serve(argv[1:])
+    args = parser.parse_args(argv)
+    return args.func(args)
