@@ -128,3 +128,15 @@ def test_budget_and_pair_set_plots_draw(scored):
     aucs = pair_set_auc(scored, ["rouge1", "noise"], by="change", n_resamples=20)
     ax = plot_pair_set_auc(Figure().subplots(), aucs)
     assert [t.get_text() for t in ax.get_yticklabels()] == ["all", "B", "C"] and len(ax.patches) == 6
+
+
+def test_the_score_that_sees_the_targets_with_the_fewest_queries_is_chosen():
+    from workbench.consistency.budget import plan_score_and_budget
+
+    weak, strong = synthetic_cube(0.3, seed=5), synthetic_cube(1.0, seed=6)
+    cubes = {"classifier": {"t": weak}, "cosine": {"t": strong}, "rouge": {"t": synthetic_cube(1.0, seed=6)}}
+    chosen, plans = plan_score_and_budget(cubes, GRID, n_runs=200)
+    assert chosen == "cosine" and plans["cosine"].n_queries < plans["classifier"].n_queries  # the tie with "rouge" goes to the earlier
+    none = {"a": {"t": synthetic_cube(0.0, seed=7)}, "b": {"t": synthetic_cube(0.4, seed=8)}}
+    chosen, plans = plan_score_and_budget(none, [10, 20], n_runs=200)
+    assert chosen == "b" and not plans["b"].reached  # nobody reaches 0.8: the best worst-target power wins

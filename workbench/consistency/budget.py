@@ -116,3 +116,31 @@ def plan_budget(cubes: Mapping[str, ScoreCube], n_queries_grid: Sequence[int], p
     at_budget = curves[curves.n_queries == n_queries].set_index("target").rate
     targets["power_at_budget"] = targets.target.map(at_budget)
     return BudgetPlan(n_queries, reached, power, alpha, int(targets.samples_per_query.min()), min_queries, targets, curves)
+
+
+def plan_score_and_budget(cubes: Mapping[str, Mapping[str, ScoreCube]], n_queries_grid: Sequence[int], power: float = 0.8,
+                          alpha: float = 0.05, samples_per_query: int | None = None, min_queries: int = 0, n_runs: int = 500,
+                          seed: int = 0) -> tuple[str, dict[str, BudgetPlan]]:
+    """Plans the budget for each candidate pair score and picks the score that needs the fewest queries.
+
+    The model-wise test takes any pair score; which one sees the target changes best is an
+    empirical question the pilot can answer. A score reaches the plan when every target gets
+    ``power`` within the grid; among those, the smallest budget wins, ties going to the earlier
+    score in ``cubes`` (list the paper's classifier first). When no score reaches it, the one with
+    the highest worst-target power at the largest grid count is chosen.
+
+    Args:
+        cubes: score name -> target name -> pilot score cube (the same targets for every score).
+        n_queries_grid, power, alpha, samples_per_query, min_queries, n_runs, seed: as for :func:`plan_budget`.
+
+    Returns:
+        (the chosen score's name, score name -> its :class:`BudgetPlan`).
+    """
+    plans = {name: plan_budget(targets, n_queries_grid, power, alpha, samples_per_query, min_queries, n_runs, seed)
+             for name, targets in cubes.items()}
+    reached = [name for name, plan in plans.items() if plan.reached]
+    if reached:
+        return min(reached, key=lambda name: (plans[name].n_queries, list(plans).index(name))), plans
+    top = max(n_queries_grid)
+    worst = {name: plan.curves[plan.curves.n_queries == top].rate.min() for name, plan in plans.items()}
+    return max(plans, key=lambda name: (worst[name], -list(plans).index(name))), plans
