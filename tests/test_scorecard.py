@@ -52,10 +52,13 @@ def test_rank_correlations_with_bootstrap_intervals():
     replicates = [axes + rng.normal(0, 0.3, axes.shape) for _ in range(200)]
     table = rank_correlations(axes, replicates).set_index(["axis_a", "axis_b"])
     tied = table.loc[("generalization", "evaluation_usd")]
-    assert tied.rho == 1 and tied.verdict == "correlated" and tied.low > 0.8
+    assert tied.rho == 1 and tied.verdict == "correlated" and tied.low > 0.8 and tied.p == pytest.approx(2 / 40320)
     free = table.loc[("generalization", "serving_usd_per_1000")]
     assert free.rho == pytest.approx(stats.spearmanr(axes.generalization, axes.serving_usd_per_1000).statistic)
     assert free.low <= free.rho <= free.high and free.replicates == 200 and free.stages == 8
+    # Three stages can never show a correlation, however perfect their ranking.
+    three = rank_correlations(axes.iloc[:3], [r.iloc[:3] for r in replicates]).set_index(["axis_a", "axis_b"])
+    assert three.loc[("generalization", "evaluation_usd")].rho == 1 and (three.verdict == "orthogonal-compatible").all()
 
 
 def test_scorecard_arithmetic_by_hand():

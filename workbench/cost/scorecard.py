@@ -12,8 +12,9 @@ module puts them on one table over lifecycle stages and tests that claim:
   labels plus the machine time to score them;
 * **serving cost**: US$ per 1,000 requests from measured seconds per request (this machine) or a
   roofline's prediction (other hardware), at a stated machine price and utilisation;
-* :func:`rank_correlations`: Spearman correlations between the axes across stages, with
-  percentile intervals from bootstrap replicates of the axes (resampled evaluation items);
+* :func:`rank_correlations`: Spearman correlations between the axes across stages, with a
+  permutation p-value over the stages and percentile intervals from bootstrap replicates of the
+  axes (resampled evaluation items);
 * :func:`nondominated` and :func:`weighted_ranking`: the Pareto set over the axes and a weighted
   choice among stages.
 
@@ -25,6 +26,7 @@ module puts them on one table over lifecycle stages and tests that claim:
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -119,21 +121,44 @@ def weighted_ranking(table: pd.DataFrame, weights: Mapping[str, float], axes: Ma
     return score
 
 
+def spearman_permutation_p(a, b, n_permutations: int = 10_000, seed: int = 0) -> float:
+    """Two-sided permutation p-value of Spearman's rho between ``a`` and ``b``.
+
+    Exact (every ordering of ``b``) up to 8 values, else ``n_permutations`` random orderings. With
+    few values it is large by necessity: with 3 stages no correlation can reach p < 0.05.
+
+    >>> round(spearman_permutation_p([1, 2, 3], [1, 2, 3]), 3)
+    0.333
+    """
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    observed = abs(stats.spearmanr(a, b).statistic)
+    if len(a) <= 8:
+        orderings = (np.array(order) for order in itertools.permutations(range(len(b))))
+    else:
+        rng = np.random.default_rng(seed)
+        orderings = (rng.permutation(len(b)) for _ in range(n_permutations))
+    null = np.array([abs(stats.spearmanr(a, b[order]).statistic) for order in orderings])
+    return float(np.mean(np.nan_to_num(null, nan=0.0) >= observed - 1e-12))
+
+
 def rank_correlations(axes: pd.DataFrame, replicates: Sequence[pd.DataFrame], columns: Sequence[str] = tuple(AXES),
-                      confidence: float = 0.95) -> pd.DataFrame:
-    """Spearman correlation of every pair of axes across stages, with bootstrap percentile intervals.
+                      confidence: float = 0.95, alpha: float = 0.05) -> pd.DataFrame:
+    """Spearman correlation of every pair of axes across stages, with a permutation p-value and bootstrap intervals.
 
     Args:
         axes: one row per stage with the axis columns (the estimates).
         replicates: bootstrap replicates of ``axes`` (same rows and columns), e.g. from
-            resampled evaluation items.
+            resampled evaluation items; they give the interval, which shows how stable the
+            ranking of the stages is under item resampling.
         columns: the axes to correlate.
         confidence: interval coverage.
+        alpha: level of the permutation test.
 
     Returns:
-        One row per pair: ``rho`` and its interval ``low``, ``high``, the number of stages and of
-        replicates, and ``verdict``: "orthogonal-compatible" when the interval covers 0,
-        "correlated" when it excludes 0.
+        One row per pair: ``rho``, ``p`` (permutation test over the stages' orderings), the
+        interval ``low``, ``high``, the number of stages and of replicates, and ``verdict``:
+        "correlated" when ``p < alpha``, otherwise "orthogonal-compatible" (no evidence of a
+        correlation, which with few stages is weak evidence of its absence).
     """
     tail = (1 - confidence) / 2
     rows = []
@@ -143,9 +168,9 @@ def rank_correlations(axes: pd.DataFrame, replicates: Sequence[pd.DataFrame], co
             boot = np.array([stats.spearmanr(r[a], r[b]).statistic for r in replicates], dtype=float)
             boot = boot[np.isfinite(boot)]
             low, high = (np.quantile(boot, [tail, 1 - tail]) if len(boot) else (np.nan, np.nan))
-            verdict = "correlated" if low > 0 or high < 0 else "orthogonal-compatible"
-            rows.append({"axis_a": a, "axis_b": b, "rho": float(rho), "low": float(low), "high": float(high),
-                         "stages": len(axes), "replicates": len(boot), "verdict": verdict})
+            p = spearman_permutation_p(axes[a], axes[b])
+            rows.append({"axis_a": a, "axis_b": b, "rho": float(rho), "p": p, "low": float(low), "high": float(high),
+                         "stages": len(axes), "replicates": len(boot), "verdict": "correlated" if p < alpha else "orthogonal-compatible"})
     return pd.DataFrame(rows)
 
 
