@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.cost.roofline import Measurement, ModelShape, Roofline
+from workbench.inference.protocol import Engine
 
 
 def time_passes(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], repeats: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -67,7 +68,7 @@ def validation_table(roofline: Roofline, timed: pd.DataFrame, column: str = "sec
     measured = timed[column].to_numpy(dtype=float)
     return timed.assign(measured_s=measured, predicted_s=predicted, rel_error=(predicted - measured) / measured)
 
-def time_methods(engine, prompts: list[str], candidates: list[str], ns: Sequence[int], max_new_tokens: int, repeats: int = 3, warmup: list[str] | None = None) -> pd.DataFrame:
+def time_methods(engine: Engine, prompts: list[str], candidates: list[str], ns: Sequence[int], max_new_tokens: int, repeats: int = 3, warmup: list[str] | None = None) -> pd.DataFrame:
     """Machine seconds per prompt of greedy decoding, N samples and exact grid scoring.
 
     Use an engine without a disk cache (``Engine(lm, cache=None)``), or every repeat after the

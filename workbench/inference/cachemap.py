@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tqdm.auto import tqdm
+from workbench.progress import tqdm
 
 from workbench.inference.gencache import GenerationCache
 

@@ -28,7 +28,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
+from workbench.progress import tqdm
 
 from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
