@@ -88,7 +88,9 @@ def time_methods(engine: Engine, prompts: list[str], candidates: list[str], ns: 
         One row per method: method ("greedy", "sample" or "exact"), n (samples, or candidates
         for "exact"), seconds_per_item.
     """
-    from workbench.inference.engine import SamplingConfig  # here, not at the top: it imports torch
+    from workbench.inference.engine import (
+        SamplingConfig,  # here, not at the top: it imports torch
+    )
 
     config = SamplingConfig(max_new_tokens=max_new_tokens)
     methods = [("greedy", 1, lambda p: engine.greedy(p, max_new_tokens=max_new_tokens))]
