@@ -9,29 +9,16 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
-import pytest
-import torch
-from transformers import AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
-
-from workbench.inference.models import embedded_model_folder, model_id
+from workbench.inference.models import model_id
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
 
-
-def make_tiny_qwen2(folder: Path) -> str:
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_folder())
-    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
-    torch.manual_seed(0)
-    Qwen2ForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
+from make_tiny_model import make_tiny_model  # noqa: E402
 
 
 def test_notebook_02_runs_end_to_end_on_another_model(tmp_path):
-    model = make_tiny_qwen2(tmp_path / "tiny-qwen2")
+    model = make_tiny_model(tmp_path / "tiny-qwen2", "qwen2")
     before = {p: p.stat().st_mtime for p in RESULTS_DIR.glob("*")}
     env = {**os.environ, "WORKBENCH_CACHE_DIR": str(tmp_path / "cache"), "WORKBENCH_TRACKING": "0"}
     done = subprocess.run([sys.executable, "scripts/run_notebooks.py", "--profile", "smoke", "-p", "MODEL", model, "02"],
