@@ -20,7 +20,8 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from transformers import AutoTokenizer
 
-from workbench.inference.engine import Engine, SamplingConfig, end_of_turn_id
+from workbench.inference.end_of_turn import end_of_turn
+from workbench.inference.engine import Engine, SamplingConfig
 from workbench.inference.models import LoadedModel, embedded_model_folder
 
 WINDOW = 12  # shorter than every prompt below: the window decides what a token sees
@@ -128,12 +129,12 @@ def test_the_sliding_window_bites(tokenizer, models, prompts):
 
 
 def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tokenizer, models, prompts):
-    assert end_of_turn_id(tokenizer) == tokenizer.convert_tokens_to_ids("<|im_end|>")
+    assert end_of_turn(tokenizer).token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
     # A template that ends assistant turns with another special token than eos (as Gemma's <end_of_turn>).
     gemma_like = copy.deepcopy(tokenizer)
     gemma_like.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|endoftext|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     end = gemma_like.convert_tokens_to_ids("<|endoftext|>")
-    assert end != gemma_like.eos_token_id and end_of_turn_id(gemma_like) == end
+    assert end != gemma_like.eos_token_id and end_of_turn(gemma_like).token_id == end
     lm = models["llama"]
     engine = Engine(LoadedModel(lm.model, gemma_like, "tiny-llama", lm.device, "fp32", None, {"name": "gemma-like"}), progress=False)
     assert engine.end_of_turn == end and end in engine.eos_ids
@@ -146,7 +147,7 @@ def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tok
     plain.chat_template = None
     generation = copy.deepcopy(lm.model.generation_config)
     generation.eos_token_id = [5, 7]
-    assert end_of_turn_id(plain, generation) == 5
+    assert end_of_turn(plain, generation).token_id == 5
     model = copy.copy(lm.model)
     model.generation_config = generation
     engine = Engine(LoadedModel(model, plain, "tiny-llama", lm.device, "fp32", None, {"name": "plain"}), progress=False)

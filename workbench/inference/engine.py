@@ -36,6 +36,7 @@ from tqdm.auto import tqdm
 
 from workbench.inference.attention import Pass, Segment, check_architecture
 from workbench.inference.frontier import PromptBatch, RowFrontier, TreeFrontier
+from workbench.inference.end_of_turn import end_of_turn
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.logits import MIN_TEMPERATURE, check_temperature, filter_logits, tempered_log_softmax
 from workbench.inference.models import LoadedModel, load_model
@@ -170,7 +171,7 @@ class Engine:
         self.max_rows = max_rows
         self.share_prefix = share_prefix
         self.progress = progress
-        self.end_of_turn = end_of_turn_id(lm.tokenizer, lm.model.generation_config)
+        self.end_of_turn = end_of_turn(lm.tokenizer, lm.model.generation_config).token_id
         self.eos_ids = _eos_ids(lm) | {self.end_of_turn}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_of_turn
         self._prefix: tuple[tuple[int, ...], Segment] | None = None
@@ -474,33 +475,6 @@ class Engine:
         if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
             return joint[len(prompt_ids) :]
         return self.tokenizer(answer, add_special_tokens=False)["input_ids"]
-
-
-def end_of_turn_id(tokenizer, generation_config=None) -> int:
-    """The token that ends an answer: the one the chat template puts after an assistant message.
-
-    Chat models end a turn with their own token (``<|im_end|>``, ``<end_of_turn>``, ``<|eot_id|>``,
-    ``<|end|>``), not always ``tokenizer.eos_token``. Without a chat template (or when the template
-    puts no special token there), the generation config's first end-of-sequence id, else the
-    tokenizer's.
-    """
-    marker = "\u2063WB\u2063"
-    if getattr(tokenizer, "chat_template", None):
-        try:
-            text = tokenizer.apply_chat_template([{"role": "user", "content": "x"}, {"role": "assistant", "content": marker}], tokenize=False)
-        except Exception:  # templates that refuse this conversation say nothing about the end of a turn
-            text = ""
-        if marker in text:
-            tail = tokenizer(text.split(marker, 1)[1], add_special_tokens=False)["input_ids"]
-            if tail and tail[0] in set(tokenizer.all_special_ids) | set(getattr(tokenizer, "added_tokens_decoder", {})):
-                return tail[0]
-    configured = getattr(generation_config, "eos_token_id", None)
-    configured = configured[0] if isinstance(configured, (list, tuple)) and configured else configured
-    if configured is not None:
-        return int(configured)
-    if tokenizer.eos_token_id is None:
-        raise ValueError("the tokenizer has no end-of-sequence token and no chat template to find the end of a turn in")
-    return tokenizer.eos_token_id
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:
