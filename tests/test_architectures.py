@@ -33,7 +33,8 @@ ARCHITECTURES = {
     "qwen3": ("Qwen3Config", SMALL),
     "phi3": ("Phi3Config", {**SMALL, "sliding_window": WINDOW, "pad_token_id": 0}),
     "gemma": ("GemmaConfig", SMALL),
-    "gemma2": ("Gemma2Config", {**SMALL, "sliding_window": WINDOW}),  # logit soft-capping too
+    # Logit soft-capping too; its reference is eager attention (transformers 5.0's default SDPA ignored the soft cap).
+    "gemma2": ("Gemma2Config", {**SMALL, "sliding_window": WINDOW, "attn_implementation": "eager"}),
     "gemma3_text": ("Gemma3TextConfig", {**SMALL, "sliding_window": WINDOW, "layer_types": ["sliding_attention", "full_attention"]}),
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=4, n_positions=512)),
 }

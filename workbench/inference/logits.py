@@ -25,6 +25,7 @@ tensor([[1., 0., 0., 0.]])
 from __future__ import annotations
 
 import math
+import numbers
 
 import torch
 
@@ -34,7 +35,7 @@ _FLOAT64_BELOW = 1e-3  # temperatures below this divide in float64 (float32 woul
 
 def check_temperature(temperature: float) -> float:
     """``temperature`` as a float when it is finite and >= :data:`MIN_TEMPERATURE`; ValueError otherwise."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not math.isfinite(temperature):
+    if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not math.isfinite(temperature):
         raise ValueError(f"temperature must be a finite number, got {temperature!r}")
     if temperature < MIN_TEMPERATURE:
         raise ValueError(f"temperature must be >= {MIN_TEMPERATURE:g} (0 means greedy decoding where that applies), got {temperature!r}")
