@@ -20,6 +20,7 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 from transformers import AutoTokenizer
 
+from workbench.inference import attention
 from workbench.inference.end_of_turn import end_of_turn
 from workbench.inference.engine import Engine, SamplingConfig
 from workbench.inference.models import LoadedModel, embedded_model_folder
@@ -119,6 +120,26 @@ def test_greedy_matches_hf_generate(name, models, prompts):
         inputs = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         out = lm.model.generate(**inputs, do_sample=False, max_new_tokens=10, pad_token_id=lm.tokenizer.pad_token_id)
         assert result.token_ids[0] == out[0, inputs["input_ids"].shape[1] :].tolist()
+
+
+@pytest.mark.parametrize("name", ["llama", "gemma2"])
+def test_callers_outside_the_engine_get_the_models_own_attention(name, models, prompts):
+    """During an engine call the model's attention points at the workbench kernel; a call from
+    elsewhere (another thread, no active pass) must still get the model's own kernel and mask."""
+    lm = models[name]
+    batch = lm.tokenizer(prompts[:2], return_tensors="pt", padding=True, add_special_tokens=False)
+    with torch.no_grad():
+        expected = lm.model(**batch).logits
+    Engine(lm, progress=False).score(prompts[:1], ["1"])  # registers the kernel
+    original = lm.model.config._attn_implementation or "eager"
+    registered = next(n for n, base in attention._FALLBACK_OF.items() if base == original)
+    lm.model.config._attn_implementation = registered  # as another thread sees the model mid-call
+    try:
+        with torch.no_grad():
+            got = lm.model(**batch).logits
+    finally:
+        lm.model.config._attn_implementation = original
+    torch.testing.assert_close(got, expected)
 
 
 def test_the_sliding_window_bites(tokenizer, models, prompts):

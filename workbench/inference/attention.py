@@ -103,7 +103,7 @@ class Pass:
     def __init__(self, segments: list[Segment], write: tuple, query_positions: torch.Tensor, slots: torch.Tensor | None = None, visible: dict | None = None, allocate=None):
         self.segments, self.write, self.query_positions, self.slots = segments, write, query_positions, slots
         self.visible, self.allocate = visible or {}, allocate
-        self.masks: dict[int | None, torch.Tensor | None] = {}
+        self.hidden: dict[int | None, torch.Tensor | None] = {}
         self.layers_seen: set[int] = set()
 
     def run(self, model, **inputs):
@@ -130,15 +130,15 @@ class Pass:
             grid = q.new_zeros((grid_b * grid_m, kv_heads, q_heads // kv_heads, dim))
             grid[self.slots] = q[:, :, 0]
             q = grid.view(grid_b, grid_m, kv_heads, -1, dim).transpose(1, 2)
-        mask = self._mask(window)
+        hidden = self._hidden(window)
         # Row segments are preallocated buffers: only their first ``length`` columns hold keys.
         parts = [(s.kind, s.keys[module][:, :, : s.length], s.values[module][:, :, : s.length]) for s in self.segments if s.length]
         keys = sum(s.length for s in self.segments)
         chunk = max(1, _MAX_SCORES // max(1, grid_b * q_heads * keys))
         if chunk >= grid_m:
-            out = _attend(q, parts, mask, softcap)
+            out = _attend(q, parts, hidden, softcap)
         else:  # long prefills: bounded score memory
-            pieces = [_attend(q[:, :, m : m + chunk], parts, None if mask is None else mask[:, m : m + chunk], softcap, m) for m in range(0, grid_m, chunk)]
+            pieces = [_attend(q[:, :, m : m + chunk], parts, None if hidden is None else hidden[:, m : m + chunk], softcap, m) for m in range(0, grid_m, chunk)]
             out = torch.cat(pieces, dim=2)
         out = out.transpose(1, 2).reshape(grid_b, grid_m, q_heads, dim)  # (B, M, q_heads, dim)
         if self.slots is not None:
@@ -160,9 +160,9 @@ class Pass:
             segment.keys[module][self.slots, :, column] = key[:, :, 0]
             segment.values[module][self.slots, :, column] = value[:, :, 0]
 
-    def _mask(self, window: int | None) -> torch.Tensor | None:
+    def _hidden(self, window: int | None) -> torch.Tensor | None:
         """(B, M, K) True where a query must NOT see a key (None: it sees all), once per pass and window."""
-        if window not in self.masks:
+        if window not in self.hidden:
             query = self.query_positions[:, :, None]
             grid_b, grid_m = self.query_positions.shape
             pieces = []
@@ -180,9 +180,9 @@ class Pass:
                 if index in self.visible:
                     sees = sees & self.visible[index]
                 pieces.append(sees.expand(grid_b, grid_m, -1))
-            mask = torch.cat(pieces, dim=-1)
-            self.masks[window] = None if bool(mask.all()) else ~mask  # kept inverted: what each query must not see
-        return self.masks[window]
+            sees = torch.cat(pieces, dim=-1)
+            self.hidden[window] = None if bool(sees.all()) else ~sees
+        return self.hidden[window]
 
 
 def _attend(q: torch.Tensor, parts, hidden: torch.Tensor | None, softcap: float | None, offset: int = 0) -> torch.Tensor:
