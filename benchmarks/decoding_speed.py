@@ -160,9 +160,12 @@ def run_samplers(lm, prompts, args, n, max_new_tokens, temperature, methods, eng
     return results
 
 
+RECORD = RESULTS_DIR / "benchmarks.jsonl"
+
+
 def append(record: dict) -> None:
-    RESULTS_DIR.mkdir(exist_ok=True)
-    with open(RESULTS_DIR / "benchmarks.jsonl", "a") as handle:
+    RECORD.parent.mkdir(parents=True, exist_ok=True)
+    with open(RECORD, "a") as handle:
         handle.write(json.dumps(record) + "\n")
 
 
@@ -281,6 +284,7 @@ def now() -> str:
 
 
 def main() -> None:
+    global RECORD
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--long", action="store_true", help="GSM8K long answers over a grid of N and max_new_tokens")
     parser.add_argument("--simct", action="store_true", help="notebook 06's workload: short chat queries, 6 samples at T=0.7")
@@ -299,7 +303,9 @@ def main() -> None:
     parser.add_argument("--vllm", action="store_true", help="also time workbench.inference.vllm_engine (GPU with vLLM; skipped with a reason otherwise)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadiest on a loaded machine")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--record", type=Path, default=RECORD, help="JSON-lines file the records are appended to")
     args = parser.parse_args()
+    RECORD = args.record
     if args.threads:
         torch.set_num_threads(args.threads)
     setting = "long" if args.long else "simct" if args.simct else "short"

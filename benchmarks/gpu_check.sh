@@ -5,11 +5,12 @@
 #   3. time HF generate, the hand-written baselines, the HF engine and the vLLM engine at N=32 in
 #      bf16 (short answers and one long-answer setting), appending to results/benchmarks.jsonl.
 # Without a GPU it falls back to the CPU with small settings and no vLLM, so that the script itself
-# is checked anywhere:  CHECK=cpu bash benchmarks/gpu_check.sh
+# is checked anywhere:  CHECK=cpu RECORD=/tmp/cpu_check.jsonl bash benchmarks/gpu_check.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python}
 export HF_HUB_OFFLINE=${HF_HUB_OFFLINE:-1} TOKENIZERS_PARALLELISM=false PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+RECORD=${RECORD:-results/benchmarks.jsonl}  # where the benchmark records go
 start=$SECONDS
 
 if [[ "${CHECK:-auto}" != cpu ]] && "$PYTHON" -c "import sys, torch; sys.exit(0 if torch.cuda.is_available() else 1)"; then
@@ -35,12 +36,12 @@ echo "== tests: ${tests[*]}"
 "$PYTHON" -m pytest -q -x "${tests[@]}"
 
 echo "== decoding benchmark, short answers ($device, $dtype)"
-timeout 300 "$PYTHON" benchmarks/decoding_speed.py --device "$device" --dtype "$dtype" "${short[@]}"
+timeout 300 "$PYTHON" benchmarks/decoding_speed.py --device "$device" --dtype "$dtype" "${short[@]}" --record "$RECORD"
 echo "== decoding benchmark, long answers ($device, $dtype)"
-timeout 200 "$PYTHON" benchmarks/decoding_speed.py --device "$device" --dtype "$dtype" "${long[@]}"
+timeout 200 "$PYTHON" benchmarks/decoding_speed.py --device "$device" --dtype "$dtype" "${long[@]}" --record "$RECORD"
 
-echo "== done in $((SECONDS - start)) s; records appended to results/benchmarks.jsonl"
-tail -n 2 results/benchmarks.jsonl | "$PYTHON" -c "
+echo "== done in $((SECONDS - start)) s; records appended to $RECORD"
+tail -n 2 "$RECORD" | "$PYTHON" -c "
 import json, sys
 for line in sys.stdin:
     record = json.loads(line)

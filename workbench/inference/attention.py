@@ -98,11 +98,15 @@ class Pass:
             when the model input is the (B, M) grid itself.
         visible: optional extra (B, M, K) visibility per segment (tree ancestry), by segment index.
         allocate: for "column" writes, makes a layer's buffer from its first key (R, kv_heads, 1, dim).
+        prefill: the queries are the tokens this call writes ("set"), many per prompt: attention runs
+            in PyTorch's fused SDPA kernel over the materialised keys (not when soft-capping).
     """
 
-    def __init__(self, segments: list[Segment], write: tuple, query_positions: torch.Tensor, slots: torch.Tensor | None = None, visible: dict | None = None, allocate=None):
+    def __init__(self, segments: list[Segment], write: tuple, query_positions: torch.Tensor, slots: torch.Tensor | None = None, visible: dict | None = None, allocate=None, prefill: bool = False):
         self.segments, self.write, self.query_positions, self.slots = segments, write, query_positions, slots
-        self.visible, self.allocate = visible or {}, allocate
+        self.visible, self.allocate, self.prefill = visible or {}, allocate, prefill
+        # One unpadded sequence and nothing before it: plain causal attention, SDPA's fastest case.
+        self.causal = prefill and len(segments) == 1 and bool(segments[0].valid.all())
         self.hidden: dict[int | None, torch.Tensor | None] = {}
         self.layers_seen: set[int] = set()
 
@@ -130,6 +134,10 @@ class Pass:
             grid = q.new_zeros((grid_b * grid_m, kv_heads, q_heads // kv_heads, dim))
             grid[self.slots] = q[:, :, 0]
             q = grid.view(grid_b, grid_m, kv_heads, -1, dim).transpose(1, 2)
+        if self.prefill and softcap is None:
+            causal = self.causal and window is None
+            hidden = None if causal else self._hidden(window)
+            return _fused(query, [(s.keys[module], s.values[module]) for s in self.segments if s.length], hidden, scaling, causal)
         hidden = self._hidden(window)
         # Row segments are preallocated buffers: only their first ``length`` columns hold keys.
         parts = [(s.kind, s.keys[module][:, :, : s.length], s.values[module][:, :, : s.length]) for s in self.segments if s.length]
@@ -181,6 +189,9 @@ class Pass:
                     sees = sees & self.visible[index]
                 pieces.append(sees.expand(grid_b, grid_m, -1))
             sees = torch.cat(pieces, dim=-1)
+            if self.prefill:  # a padding query sees at least itself: no fully masked row (NaN in fused kernels)
+                own = torch.arange(grid_m, device=sees.device)
+                sees[:, own, sees.shape[-1] - grid_m + own] = True
             self.hidden[window] = None if bool(sees.all()) else ~sees
         return self.hidden[window]
 
@@ -212,6 +223,17 @@ def _attend(q: torch.Tensor, parts, hidden: torch.Tensor | None, softcap: float 
         out = piece if out is None else out + piece
         start += length
     return out
+
+
+def _fused(query: torch.Tensor, parts, hidden: torch.Tensor | None, scaling: float, causal: bool = False) -> torch.Tensor:
+    """Prefill attention in PyTorch's SDPA kernel: keys materialised per prompt, (B, M, q_heads, dim) out."""
+    batch, q_heads = query.shape[:2]
+    keys = torch.cat([k.expand(batch, -1, -1, -1) for k, _ in parts], dim=2)
+    values = torch.cat([v.expand(batch, -1, -1, -1) for _, v in parts], dim=2)
+    mask = None if hidden is None else ~hidden[:, None]
+    # Grouped-query attention: each key/value head serves q_heads / kv_heads query heads.
+    out = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scaling, is_causal=causal, enable_gqa=keys.shape[1] != q_heads)
+    return out.transpose(1, 2)
 
 
 def _scores(q: torch.Tensor, kind: str, keys: torch.Tensor, offset: int) -> torch.Tensor:

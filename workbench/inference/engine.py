@@ -281,7 +281,7 @@ class Engine:
         positions = torch.arange(len(shared), device=self.device)[None]
         segment = Segment("shared", positions, torch.ones_like(positions, dtype=torch.bool))
         ids = torch.tensor([shared], device=self.device)
-        Pass([segment], ("set", segment), positions).run(self.model, input_ids=ids, position_ids=positions, logits_to_keep=1)
+        Pass([segment], ("set", segment), positions, prefill=True).run(self.model, input_ids=ids, position_ids=positions, logits_to_keep=1)
         self._prefix = (tuple(shared), segment)
 
     @torch.inference_mode()
@@ -302,7 +302,7 @@ class Engine:
         positions = prefix_len + (valid.long().cumsum(-1) - 1).clamp(min=0)
         input_ids, valid, positions = (t.to(self.device) for t in (input_ids, valid, positions))
         prompt = Segment("prompt", positions, valid)
-        out = Pass(segments + [prompt], ("set", prompt), positions).run(self.model, input_ids=input_ids, position_ids=positions, logits_to_keep=1)
+        out = Pass(segments + [prompt], ("set", prompt), positions, prefill=True).run(self.model, input_ids=input_ids, position_ids=positions, logits_to_keep=1)
         return PromptBatch(segments + [prompt], positions[:, -1] + 1, out.logits[:, -1, :].float())
 
     # ------------------------------------------------------------------ sampling
