@@ -9,7 +9,8 @@ Three settings, each a JSON line appended to results/benchmarks.jsonl with the m
   the engine's samples follow the exact distribution (total variation at N=256).
 * ``--long``: GSM8K 2-shot prompts, long free-text answers, over a grid of N and max_new_tokens.
   Samplers: HF ``generate``, HF ``generate`` on a prefilled cache repeated to N rows, the engine.
-* ``--simct``: notebook 06's workload: 24 short chat queries, 6 samples each at T=0.7.
+* ``--simct``: notebook 06's workload: 24 short chat queries, 6 samples each at T=0.7, batched
+  16 queries per call as notebook 06 does.
 
 Every sampler runs "per prompt" (one call per prompt) and "batched" (all prompts in one call).
 Methods run in interleaved rounds (``--repeats``); items/s comes from each method's fastest round,
@@ -96,11 +97,11 @@ def measure(runs: dict, repeats: int) -> dict:
     return stats
 
 
-def per_mode(function, prompts: list[str], mode: str):
-    """Run ``function`` on every prompt separately ("per_prompt") or on all at once ("batched"); sum the results."""
-    if mode == "batched":
-        return lambda: function(prompts)
-    return lambda: sum_results([function([p]) for p in prompts])
+def per_mode(function, prompts: list[str], mode: str, per_call: int | None = None):
+    """Run ``function`` on every prompt separately ("per_prompt") or batched, ``per_call`` prompts per call
+    (None: all at once); sum the results."""
+    size = 1 if mode == "per_prompt" else per_call or len(prompts)
+    return lambda: sum_results([function(prompts[i : i + size]) for i in range(0, len(prompts), size)])
 
 
 def sum_results(results):
@@ -139,12 +140,12 @@ def sampler_runs(lm, prompts, n, max_new_tokens, seed, temperature, methods, eng
     return runs
 
 
-def run_samplers(lm, prompts, args, n, max_new_tokens, temperature, methods, engines) -> dict:
+def run_samplers(lm, prompts, args, n, max_new_tokens, temperature, methods, engines, per_call=None) -> dict:
     results = {}
     runs = sampler_runs(lm, prompts, n, max_new_tokens, args.seed, temperature, methods, engines)
     for mode in args.modes:
         print(f"  {mode}: N={n}, max_new_tokens={max_new_tokens}, {len(prompts)} prompts", flush=True)
-        stats = measure({name: per_mode(run, prompts, mode) for name, run in runs.items()}, args.repeats)
+        stats = measure({name: per_mode(run, prompts, mode, per_call) for name, run in runs.items()}, args.repeats)
         results[mode] = {
             name: {
                 "seconds": s["seconds"],
@@ -258,7 +259,8 @@ def simct(lm, args, engines) -> None:
     lengths = [len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     for max_new_tokens in args.max_new_tokens:
         print(f"SimCT-like: {len(prompts)} queries, {int(np.mean(lengths))} prompt tokens, N={args.n[0]}, T=0.7, max_new_tokens={max_new_tokens}", flush=True)
-        results = run_samplers(lm, prompts, args, args.n[0], max_new_tokens, 0.7, methods, engines)
+        # Batched as notebook 06 calls the engine: 16 queries per call (generate_responses' queries_per_call).
+        results = run_samplers(lm, prompts, args, args.n[0], max_new_tokens, 0.7, methods, engines, per_call=16)
         print_table(results, list(engines))
         append(record("decoding_speed_simct", lm, args, prompts, lengths, args.n[0], max_new_tokens, 0.7, results, engines))
 

@@ -142,7 +142,7 @@ class Engine:
     Args:
         lm: a model from :func:`workbench.inference.models.load_model`.
         cache: a :class:`GenerationCache`; None disables caching.
-        batch_size: prompts prefilled together.
+        batch_size: prompts prefilled together (and decoded together, up to ``max_rows`` rows).
         max_rows: most sequences decoded together (prompts x samples); bounds memory.
         share_prefix: prefill the token prefix common to all prompts of a call only once.
         progress: show tqdm progress bars.
@@ -156,7 +156,7 @@ class Engine:
         self,
         lm: LoadedModel,
         cache: GenerationCache | None = None,
-        batch_size: int = 8,
+        batch_size: int = 16,
         max_rows: int = 256,
         share_prefix: bool = True,
         progress: bool = True,
