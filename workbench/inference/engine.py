@@ -32,15 +32,20 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from workbench.inference.attention import Pass, Segment, check_architecture
-from workbench.inference.frontier import PromptBatch, RowFrontier, TreeFrontier
 from workbench.inference.end_of_turn import end_of_turn
+from workbench.inference.frontier import PromptBatch, RowFrontier, TreeFrontier
 from workbench.inference.gencache import GenerationCache
-from workbench.inference.logits import MIN_TEMPERATURE, check_temperature, filter_logits, tempered_log_softmax
+from workbench.inference.logits import (
+    MIN_TEMPERATURE,
+    check_temperature,
+    filter_logits,
+    tempered_log_softmax,
+)
 from workbench.inference.models import LoadedModel, load_model
 from workbench.paths import cache_dir
+from workbench.progress import tqdm
 
 MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
 # Bump when the sampling procedure changes, so cached samples from the old one are not reused.
