@@ -177,7 +177,7 @@ def test_sick_maps_relatedness_onto_the_stsb_scale(tmp_path):
     assert [float(r["score"]) for r in rows] == [5.0, 0.0, 3.0]
     assert rows[0]["text_b"] == "A person runs."
     task = get_task("table", path=str(conversion.path), text_column="text", text_b_column="text_b", label_column="score",
-                    low=0, high=5, step=0.2, fractions=ALL_TEST)
+                    low=0, high=5, step=0.1, fractions=ALL_TEST)
     assert with_prompt_of(get_task("stsb"), task).grid == get_task("stsb").grid
     with pytest.raises(ValueError, match="line 1"):
         bad = tmp_path / "bad.txt"
