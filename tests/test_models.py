@@ -16,10 +16,43 @@ def test_variants_have_distinct_fingerprints(lm):
     bf16 = load_model(device="cpu", dtype="bf16")
     int8 = load_model(device="cpu", quantize="int8")
     assert next(bf16.model.parameters()).dtype == torch.bfloat16
-    assert int8.quantization == "int8-dynamic"
+    assert int8.quantization == "int8-dynamic-keep-head-down"
     hashes = {lm.fingerprint["weights_sha256"], bf16.fingerprint["weights_sha256"], int8.fingerprint["weights_sha256"]}
     assert len(hashes) == 3
     assert lm.fingerprint_id != bf16.fingerprint_id
+
+
+def test_int8_recipes_keep_what_they_say(tmp_path):
+    from test_finetune import make_tiny_model
+
+    folder = str(make_tiny_model(tmp_path / "tiny"))
+    loaded = {option: load_model(folder, device="cpu", quantize=option) for option in ("int8", "int8-head", "int8-all")}
+
+    def fp32(lm, suffix):
+        return [type(m) is torch.nn.Linear for name, m in lm.model.named_modules() if name.endswith(suffix)]
+
+    for option, (head, down, q) in {"int8": (True, True, False), "int8-head": (True, False, False), "int8-all": (False, False, False)}.items():
+        lm = loaded[option]
+        assert (type(lm.model.get_output_embeddings()) is torch.nn.Linear) == head, option
+        assert set(fp32(lm, "down_proj")) == {down} and set(fp32(lm, "q_proj")) == {q}, option
+    assert loaded["int8"].model.model.layers[0].self_attn.q_proj.weight().qscheme() == torch.per_channel_affine
+    assert [loaded[o].quantization for o in loaded] == ["int8-dynamic-keep-head-down", "int8-dynamic-head-fp32", "int8-dynamic-all"]
+    assert len({lm.fingerprint["weights_sha256"] for lm in loaded.values()}) == 3
+
+
+def test_attention_implementation_is_recorded_only_when_asked(tmp_path):
+    from test_finetune import make_tiny_model
+
+    folder = str(make_tiny_model(tmp_path / "tiny"))
+    plain, eager = load_model(folder, device="cpu"), load_model(folder, device="cpu", attn_implementation="eager")
+    assert "attn_implementation" not in plain.fingerprint and eager.fingerprint["attn_implementation"] == "eager"
+    assert eager.model.config._attn_implementation == "eager"
+    assert plain.fingerprint["weights_sha256"] == eager.fingerprint["weights_sha256"]
+    ids = torch.tensor([[1, 5, 9, 3]])
+    with torch.no_grad():
+        torch.testing.assert_close(plain.model(ids).logits, eager.model(ids).logits, atol=1e-4, rtol=1e-4)
+    with pytest.raises(ValueError, match="attn_implementation"):
+        load_model(folder, device="cpu", attn_implementation="flash")
 
 
 def test_load_from_local_folder_matches_embedded(lm):

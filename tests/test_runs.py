@@ -39,6 +39,7 @@ def test_a_run_records_its_model_files_and_manifest(tmp_path, local_tracking):
     assert run.results == tmp_path / "run" / "results"
     run.add_model(fingerprint)
     path = run.save_table(pd.DataFrame({"strategy": ["mean"], "rmse": [1.0]}), "99_table.csv")
+    (run.results / "99_written_by_a_library.json").write_text("{}")
     manifest = run.finish()
 
     assert pd.read_csv(path).rmse.tolist() == [1.0]
@@ -46,7 +47,8 @@ def test_a_run_records_its_model_files_and_manifest(tmp_path, local_tracking):
     assert provenance["99_table.csv"]["models"] == [fingerprint]
     assert provenance["99_table.csv"]["notebook"] == "99_test"
     assert manifest["status"] == "finished" and manifest["parameters"]["K"] == 4
-    assert manifest["models"] == [fingerprint] and manifest["files"] == ["99_table.csv"]
+    assert manifest["models"] == [fingerprint] and manifest["files"] == ["99_table.csv", "99_written_by_a_library.json"]
+    assert provenance["99_written_by_a_library.json"]["models"] == [fingerprint]
     assert {"torch", "transformers", "workbench"} <= set(manifest["packages"])
     assert manifest["machine"]["cpus"] >= 1 and manifest["wall_s"] >= 0
     assert "commit" in manifest["git"]
@@ -54,7 +56,7 @@ def test_a_run_records_its_model_files_and_manifest(tmp_path, local_tracking):
     recorded = mlflow.get_run(manifest["mlflow_run_id"])
     assert recorded.data.params["K"] == "4" and recorded.info.status == "FINISHED"
     artifacts = [a.path for a in mlflow.MlflowClient().list_artifacts(recorded.info.run_id, "results")]
-    assert artifacts == ["results/99_table.csv"]
+    assert artifacts == ["results/99_table.csv", "results/99_written_by_a_library.json"]
 
 
 def test_tracked_runs_nest_and_fail_loudly(local_tracking):
@@ -107,3 +109,16 @@ def test_the_runner_parses_parameter_values_as_literals():
     assert run_notebooks.parse_value("8") == 8
     assert run_notebooks.parse_value("[1, 2]") == [1, 2]
     assert run_notebooks.parse_value("Qwen/Qwen2.5-0.5B-Instruct") == "Qwen/Qwen2.5-0.5B-Instruct"
+
+
+def test_every_search_trial_is_a_tracked_run(local_tracking):
+    import mlflow
+
+    from workbench.lifecycle.finetune import FinetuneConfig
+    from workbench.lifecycle.hpo import SearchSpace, search
+
+    table = search("random", lambda config: config.lr * 1000, FinetuneConfig(), SearchSpace(), n_trials=3, seed=1)
+    trials = mlflow.search_runs(experiment_names=["hpo"], filter_string="params.method = 'random'")
+    assert len(trials) >= 3
+    recorded = sorted(trials["metrics.objective"].tolist()[:3])
+    assert recorded == pytest.approx(sorted(table.objective.tolist()))

@@ -30,7 +30,7 @@ def test_register_list_load_round_trip(tmp_path, registry):
     for stage in stages:
         lm = load_stage(stage.name, device="cpu", registry=registry)
         assert lm.fingerprint == stage.fingerprint
-    assert load_stage("tiny-int8", registry=registry).quantization == "int8-dynamic"
+    assert load_stage("tiny-int8", registry=registry).quantization == "int8-dynamic-keep-head-down"
     assert next(load_stage("tiny-bf16", device="cpu", registry=registry).model.parameters()).dtype == torch.bfloat16
 
 
@@ -45,6 +45,24 @@ def test_changed_weights_are_refused(tmp_path, registry):
         load_stage("tiny-fp32", device="cpu", registry=registry)
     register_stage("tiny-fp32", folder, registry=registry)  # re-registering accepts the new weights
     assert load_stage("tiny-fp32", device="cpu", registry=registry).fingerprint["weights_sha256"] == get_stage("tiny-fp32", registry).fingerprint["weights_sha256"]
+
+
+def test_a_base_stage_follows_a_new_quantisation_recipe(tmp_path, registry):
+    folder = str(make_tiny_model(tmp_path / "tiny"))
+    stage = get_stage("base-int8", registry, base_model=folder)
+    stored = json.loads(registry.read_text())
+    stored["base-int8"]["fingerprint"] = {**stage.fingerprint, "quantization": "int8-dynamic", "weights_sha256": "0" * 64}  # an older recipe
+    registry.write_text(json.dumps(stored))
+    lm = load_stage("base-int8", registry=registry, base_model=folder)
+    assert get_stage("base-int8", registry, base_model=folder).fingerprint == lm.fingerprint == stage.fingerprint
+    # Other weights under the same recipe are still refused, and so is a trained stage with a new recipe.
+    stored = json.loads(registry.read_text())
+    stored["base-int8"]["fingerprint"]["weights_sha256"] = "0" * 64
+    stored["tuned-int8"] = {**stored["base-int8"], "name": "tuned-int8", "fingerprint": {**stage.fingerprint, "quantization": "int8-dynamic"}}
+    registry.write_text(json.dumps(stored))
+    for name in ("base-int8", "tuned-int8"):
+        with pytest.raises(FingerprintMismatch):
+            load_stage(name, registry=registry, base_model=folder)
 
 
 def test_unknown_stage(registry):

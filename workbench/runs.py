@@ -190,7 +190,12 @@ class Run:
         return path
 
     def finish(self) -> dict:
-        """Write the final manifest, track it, end the tracked run; returns the manifest."""
+        """Record files written into :attr:`results` without :meth:`save_table` (by a library call,
+        say), write the final manifest, track it and end the tracked run; returns the manifest."""
+        for written in sorted(self.results.iterdir()):
+            if written.is_file() and written.name != "provenance.json" and written.name not in self.files \
+                    and written.stat().st_mtime >= self.started:
+                self._record(written)
         path = self.write_manifest("finished")
         self.tracker.log_metrics({"wall_s": time.time() - self.started})
         self.tracker.log_artifact(path)

@@ -16,6 +16,8 @@ Modules: :mod:`~workbench.consistency.responses` (table format, pairs),
 :mod:`~workbench.consistency.generate` (responses of lifecycle stages),
 :mod:`~workbench.consistency.features` (pair features), :mod:`~workbench.consistency.simct`
 (the two tests), :mod:`~workbench.consistency.calibration` (false alarms, power, planning),
+:mod:`~workbench.consistency.budget` (the query budget planned on a pilot),
+:mod:`~workbench.consistency.pairset` (the response-wise classifier against similarity thresholds),
 :mod:`~workbench.consistency.mmd_baseline` (the MMD baseline), :mod:`~workbench.consistency.crossfit`
 (classifiers that never score a stage they saw), :mod:`~workbench.consistency.study` (a study of
 several changes, its decision table), :mod:`~workbench.consistency.plots`.
@@ -39,6 +41,7 @@ from workbench.consistency.calibration import (
 )
 from workbench.consistency.features import (
     FEATURE_NAMES,
+    PAPER_FEATURES,
     FeatureConfig,
     PairFeaturizer,
     default_encoder_path,
@@ -72,7 +75,7 @@ from workbench.consistency.simct import (
 )
 
 __all__ = [
-    "FEATURE_NAMES", "PAIR_COLUMNS", "QUERY_TYPES", "RESPONSE_FIELDS",
+    "FEATURE_NAMES", "PAIR_COLUMNS", "PAPER_FEATURES", "QUERY_TYPES", "RESPONSE_FIELDS",
     "FeatureConfig", "MMDConfig", "MMDResult", "ModelWiseResult", "PairFeaturizer", "QueryPlan",
     "RejectionRate", "ResponseFormatError", "ResponseWiseConfig", "ResponseWiseMetrics",
     "ResponseWiseTest", "ScoreCube", "StageOverlapError", "TokenCube",

@@ -11,11 +11,13 @@ stages are consistent) or only the reference's within pairs against cross pairs
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
+from workbench.consistency.features import PAPER_FEATURES
 from workbench.consistency.responses import labelled_pairs
 from workbench.consistency.simct import ResponseWiseConfig, ResponseWiseTest, StageOverlapError, query_type_ablation
 from workbench.consistency.study import Change
@@ -108,6 +110,14 @@ class CrossFitScorer:
         if not tests:
             raise StageOverlapError(f"every fold's classifier was trained on one of {sorted(stages)}")
         return np.mean([test.predict_proba(pairs) for test in tests], axis=0)
+
+def feature_ablations(base: ResponseWiseConfig | None = None) -> dict[str, ResponseWiseConfig]:
+    """The classifier settings of the feature ablation: all features, without the query type, and
+    the paper's feature set alone (no length features)."""
+    base = base or ResponseWiseConfig()
+    return {"all features": base,
+            "without query type": dataclasses.replace(base, use_query_type=False),
+            "paper's features (no lengths)": dataclasses.replace(base, feature_names=PAPER_FEATURES)}
 
 def featurised_score_fn(featurizer, scorer: CrossFitScorer) -> Callable[[pd.DataFrame], np.ndarray]:
     """pairs -> consistency scores: featurise (cached per text and pair), then score with the cross-fitted classifiers.

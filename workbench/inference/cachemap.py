@@ -24,9 +24,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from tqdm.auto import tqdm
-
 from workbench.inference.gencache import GenerationCache
+from workbench.progress import tqdm
 
 
 def cached_map(

@@ -1,16 +1,22 @@
 """Batched, device-agnostic decoding: ``sample``, ``greedy`` and exact grid ``score``.
 
 Why not ``model.generate(num_return_sequences=N)``? It copies each prompt N times *before* the
-prefill, so the prompt (often hundreds of few-shot tokens) is pushed through the network N times.
-Here every prompt is prefilled once; its KV cache is then copied N times (a memory copy, no
-compute) and the N samples decode together. On top of that, a token prefix that all prompts of a
-call share (system prompt, few-shot examples) is prefilled once per call and reused by every batch.
+prefill, so the prompt (often hundreds of few-shot tokens) is pushed through the network N times,
+and its KV cache grows by concatenation, a copy of the whole cache per generated token. Here:
+
+* every prompt is prefilled once, and a token prefix all prompts of a call share (system prompt,
+  few-shot examples) once per call;
+* the N samples never copy the prompt's keys: they attend to them in place
+  (:mod:`workbench.inference.attention`), as a tree of distinct continuations while they agree
+  and as one row per sample, each with a buffer of its own tokens, once they have diverged
+  (:mod:`workbench.inference.frontier`).
 
 Layout of one prefilled batch, left-padded so that every row's next token sits in the last column::
 
-    [ shared prefix (P) ][ pad ... ][ prompt suffix ]  -> KV cache, attention mask, positions
+    [ shared prefix (P, one row for all) ][ pad ... ][ prompt suffix ]
 
-Positions are counted over real tokens only, so padding never shifts the rotary embedding.
+Positions are counted over real tokens only, so padding never shifts the rotary embedding, and
+attention masks are computed from positions, so sliding windows stay exact.
 
 ``score`` gives the exact probability of each candidate answer *as a complete answer*: the
 candidate's tokens followed by the end-of-turn token. Summed over all possible answers these
@@ -20,25 +26,31 @@ probabilities are 1, so the mass the grid misses is reported as ``outside_mass``
 from __future__ import annotations
 
 import hashlib
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
-from transformers import DynamicCache
 
-from workbench.inference.frontier import RowFrontier, TreeFrontier
+from workbench.inference.attention import Pass, Segment, check_architecture
+from workbench.inference.end_of_turn import end_of_turn
+from workbench.inference.frontier import PromptBatch, RowFrontier, TreeFrontier
 from workbench.inference.gencache import GenerationCache
-from workbench.inference.logits import filter_logits
+from workbench.inference.logits import (
+    MIN_TEMPERATURE,
+    check_temperature,
+    filter_logits,
+    tempered_log_softmax,
+)
 from workbench.inference.models import LoadedModel, load_model
 from workbench.paths import cache_dir
+from workbench.progress import tqdm
 
 MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
-# Up to this many new tokens, samples decode as a tree under one prompt row (no KV copies);
-# beyond it, each tree node gets its own cache row (see workbench.inference.frontier).
-TREE_DECODING_MAX_TOKENS = 16
 # Bump when the sampling procedure changes, so cached samples from the old one are not reused.
-SAMPLER_VERSION = 2
+# 3: segment attention (no per-sample prompt copies), tree-to-rows hand-over, float64 tempering.
+SAMPLER_VERSION = 3
 
 
 @dataclass
@@ -46,7 +58,9 @@ class SamplingConfig:
     """Decoding settings. ``temperature=0`` means greedy decoding.
 
     Attributes:
-        temperature: softmax temperature; 0 for argmax.
+        temperature: softmax temperature; 0 for argmax. Positive temperatures below
+            :data:`~workbench.inference.logits.MIN_TEMPERATURE` (1e-300) are refused; tiny ones
+            above it are computed exactly and draw the argmax (ties split evenly).
         top_p: nucleus mass, 1 disables.
         top_k: keep the k most likely tokens, 0 disables.
         max_new_tokens: generation budget per sample.
@@ -62,9 +76,24 @@ class SamplingConfig:
     seed: int = 0
 
     def __post_init__(self):
-        self.stop = tuple(self.stop)
-        if self.temperature < 0 or not 0 < self.top_p <= 1 or self.top_k < 0 or self.max_new_tokens < 1:
+        self.stop = (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+        for name in ("temperature", "top_p"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+                raise ValueError(f"SamplingConfig.{name} must be a finite number, got {value!r}")
+        for name in ("top_k", "max_new_tokens", "seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"SamplingConfig.{name} must be an integer, got {value!r}")
+        if self.temperature != 0:
+            check_temperature(self.temperature)
+        if not 0 < self.top_p <= 1 or self.top_k < 0 or self.max_new_tokens < 1:
             raise ValueError(f"invalid sampling settings: {self}")
+        if not all(isinstance(s, str) and s for s in self.stop):
+            raise ValueError(f"stop strings must be non-empty strings, got {self.stop!r}")
+        # One spelling per setting, so that 1 and 1.0 make the same cache key.
+        self.temperature, self.top_p = float(self.temperature), float(self.top_p)
+        self.top_k, self.max_new_tokens, self.seed = int(self.top_k), int(self.max_new_tokens), int(self.seed)
 
 
 @dataclass
@@ -103,25 +132,13 @@ class GridScore:
 
     def __post_init__(self):
         self.logprobs = np.asarray(self.logprobs, dtype=np.float64)
+        if np.isnan(self.logprobs).any() or np.isposinf(self.logprobs).any():
+            raise ValueError("GridScore log-probabilities must not be NaN or +inf")
         top = self.logprobs.max(axis=1, keepdims=True)
-        weights = np.exp(self.logprobs - top)
+        # A row whose every candidate has probability 0 renormalises to uniform, never to NaN.
+        weights = np.where(np.isneginf(top), 1.0, np.exp(self.logprobs - np.where(np.isneginf(top), 0.0, top)))
         self.probs = weights / weights.sum(axis=1, keepdims=True)
         self.outside_mass = np.clip(1.0 - np.exp(self.logprobs).sum(axis=1), 0.0, 1.0)
-
-
-@dataclass
-class _Prefilled:
-    """A batch of prompts pushed through the model once."""
-
-    layers: list[tuple[torch.Tensor, torch.Tensor]]  # per layer (B, heads, T, dim) keys and values
-    last_logits: torch.Tensor  # (B, vocab) float32: distribution of the first new token
-    attention_mask: torch.Tensor  # (B, T)
-    next_position: torch.Tensor  # (B,) rotary position of the first new token
-
-    def rows(self, index: torch.Tensor) -> tuple[DynamicCache, torch.Tensor, torch.Tensor]:
-        """A fresh cache, mask and positions holding the prompt rows ``index`` (repeats allowed)."""
-        cache = DynamicCache(ddp_cache_data=[(k[index], v[index]) for k, v in self.layers])
-        return cache, self.attention_mask[index], self.next_position[index]
 
 
 class Engine:
@@ -130,21 +147,26 @@ class Engine:
     Args:
         lm: a model from :func:`workbench.inference.models.load_model`.
         cache: a :class:`GenerationCache`; None disables caching.
-        batch_size: prompts prefilled together.
+        batch_size: prompts prefilled together (and decoded together, up to ``max_rows`` rows).
         max_rows: most sequences decoded together (prompts x samples); bounds memory.
         share_prefix: prefill the token prefix common to all prompts of a call only once.
         progress: show tqdm progress bars.
+
+    Raises:
+        NotImplementedError: for model architectures the engine has not been checked on
+            (see :data:`workbench.inference.attention.TESTED_ARCHITECTURES`).
     """
 
     def __init__(
         self,
         lm: LoadedModel,
         cache: GenerationCache | None = None,
-        batch_size: int = 8,
+        batch_size: int = 16,
         max_rows: int = 256,
         share_prefix: bool = True,
         progress: bool = True,
     ):
+        check_architecture(lm.model)
         self.lm = lm
         self.model = lm.model
         self.tokenizer = lm.tokenizer
@@ -154,9 +176,10 @@ class Engine:
         self.max_rows = max_rows
         self.share_prefix = share_prefix
         self.progress = progress
-        self.eos_ids = _eos_ids(lm)
-        self.pad_id = self.tokenizer.pad_token_id
-        self._prefix: tuple[tuple[int, ...], list[tuple[torch.Tensor, torch.Tensor]]] | None = None
+        self.end_of_turn = end_of_turn(lm.tokenizer, lm.model.generation_config).token_id
+        self.eos_ids = _eos_ids(lm) | {self.end_of_turn}
+        self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_of_turn
+        self._prefix: tuple[tuple[int, ...], Segment] | None = None
 
     @classmethod
     def load(cls, name_or_path: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "fp32", quantize: str | None = None, disk_cache: bool = True, **options) -> "Engine":
@@ -207,13 +230,15 @@ class Engine:
             prompts: B formatted prompts.
             candidates: K answer strings (for example "1".."5").
             temperature: score under softmax(logits / temperature), the distribution that
-                sampling at that temperature (with no top-k/top-p) draws from.
+                sampling at that temperature (with no top-k/top-p) draws from; at least
+                :data:`~workbench.inference.logits.MIN_TEMPERATURE`.
 
         Returns:
             A :class:`GridScore` with (B, K) log-probabilities and the mass outside the grid.
         """
         if not candidates:
             raise ValueError("score needs at least one candidate")
+        temperature = check_temperature(temperature)
         settings = {"candidates": list(candidates), "temperature": temperature}
         results = self._cached_map(
             "score",
@@ -234,6 +259,8 @@ class Engine:
         if todo:
             token_ids = self.tokenizer([prompts[i] for i in todo], add_special_tokens=False)["input_ids"]
             ids_of = dict(zip(todo, token_ids))
+            if any(not ids for ids in token_ids):
+                raise ValueError("an empty prompt cannot be decoded")
             self._prepare_prefix([ids_of[i] for i in todo])
             # Group by length so that a batch carries little padding.
             order = sorted(todo, key=lambda i: len(ids_of[i]))
@@ -261,48 +288,32 @@ class Engine:
             return
         if self._prefix is not None and self._prefix[0] == tuple(shared):
             return
-        cache = DynamicCache()
+        positions = torch.arange(len(shared), device=self.device)[None]
+        segment = Segment("shared", positions, torch.ones_like(positions, dtype=torch.bool))
         ids = torch.tensor([shared], device=self.device)
-        self.model(input_ids=ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        self._prefix = (tuple(shared), [(layer.keys, layer.values) for layer in cache.layers])
+        Pass([segment], ("set", segment), positions, prefill=True).run(self.model, input_ids=ids, position_ids=positions, logits_to_keep=1)
+        self._prefix = (tuple(shared), segment)
 
     @torch.inference_mode()
-    def _prefill(self, token_ids: list[list[int]]) -> _Prefilled:
+    def _prefill(self, token_ids: list[list[int]]) -> PromptBatch:
         batch = len(token_ids)
-        prefix_len = 0
-        cache = DynamicCache()
-        if self._prefix is not None and all(tuple(ids[: len(self._prefix[0])]) == self._prefix[0] for ids in token_ids):
-            prefix_len = len(self._prefix[0])
-            if all(len(ids) > prefix_len for ids in token_ids):
-                cache = DynamicCache(
-                    ddp_cache_data=[(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v in self._prefix[1]]
-                )
-            else:
-                prefix_len = 0
+        prefix_len, segments = 0, []
+        if self._prefix is not None:
+            prefix = self._prefix[0]
+            if all(len(ids) > len(prefix) and tuple(ids[: len(prefix)]) == prefix for ids in token_ids):
+                prefix_len, segments = len(prefix), [self._prefix[1]]
         suffixes = [ids[prefix_len:] for ids in token_ids]
         width = max(len(s) for s in suffixes)
         input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
-        suffix_mask = torch.zeros((batch, width), dtype=torch.long)
+        valid = torch.zeros((batch, width), dtype=torch.bool)
         for row, suffix in enumerate(suffixes):
             input_ids[row, width - len(suffix) :] = torch.tensor(suffix)
-            suffix_mask[row, width - len(suffix) :] = 1
-        positions = prefix_len + (suffix_mask.cumsum(-1) - 1).clamp(min=0)
-        mask = torch.cat([torch.ones((batch, prefix_len), dtype=torch.long), suffix_mask], dim=1)
-        input_ids, mask, positions = (t.to(self.device) for t in (input_ids, mask, positions))
-        out = self.model(
-            input_ids=input_ids,
-            attention_mask=mask,
-            position_ids=positions,
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        return _Prefilled(
-            layers=[(layer.keys, layer.values) for layer in cache.layers],
-            last_logits=out.logits[:, -1, :].float(),
-            attention_mask=mask,
-            next_position=positions[:, -1] + 1,
-        )
+            valid[row, width - len(suffix) :] = True
+        positions = prefix_len + (valid.long().cumsum(-1) - 1).clamp(min=0)
+        input_ids, valid, positions = (t.to(self.device) for t in (input_ids, valid, positions))
+        prompt = Segment("prompt", positions, valid)
+        out = Pass(segments + [prompt], ("set", prompt), positions, prefill=True).run(self.model, input_ids=input_ids, position_ids=positions, logits_to_keep=1)
+        return PromptBatch(segments + [prompt], positions[:, -1] + 1, out.logits[:, -1, :].float())
 
     # ------------------------------------------------------------------ sampling
     @torch.inference_mode()
@@ -322,62 +333,70 @@ class Engine:
             group = [chunk] if chunk is not None else []
         return results
 
-    def _decode_group(self, prefilled: _Prefilled, prompts, group, config: SamplingConfig, results) -> None:
+    def _decode_group(self, prefilled: PromptBatch, prompts, group, config: SamplingConfig, results) -> None:
         """Decode the rows of ``group`` together.
 
         Rows that have generated the same tokens so far share one tree node and one forward pass
-        (see :mod:`workbench.inference.frontier`): the next-token distribution depends only on the tokens so
-        far, so this is exact, and short answers cost a handful of nodes instead of N rows.
+        (their next-token distribution depends only on the tokens so far, so this is exact). Once
+        the tree no longer halves the work, every row continues on its own (see
+        :mod:`workbench.inference.frontier`).
         """
         row_prompt = [p for p, _, count in group for _ in range(count)]
         row_chunk = torch.tensor([c for c, (_, _, count) in enumerate(group) for _ in range(count)])
         generators = [_generator(config.seed, prompts[p], start, self.device) for p, start, _ in group]
-        node_prompt = sorted(set(row_prompt))
-        cache, mask, position = prefilled.rows(torch.tensor(node_prompt, device=self.device))
-        logits = prefilled.last_logits[node_prompt]
-        if config.max_new_tokens <= TREE_DECODING_MAX_TOKENS:
-            frontier = TreeFrontier(self.model, cache, mask, position, logits, self._attention_bias)
-        else:
-            frontier = RowFrontier(self.model, cache, mask, position, logits)
-        rows = len(row_prompt)
-        row_node = torch.tensor([node_prompt.index(p) for p in row_prompt])  # active row -> frontier node
+        group_prompts = sorted(set(row_prompt))
+        frontier: TreeFrontier | RowFrontier = TreeFrontier(self.model, prefilled.select(group_prompts))
+        rows, steps = len(row_prompt), config.max_new_tokens
+        row_node = torch.tensor([group_prompts.index(p) for p in row_prompt])  # active row -> frontier node
         active = torch.arange(rows)  # the group rows still decoding
-        tokens_of: list[list[int]] = [[] for _ in range(rows)]
-        logprobs_of: list[list[float]] = [[] for _ in range(rows)]
+        tokens_of = torch.zeros((rows, steps), dtype=torch.long)
+        logprobs_of = torch.zeros((rows, steps), dtype=torch.float32)
+        length_of = torch.zeros(rows, dtype=torch.long)
         reason_of = ["length"] * rows
+        eos = torch.tensor(sorted(self.eos_ids))
         stop_tail = max((len(s) for s in config.stop), default=0) + 1
-        for step in range(config.max_new_tokens):
-            tokens = self._pick(frontier.logits, row_node, config, generators, row_chunk[active])
-            node_logprobs = torch.log_softmax(frontier.logits, dim=-1)
-            model_logprobs = node_logprobs[row_node.to(self.device), tokens].tolist()
-            still = []
-            for i, (row, token) in enumerate(zip(active.tolist(), tokens.tolist())):
-                tokens_of[row].append(token)
-                logprobs_of[row].append(model_logprobs[i])
-                if token in self.eos_ids:
-                    reason_of[row] = "eos"
-                elif config.stop and any(s in self.tokenizer.decode(tokens_of[row][-stop_tail:]) for s in config.stop):
+        for step in range(steps):
+            logits = frontier.logits
+            tokens = self._pick(logits, row_node, config, generators, row_chunk[active]).cpu()
+            node = row_node.to(logits.device)
+            model_logprobs = logits[node, tokens.to(logits.device)] - torch.logsumexp(logits, dim=-1)[node]
+            tokens_of[active, step] = tokens
+            logprobs_of[active, step] = model_logprobs.cpu()
+            length_of[active] = step + 1
+            ended = torch.isin(tokens, eos)
+            for row in active[ended].tolist():
+                reason_of[row] = "eos"
+            if config.stop and not ended.all():
+                going = active[~ended]
+                tails = self.tokenizer.batch_decode(tokens_of[going, max(0, step + 1 - stop_tail) : step + 1].tolist())
+                hit = torch.tensor([any(s in text for s in config.stop) for text in tails])
+                for row in going[hit].tolist():
                     reason_of[row] = "stop"
-                else:
-                    still.append(i)
-            if not still or step == config.max_new_tokens - 1:
+                ended[(~ended).nonzero()[:, 0][hit]] = True
+            if ended.all() or step == steps - 1:
                 break
-            # New nodes: unique (parent node, token) pairs among the rows that go on.
-            keep = torch.tensor(still)
-            pairs = torch.stack([row_node[keep], tokens[keep].cpu()], dim=1)
-            unique_pairs, row_node = torch.unique(pairs, dim=0, return_inverse=True)
-            active = active[keep]
-            frontier.extend(unique_pairs[:, 0].to(self.device), unique_pairs[:, 1].to(self.device))
-        row = 0
-        for p, _, count in group:
-            for _ in range(count):
-                text, reason = self._finish_text(tokens_of[row], reason_of[row], config.stop)
-                result = results[p]
-                result["texts"].append(text)
-                result["token_ids"].append(tokens_of[row])
-                result["token_logprobs"].append(logprobs_of[row])
-                result["finish_reasons"].append(reason)
-                row += 1
+            keep = (~ended).nonzero()[:, 0]
+            active, parents, tokens = active[keep], row_node[keep], tokens[keep]
+            if isinstance(frontier, TreeFrontier):
+                # New nodes: unique (parent node, token) pairs among the rows that go on.
+                unique_pairs, inverse = torch.unique(torch.stack([parents, tokens], dim=1), dim=0, return_inverse=True)
+                if 2 * len(unique_pairs) <= len(active):  # the tree still (at least) halves the work
+                    frontier.extend(unique_pairs[:, 0], unique_pairs[:, 1])
+                    row_node = inverse
+                    continue
+                frontier = frontier.to_rows(parents)
+                frontier.extend(torch.arange(len(active)), tokens)
+            else:
+                frontier.extend(keep, tokens)
+            row_node = torch.arange(len(active))
+        for row, p in enumerate(row_prompt):
+            ids = tokens_of[row, : length_of[row]].tolist()
+            text, reason = self._finish_text(ids, reason_of[row], config.stop)
+            result = results[p]
+            result["texts"].append(text)
+            result["token_ids"].append(ids)
+            result["token_logprobs"].append(logprobs_of[row, : length_of[row]].tolist())
+            result["finish_reasons"].append(reason)
 
     def _pick(self, node_logits, row_node, config: SamplingConfig, generators, row_chunk) -> torch.Tensor:
         """One next token per active row; rows draw from their node's distribution.
@@ -413,13 +432,12 @@ class Engine:
         """Score all candidates of a batch of prompts in ONE forward pass over a token tree.
 
         The candidates of a prompt form a trie ("3.2" and "3.4" share "3", "."). Each trie node is
-        one token appended after the prompt; a 4-D attention mask lets every node see the prompt
-        and its own ancestors only. So the prompt's KV cache is used once, not copied per candidate.
+        one token appended after the prompt and sees the prompt and its own ancestors only, so the
+        prompt's keys are read in place, never copied per candidate.
         """
         prefilled = self._prefill(token_ids)
         batch = len(token_ids)
-        end = self.tokenizer.eos_token_id
-        answers = [[self._answer_tokens(ids, c) + [end] for c in candidates] for ids in token_ids]
+        answers = [[self._answer_tokens(ids, c) + [self.end_of_turn] for c in candidates] for ids in token_ids]
         tries: list[dict[tuple[int, ...], int]] = []
         for per_prompt in answers:
             trie: dict[tuple[int, ...], int] = {}
@@ -428,28 +446,24 @@ class Engine:
                     trie.setdefault(tuple(answer[:length]), len(trie))
             tries.append(trie)
         width = max(1, max(len(trie) for trie in tries))
-        input_ids = torch.full((batch, width), self.pad_id, dtype=torch.long)
+        input_ids = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.zeros((batch, width), dtype=torch.long)
-        tree = torch.eye(width, dtype=torch.bool).repeat(batch, 1, 1)  # padding slots see only themselves
+        filled = torch.zeros((batch, width), dtype=torch.bool)
+        sees = torch.zeros((batch, width, width), dtype=torch.bool)
         next_position = prefilled.next_position.cpu()
         for row, trie in enumerate(tries):
             for prefix, node in trie.items():
                 input_ids[row, node] = prefix[-1]
                 positions[row, node] = next_position[row] + len(prefix) - 1
-                for length in range(1, len(prefix)):
-                    tree[row, node, trie[prefix[:length]]] = True
-        prompt_mask = prefilled.attention_mask.bool()[:, None, None, :].expand(batch, 1, width, -1)
-        mask = torch.cat([prompt_mask, tree[:, None].to(self.device)], dim=-1)
-        cache, _, _ = prefilled.rows(torch.arange(batch, device=self.device))
-        out = self.model(
-            input_ids=input_ids.to(self.device),
-            attention_mask=self._attention_bias(mask),
-            position_ids=positions.to(self.device),
-            past_key_values=cache,
-            use_cache=True,
-        )
-        node_logprobs = torch.log_softmax(out.logits.float() / temperature, dim=-1)
-        first = torch.log_softmax(prefilled.last_logits / temperature, dim=-1)
+                filled[row, node] = True
+                for length in range(1, len(prefix) + 1):  # its ancestors and itself
+                    sees[row, node, trie[prefix[:length]]] = True
+        input_ids, positions, filled, sees = (t.to(self.device) for t in (input_ids, positions, filled, sees))
+        tree = Segment("prompt", positions, filled)
+        segments = prefilled.segments + [tree]
+        out = Pass(segments, ("append", tree), positions, visible={len(segments) - 1: sees}).run(self.model, input_ids=input_ids, position_ids=positions)
+        node_logprobs = tempered_log_softmax(out.logits, temperature)
+        first = tempered_log_softmax(prefilled.last_logits, temperature)
         # Gather every (prompt, node, next token) term, then add them up per (prompt, candidate).
         rows, nodes, tokens, owners = [], [], [], []
         for row, (trie, per_prompt) in enumerate(zip(tries, answers)):
@@ -464,16 +478,6 @@ class Engine:
         totals = totals.flatten().index_add(0, torch.tensor(owners, device=self.device), terms).view(batch, len(candidates))
         return [{"logprobs": row} for row in totals.cpu().tolist()]
 
-    def _attention_bias(self, mask: torch.Tensor) -> torch.Tensor:
-        """A boolean 4-D mask for SDPA, or an additive one for eager attention."""
-        implementation = getattr(self.model.config, "_attn_implementation", "sdpa")
-        if implementation == "sdpa":
-            return mask
-        if implementation == "eager":
-            dtype = next(self.model.parameters()).dtype if self.lm.quantization is None else torch.float32
-            return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-        raise NotImplementedError(f"score needs a custom attention mask; {implementation!r} attention does not take one")
-
     def _answer_tokens(self, prompt_ids: list[int], answer: str) -> list[int]:
         """Tokens of ``answer`` as they follow the prompt (tokenised in context where that splits cleanly)."""
         prompt_text = self.tokenizer.decode(prompt_ids)
@@ -486,7 +490,7 @@ class Engine:
 def _eos_ids(lm: LoadedModel) -> set[int]:
     ids = {lm.tokenizer.eos_token_id}
     configured = getattr(lm.model.generation_config, "eos_token_id", None)
-    ids.update(configured if isinstance(configured, list) else [configured])
+    ids.update(configured if isinstance(configured, (list, tuple)) else [configured])
     return {i for i in ids if i is not None}
 
 

@@ -28,12 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
-from tqdm.auto import tqdm
 
 from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.models import DEFAULT_MODEL
 from workbench.paths import cache_dir
+from workbench.progress import tqdm
 
 
 @dataclass(frozen=True)

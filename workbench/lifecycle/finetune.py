@@ -216,8 +216,8 @@ def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = 
     """A folder for one training run, ``<cache>/finetuned/<hash>``: reruns of the same config and data share it.
 
     The key covers the config, each resolved task's content (instruction, grid, and the training
-    examples: the given ones, else a hash of the task's train split) and the dev examples used for
-    model selection.
+    examples: the given ones, else a hash of the task's train split), the hashes of the files a
+    table task reads, and the dev examples used for model selection.
 
     Args:
         config: the run settings (bookkeeping fields such as ``save_every`` do not count).
@@ -231,6 +231,9 @@ def run_dir(config: FinetuneConfig, examples: dict[str, list[Example]] | None = 
         content += [(name, e.id, e.text, e.text_b, e.target) for name in sorted(examples) for e in examples[name]]
     else:
         content += [task_fingerprint(t) for t in tasks]
+    # A task read from files is also keyed on the files: a changed dev or test row changes which
+    # checkpoint model selection keeps, or at least what the run claims to have been trained on.
+    content += [("files", t.name, t.source["data_sha256"]) for t in tasks if "data_sha256" in t.source]
     if dev is not None:
         content += [("dev", name, e.id, e.text, e.text_b, e.target) for name in sorted(dev) for e in dev[name]]
     key = hashlib.sha256(json.dumps([config.run_id(), content], default=str).encode()).hexdigest()[:12]

@@ -27,6 +27,7 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from workbench import tracking
 from workbench.inference.engine import Engine
 from workbench.lifecycle.evaluation import predict
 from workbench.lifecycle.finetune import FinetuneConfig, encode, finetune, mean_answer_loss, run_dir
@@ -122,8 +123,11 @@ def search(method: str, objective: Callable[[FinetuneConfig], float], base: Fine
             output_dir=None,
         )
         started = time.time()
-        value = objective(config)
-        trial.set_user_attr("seconds", time.time() - started)
+        # Every trial is a tracked run (nested under the notebook's run when there is one).
+        with tracking.run(f"{method} trial {trial.number}", experiment="hpo", params={"method": method, "trial": trial.number, **trial.params}) as tracker:
+            value = objective(config)
+            trial.set_user_attr("seconds", time.time() - started)
+            tracker.log_metrics({"objective": value, "seconds": trial.user_attrs["seconds"]})
         return value
 
     study.optimize(trial_objective, n_trials=n_trials)

@@ -31,7 +31,9 @@ import pandas as pd
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model, model_id
 from workbench.paths import cache_dir
 
-VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}  # suffix -> (dtype, quantize)
+# suffix -> (dtype, quantize); "int8" keeps the output layer and the MLP down-projections in fp32
+# (see workbench.inference.models.QUANTIZATIONS for why).
+VARIANTS = {"fp32": ("fp32", None), "bf16": ("bf16", None), "int8": ("fp32", "int8")}
 _CHECKED = ("dtype", "quantization", "weights_sha256")  # the source name may be spelled differently
 
 
@@ -47,7 +49,7 @@ class Stage:
         name: the name notebooks use.
         source: embedded model name or absolute path of a saved model folder.
         dtype: "fp32", "bf16" or "fp16".
-        quantize: None or "int8" (dynamic, CPU).
+        quantize: None or an int8 recipe of :data:`workbench.inference.models.QUANTIZATIONS` (dynamic, CPU).
         fingerprint: the :attr:`LoadedModel.fingerprint` recorded at registration.
         task: what the stage was trained for, if anything.
         notes: free text (training run, profile, ...).
@@ -112,7 +114,7 @@ def register_stage(
         name: the stage name.
         source: embedded model name or a saved model folder (stored as an absolute path).
         dtype: "fp32", "bf16" or "fp16".
-        quantize: None or "int8".
+        quantize: None or a key of :data:`workbench.inference.models.QUANTIZATIONS`.
         task: what the stage was trained for.
         notes: free text.
         registry: registry file (see :func:`registry_path`).
@@ -162,7 +164,8 @@ def list_stages(registry: str | Path | None = None, base_model: str = DEFAULT_MO
     return pd.DataFrame(rows)
 
 
-def load_stage(name: str, device: str = "auto", registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> LoadedModel:
+def load_stage(name: str, device: str = "auto", registry: str | Path | None = None, base_model: str = DEFAULT_MODEL,
+               attn_implementation: str | None = None) -> LoadedModel:
     """Load a stage and check that its weights are the ones registered.
 
     Args:
@@ -170,6 +173,7 @@ def load_stage(name: str, device: str = "auto", registry: str | Path | None = No
         device: "auto", "cpu", "cuda"...; int8 stages always run on CPU.
         registry: registry file (see :func:`registry_path`).
         base_model: whose lifecycle the stage belongs to.
+        attn_implementation: None (the default), "sdpa" or "eager" (same weights, other kernels).
 
     Raises:
         KeyError: no such stage.
@@ -177,8 +181,15 @@ def load_stage(name: str, device: str = "auto", registry: str | Path | None = No
             restore its source).
     """
     stage = get_stage(name, registry, base_model)
-    lm = load_model(stage.source, device="cpu" if stage.quantize == "int8" else device, dtype=stage.dtype, quantize=stage.quantize)
+    lm = load_model(stage.source, device="cpu" if stage.quantize else device, dtype=stage.dtype, quantize=stage.quantize,
+                    attn_implementation=attn_implementation)
     changed = [key for key in _CHECKED if lm.fingerprint.get(key) != stage.fingerprint.get(key)]
+    base = base_stages(base_model).get(name)
+    if base is not None and "quantization" in changed and set(changed) <= {"quantization", "weights_sha256"}:
+        # A base stage is a recipe over the shipped model, not a trained artifact: when the recipe of
+        # its quantisation changed (a new int8 recipe), its registration is simply renewed.
+        register_stage(name, **base, registry=registry, base_model=base_model)
+        return lm
     if changed:
         raise FingerprintMismatch(
             f"stage {name!r} ({stage.source}, {stage.dtype}, quantize={stage.quantize}) no longer matches its registered "

@@ -255,8 +255,9 @@ async def abandoned_clients_test(
     """Clients that hang up mid-request: is their work dropped, and does the next client wait for it?
 
     A patient client first sends a heavy request (at least ``blocker_prompts`` prompts, more on a
-    machine fast enough to finish them before the others hang up) that keeps the engine busy; meanwhile ``clients`` clients each send a request and hang up after
-    ``give_up_after_s`` seconds; then one more request is sent. The server's
+    machine fast enough to finish them before the others hang up) that keeps the engine busy;
+    meanwhile ``clients`` clients each send a request and hang up after ``give_up_after_s``
+    seconds; then one more request is sent. The server's
     ``workbench_abandoned_*`` counters (read from ``/metrics`` before and after) say what happened
     to the abandoned work; the last request's latency is compared with the same request alone.
     """
@@ -270,14 +271,24 @@ async def abandoned_clients_test(
             response.raise_for_status()
             return time.perf_counter() - start
 
+        await timed_post(body)  # warm-up: the first request pays one-off costs that would inflate alone_s
         alone_s = await timed_post(body)
-        # The heavy request must outlast the clients that hang up: on a fast machine it gets more
-        # prompts (8x the time they stay, at the speed of one request alone), up to the server's limit.
+        # The heavy request must outlast the clients that hang up, or their work is computed before
+        # they leave and the phase measures nothing. How long it takes depends on the machine, the
+        # server's chunking and where the model stops, so it is timed: the prompts double (up to the
+        # server's limit) until it lasts 3x the time the clients stay.
         limit = (await client.get("/health")).json()["limits"]["max_prompts"]
-        blocker_prompts = min(limit, max(blocker_prompts, math.ceil(8 * (0.2 + give_up_after_s) / max(alone_s, 1e-3))))
+        must_last_s = 3 * (0.2 + give_up_after_s)
+
+        def heavy_request(prompts: int) -> dict:
+            return {"prompts": [f"Tell me a short story about the number {i}." for i in range(prompts)],
+                    "temperature": 0.0, "max_new_tokens": 2 * max_new_tokens}
+
+        blocker_prompts = min(limit, blocker_prompts)
+        while blocker_prompts < limit and await timed_post(heavy_request(blocker_prompts)) < must_last_s:
+            blocker_prompts = min(limit, 2 * blocker_prompts)
+        heavy = heavy_request(blocker_prompts)
         before = await _abandoned_counters(client)
-        heavy = {"prompts": [f"Tell me a short story about the number {i}." for i in range(blocker_prompts)],
-                 "temperature": 0.0, "max_new_tokens": max_new_tokens}
         blocker = asyncio.create_task(timed_post(heavy))
         await asyncio.sleep(0.2)  # the heavy request reaches the engine first
 
