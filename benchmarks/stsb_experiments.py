@@ -35,6 +35,7 @@ ARMS = {  # name: what differs from BASE (cross-entropy, top 8 layers, lr 3e-4)
     "ce": {},
     "ce_coarse": {"coarse": True},
     "ce_lr1e-3": {"lr": 1e-3},
+    "ce_lr1e-4": {"lr": 1e-4},
     "mse_mix": {"objective": "mix"},
     "soft": {"objective": "soft", "soft_sd": 0.4},
     "soft_sd0.25": {"objective": "soft", "soft_sd": 0.25},

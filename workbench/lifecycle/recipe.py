@@ -41,9 +41,6 @@ class Profile:
         space: the learning rates the search tries.
         objective_examples: training examples per task of each run of the objective comparison.
         objectives: the objectives the comparison trains (the final run's included).
-        search_objective: the training objective of the search's trials (None: the final run's).
-        final_lr: the final run's learning rate, when longer runs than the search's trials chose it
-            (None: the search's best trial's).
     """
 
     final: FinetuneConfig
@@ -55,27 +52,18 @@ class Profile:
     space: SearchSpace = field(default_factory=SearchSpace)
     objective_examples: int = 400
     objectives: tuple[str, ...] = ("ce", "mix", "mse", "soft")
-    search_objective: str | None = None
-    final_lr: float | None = None
 
 
 PROFILES = {
     "smoke": Profile(
-        final=FinetuneConfig(method="full", train_layers=2, batch_size=4, max_examples=16, epochs=1, eval_every=2, patience=2, save_every=2,
-                             objective="soft"),
+        final=FinetuneConfig(method="full", train_layers=2, batch_size=4, max_examples=16, epochs=1, eval_every=2, patience=2, save_every=2),
         hpo_examples=8, hpo_steps=(1, 2), dev=4, hpo_dev=3, trials=1,
         space=SearchSpace(lr=(1e-4, 1e-3), lr_grid=(1e-4, 1e-3), batch_size=(4,), max_steps=(1, 2)), objective_examples=4,
     ),
     "default": Profile(
-        # STS-B: every cleaned pair (5,690), SST-5: 2,500; one pass; the ordinal soft-label objective
-        # (benchmarks/stsb_experiments.py: cross-entropy left STS-B dev Spearman flat at ~0.25).
-        final=FinetuneConfig(method="full", train_layers=8, batch_size=16, max_examples={"sst5": 2500}, epochs=1, eval_every=100,
-                             patience=3, save_every=50, warmup_fraction=0.05, objective="soft", soft_sd=0.4),
-        # The learning-rate search ranks its 16-step trials with cross-entropy (cheaper per step; its trials are cached).
-        hpo_examples=256, hpo_steps=(16,), dev=200, hpo_dev=100, trials=2, search_objective="ce",
-        # 16-step trials favour the largest rate (3e-4); over 40+ steps, 1e-4 kept what the model knows about
-        # sentence similarity (STS-B dev Spearman 0.53 at step 40, against 0.29 for 3e-4; stsb_experiments.jsonl).
-        final_lr=1e-4,
+        final=FinetuneConfig(method="full", train_layers=8, batch_size=16, max_examples=2500, epochs=1, eval_every=80, patience=2,
+                             save_every=40, warmup_fraction=0.05),
+        hpo_examples=256, hpo_steps=(16,), dev=200, hpo_dev=100, trials=2,
         space=SearchSpace(lr=(3e-5, 5e-4), lr_grid=(1e-4, 3e-4), batch_size=(16,), max_steps=(16,)), objective_examples=400,
     ),
     "full": Profile(
@@ -128,7 +116,7 @@ def dev_subsets(splits, size: int, seed: int = 0) -> dict[str, list[Example]]:
 def search(profile: str, base: FinetuneConfig, splits, seed: int = 0) -> pd.DataFrame:
     """Grid, random and TPE search over the learning rate on the dev selection loss (cached trials)."""
     sizes = PROFILES[profile]
-    trial_base = replace(base, max_examples=sizes.hpo_examples, eval_every=0, patience=None, objective=sizes.search_objective or base.objective)
+    trial_base = replace(base, max_examples=sizes.hpo_examples, eval_every=0, patience=None)
     train = {name: parts["train"] for name, parts in splits.items()}
     objective = dev_objective(dev_subsets(splits, sizes.hpo_dev, seed), train=train, cache=True)
     return search_all(objective, trial_base, sizes.space, n_trials=sizes.trials, seed=seed)
@@ -165,15 +153,15 @@ def best_objective(comparison: pd.DataFrame) -> str:
 
 
 def final_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str | None = None) -> FinetuneConfig:
-    """The final run: the profile's settings (objective included, unless given) with the learning rate of the search's best
-    trial, or the profile's ``final_lr`` where longer experiments chose it.
+    """The final run: the profile's settings (objective included, unless given) with the learning rate of the search's best trial.
 
-    The default profile trains the final run with the ordinal soft-label objective ("soft"): with
-    cross-entropy the STS-B dev Spearman stayed flat (``benchmarks/stsb_experiments.py``,
-    ``results/stsb_experiments.jsonl``); :func:`compare_objectives` compares the objectives on one budget.
+    The profiles train the final run with cross-entropy, the cheapest objective per step on a CPU.
+    On STS-B alone, the ordinal soft-label objective ("soft") raised dev Spearman where
+    cross-entropy stayed flat (``benchmarks/stsb_experiments.py``, ``results/stsb_experiments.jsonl``);
+    :func:`compare_objectives` compares the objectives on one budget.
     """
     chosen = best_config(table, base)
-    return replace(base, lr=PROFILES[profile].final_lr or chosen.lr, objective=objective or base.objective)
+    return replace(base, lr=chosen.lr, objective=objective or base.objective)
 
 
 def train_final(config: FinetuneConfig, splits, progress: bool = True) -> FinetuneResult:

@@ -1,0 +1,50 @@
+"""Issue 9's targets for a fine-tuned model, on the full test sets: SST-5 accuracy of the exact mode
+and STS-B Spearman of the exact mean, with 95% bootstrap intervals.
+
+The exact distribution over each task's answer grid comes from ``Engine.score`` on the zero-shot
+prompts (as notebook 02 scores the fine-tuned stage, in bf16; scores are cached on disk by the
+model's fingerprint, so notebook 02 reuses them):
+
+    python benchmarks/finetune_targets.py --model ~/.cache/workbench/finetuned/<run>/model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+
+import torch
+
+from workbench.inference.engine import Engine
+from workbench.metric_aware.experiments import RunConfig, comparison_table, run_task
+from workbench.tasks import get_task
+
+TARGETS = {"sst5": ("exact mode", "exact_match"), "stsb": ("exact mean", "spearman")}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", required=True, help="a fine-tuned model folder")
+    parser.add_argument("--dtype", default="bf16")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--limit", type=int, default=None, help="test items per task (default: all)")
+    parser.add_argument("--resamples", type=int, default=1000)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    engine = Engine.load(args.model, dtype=args.dtype, progress=False)
+    report = {"model": args.model, "fingerprint": engine.lm.fingerprint_id, "dtype": args.dtype}
+    for name, (strategy, metric) in TARGETS.items():
+        started = time.time()
+        run = run_task(engine, get_task(name), RunConfig(split="test", limit=args.limit, shots=0, k=0, greedy=False))
+        table = comparison_table(run, ("exact_match", "rmse", "mae", "spearman"), n_resamples=args.resamples)
+        rows = table.loc[["exact mean", "exact median", "exact mode"]]
+        report[name] = {"n": len(run.gold), "target": f"{metric} of the {strategy}", "value": float(rows.loc[strategy, metric]),
+                        "ci95": rows.loc[strategy, f"{metric} CI"], "outside_mass": float(run.outside_mass.mean()),
+                        "seconds": time.time() - started, "table": rows.round(4).to_dict(orient="index")}
+        print(name, json.dumps(report[name], indent=1), flush=True)
+    print(json.dumps({k: v for k, v in report.items()}, default=str))
+
+
+if __name__ == "__main__":
+    main()
