@@ -262,3 +262,19 @@ def test_a_table_task_given_as_a_spec_trains_and_keys_the_cache_on_its_content(t
     first = run_dir(config, root=tmp_path / "runs")
     table.write_text("\n".join(rows[:-1]) + "\n")  # the file changed: the cached run must not be reused
     assert run_dir(config, root=tmp_path / "runs") != first
+
+
+def test_a_training_run_is_tracked_with_its_loss_curve_and_dev_metrics(tiny, tmp_path, monkeypatch):
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    monkeypatch.setenv("WORKBENCH_TRACKING", "1")
+    dev = {"sst5": get_task("sst5").examples("dev", limit=3, seed=0)}
+    result = finetune(small(tiny, eval_every=2, output_dir=str(tmp_path / "run")), progress=False, dev=dev)
+    (run,) = mlflow.search_runs(experiment_names=["finetune"], output_format="list")
+    history = mlflow.MlflowClient().get_metric_history(run.info.run_id, "train_loss")
+    assert [m.step for m in history] == [1, 2, 3, 4] and [m.value for m in history] == pytest.approx(result.losses)
+    dev_steps = [m.step for m in mlflow.MlflowClient().get_metric_history(run.info.run_id, "dev_sst5_accuracy")]
+    assert dev_steps == [2, 4] and run.info.status == "FINISHED"
+    assert run.data.params["lr"] == "0.01" and run.data.tags["best_step"] == str(result.best_step)
+    assert run.data.metrics["throughput_examples_per_s"] > 0

@@ -46,22 +46,23 @@ import random
 import shutil
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # noqa: F401  (doctests)
-from tqdm.auto import tqdm
 from transformers import AutoTokenizer, DynamicCache, get_linear_schedule_with_warmup
 
+from workbench import tracking
 from workbench.inference.engine import Engine
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model, weights_sha256
-from workbench.lifecycle.evaluation import dev_scores, selection_loss
+from workbench.lifecycle.evaluation import dev_scores
 from workbench.lifecycle.regression_loss import candidate_tokens, grid_logprobs, grid_loss
 from workbench.paths import cache_dir
+from workbench.progress import tqdm
 from workbench.tasks import Example, Task, get_task
 
 MIN_SHARED_PREFIX = 16  # below this, a separate prefix pass costs more than it saves
@@ -205,7 +206,7 @@ class FinetuneConfig:
         return hashlib.sha256(json.dumps(self.training_key(), sort_keys=True).encode()).hexdigest()[:12]
 
     @classmethod
-    def from_dict(cls, values: dict) -> "FinetuneConfig":
+    def from_dict(cls, values: dict) -> FinetuneConfig:
         """Rebuild a config from :func:`dataclasses.asdict` output (e.g. a JSON file), ignoring extra keys."""
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in values.items() if k in names})
@@ -588,56 +589,69 @@ def finetune(
     model.train()
     bar = tqdm(total=total, initial=start, desc=f"finetune {config.method}", disable=not progress)
     train_seconds, train_cpu, train_examples, train_tokens, done, stale = 0.0, 0.0, 0, 0, start, _stale(history, best)
-    for step in range(start, total):
-        batch = [encoded[i] for i in schedule[step]]
-        tick, tick_cpu = time.time(), time.process_time()
-        with _autocast(device, config.precision):
-            loss, _ = trainer.loss(batch)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(trainable.values(), config.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        train_seconds, train_cpu = train_seconds + time.time() - tick, train_cpu + time.process_time() - tick_cpu
-        train_examples, train_tokens = train_examples + len(batch), train_tokens + sum(len(e.input_ids) for e in batch)
-        step_loss = float(loss.detach())
-        losses.append(step_loss)
-        bar.update(1)
-        bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}", ex_s=f"{train_examples / train_seconds:.2f}")
-        done = step + 1
-        if evaluations and ((config.eval_every and done % config.eval_every == 0) or done == total):
-            scores, objective = evaluate_dev(model, tokenizer, evaluations, config.precision)
-            history.append({"step": done, "scores": scores, "objective": objective})
-            bar.write(f"step {done}: dev selection loss {objective:.4f} " + " ".join(f"{t}: acc {s['accuracy']:.3f} rmse {s['rmse']:.3f} spearman {s['spearman']:.3f}" for t, s in scores.items()))
-            if best is None or objective < best[0]:
-                best, stale = (objective, done), 0
-                best_weights = {n: p.detach().cpu().clone() for n, p in trainable.items()}
-                if out is not None:
-                    _save_best(out, best_weights)
-            else:
-                stale += 1
-        stopping = config.patience is not None and stale >= config.patience
-        if out is not None and config.save_every and (done % config.save_every == 0 or stopping) and done < total:
-            state = {"step": done, "key": key, "losses": losses, "rng": torch.get_rng_state(), "optimizer": optimizer.state_dict(),
-                     "scheduler": scheduler.state_dict(), "trainable": {n: p.detach().cpu() for n, p in trainable.items()},
-                     "dev_history": history, "best": list(best) if best else None}
-            save_checkpoint(out, state, config.keep_checkpoints)
-        if callback is not None:
-            callback(done, step_loss)
-        if stopping:
-            bar.write(f"early stop at step {done}: no dev improvement in {stale} evaluations; keeping step {best[1]}")
-            break
-    bar.close()
+    # One MLflow run per training call (nested under the notebook's run, if any): the loss curve,
+    # the dev metrics of every evaluation, and the throughput. A resumed run re-logs the steps it
+    # restored, so its curve is whole.
+    params = {**config.training_key(), "examples": len(encoded), "steps": total, "resumed_at_step": start, "output_dir": str(out)}
+    with tracking.run(f"finetune {config.method} {config.objective}", experiment="finetune", params=params) as tracker:
+        for step, value in enumerate(losses, start=1):
+            tracker.log_metrics({"train_loss": value}, step=step)
+        for record in history:
+            tracker.log_metrics({"dev_selection_loss": record["objective"], **_dev_metrics(record["scores"])}, step=record["step"])
+        for step in range(start, total):
+            batch = [encoded[i] for i in schedule[step]]
+            tick, tick_cpu = time.time(), time.process_time()
+            with _autocast(device, config.precision):
+                loss, _ = trainer.loss(batch)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(trainable.values(), config.max_grad_norm)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            train_seconds, train_cpu = train_seconds + time.time() - tick, train_cpu + time.process_time() - tick_cpu
+            train_examples, train_tokens = train_examples + len(batch), train_tokens + sum(len(e.input_ids) for e in batch)
+            step_loss = float(loss.detach())
+            losses.append(step_loss)
+            tracker.log_metrics({"train_loss": step_loss}, step=step + 1)
+            bar.update(1)
+            bar.set_postfix(loss=f"{sum(losses[-10:]) / len(losses[-10:]):.3f}", ex_s=f"{train_examples / train_seconds:.2f}")
+            done = step + 1
+            if evaluations and ((config.eval_every and done % config.eval_every == 0) or done == total):
+                scores, objective = evaluate_dev(model, tokenizer, evaluations, config.precision)
+                history.append({"step": done, "scores": scores, "objective": objective})
+                tracker.log_metrics({"dev_selection_loss": objective, **_dev_metrics(scores)}, step=done)
+                bar.write(f"step {done}: dev selection loss {objective:.4f} " + " ".join(f"{t}: acc {s['accuracy']:.3f} rmse {s['rmse']:.3f} spearman {s['spearman']:.3f}" for t, s in scores.items()))
+                if best is None or objective < best[0]:
+                    best, stale = (objective, done), 0
+                    best_weights = {n: p.detach().cpu().clone() for n, p in trainable.items()}
+                    if out is not None:
+                        _save_best(out, best_weights)
+                else:
+                    stale += 1
+            stopping = config.patience is not None and stale >= config.patience
+            if out is not None and config.save_every and (done % config.save_every == 0 or stopping) and done < total:
+                state = {"step": done, "key": key, "losses": losses, "rng": torch.get_rng_state(), "optimizer": optimizer.state_dict(),
+                         "scheduler": scheduler.state_dict(), "trainable": {n: p.detach().cpu() for n, p in trainable.items()},
+                         "dev_history": history, "best": list(best) if best else None}
+                save_checkpoint(out, state, config.keep_checkpoints)
+            if callback is not None:
+                callback(done, step_loss)
+            if stopping:
+                bar.write(f"early stop at step {done}: no dev improvement in {stale} evaluations; keeping step {best[1]}")
+                break
+        bar.close()
 
-    if best_weights is not None:  # model selection: the best dev evaluation's weights
-        with torch.no_grad():
-            for name, value in best_weights.items():
-                trainable[name].copy_(value)
-    if config.method == "lora":
-        model = model.merge_and_unload()
-    model.eval()
-    throughput = {"examples_per_s": train_examples / train_seconds, "tokens_per_s": train_tokens / train_seconds, "train_seconds": train_seconds,
-                  "train_cpu_seconds": train_cpu} if train_seconds else {}
+        if best_weights is not None:  # model selection: the best dev evaluation's weights
+            with torch.no_grad():
+                for name, value in best_weights.items():
+                    trainable[name].copy_(value)
+        if config.method == "lora":
+            model = model.merge_and_unload()
+        model.eval()
+        throughput = {"examples_per_s": train_examples / train_seconds, "tokens_per_s": train_tokens / train_seconds, "train_seconds": train_seconds,
+                      "train_cpu_seconds": train_cpu} if train_seconds else {}
+        tracker.log_metrics({f"throughput_{k}": v for k, v in throughput.items()})
+        tracker.set_tags({"best_step": best[1] if best else done})
     result = FinetuneResult(config, losses, done, start, len(encoded), time.time() - started, model=model, tokenizer=tokenizer,
                             dev_history=history, best_step=best[1] if best else done, throughput=throughput)
     if out is not None:
@@ -645,6 +659,15 @@ def finetune(
                "dev_history": history, "best_step": result.best_step, "throughput": throughput}
         result.model_dir = _save_final(out, model, tokenizer, log)
     return result
+
+
+def _dev_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
+    """One dev evaluation's per-task scores as flat MLflow metric names.
+
+    >>> _dev_metrics({"sst5": {"accuracy": 0.4, "rmse": 1.1}})
+    {'dev_sst5_accuracy': 0.4, 'dev_sst5_rmse': 1.1}
+    """
+    return {f"dev_{task}_{name}": value for task, metrics in scores.items() for name, value in metrics.items()}
 
 
 def _stale(history: list[dict], best) -> int:
