@@ -74,6 +74,19 @@ def base_stages(base_model: str = DEFAULT_MODEL) -> dict[str, dict]:
     }
 
 
+def finetuned_prefix(profile: str = "default") -> str:
+    """The name prefix of notebook 04's fine-tuned stages in ``profile``.
+
+    ``finetuned`` in the default profile, ``finetuned-<profile>`` in the others: a smoke run (CI, a
+    quick check) or a full run must not replace the stages that the default profile's notebooks 06
+    and 07 compare.
+
+    >>> finetuned_prefix("default"), finetuned_prefix("smoke")
+    ('finetuned', 'finetuned-smoke')
+    """
+    return "finetuned" if profile == "default" else f"finetuned-{profile}"
+
+
 def registry_path(registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> Path:
     """The registry file: ``registry`` if given, else ``<$WORKBENCH_STAGES or <cache>/stages>/<model id>.json``.
 
