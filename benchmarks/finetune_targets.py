@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from datetime import datetime, timezone
 
 import torch
 
@@ -30,11 +31,14 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="test items per task (default: all)")
     parser.add_argument("--resamples", type=int, default=1000)
+    parser.add_argument("--tasks", nargs="+", default=list(TARGETS), choices=list(TARGETS), help="the tasks the model was trained on")
+    parser.add_argument("--record", default=None, help="a JSON-lines file the report is appended to (e.g. results/stsb_experiments.jsonl)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     engine = Engine.load(args.model, dtype=args.dtype, progress=False)
     report = {"model": args.model, "fingerprint": engine.lm.fingerprint_id, "dtype": args.dtype}
-    for name, (strategy, metric) in TARGETS.items():
+    for name in args.tasks:
+        strategy, metric = TARGETS[name]
         started = time.time()
         run = run_task(engine, get_task(name), RunConfig(split="test", limit=args.limit, shots=0, k=0, greedy=False))
         table = comparison_table(run, ("exact_match", "rmse", "mae", "spearman"), n_resamples=args.resamples)
@@ -43,7 +47,11 @@ def main() -> None:
                         "ci95": rows.loc[strategy, f"{metric} CI"], "outside_mass": float(run.outside_mass.mean()),
                         "seconds": time.time() - started, "table": rows.round(4).to_dict(orient="index")}
         print(name, json.dumps(report[name], indent=1), flush=True)
-    print(json.dumps({k: v for k, v in report.items()}, default=str))
+    print(json.dumps(report, default=str))
+    if args.record:
+        with open(args.record, "a") as f:
+            f.write(json.dumps({"benchmark": "finetune_targets", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **report},
+                               default=str) + "\n")
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ Spearman / RMSE of the exact mean, SST-5 accuracy of the exact mode. Arms differ
 each (objective, soft-target sd, coarse targets, learning rate, trained layers):
 
     python benchmarks/stsb_experiments.py --arms ce soft --tasks stsb --steps 120 --eval-every 40
+    python benchmarks/stsb_experiments.py --arms soft --tasks stsb --steps 356 --eval-every 89 --save   # one epoch, model kept
 
 One JSON line per arm goes to ``results/stsb_experiments.jsonl``, with its dev history, wall and
 process CPU seconds (user + system: what the steps would cost on an idle machine with one thread)
@@ -26,7 +27,7 @@ from datetime import datetime, timezone
 import torch
 
 from workbench.lifecycle import recipe
-from workbench.lifecycle.finetune import FinetuneConfig, finetune
+from workbench.lifecycle.finetune import FinetuneConfig, finetune, run_dir
 from workbench.paths import RESULTS_DIR
 
 BASE = FinetuneConfig(method="full", train_layers=8, batch_size=16, lr=3e-4, warmup_fraction=0.05, device="cpu", save_every=0)
@@ -67,6 +68,9 @@ def main() -> None:
     parser.add_argument("--dev", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS_DIR / "stsb_experiments.jsonl"))
+    parser.add_argument("--save", action="store_true",
+                        help="keep each arm's model under <cache>/finetuned/<key>/model (cached and resumable), to score it on the test sets "
+                             "with benchmarks/finetune_targets.py")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     splits, _ = recipe.prepared_splits(args.tasks)
@@ -74,6 +78,8 @@ def main() -> None:
     dev = recipe.dev_subsets(splits, args.dev, seed=0)
     for name in args.arms:
         config = arm_config(name, args.tasks, args.steps, args.examples, args.eval_every)
+        if args.save:
+            config = replace(config, output_dir=str(run_dir(config, train, dev=dev)), save_every=20)
         load_before, wall, cpu = os.getloadavg(), time.time(), resource.getrusage(resource.RUSAGE_SELF)
         result = finetune(config, examples=train, dev=dev, progress=False)
         after = resource.getrusage(resource.RUSAGE_SELF)
@@ -84,6 +90,7 @@ def main() -> None:
             "cpu_seconds": (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime), "throughput": result.throughput,
             "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
             "dev_history": result.dev_history, "losses": result.losses,
+            "model_dir": str(result.model_dir) if result.model_dir else None,
         }
         with open(args.out, "a") as f:
             f.write(json.dumps(record) + "\n")

@@ -37,12 +37,7 @@ from workbench.inference.attention import Pass, Segment, check_architecture
 from workbench.inference.end_of_turn import end_of_turn
 from workbench.inference.frontier import PromptBatch, RowFrontier, TreeFrontier
 from workbench.inference.gencache import GenerationCache
-from workbench.inference.logits import (
-    MIN_TEMPERATURE,
-    check_temperature,
-    filter_logits,
-    tempered_log_softmax,
-)
+from workbench.inference.logits import MIN_TEMPERATURE, check_temperature, filter_logits, tempered_log_softmax
 from workbench.inference.models import LoadedModel, load_model
 from workbench.paths import cache_dir
 from workbench.progress import tqdm
