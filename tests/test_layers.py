@@ -13,7 +13,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 LAYERS = {
     "paths": 0,
-    "text": 1, "progress": 1, "tracking": 1,
+    "text": 1, "progress": 1, "tracking": 1, "widgets": 1,
     "inference": 2, "tasks": 2,
     "metric_aware": 3, "runs": 3,
     "lifecycle": 4,
