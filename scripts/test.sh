@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up the environment, run the test suite, then execute every numbered notebook headless in its
-# smoke profile (same code path, few items).
+# smoke profile (same code path, few items), on the embedded model and on a second, tiny model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -9,3 +9,8 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -n "${WORKBENCH_DATA_DIR:-}" ] || { [ -d ../shared/data ] && export WORKBENCH_DATA_DIR=$(cd ../shared/data && pwd); }
 python -m pytest -q
 python scripts/run_notebooks.py --profile smoke --timeout 900
+# A second model through every notebook: a tiny randomly initialised Qwen2 (another architecture than
+# the embedded Llama), with a cache of its own; its runs land in runs/smoke/<its id>/, never in results/.
+tiny=$(mktemp -d)
+python scripts/make_tiny_model.py "$tiny/tiny-qwen2" --architecture qwen2
+WORKBENCH_CACHE_DIR="$tiny/cache" python scripts/run_notebooks.py --profile smoke --timeout 900 -p MODEL "$tiny/tiny-qwen2"
