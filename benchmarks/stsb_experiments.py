@@ -8,6 +8,7 @@ each (objective, soft-target sd, coarse targets, learning rate, trained layers):
 
     python benchmarks/stsb_experiments.py --arms ce soft --tasks stsb --steps 120 --eval-every 40
     python benchmarks/stsb_experiments.py --arms soft --tasks stsb --steps 356 --eval-every 89 --save   # one epoch, model kept
+    python benchmarks/stsb_experiments.py --arms soft --tasks stsb sst5 --examples sst5=2500 --steps 512 --eval-every 128 --save
 
 One JSON line per arm goes to ``results/stsb_experiments.jsonl``, with its dev history, wall and
 process CPU seconds (user + system: what the steps would cost on an idle machine with one thread)
@@ -51,11 +52,24 @@ ARMS = {  # name: what differs from BASE (cross-entropy, top 8 layers, lr 3e-4)
 }
 
 
-def arm_config(name: str, tasks: list[str], steps: int, examples: int | None, eval_every: int) -> FinetuneConfig:
+def arm_config(name: str, tasks: list[str], steps: int, examples: int | dict[str, int] | None, eval_every: int) -> FinetuneConfig:
     changes = dict(ARMS[name])
     coarse = changes.pop("coarse", False)
     specs = tuple(COARSE if (coarse and t == "stsb") else t for t in tasks)
     return replace(BASE, tasks=specs, max_steps=steps, max_examples=examples, eval_every=eval_every, **changes)
+
+
+def example_limits(values: list[str] | None) -> int | dict[str, int] | None:
+    """``--examples`` as FinetuneConfig.max_examples.
+
+    >>> example_limits(None), example_limits(["400"]), example_limits(["sst5=2500"])
+    (None, 400, {'sst5': 2500})
+    """
+    if not values:
+        return None
+    if len(values) == 1 and "=" not in values[0]:
+        return int(values[0])
+    return {task: int(number) for task, number in (value.split("=", 1) for value in values)}
 
 
 def main() -> None:
@@ -63,7 +77,8 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", required=True, choices=sorted(ARMS))
     parser.add_argument("--tasks", nargs="+", default=["stsb"])
     parser.add_argument("--steps", type=int, default=120)
-    parser.add_argument("--examples", type=int, default=None, help="training examples per task (default: all)")
+    parser.add_argument("--examples", nargs="+", default=None,
+                        help="training examples per task: one number for every task, or task=number pairs, e.g. sst5=2500 (default: all)")
     parser.add_argument("--eval-every", type=int, default=40)
     parser.add_argument("--dev", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
@@ -77,7 +92,7 @@ def main() -> None:
     train = {name: parts["train"] for name, parts in splits.items()}
     dev = recipe.dev_subsets(splits, args.dev, seed=0)
     for name in args.arms:
-        config = arm_config(name, args.tasks, args.steps, args.examples, args.eval_every)
+        config = arm_config(name, args.tasks, args.steps, example_limits(args.examples), args.eval_every)
         if args.save:
             config = replace(config, output_dir=str(run_dir(config, train, dev=dev)), save_every=20)
         load_before, wall, cpu = os.getloadavg(), time.time(), resource.getrusage(resource.RUSAGE_SELF)
