@@ -329,6 +329,45 @@ async def _abandoned_counters(client: httpx.AsyncClient) -> dict[str, float]:
     return counters
 
 
+def declared_body_post(base_url: str, path: str, declared_bytes: int, api_key: str | None = None, sent: bytes = b"",
+                       timeout_s: float = 10.0) -> tuple[int, str, float]:
+    """POST that declares ``declared_bytes`` of body but sends only ``sent``, then reads the answer.
+
+    A server that refuses an oversized body from its declared length answers at once (413); one
+    that reads the body first waits for bytes that never come (a timeout). Sending a real 20 MB body
+    instead races the server's close against the client's upload: the client can lose the refusal
+    to a connection reset (seen in CI), although the server did answer.
+
+    Returns:
+        The status code, the response body as text, and the seconds until the answer came.
+    """
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(base_url)
+    key = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
+    head = (f"POST {url.path.rstrip('/')}{path} HTTP/1.1\r\nHost: {url.hostname}\r\n{key}Content-Type: application/json\r\n"
+            f"Content-Length: {declared_bytes}\r\nConnection: close\r\n\r\n").encode()
+    start, answer = time.perf_counter(), b""
+    with socket.create_connection((url.hostname, url.port or 80), timeout=timeout_s) as sock:
+        sock.sendall(head + sent)
+        while b"\r\n\r\n" not in answer or len(answer.split(b"\r\n\r\n", 1)[1]) < _content_length(answer):
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            answer += chunk
+    seconds = time.perf_counter() - start
+    status_line, _, rest = answer.decode("latin-1").partition("\r\n")
+    return int(status_line.split(" ", 2)[1]), rest.partition("\r\n\r\n")[2], seconds
+
+
+def _content_length(answer: bytes) -> int:
+    """The Content-Length of a response head (0 until the head is complete or when it has none)."""
+    head = answer.split(b"\r\n\r\n", 1)[0].decode("latin-1").lower()
+    lengths = [line.split(":", 1)[1] for line in head.split("\r\n") if line.startswith("content-length:")]
+    return int(lengths[0]) if lengths else 0
+
+
 def run_load_test(base_url: str, api_key: str | None = None, **options) -> LoadTestResult:
     """Run a bounded load test against a server on loopback and return its figures.
 
