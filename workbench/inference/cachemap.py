@@ -78,3 +78,14 @@ def cached_map(
                 cache.put_many(kind, {key_of[p]: value for p, value in zip(batch, computed)})
             bar.update(len(batch))
     return [values[prompt] for prompt in prompts]
+
+
+def sampling_key(n: int, config) -> dict:
+    """The settings a server-side sampler's cache entries are keyed on: ``n`` and what the request sends.
+
+    >>> from workbench.inference.engine import SamplingConfig
+    >>> sampling_key(4, SamplingConfig(temperature=0.7, stop=("\\n",)))["stop"]
+    ['\\n']
+    """
+    return {"n": n, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
+            "max_new_tokens": config.max_new_tokens, "stop": list(config.stop)}

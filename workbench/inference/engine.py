@@ -136,6 +136,22 @@ class GridScore:
         self.outside_mass = np.clip(1.0 - np.exp(self.logprobs).sum(axis=1), 0.0, 1.0)
 
 
+def greedy_by_sampling(engine, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
+    """Greedy answers as each prompt's one temperature-0 sample: ``greedy`` of every backend.
+
+    Args:
+        engine: anything with the protocol's ``sample``.
+        prompts: B formatted prompts.
+        max_new_tokens: most tokens per answer.
+        stop: strings that end an answer.
+
+    Returns:
+        B answer texts.
+    """
+    config = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
+    return [result.texts[0] for result in engine.sample(prompts, 1, config)]
+
+
 class Engine:
     """Decoding with a shared prefill, a disk cache and length-grouped batches.
 
@@ -215,8 +231,7 @@ class Engine:
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
         """The greedy (argmax) answer for each prompt."""
-        config = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
-        return [result.texts[0] for result in self.sample(prompts, 1, config)]
+        return greedy_by_sampling(self, prompts, max_new_tokens, stop)
 
     def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
         """Exact probability of each candidate answer, for every prompt.

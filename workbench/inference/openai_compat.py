@@ -24,30 +24,22 @@ the OpenAI completions API (vLLM, TGI, llama.cpp's server, the workbench's own `
 
 from __future__ import annotations
 
-import time
 
 import httpx
 import numpy as np
 
-from workbench.inference.cachemap import cached_map
+from workbench.inference.cachemap import cached_map, sampling_key
 from workbench.inference.end_of_turn import end_of_turn as find_end_of_turn
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
+from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.http_json import EngineHTTPError, request_json
 from workbench.paths import cache_dir
 
 REMOTE = "remote"  # the cache key's device: the server's, which its fingerprint identifies
 
 
-class OpenAIEngineError(RuntimeError):
-    """The server could not be reached, refused a request, or answered something unusable.
-
-    Attributes:
-        status: the HTTP status code, or None when no answer came.
-    """
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
+class OpenAIEngineError(EngineHTTPError):
+    """The server could not be reached, refused a request, or answered something unusable (``status``: its HTTP status)."""
 
 
 class OpenAIEngine:
@@ -127,16 +119,14 @@ class OpenAIEngine:
             body["stop"] = list(config.stop)
         if config.top_k:
             body["top_k"] = config.top_k
-        settings = {"n": n, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
-                    "max_new_tokens": config.max_new_tokens, "stop": list(config.stop)}
+        settings = sampling_key(n, config)
         values = cached_map(self.cache, "sample", list(prompts), settings, config.seed,
                             lambda batch: self._sample_batch(batch, n, body, config), REMOTE, self.max_prompts_per_request)
         return [SampleSet(**value) for value in values]
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
         """The greedy answer for each prompt."""
-        config = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
-        return [result.texts[0] for result in self.sample(prompts, 1, config)]
+        return greedy_by_sampling(self, prompts, max_new_tokens, stop)
 
     def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
         """Exact probability of each candidate as a complete answer, by echo scoring (temperature 1 only)."""
@@ -219,19 +209,8 @@ class OpenAIEngine:
         return rows
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        for attempt in range(self.busy_retries + 1):
-            try:
-                response = self._http.request(method, path, json=body)
-            except httpx.TimeoutException as error:
-                raise OpenAIEngineError(f"{method} {self.base_url}{path}: no answer within {self.timeout_s}s") from error
-            except httpx.TransportError as error:
-                raise OpenAIEngineError(f"{method} {self.base_url}{path}: cannot reach the server ({error})") from error
-            if response.status_code not in (429, 503) or attempt == self.busy_retries:
-                break
-            time.sleep(float(response.headers.get("Retry-After", "1")))
-        if response.is_error:
-            raise OpenAIEngineError(f"{method} {path} answered {response.status_code}: {_error_message(response)}", response.status_code)
-        return response.json()
+        return request_json(self._http, method, path, body, retries=self.busy_retries, retry_statuses=(429, 503),
+                            timeout_s=self.timeout_s, error=OpenAIEngineError)
 
 
 def _echoed(choice: dict, text: str) -> tuple[list[str], list[float | None]]:
@@ -265,15 +244,3 @@ def _finish_reason(choice: dict, config: SamplingConfig) -> str:
     if "stop_reason" in choice:
         return "stop" if isinstance(choice["stop_reason"], str) else "eos"
     return "stop" if config.stop else "eos"
-
-
-def _error_message(response: httpx.Response) -> str:
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(body, dict) and isinstance(body.get("error"), dict):
-        return str(body["error"].get("message"))
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("detail") or body)
-    return str(body)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
+from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.models import DEFAULT_MODEL
 from workbench.paths import cache_dir
@@ -212,8 +212,7 @@ class RayEngine:
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
         """The greedy answer for each prompt."""
-        config = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
-        return [result.texts[0] for result in self.sample(prompts, 1, config)]
+        return greedy_by_sampling(self, prompts, max_new_tokens, stop)
 
     def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
         """Exact grid scores, prompts sharded over the actors."""

@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.inference.cachemap import cached_map
+from workbench.inference.cachemap import cached_map, sampling_key
 from workbench.inference.end_of_turn import end_of_turn
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
+from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.protocol import sampling_seed
 from workbench.paths import cache_dir
@@ -94,16 +94,14 @@ class VLLMEngine:
     def sample(self, prompts: list[str], n: int, config: SamplingConfig | None = None) -> list[SampleSet]:
         """``n`` samples per prompt (see :meth:`workbench.inference.engine.Engine.sample`)."""
         config = config or SamplingConfig()
-        settings = {"n": n, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
-                    "max_new_tokens": config.max_new_tokens, "stop": list(config.stop)}
+        settings = sampling_key(n, config)
         values = cached_map(self.cache, "sample", list(prompts), settings, config.seed,
                             lambda batch: self._sample_batch(batch, n, config), "cuda", self.batch_size)
         return [SampleSet(**value) for value in values]
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
         """The greedy answer for each prompt."""
-        config = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
-        return [result.texts[0] for result in self.sample(prompts, 1, config)]
+        return greedy_by_sampling(self, prompts, max_new_tokens, stop)
 
     def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
         """Exact probability of each candidate as a complete answer, from prompt log-probabilities."""

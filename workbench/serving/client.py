@@ -8,25 +8,17 @@ Long prompt lists are split into requests of at most the server's ``max_prompts`
 
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 
 import httpx
 import numpy as np
 
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
+from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
+from workbench.inference.http_json import EngineHTTPError, request_json
 
 
-class RemoteEngineError(RuntimeError):
-    """The server could not be reached or refused a request.
-
-    Attributes:
-        status: the HTTP status code, or None when no answer came.
-    """
-
-    def __init__(self, message: str, status: int | None = None):
-        super().__init__(message)
-        self.status = status
+class RemoteEngineError(EngineHTTPError):
+    """The server could not be reached or refused a request (``status``: its HTTP status, None without an answer)."""
 
 
 class RemoteEngine:
@@ -69,8 +61,7 @@ class RemoteEngine:
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
         """The greedy answer for each prompt (see :meth:`Engine.greedy`)."""
-        config = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
-        return [result.texts[0] for result in self.sample(prompts, 1, config)]
+        return greedy_by_sampling(self, prompts, max_new_tokens, stop)
 
     def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
         """Exact probability of each candidate answer (see :meth:`Engine.score`)."""
@@ -113,27 +104,5 @@ class RemoteEngine:
         return [list(prompts[start : start + size]) for start in range(0, len(prompts), size)]
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        for attempt in range(self.busy_retries + 1):
-            try:
-                response = self._http.request(method, path, json=body)
-            except httpx.TimeoutException as error:
-                raise RemoteEngineError(f"{method} {self.base_url}{path}: no answer within {self.timeout_s}s") from error
-            except httpx.TransportError as error:
-                raise RemoteEngineError(f"{method} {self.base_url}{path}: cannot reach the server ({error})") from error
-            if response.status_code != 503 or attempt == self.busy_retries:
-                break
-            time.sleep(float(response.headers.get("Retry-After", "1")))
-        if response.is_error:
-            raise RemoteEngineError(f"{method} {path} answered {response.status_code}: {_error_message(response)}", response.status_code)
-        return response.json()
-
-
-def _error_message(response: httpx.Response) -> str:
-    """The server's explanation: ``message``, else ``detail``, else the raw text."""
-    try:
-        body = response.json()
-    except ValueError:
-        return response.text[:500]
-    if isinstance(body, dict):
-        return str(body.get("message") or body.get("detail") or body)
-    return str(body)
+        return request_json(self._http, method, path, body, retries=self.busy_retries, retry_statuses=(503,),
+                            timeout_s=self.timeout_s, error=RemoteEngineError)
