@@ -4,14 +4,14 @@ import json
 
 import pandas as pd
 import pytest
-from test_finetune import make_tiny_model
+from make_tiny_model import make_tiny_model
 
 from workbench.cli import main
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), "llama")
 
 
 def test_evaluate_prints_the_table_and_writes_csv_and_manifest(tiny, tmp_path, capsys, monkeypatch):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
-from test_finetune import make_tiny_model
+from make_tiny_model import make_tiny_model
 
 from workbench.inference.engine import Engine
 from workbench.lifecycle.evaluation import (
@@ -28,7 +28,7 @@ from workbench.tasks import Example, get_task
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    return load_model(make_tiny_model(tmp_path_factory.mktemp("tiny")), device="cpu")
+    return load_model(make_tiny_model(tmp_path_factory.mktemp("tiny"), "llama"), device="cpu")
 
 
 def test_ece_by_hand():

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoTokenizer
 
 from workbench.lifecycle.finetune import (
     FinetuneConfig,
@@ -25,26 +25,14 @@ from workbench.lifecycle.finetune import (
     training_set,
 )
 from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
-from workbench.inference.models import embedded_model_folder, load_model, weights_sha256
+from workbench.inference.models import load_model, weights_sha256
 from workbench.tasks import get_task
-
-
-def make_tiny_model(folder):
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_folder())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=1024, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+from make_tiny_model import make_tiny_model
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    return make_tiny_model(tmp_path_factory.mktemp("tiny"))
+    return make_tiny_model(tmp_path_factory.mktemp("tiny"), "llama")
 
 
 def small(tiny, **changes):

@@ -23,9 +23,9 @@ def test_variants_have_distinct_fingerprints(lm):
 
 
 def test_int8_recipes_keep_what_they_say(tmp_path):
-    from test_finetune import make_tiny_model
+    from make_tiny_model import make_tiny_model
 
-    folder = str(make_tiny_model(tmp_path / "tiny"))
+    folder = str(make_tiny_model(tmp_path / "tiny", "llama"))
     loaded = {option: load_model(folder, device="cpu", quantize=option) for option in ("int8", "int8-head", "int8-all")}
 
     def fp32(lm, suffix):
@@ -41,9 +41,9 @@ def test_int8_recipes_keep_what_they_say(tmp_path):
 
 
 def test_attention_implementation_is_recorded_only_when_asked(tmp_path):
-    from test_finetune import make_tiny_model
+    from make_tiny_model import make_tiny_model
 
-    folder = str(make_tiny_model(tmp_path / "tiny"))
+    folder = str(make_tiny_model(tmp_path / "tiny", "llama"))
     plain, eager = load_model(folder, device="cpu"), load_model(folder, device="cpu", attn_implementation="eager")
     assert "attn_implementation" not in plain.fingerprint and eager.fingerprint["attn_implementation"] == "eager"
     assert eager.model.config._attn_implementation == "eager"

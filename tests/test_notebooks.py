@@ -13,7 +13,6 @@ import sys
 from workbench.inference.models import model_id
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
 
-sys.path.insert(0, str(PROJECT_ROOT / "scripts"))
 from make_tiny_model import make_tiny_model  # noqa: E402
 
 

@@ -3,34 +3,23 @@ a single-process run with the same seeds, and land in the same generation cache.
 
 import numpy as np
 import pytest
-import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e .[ray]")
 
 from workbench.inference.engine import Engine, SamplingConfig  # noqa: E402
 from workbench.inference.gencache import GenerationCache  # noqa: E402
-from workbench.inference.models import embedded_model_folder, load_model  # noqa: E402
+from workbench.inference.models import load_model  # noqa: E402
 from workbench.inference.protocol import Engine as EngineProtocol  # noqa: E402
 from workbench.inference.ray_engine import EngineSpec, RayEngine  # noqa: E402
 from workbench.paths import cache_dir  # noqa: E402
+from make_tiny_model import make_tiny_model  # noqa: E402
 
 PROMPTS = [f"<|im_start|>user\nQuestion number {i}: what is {i} plus {2 * i}?<|im_end|>\n<|im_start|>assistant\n" for i in range(10)]
 
 
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("tiny-llama")
-    tokenizer = AutoTokenizer.from_pretrained(embedded_model_folder())
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-        num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=True,
-        pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
-    )
-    torch.manual_seed(0)
-    LlamaForCausalLM(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return make_tiny_model(tmp_path_factory.mktemp("tiny-llama"), "llama")
 
 
 @pytest.fixture(scope="module")

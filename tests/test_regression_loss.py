@@ -4,7 +4,7 @@ and their gradients equal a finite difference; the soft (ordinal) target's prope
 import numpy as np
 import pytest
 import torch
-from test_finetune import make_tiny_model
+from make_tiny_model import make_tiny_model
 
 from workbench.inference.engine import Engine
 from workbench.inference.models import load_model
@@ -15,7 +15,7 @@ from workbench.tasks import get_task
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    return load_model(make_tiny_model(tmp_path_factory.mktemp("tiny_rl")), device="cpu")
+    return load_model(make_tiny_model(tmp_path_factory.mktemp("tiny_rl"), "llama"), device="cpu")
 
 
 def _batch(lm, task_name, n=3):

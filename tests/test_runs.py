@@ -1,8 +1,6 @@
 """Run records: folders, manifests, provenance of result files, MLflow tracking, the notebook runner's checks."""
 
 import json
-import sys
-from pathlib import Path
 
 import nbformat
 import pandas as pd
@@ -11,7 +9,6 @@ import pytest
 from workbench import runs, tracking
 from workbench.inference.models import DEFAULT_MODEL
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
 import run_notebooks  # noqa: E402
 
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 import torch
-from test_finetune import make_tiny_model
+from make_tiny_model import make_tiny_model
 from transformers import AutoModelForCausalLM
 
 from workbench.lifecycle.stages import FingerprintMismatch, get_stage, list_stages, load_stage, register_stage, register_variants, registry_path
@@ -16,7 +16,7 @@ def registry(tmp_path):
 
 
 def test_register_list_load_round_trip(tmp_path, registry):
-    folder = make_tiny_model(tmp_path / "tiny")
+    folder = make_tiny_model(tmp_path / "tiny", "llama")
     stages = register_variants("tiny", folder, task="sst5", notes="test", registry=registry)
     assert [s.name for s in stages] == ["tiny-fp32", "tiny-bf16", "tiny-int8"]
     assert len({s.fingerprint["weights_sha256"] for s in stages}) == 3
@@ -35,7 +35,7 @@ def test_register_list_load_round_trip(tmp_path, registry):
 
 
 def test_changed_weights_are_refused(tmp_path, registry):
-    folder = make_tiny_model(tmp_path / "tiny")
+    folder = make_tiny_model(tmp_path / "tiny", "llama")
     register_stage("tiny-fp32", folder, registry=registry)
     model = AutoModelForCausalLM.from_pretrained(folder)
     with torch.no_grad():
@@ -48,7 +48,7 @@ def test_changed_weights_are_refused(tmp_path, registry):
 
 
 def test_a_base_stage_follows_a_new_quantisation_recipe(tmp_path, registry):
-    folder = str(make_tiny_model(tmp_path / "tiny"))
+    folder = str(make_tiny_model(tmp_path / "tiny", "llama"))
     stage = get_stage("base-int8", registry, base_model=folder)
     stored = json.loads(registry.read_text())
     stored["base-int8"]["fingerprint"] = {**stage.fingerprint, "quantization": "int8-dynamic", "weights_sha256": "0" * 64}  # an older recipe
@@ -84,7 +84,7 @@ def test_registry_path_override(monkeypatch, tmp_path):
 
 def test_each_base_model_has_its_own_lifecycle(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_STAGES", str(tmp_path / "stages"))
-    folder = make_tiny_model(tmp_path / "tiny")
+    folder = make_tiny_model(tmp_path / "tiny", "llama")
     lm = load_stage("base-fp32", device="cpu", base_model=str(folder))
     assert get_stage("base-fp32", base_model=str(folder)).source == str(folder)
     assert lm.model.config.num_hidden_layers == AutoModelForCausalLM.from_pretrained(folder).config.num_hidden_layers
