@@ -121,7 +121,7 @@ def read_gsm8k(split: str) -> list[Example]:
     if path is None:
         records = [dict(r) for r in _hub("openai/gsm8k", "main", split)]
         return [_gsm8k_example(r, split, i, "hub", i + 1) for i, r in enumerate(records)]
-    return [_gsm8k_example(record, split, i, path, number) for i, (number, record) in enumerate(_read_jsonl(path))]
+    return [_gsm8k_example(record, split, i, path, number) for i, (number, record) in enumerate(jsonl_records(path, path.read_text(encoding="utf-8")))]
 
 
 def _gsm8k_example(record: dict, split: str, index: int, path, number: int) -> Example:
@@ -136,15 +136,22 @@ def _gsm8k_example(record: dict, split: str, index: int, path, number: int) -> E
     return Example(f"gsm8k/{split}/{index}", record["question"], target, meta={"solution": answer})
 
 
-def _read_jsonl(path: Path):
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataFormatError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-            if not isinstance(record, dict):
-                raise DataFormatError(f"{path}:{number}: expected a JSON object")
-            yield number, record
+def jsonl_records(path: Path, text: str):
+    """``(line number, object)`` for each non-blank line of a JSON-lines text read from ``path``.
+
+    Lines end at ``\\n`` only: a JSON string may hold other line separators (U+2028), which
+    ``str.splitlines`` would cut.
+
+    >>> list(jsonl_records(Path("x.jsonl"), '{"a": 1}\\n\\n{"b": "\u2028"}\\n'))
+    [(1, {'a': 1}), (3, {'b': '\u2028'})]
+    """
+    for number, line in enumerate(text.split("\n"), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise DataFormatError(f"{path}:{number}: invalid JSON ({error.msg})") from None
+        if not isinstance(record, dict):
+            raise DataFormatError(f"{path}:{number}: expected a JSON object")
+        yield number, record

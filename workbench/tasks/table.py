@@ -20,11 +20,10 @@ import codecs
 import csv
 import hashlib
 import io
-import json
 import math
 from pathlib import Path
 
-from workbench.tasks.loaders import DataFormatError, Example
+from workbench.tasks.loaders import DataFormatError, Example, jsonl_records
 
 DELIMITERS = {"\t": "tab", ",": "comma", ";": "semicolon", "|": "pipe"}
 QUOTING = {"csv": csv.QUOTE_MINIMAL, "none": csv.QUOTE_NONE}
@@ -78,7 +77,7 @@ def read_table(
     text = decode_file(path, encoding)
     wanted = [column for column in (text_column, label_column, text_b_column) if column]
     if text.lstrip()[:1] == "{":
-        records = _jsonl_records(path, text)
+        records = jsonl_records(path, text)
     else:
         records = _delimited_records(path, text, wanted, delimiter, quoting, multiline)
     labels = _LabelReader(path, label_column, label_map, low, high)
@@ -260,19 +259,6 @@ def _delimited_records(path: Path, text: str, wanted: list[str], delimiter: str 
         yield start, dict(zip(header, row))
     if header is None:
         raise DataFormatError(f"{path}:1: expected a header row")
-
-
-def _jsonl_records(path: Path, text: str):
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise DataFormatError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-        if not isinstance(record, dict):
-            raise DataFormatError(f"{path}:{number}: expected a JSON object")
-        yield number, record
 
 
 class _LabelReader:
