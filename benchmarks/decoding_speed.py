@@ -42,7 +42,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import baselines  # noqa: E402
 
-from workbench.inference.engine import Engine, SamplingConfig  # noqa: E402
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
 from workbench.paths import RESULTS_DIR  # noqa: E402
 from workbench.tasks import get_task  # noqa: E402
@@ -186,7 +187,7 @@ def short_answers(lm, args, engines) -> None:
     prompts = task.prompts(task.examples("test", limit=args.items + 1, seed=args.seed), lm.tokenizer, shots)
     warmup, prompts = prompts[:1], prompts[1:]
     samplers = ["hf_generate", "prefill_once_sampler", *engines]
-    end = Engine(lm, cache=None, progress=False).end_of_turn
+    end = HFEngine(lm, cache=None, progress=False).end_of_turn
     for run in sampler_runs(lm, warmup, args.n[0], args.max_new_tokens[0], args.seed, 1.0, samplers, engines).values():
         run(warmup)
     sampling = run_samplers(lm, prompts, args, args.n[0], args.max_new_tokens[0], 1.0, samplers, engines)
@@ -199,7 +200,7 @@ def short_answers(lm, args, engines) -> None:
         # Same distributions: the hand-written scorer and the engine compute the same log-probabilities.
         gaps[mode] = float((stats["engine_score"]["result"] - stats["one_pass_scorer"]["result"]).abs().max())
         scoring[mode] = {name: {"seconds": s["seconds"], "all_seconds": s["all_seconds"], "cpu_seconds": s["cpu_seconds"], "load": s["load"], "items_per_s": len(prompts) / s["seconds"], "tokens_per_s": 0.0} for name, s in stats.items()}
-    agreement = sample_vs_exact(Engine(lm, cache=None, progress=False), prompts, task.candidates, args.n_check, args.seed)
+    agreement = sample_vs_exact(HFEngine(lm, cache=None, progress=False), prompts, task.candidates, args.n_check, args.seed)
     lengths = [len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     print(f"model {lm.fingerprint['name']} {lm.dtype} on {lm.device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()}")
     print(f"{len(prompts)} SST-5 {args.shots}-shot prompts, {int(np.mean(lengths))} tokens on average, N={args.n[0]}, max_new_tokens={args.max_new_tokens[0]}")
@@ -219,7 +220,7 @@ def short_answers(lm, args, engines) -> None:
     })
 
 
-def sample_vs_exact(engine: Engine, prompts: list[str], candidates: list[str], n: int, seed: int) -> dict:
+def sample_vs_exact(engine: HFEngine, prompts: list[str], candidates: list[str], n: int, seed: int) -> dict:
     """Mean total variation between sampled and exact rating distributions (renormalised on the grid)."""
     exact = engine.score(prompts, candidates)
     samples = engine.sample(prompts, n, SamplingConfig(max_new_tokens=4, seed=seed))
@@ -317,7 +318,7 @@ def main() -> None:
     args.n, args.max_new_tokens = args.n or defaults[2], args.max_new_tokens or defaults[3]
 
     lm = load_model(args.model, device=args.device, dtype=args.dtype)
-    engines = {"engine": lambda: Engine(lm, cache=None, progress=False)}  # fresh: no prefix carried between methods
+    engines = {"engine": lambda: HFEngine(lm, cache=None, progress=False)}  # fresh: no prefix carried between methods
     if args.compare_commit:
         before = engine_at(args.compare_commit)
         engines = {"engine_before": lambda: before.Engine(lm, cache=None, progress=False), **engines}

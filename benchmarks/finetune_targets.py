@@ -1,7 +1,7 @@
 """Issue 9's targets for a fine-tuned model, on the full test sets: SST-5 accuracy of the exact mode
 and STS-B Spearman of the exact mean, with 95% bootstrap intervals.
 
-The exact distribution over each task's answer grid comes from ``Engine.score`` on the zero-shot
+The exact distribution over each task's answer grid comes from ``HFEngine.score`` on the zero-shot
 prompts (as notebook 02 scores the fine-tuned stage, in bf16; scores are cached on disk by the
 model's fingerprint, so notebook 02 reuses them):
 
@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 import torch
 
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.metric_aware.bootstrap import paired_bootstrap
 from workbench.metric_aware.experiments import RunConfig, comparison_table, run_task, strategy_predictions
 from workbench.tasks import get_task
@@ -38,8 +38,8 @@ def main() -> None:
     parser.add_argument("--record", default=None, help="a JSON-lines file the report is appended to (e.g. results/stsb_experiments.jsonl)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    engine = Engine.load(args.model, dtype=args.dtype, progress=False)
-    other = Engine.load(args.against, dtype=args.dtype, progress=False) if args.against else None
+    engine = HFEngine.load(args.model, dtype=args.dtype, progress=False)
+    other = HFEngine.load(args.against, dtype=args.dtype, progress=False) if args.against else None
     report = {"model": args.model, "fingerprint": engine.lm.fingerprint_id, "dtype": args.dtype}
     if other is not None:
         report.update(against=args.against, against_fingerprint=other.lm.fingerprint_id)

@@ -6,7 +6,7 @@ down-projections in fp32, ``"int8-head"`` only the output layer, ``"int8-all"`` 
 measures, on the same held-out items for each:
 
 * perplexity of the SST-5 test sentences (cleaned text, sliding window; as notebook 04 does);
-* the exact answer distribution on zero-shot SST-5 prompts (``Engine.score``): RMSE of its mean,
+* the exact answer distribution on zero-shot SST-5 prompts (``HFEngine.score``): RMSE of its mean,
   mass outside the grid, and the total variation distance to fp32's distribution.
 
 It appends one JSON line to results/benchmarks.jsonl and prints the table.
@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
 from workbench.lifecycle.evaluation import perplexity, predict
 from workbench.paths import RESULTS_DIR
@@ -53,7 +53,7 @@ def main() -> None:
     started = time.time()
     for label, quantize in VARIANTS.items():
         lm = load_model(device="cpu", quantize=quantize)
-        scored = predict(Engine(lm, cache=None, progress=False), sst5, examples)
+        scored = predict(HFEngine(lm, cache=None, progress=False), sst5, examples)
         probs = np.asarray(scored.probs)
         reference = probs if reference is None else reference
         mean = probs @ np.asarray(sst5.grid, dtype=float)

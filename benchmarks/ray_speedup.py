@@ -5,10 +5,10 @@ one warm-up call on other prompts first, and no disk cache, so every call comput
 live side by side and are timed in rounds of rotating order (the median is reported), so that a
 change in the machine's load hits every configuration alike:
 
-* (a) one process, ``Engine`` with 1 torch thread;
+* (a) one process, ``HFEngine`` with 1 torch thread;
 * (b) ``RayEngine``, 1 worker of 1 CPU;
 * (c) ``RayEngine``, 2 workers of 1 CPU each;
-* (d) one process, ``Engine`` with 2 torch threads (what the machine gives without Ray).
+* (d) one process, ``HFEngine`` with 2 torch threads (what the machine gives without Ray).
 
 It checks that (b) and (c) return exactly the samples of (a), then appends one JSON line to
 results/benchmarks.jsonl. The ratio that answers "what does a second worker buy" is (c)/(b); on a
@@ -32,7 +32,8 @@ from datetime import datetime, timezone
 import numpy as np
 import torch
 
-from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig
 from workbench.inference.models import load_model
 from workbench.inference.ray_engine import EngineSpec, RayEngine
 from workbench.paths import RESULTS_DIR
@@ -95,7 +96,7 @@ def main() -> None:
 
     # 3 logical CPUs: both Ray engines (1 + 2 actors) live side by side; only one computes at a time.
     ray.init(num_cpus=3, include_dashboard=False, log_to_driver=False)
-    single = Engine(lm, cache=None, progress=False)
+    single = HFEngine(lm, cache=None, progress=False)
     spec = EngineSpec(device="cpu")
     engines = {
         "single_1_thread": (single, 1),

@@ -22,7 +22,8 @@ from transformers import AutoTokenizer
 
 from workbench.inference import attention
 from workbench.inference.end_of_turn import end_of_turn
-from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig
 from workbench.inference.models import LoadedModel, embedded_model_folder
 
 WINDOW = 12  # shorter than every prompt below: the window decides what a token sees
@@ -85,7 +86,7 @@ def plain_logprobs(lm: LoadedModel, prompt: str, answer_ids: list[int]) -> list[
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_score_matches_a_plain_forward_pass(name, models, prompts):
     lm = models[name]
-    engine = Engine(lm, progress=False)
+    engine = HFEngine(lm, progress=False)
     candidates = ["1", "2.5", "ten", "3"]
     scored = engine.score(prompts, candidates)
     assert engine._prefix is not None  # the shared system prompt was prefilled once
@@ -98,7 +99,7 @@ def test_score_matches_a_plain_forward_pass(name, models, prompts):
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_every_sampled_token_matches_a_plain_forward_pass(name, models, prompts):
     lm = models[name]
-    engine = Engine(lm, progress=False)
+    engine = HFEngine(lm, progress=False)
     # top_k=2: samples share tree nodes for a few steps, then continue as rows; rare stop letters:
     # rows finish at different steps, so the rows are packed as they finish.
     configs = [SamplingConfig(top_k=2, max_new_tokens=10, seed=1), SamplingConfig(max_new_tokens=16, stop=RARE_LETTERS, seed=2)]
@@ -115,7 +116,7 @@ def test_every_sampled_token_matches_a_plain_forward_pass(name, models, prompts)
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_greedy_matches_hf_generate(name, models, prompts):
     lm = models[name]
-    ours = Engine(lm, progress=False).sample(prompts, 1, SamplingConfig(temperature=0, max_new_tokens=10))
+    ours = HFEngine(lm, progress=False).sample(prompts, 1, SamplingConfig(temperature=0, max_new_tokens=10))
     for prompt, result in zip(prompts, ours):
         inputs = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         out = lm.model.generate(**inputs, do_sample=False, max_new_tokens=10, pad_token_id=lm.tokenizer.pad_token_id)
@@ -130,7 +131,7 @@ def test_callers_outside_the_engine_get_the_models_own_attention(name, models, p
     batch = lm.tokenizer(prompts[:2], return_tensors="pt", padding=True, add_special_tokens=False)
     with torch.no_grad():
         expected = lm.model(**batch).logits
-    Engine(lm, progress=False).score(prompts[:1], ["1"])  # registers the kernel
+    HFEngine(lm, progress=False).score(prompts[:1], ["1"])  # registers the kernel
     original = lm.model.config._attn_implementation or "eager"
     registered = next(n for n, base in attention._FALLBACK_OF.items() if base == original)
     lm.model.config._attn_implementation = registered  # as another thread sees the model mid-call
@@ -158,7 +159,7 @@ def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tok
     end = gemma_like.convert_tokens_to_ids("<|endoftext|>")
     assert end != gemma_like.eos_token_id and end_of_turn(gemma_like).token_id == end
     lm = models["llama"]
-    engine = Engine(LoadedModel(lm.model, gemma_like, "tiny-llama", lm.device, "fp32", None, {"name": "gemma-like"}), progress=False)
+    engine = HFEngine(LoadedModel(lm.model, gemma_like, "tiny-llama", lm.device, "fp32", None, {"name": "gemma-like"}), progress=False)
     assert engine.end_of_turn == end and end in engine.eos_ids
     prompt = gemma_like.apply_chat_template([{"role": "user", "content": "Rate it."}], tokenize=False, add_generation_prompt=True)
     scored = engine.score([prompt], ["4"])
@@ -172,7 +173,7 @@ def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tok
     assert end_of_turn(plain, generation).token_id == 5
     model = copy.copy(lm.model)
     model.generation_config = generation
-    engine = Engine(LoadedModel(model, plain, "tiny-llama", lm.device, "fp32", None, {"name": "plain"}), progress=False)
+    engine = HFEngine(LoadedModel(model, plain, "tiny-llama", lm.device, "fp32", None, {"name": "plain"}), progress=False)
     assert {5, 7} <= engine.eos_ids and engine.end_of_turn == 5
 
 
@@ -180,7 +181,7 @@ def test_untested_architectures_are_refused(tokenizer):
     config = transformers.GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
     with pytest.raises(NotImplementedError, match="gpt_neox"):
-        Engine(LoadedModel(model, tokenizer, "tiny-neox", torch.device("cpu"), "fp32", None, {}), progress=False)
+        HFEngine(LoadedModel(model, tokenizer, "tiny-neox", torch.device("cpu"), "fp32", None, {}), progress=False)
 
 
 def test_installed_transformers_is_in_the_pinned_range():

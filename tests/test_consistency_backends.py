@@ -5,7 +5,7 @@ server, standing in for vLLM/TGI/llama.cpp). Greedy responses must equal the in-
 import pytest
 
 from workbench.consistency.generate import Variant, build_queries, generate_responses, variant_key
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.serving import BackgroundServer, ServerConfig, create_app
 
 TOKENS = 6
@@ -17,7 +17,7 @@ def queries():
 
 
 def test_openai_backends_give_the_local_greedy_responses(lm, queries, monkeypatch):
-    with BackgroundServer(create_app(Engine(lm, progress=False), "other-key", ServerConfig())) as other:
+    with BackgroundServer(create_app(HFEngine(lm, progress=False), "other-key", ServerConfig())) as other:
         monkeypatch.setenv("OPENAI_API_KEY", "other-key")
         variants = [
             Variant("local", lm, temperature=0, max_new_tokens=TOKENS),

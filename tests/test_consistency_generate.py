@@ -17,7 +17,7 @@ from workbench.consistency.generate import (
     variant_seed,
 )
 from workbench.consistency.responses import RESPONSE_FIELDS, load_responses
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 
 TOKENS = 6
 
@@ -29,15 +29,15 @@ def queries():
 
 @pytest.fixture()
 def sample_calls(monkeypatch):
-    """Records the prompts of every local Engine.sample call (the served engine runs in the same process)."""
+    """Records the prompts of every local HFEngine.sample call (the served engine runs in the same process)."""
     calls = []
-    original = Engine.sample
+    original = HFEngine.sample
 
     def spy(self, prompts, n, config=None):
         calls.append(list(prompts))
         return original(self, prompts, n, config)
 
-    monkeypatch.setattr(Engine, "sample", spy)
+    monkeypatch.setattr(HFEngine, "sample", spy)
     return calls
 
 
@@ -142,13 +142,13 @@ def test_batch_size_and_attention_variants(lm, queries, monkeypatch, tmp_path):
     import workbench.lifecycle.stages as stages
 
     built, loaded = [], []
-    original_init = Engine.__init__
+    original_init = HFEngine.__init__
 
     def spy_init(self, lm_, cache=None, batch_size=8, **kwargs):
         built.append((batch_size, cache is None))
         original_init(self, lm_, cache=cache, batch_size=batch_size, **kwargs)
 
-    monkeypatch.setattr(Engine, "__init__", spy_init)
+    monkeypatch.setattr(HFEngine, "__init__", spy_init)
     monkeypatch.setattr(stages, "load_stage", lambda name, device="auto", base_model=None, attn_implementation=None, **_: loaded.append((name, attn_implementation)) or lm)
     monkeypatch.setattr("workbench.consistency.generate.stage_fingerprint", lambda stage, base_model=None: {"stub": stage})
     variants = [Variant("batch-1", "base-fp32", temperature=0, max_new_tokens=TOKENS, batch_size=1),

@@ -156,9 +156,9 @@ def test_time_passes_on_a_tiny_model():
 
 
 def test_time_methods_times_every_method(lm, sst5, sst5_prompts):
-    from workbench.inference.engine import Engine
+    from workbench.inference.engine import HFEngine
 
-    engine = Engine(lm, cache=None, progress=False)
+    engine = HFEngine(lm, cache=None, progress=False)
     timing = time_methods(engine, sst5_prompts[:2], sst5.candidates, ns=[2], max_new_tokens=2, repeats=1)
     assert list(zip(timing.method, timing.n)) == [("greedy", 1), ("sample", 2), ("exact", 5)]
     assert (timing.seconds_per_item > 0).all()

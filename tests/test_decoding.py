@@ -2,13 +2,14 @@ import numpy as np
 import pytest
 import torch
 
-from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig
 from workbench.inference.gencache import GenerationCache
 
 
 @pytest.fixture
 def engine(lm):
-    return Engine(lm, progress=False)
+    return HFEngine(lm, progress=False)
 
 
 def brute_force_logprob(lm, prompt: str, answer_ids: list[int]) -> float:
@@ -31,7 +32,7 @@ def test_score_matches_brute_force_and_is_batch_invariant(lm, engine, sst5_promp
         for k, candidate in enumerate(candidates):
             ids = lm.tokenizer(candidate, add_special_tokens=False)["input_ids"] + [end]
             assert batched.logprobs[row, k] == pytest.approx(brute_force_logprob(lm, prompt, ids), abs=2e-3)
-        alone = Engine(lm, progress=False, share_prefix=False).score([prompt], candidates)
+        alone = HFEngine(lm, progress=False, share_prefix=False).score([prompt], candidates)
         np.testing.assert_allclose(alone.logprobs[0], batched.logprobs[row], atol=2e-3)
     full = engine.score(sst5_prompts[:1], [str(i) for i in range(1, 6)])
     assert 0 <= full.outside_mass[0] < 1
@@ -51,7 +52,7 @@ def test_greedy_matches_hf_generate(lm, engine, sst5):
 def test_same_seed_same_samples(engine, sst5_prompts):
     config = SamplingConfig(temperature=0.9, top_p=0.95, max_new_tokens=6, seed=7)
     first = engine.sample(sst5_prompts, 16, config)
-    again = Engine(engine.lm, progress=False).sample(sst5_prompts, 16, config)
+    again = HFEngine(engine.lm, progress=False).sample(sst5_prompts, 16, config)
     assert [s.texts for s in first] == [s.texts for s in again]
     assert [s.token_logprobs for s in first] == [s.token_logprobs for s in again]
     other = engine.sample(sst5_prompts, 16, SamplingConfig(temperature=0.9, top_p=0.95, max_new_tokens=6, seed=8))
@@ -105,7 +106,7 @@ def test_stop_strings_cut_the_text(lm, engine):
 
 def test_cache_makes_reruns_free_and_resumes(lm, tmp_path, sst5_prompts, monkeypatch):
     cache = GenerationCache(tmp_path, lm.fingerprint)
-    engine = Engine(lm, cache=cache, batch_size=1, progress=False)
+    engine = HFEngine(lm, cache=cache, batch_size=1, progress=False)
     config = SamplingConfig(max_new_tokens=4, seed=3)
     calls = []
     original = engine._sample_batch
@@ -121,11 +122,11 @@ def test_cache_makes_reruns_free_and_resumes(lm, tmp_path, sst5_prompts, monkeyp
         engine.sample(sst5_prompts, 4, config)
     assert len(GenerationCache(tmp_path, lm.fingerprint)) == 2  # two batches were kept
     calls.clear()
-    resumed = Engine(lm, cache=GenerationCache(tmp_path, lm.fingerprint), batch_size=1, progress=False)
+    resumed = HFEngine(lm, cache=GenerationCache(tmp_path, lm.fingerprint), batch_size=1, progress=False)
     monkeypatch.setattr(resumed, "_sample_batch", lambda *a: calls.append(1) or original(*a))
     full = resumed.sample(sst5_prompts, 4, config)
     assert len(calls) == 1  # only the prompt that was lost is computed
-    assert [s.texts for s in full] == [s.texts for s in Engine(lm, progress=False).sample(sst5_prompts, 4, config)]
+    assert [s.texts for s in full] == [s.texts for s in HFEngine(lm, progress=False).sample(sst5_prompts, 4, config)]
     calls.clear()
     resumed.sample(sst5_prompts, 4, config)
     assert calls == []  # a rerun costs nothing
@@ -146,8 +147,8 @@ def test_long_answers_are_exact_and_seeded(lm, engine):
             assert brute_force_logprob(lm, prompt, ids) == pytest.approx(sum(logprobs), abs=2e-3)
             assert logprobs[-1] == pytest.approx(brute_force_logprob(lm, prompt, ids) - brute_force_logprob(lm, prompt, ids[:-1]), abs=1e-3)
     assert len(lengths) >= 3  # rows ended at different steps
-    assert [r.token_ids for r in Engine(lm, progress=False).sample(prompts, 8, config)] == [r.token_ids for r in results]
-    alone = Engine(lm, progress=False).sample(prompts[1:], 8, config)[0]  # other batch, other padding: same samples
+    assert [r.token_ids for r in HFEngine(lm, progress=False).sample(prompts, 8, config)] == [r.token_ids for r in results]
+    alone = HFEngine(lm, progress=False).sample(prompts[1:], 8, config)[0]  # other batch, other padding: same samples
     assert alone.token_ids == results[1].token_ids
     assert np.allclose(np.concatenate(alone.token_logprobs), np.concatenate(results[1].token_logprobs), atol=1e-4)
 

@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
 from make_tiny_model import make_tiny_model
 
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.lifecycle.evaluation import (
     Predictions,
     class_scheme,
@@ -129,7 +129,7 @@ def test_perplexity_matches_brute_force(tiny_lm):
 
 def test_evaluate_stage_tables(tiny_lm):
     sets = {name: (get_task(name), get_task(name).examples("test", limit=6, seed=0)) for name in ("sst5", "stsb")}
-    evaluation = evaluate_stage("tiny", Engine(tiny_lm, cache=None, progress=False), sets, ppl_length=32, ppl_stride=16)
+    evaluation = evaluate_stage("tiny", HFEngine(tiny_lm, cache=None, progress=False), sets, ppl_length=32, ppl_stride=16)
     metrics = evaluation.metrics
     assert metrics["task"].tolist() == ["sst5", "stsb"] and (metrics["n"] == 6).all()
     assert metrics[["perplexity", "accuracy", "macro_f1", "ece", "rmse"]].notna().all().all()

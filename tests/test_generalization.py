@@ -7,7 +7,7 @@ import csv
 import numpy as np
 import pytest
 
-from workbench.inference.engine import GridScore
+from workbench.inference.types import GridScore
 from workbench.cost.generalization import (
     drop_table,
     hutto_snippets_path,

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.metric_aware.experiments import RunConfig, TaskRun, comparison_table, pattern_check, run_task, strategy_predictions, synthetic_run
 
 
@@ -46,7 +46,7 @@ def test_run_save_load_roundtrip(tmp_path):
 
 
 def test_run_task_on_the_model(lm, sst5):
-    run = run_task(Engine(lm, progress=False), sst5, RunConfig(split="dev", limit=3, shots=2, k=4))
+    run = run_task(HFEngine(lm, progress=False), sst5, RunConfig(split="dev", limit=3, shots=2, k=4))
     assert len(run.samples) == 3 and all(len(row) == 4 for row in run.samples)
     assert run.exact_probs.shape == (3, 5) and np.allclose(run.exact_probs.sum(axis=1), 1)
     assert set(comparison_table(run, n_resamples=50).index) >= {"greedy", "one sample", "exact median"}

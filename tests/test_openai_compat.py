@@ -5,7 +5,8 @@ import httpx
 import numpy as np
 import pytest
 
-from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig
 from workbench.inference.openai_compat import OpenAIEngine, OpenAIEngineError
 from workbench.inference.protocol import Engine as EngineProtocol
 from workbench.serving import BackgroundServer, RemoteEngine, ServerConfig, create_app
@@ -20,12 +21,12 @@ def chat(lm, question: str) -> str:
 
 @pytest.fixture(scope="module")
 def local(lm):
-    return Engine(lm, progress=False)
+    return HFEngine(lm, progress=False)
 
 
 @pytest.fixture(scope="module")
 def server(lm):
-    with BackgroundServer(create_app(Engine(lm, progress=False), KEY, ServerConfig(max_prompts=32, max_total_tokens=512))) as running:
+    with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, ServerConfig(max_prompts=32, max_total_tokens=512))) as running:
         yield running
 
 

@@ -6,7 +6,8 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e .[ray]")
 
-from workbench.inference.engine import Engine, SamplingConfig  # noqa: E402
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.gencache import GenerationCache  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
 from workbench.inference.protocol import Engine as EngineProtocol  # noqa: E402
@@ -64,7 +65,7 @@ def test_two_workers_on_the_local_instance(sharded, tiny):
 
 
 def test_sharded_samples_and_scores_equal_a_single_process_run(sharded, tiny):
-    single = Engine(load_model(tiny, device="cpu"), cache=None, progress=False)
+    single = HFEngine(load_model(tiny, device="cpu"), cache=None, progress=False)
     config = SamplingConfig(temperature=1.0, max_new_tokens=5, seed=7)
     for theirs, mine in zip(sharded.sample(PROMPTS, 4, config), single.sample(PROMPTS, 4, config)):
         assert (theirs.texts, theirs.token_ids, theirs.finish_reasons) == (mine.texts, mine.token_ids, mine.finish_reasons)
@@ -79,7 +80,7 @@ def test_results_land_in_the_generation_cache_a_single_process_run_reads(sharded
     drawn = sharded.sample(PROMPTS, 3, config)
     scored = sharded.score(PROMPTS, ["1", "2"])
     lm = load_model(tiny, device="cpu")
-    single = Engine(lm, cache=GenerationCache(cache_dir() / "generations", lm.fingerprint), progress=False)
+    single = HFEngine(lm, cache=GenerationCache(cache_dir() / "generations", lm.fingerprint), progress=False)
 
     def no_compute(*args, **kwargs):
         raise AssertionError("a cached prompt was computed again")

@@ -1,4 +1,4 @@
-"""The regression-aware objectives on a tiny random Llama: their log-probabilities equal Engine.score's,
+"""The regression-aware objectives on a tiny random Llama: their log-probabilities equal HFEngine.score's,
 and their gradients equal a finite difference; the soft (ordinal) target's properties."""
 
 import numpy as np
@@ -6,7 +6,7 @@ import pytest
 import torch
 from make_tiny_model import make_tiny_model
 
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
 from workbench.lifecycle.finetune import FinetuneConfig, _Trainer, training_set
 from workbench.lifecycle.regression_loss import candidate_tokens, grid_logprobs, grid_loss, soft_targets
@@ -33,7 +33,7 @@ def test_grid_logprobs_equal_engine_score(tiny_lm, task_name, share_prefix):
     with torch.no_grad():
         ours = grid_logprobs(tiny_lm.model, prompts, candidates, tiny_lm.tokenizer.pad_token_id, share_prefix=share_prefix)
     texts = [tiny_lm.tokenizer.decode(p) for p in prompts]
-    reference = Engine(tiny_lm, cache=None, progress=False, share_prefix=False).score(texts, task.candidates)
+    reference = HFEngine(tiny_lm, cache=None, progress=False, share_prefix=False).score(texts, task.candidates)
     np.testing.assert_allclose(ours.double().numpy(), reference.logprobs, atol=2e-4)
     # the gold answer's tokens are one of the candidates (what the cross-entropy term reads)
     assert all(e.input_ids[e.answer_start :] in candidates for e in encoded)

@@ -15,7 +15,8 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from workbench.inference.engine import Engine, GridScore, SampleSet, SamplingConfig
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.models import load_model
 from workbench.serving import BackgroundServer, RemoteEngine, RemoteEngineError, ServerConfig, create_app
 from workbench.serving.batching import BatchQueue, QueueFull
@@ -42,7 +43,7 @@ def lm():
 
 @pytest.fixture(scope="module")
 def local(lm):
-    return Engine(lm, progress=False)
+    return HFEngine(lm, progress=False)
 
 
 def chat(lm, question: str) -> str:
@@ -52,7 +53,7 @@ def chat(lm, question: str) -> str:
 @pytest.fixture(scope="module")
 def server(lm):
     config = ServerConfig(max_batch=8, batch_wait_ms=150, queue_size=32, max_total_tokens=256, max_n=4, max_prompts=8)
-    with BackgroundServer(create_app(Engine(lm, progress=False), KEY, config)) as running:
+    with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, config)) as running:
         yield running
 
 
@@ -232,7 +233,7 @@ def test_remote_engine_errors_are_clear(server):
 
 def test_full_queue_answers_503_with_retry_after(lm):
     config = ServerConfig(max_batch=1, batch_wait_ms=0, queue_size=2, retry_after_s=2)
-    with BackgroundServer(create_app(Engine(lm, progress=False), KEY, config)) as small:
+    with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, config)) as small:
         bodies = [{"prompts": [chat(lm, q)], "temperature": 0, "max_new_tokens": 8} for q in QUESTIONS]
         responses = post_all_at_once(f"{small.url}/generate", bodies, {"X-API-Key": KEY})
         statuses = [r.status_code for r in responses]
@@ -333,7 +334,7 @@ def test_health_answers_within_a_second_while_a_huge_prompt_is_tokenised(lm):
 
     config = ServerConfig(max_total_tokens=200_000)
     prompt = "word " * 400_000  # 2 MB, about 400k tokens
-    with BackgroundServer(create_app(Engine(lm, progress=False), KEY, config)) as big:
+    with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, config)) as big:
         with ThreadPoolExecutor(1) as pool:
             pending = pool.submit(httpx.post, f"{big.url}/generate", json={"prompts": [prompt]},
                                   headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
@@ -383,7 +384,7 @@ def wait_until(condition, timeout_s: float = 20.0) -> None:
 def test_work_of_clients_that_hung_up_is_dropped_before_it_is_computed(lm):
     """Audit: after 6 clients hung up, their queued requests were computed in full (the next
     request waited 43-89 s). Here they leave while the engine is busy; none of them is computed."""
-    gated = GatedEngine(Engine(lm, progress=False))
+    gated = GatedEngine(HFEngine(lm, progress=False))
     config = ServerConfig(max_batch=1, batch_wait_ms=0, queue_size=16)
     headers = {"Authorization": f"Bearer {KEY}"}
     body = lambda q: {"prompts": [chat(lm, q)], "temperature": 0, "max_new_tokens": 4}  # noqa: E731
@@ -408,7 +409,7 @@ def test_work_of_clients_that_hung_up_is_dropped_before_it_is_computed(lm):
 
 
 def test_a_running_batch_stops_early_when_its_client_leaves(lm):
-    gated = GatedEngine(Engine(lm, progress=False))
+    gated = GatedEngine(HFEngine(lm, progress=False))
     gated.open.set()
     config = ServerConfig(chunk_prompts=1, max_prompts=8)
     prompts = [chat(lm, q) for q in QUESTIONS]
@@ -478,7 +479,7 @@ def test_health_reveals_no_filesystem_path(lm):
 
     folder = str(embedded_model_folder())
     from_folder = dataclasses.replace(lm, name=folder, fingerprint={**lm.fingerprint, "name": folder})
-    with BackgroundServer(create_app(Engine(from_folder, progress=False), KEY)) as served:
+    with BackgroundServer(create_app(HFEngine(from_folder, progress=False), KEY)) as served:
         text = httpx.get(f"{served.url}/health").text
         models = httpx.get(f"{served.url}/v1/models", headers={"X-API-Key": KEY}).text
     assert folder not in text and folder not in models and "/root" not in text
@@ -488,14 +489,14 @@ def test_health_reveals_no_filesystem_path(lm):
 def test_abandoned_clients_phase_reports_the_dropped_work(lm):
     from workbench.serving.loadtest import abandoned_clients_test
 
-    with BackgroundServer(create_app(Engine(lm, progress=False), KEY, ServerConfig(max_batch=8, chunk_prompts=2))) as small:
+    with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, ServerConfig(max_batch=8, chunk_prompts=2))) as small:
         result = asyncio.run(abandoned_clients_test(small.url, KEY, clients=3, give_up_after_s=0.3, blocker_prompts=8, max_new_tokens=12))
     assert result.gave_up == 3 and result.dropped, result.table()
     assert result.queue_depth_after == 0 and "abandoned work dropped" in result.table()
 
 
 def test_work_past_its_deadline_is_dropped_with_504(lm):
-    gated = GatedEngine(Engine(lm, progress=False))
+    gated = GatedEngine(HFEngine(lm, progress=False))
     config = ServerConfig(max_batch=1, batch_wait_ms=0, request_timeout_s=1.0)
     headers = {"X-API-Key": KEY}
     body = lambda q: {"prompts": [chat(lm, q)], "temperature": 0, "max_new_tokens": 2}  # noqa: E731

@@ -8,7 +8,8 @@ import torch
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e .[vllm] on a GPU machine)")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="vLLM needs a CUDA GPU")
 
-from workbench.inference.engine import Engine, SamplingConfig  # noqa: E402
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
 from workbench.inference.protocol import Engine as EngineProtocol  # noqa: E402
 from workbench.inference.vllm_engine import VLLMEngine  # noqa: E402
@@ -17,7 +18,7 @@ from workbench.tasks import get_task  # noqa: E402
 
 @pytest.fixture(scope="module")
 def engines():
-    hf = Engine(load_model(device="cuda", dtype="fp32"), cache=None, progress=False)
+    hf = HFEngine(load_model(device="cuda", dtype="fp32"), cache=None, progress=False)
     fast = VLLMEngine(dtype="fp32", disk_cache=False, gpu_memory_utilization=0.3, max_model_len=2048)
     return hf, fast
 

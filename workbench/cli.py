@@ -34,7 +34,7 @@ def _add_model_options(parser: argparse.ArgumentParser, dtype: bool = True) -> N
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from workbench.inference.engine import Engine
+    from workbench.inference.engine import HFEngine
     from workbench.metric_aware.experiments import RunConfig, comparison_table, run_task
     from workbench.runs import Run, set_threads
     from workbench.tasks import get_task
@@ -46,7 +46,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     config = RunConfig(split=args.split, limit=args.limit, shots=args.shots, k=args.k, temperature=args.temperature,
                        max_new_tokens=args.max_new_tokens, seed=args.seed)
     run = Run.start("evaluate", {"PROFILE": PROFILE, **vars(args), "func": None}, args.out)
-    engine = Engine.load(args.model, device=args.device, dtype=args.dtype)
+    engine = HFEngine.load(args.model, device=args.device, dtype=args.dtype)
     run.add_model(engine.lm.fingerprint)
     task_run = run_task(engine, task, config)
     table = comparison_table(task_run, metrics, n_resamples=args.bootstrap)

@@ -47,7 +47,8 @@ import pandas as pd
 
 from workbench.consistency.responses import RESPONSE_FIELDS, validate_responses
 from workbench.text import clean_text
-from workbench.inference.engine import Engine, SamplingConfig
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, embedded_model_folder
 from workbench.inference.protocol import Engine as EngineProtocol
@@ -286,9 +287,9 @@ class _Engines:
                                                                     attn_implementation=attn_implementation)
         return self._models[(stage, attn_implementation)]
 
-    def local(self, lm: LoadedModel, batch_size: int | None = None) -> Engine:
+    def local(self, lm: LoadedModel, batch_size: int | None = None) -> HFEngine:
         cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if self.disk_cache and batch_size is None else None
-        return Engine(lm, cache=cache, progress=False, **({"batch_size": batch_size} if batch_size else {}))
+        return HFEngine(lm, cache=cache, progress=False, **({"batch_size": batch_size} if batch_size else {}))
 
     @contextmanager
     def open(self, variant: Variant) -> Iterator[tuple[object, EngineProtocol]]:

@@ -103,7 +103,7 @@ def sampling_cost(
         new_tokens: tokens per sample.
         n: samples.
         shared_prefill: True prefills the prompt once and copies its KV cache into the N rows
-            (as :class:`workbench.inference.engine.Engine` does); False prefills N copies of the prompt
+            (as :class:`workbench.inference.engine.HFEngine` does); False prefills N copies of the prompt
             (as ``generate(num_return_sequences=N)`` does).
         utility_calls: metric evaluations per prompt (see :func:`mbr_cost`).
         seconds_per_utility: measured seconds per evaluation.
@@ -119,7 +119,7 @@ def mbr_cost(roofline: Roofline, prompt_tokens: int, new_tokens: int, n: int, se
 
 
 def grid_cost(roofline: Roofline, prompt_tokens: int, candidates: int, candidate_tokens: int = 1) -> InferenceCost:
-    """Exact scores of K candidate answers (:meth:`workbench.inference.engine.Engine.score`): one
+    """Exact scores of K candidate answers (:meth:`workbench.inference.engine.HFEngine.score`): one
     prefill, then one pass over K rows that feeds each candidate's tokens on the prompt's cache
     and keeps the logits of all of them (the end-of-answer token after them is not fed)."""
     prefill = roofline.prefill_time(1, prompt_tokens)

@@ -11,6 +11,7 @@ import pandas as pd
 
 from workbench.cost.roofline import Measurement, ModelShape, Roofline
 from workbench.inference.protocol import Engine
+from workbench.inference.types import SamplingConfig
 
 
 def time_passes(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], repeats: int = 3, seed: int = 0) -> pd.DataFrame:
@@ -71,12 +72,12 @@ def validation_table(roofline: Roofline, timed: pd.DataFrame, column: str = "sec
 def time_methods(engine: Engine, prompts: list[str], candidates: list[str], ns: Sequence[int], max_new_tokens: int, repeats: int = 3, warmup: list[str] | None = None) -> pd.DataFrame:
     """Machine seconds per prompt of greedy decoding, N samples and exact grid scoring.
 
-    Use an engine without a disk cache (``Engine(lm, cache=None)``), or every repeat after the
+    Use an engine without a disk cache (``HFEngine(lm, cache=None)``), or every repeat after the
     first would read the cache instead of decoding. The shared few-shot prefix is prefilled
     during the warm-up, so the timings are those of a server that keeps it cached.
 
     Args:
-        engine: the :class:`~workbench.inference.engine.Engine` to time.
+        engine: the engine to time (any backend of the :class:`~workbench.inference.protocol.Engine` protocol).
         prompts: formatted prompts, timed as one call per method.
         candidates: the answer grid for :meth:`Engine.score`.
         ns: sample counts.
@@ -88,10 +89,6 @@ def time_methods(engine: Engine, prompts: list[str], candidates: list[str], ns: 
         One row per method: method ("greedy", "sample" or "exact"), n (samples, or candidates
         for "exact"), seconds_per_item.
     """
-    from workbench.inference.engine import (
-        SamplingConfig,  # here, not at the top: it imports torch
-    )
-
     config = SamplingConfig(max_new_tokens=max_new_tokens)
     methods = [("greedy", 1, lambda p: engine.greedy(p, max_new_tokens=max_new_tokens))]
     methods += [("sample", n, lambda p, n=n: engine.sample(p, n, config)) for n in ns]

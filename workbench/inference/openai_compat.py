@@ -9,7 +9,7 @@ the OpenAI completions API (vLLM, TGI, llama.cpp's server, the workbench's own `
   followed by each candidate and the end-of-turn text, with ``echo=true, max_tokens=0,
   logprobs=0``: the server returns the log-probability of every token of each text. A candidate's
   log-probability is the sum over the tokens after the prompt's own tokens, the end of turn
-  included: exactly what :meth:`workbench.inference.engine.Engine.score` computes in process. Two
+  included: exactly what :meth:`workbench.inference.engine.HFEngine.score` computes in process. Two
   checks keep it exact or loud: the joint text's tokens must start with the prompt's tokens (else
   the candidate merged into the prompt's last token), and end with the end-of-turn token (else the
   server did not read the end-of-turn text as its special token). The API reports log-probabilities
@@ -30,7 +30,8 @@ import numpy as np
 
 from workbench.inference.cachemap import cached_map, sampling_key
 from workbench.inference.end_of_turn import end_of_turn as find_end_of_turn
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
+from workbench.inference.protocol import greedy_by_sampling
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.http_json import EngineHTTPError, request_json
 from workbench.paths import cache_dir
@@ -105,7 +106,7 @@ class OpenAIEngine:
 
     # ------------------------------------------------------------------ Engine interface
     def sample(self, prompts: list[str], n: int, config: SamplingConfig | None = None) -> list[SampleSet]:
-        """``n`` samples per prompt (see :meth:`workbench.inference.engine.Engine.sample`)."""
+        """``n`` samples per prompt (see :meth:`workbench.inference.engine.HFEngine.sample`)."""
         config = config or SamplingConfig()
         body = {
             "n": n,

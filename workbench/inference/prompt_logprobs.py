@@ -44,7 +44,7 @@ def prompt_logprobs(model, tokenizer, texts: list[str], top_k: int = 0, batch_si
     Args:
         model: a causal LM (eval mode).
         tokenizer: its tokenizer; texts are tokenised with ``add_special_tokens=False``, as
-            :class:`workbench.inference.engine.Engine` tokenises prompts.
+            :class:`workbench.inference.engine.HFEngine` tokenises prompts.
         texts: B strings.
         top_k: also return the k most likely tokens at each position.
         batch_size: sequences per forward pass.

@@ -13,7 +13,7 @@ has them can stand in for another:
 Implementations:
 
 =====================================================  =========================================
-:class:`workbench.inference.engine.Engine`             Hugging Face model in process (CPU/GPU); the exact reference
+:class:`workbench.inference.engine.HFEngine`             Hugging Face model in process (CPU/GPU); the exact reference
 :class:`workbench.serving.client.RemoteEngine`          the workbench server's own API over HTTP
 :class:`workbench.inference.openai_compat.OpenAIEngine` any OpenAI-compatible completions server
 :class:`workbench.inference.vllm_engine.VLLMEngine`     vLLM in process (``pip install -e .[vllm]``, GPU)
@@ -37,7 +37,7 @@ from __future__ import annotations
 import hashlib
 from typing import Protocol, runtime_checkable
 
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 
 
 @runtime_checkable
@@ -45,7 +45,7 @@ class Engine(Protocol):
     """A decoding backend: ``sample``, ``greedy``, ``score`` and ``fingerprint``.
 
     Prompts are fully formatted strings (chat template already applied). Results come back in the
-    order of the prompts. See :class:`workbench.inference.engine.Engine` for the reference
+    order of the prompts. See :class:`workbench.inference.engine.HFEngine` for the reference
     semantics of each method.
     """
 
@@ -90,3 +90,19 @@ def sampling_seed(seed: int, prompt: str) -> int:
     """
     digest = hashlib.sha256(f"{seed}\0{prompt}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & ((1 << 63) - 1)
+
+
+def greedy_by_sampling(engine, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
+    """Greedy answers as each prompt's one temperature-0 sample: ``greedy`` of every backend.
+
+    Args:
+        engine: anything with the protocol's ``sample``.
+        prompts: B formatted prompts.
+        max_new_tokens: most tokens per answer.
+        stop: strings that end an answer.
+
+    Returns:
+        B answer texts.
+    """
+    config = SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop=stop)
+    return [result.texts[0] for result in engine.sample(prompts, 1, config)]

@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
+from workbench.inference.protocol import greedy_by_sampling
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.models import DEFAULT_MODEL
 from workbench.paths import cache_dir
@@ -42,7 +43,7 @@ class EngineSpec:
 
     Attributes:
         model: embedded name, local folder or hub id (as :func:`workbench.inference.models.load_model` takes).
-        backend: "hf" (:class:`workbench.inference.engine.Engine`) or "vllm"
+        backend: "hf" (:class:`workbench.inference.engine.HFEngine`) or "vllm"
             (:class:`workbench.inference.vllm_engine.VLLMEngine`, GPU actors).
         device: "auto" (the actor's GPU when it has one, else CPU), "cpu" or "cuda".
         dtype: "fp32", "bf16" or "fp16".
@@ -62,11 +63,11 @@ class EngineSpec:
     def build(self):
         """The engine, without a disk cache of its own (the driver's cache is attached later)."""
         if self.backend == "hf":
-            from workbench.inference.engine import Engine
+            from workbench.inference.engine import HFEngine
             from workbench.inference.models import load_model
 
             lm = load_model(self.model, device=self.device, dtype=self.dtype, quantize=self.quantize)
-            return Engine(lm, cache=None, progress=False, **self.options)
+            return HFEngine(lm, cache=None, progress=False, **self.options)
         if self.backend == "vllm":
             from workbench.inference.vllm_engine import VLLMEngine
 

@@ -13,7 +13,7 @@ hand.
   token ids.
 * ``score``: exact grid scoring from ``prompt_logprobs``: each candidate is laid out as prompt +
   candidate + end-of-turn token (the candidate tokenised in context exactly as
-  :meth:`workbench.inference.engine.Engine.score` does) and its log-probability is the sum of the
+  :meth:`workbench.inference.engine.HFEngine.score` does) and its log-probability is the sum of the
   prompt log-probabilities of the tokens after the prompt. vLLM reports them at temperature 1, so
   other temperatures are refused. (vLLM skips its prefix cache for requests with prompt
   log-probabilities, so scoring recomputes each prompt: correct, if not as fast as sampling.)
@@ -36,7 +36,8 @@ import numpy as np
 
 from workbench.inference.cachemap import cached_map, sampling_key
 from workbench.inference.end_of_turn import end_of_turn
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
+from workbench.inference.protocol import greedy_by_sampling
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.protocol import sampling_seed
 from workbench.paths import cache_dir
@@ -92,7 +93,7 @@ class VLLMEngine:
 
     # ------------------------------------------------------------------ Engine interface
     def sample(self, prompts: list[str], n: int, config: SamplingConfig | None = None) -> list[SampleSet]:
-        """``n`` samples per prompt (see :meth:`workbench.inference.engine.Engine.sample`)."""
+        """``n`` samples per prompt (see :meth:`workbench.inference.engine.HFEngine.sample`)."""
         config = config or SamplingConfig()
         settings = sampling_key(n, config)
         values = cached_map(self.cache, "sample", list(prompts), settings, config.seed,

@@ -2,7 +2,7 @@
 exact answer distribution.
 
 For a rating task the model's prediction is not one sampled answer but the exact distribution over
-the answer grid (:meth:`workbench.inference.engine.Engine.score`). Grid values are grouped into classes
+the answer grid (:meth:`workbench.inference.engine.HFEngine.score`). Grid values are grouped into classes
 (SST-5: the five ratings; STS-B: five bins of width 1), which gives class probabilities for
 accuracy, macro F1 / precision / recall, one-vs-rest AUC and the expected calibration error; the
 distribution's mean gives the RMSE. Per-slice tables (SST-5 by sentence length, STS-B by genre)
@@ -20,7 +20,7 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure  # noqa: F401  (doctests)
 
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.inference.models import LoadedModel
 from workbench.metric_aware.metrics import get_metric, list_metrics
 from workbench.tasks import Example, Task
@@ -121,7 +121,7 @@ class Predictions:
         return result
 
 
-def predict(engine: Engine, task: Task, examples: list[Example], shots: Sequence[Example] = ()) -> Predictions:
+def predict(engine: HFEngine, task: Task, examples: list[Example], shots: Sequence[Example] = ()) -> Predictions:
     """Score every grid answer for each example's prompt (zero-shot unless ``shots`` are given)."""
     prompts = task.prompts(examples, engine.tokenizer, list(shots))
     scored = engine.score(prompts, task.candidates)
@@ -170,7 +170,7 @@ def selection_loss(scores: dict[str, dict[str, float]], rating_tasks: set[str]) 
     return float(np.mean(terms))
 
 
-def dev_scores(engine: Engine, sets: dict[str, tuple[Task, list[Example]]]) -> tuple[dict[str, dict[str, float]], float]:
+def dev_scores(engine: HFEngine, sets: dict[str, tuple[Task, list[Example]]]) -> tuple[dict[str, dict[str, float]], float]:
     """:func:`task_scores` of every task and their :func:`selection_loss`, from exact grid scoring."""
     scores = {name: task_scores(predict(engine, task, examples)) for name, (task, examples) in sets.items()}
     return scores, selection_loss(scores, {name for name, (task, _) in sets.items() if is_rating_task(task)})
@@ -292,7 +292,7 @@ class Evaluation:
 
 def evaluate_stage(
     stage: str,
-    lm: LoadedModel | Engine,
+    lm: LoadedModel | HFEngine,
     sets: dict[str, tuple[Task, list[Example]]],
     ppl_length: int = 128,
     ppl_stride: int = 64,
@@ -301,13 +301,13 @@ def evaluate_stage(
 
     Args:
         stage: the stage name written in every row.
-        lm: the model, or an :class:`Engine` around it (its disk cache then spares repeated scoring).
+        lm: the model, or an :class:`HFEngine` around it (its disk cache then spares repeated scoring).
         sets: ``{task name: (task, held-out examples)}``; the examples' texts also serve as the
             held-out text for perplexity.
         ppl_length: perplexity window.
         ppl_stride: perplexity stride.
     """
-    engine = lm if isinstance(lm, Engine) else Engine(lm, cache=None, progress=False)
+    engine = lm if isinstance(lm, HFEngine) else HFEngine(lm, cache=None, progress=False)
     rows, slices, predictions = [], [], {}
     for name, (task, examples) in sets.items():
         texts = [t for e in examples for t in (e.text, e.text_b) if t]

@@ -2,7 +2,7 @@
 
 A training example is a task's zero-shot chat prompt (:meth:`Task.prompt` with no shots), then the
 gold answer (:meth:`Task.answer`) and the end-of-turn token. The loss covers only the answer and
-the end token: exactly the probability that :meth:`workbench.inference.engine.Engine.score` reads, so a
+the end token: exactly the probability that :meth:`workbench.inference.engine.HFEngine.score` reads, so a
 lower loss means more mass on the right grid answer and less outside the grid.
 
 What keeps a CPU run affordable (measured in ``benchmarks/finetune_throughput.py``):
@@ -19,7 +19,7 @@ What keeps a CPU run affordable (measured in ``benchmarks/finetune_throughput.py
 
 Objectives (``objective``): "ce", the answer tokens' cross-entropy; "mse", the squared error of
 the model's exact predictive mean over the answer grid (:mod:`workbench.lifecycle.regression_loss`,
-one tree forward pass per batch, as :meth:`Engine.score` does it); "mix" weighs both; "soft", the
+one tree forward pass per batch, as :meth:`HFEngine.score` does it); "mix" weighs both; "soft", the
 ordinal objective: cross-entropy of the exact grid distribution against a Gaussian of sd
 ``soft_sd`` around the gold value; "soft_mix" weighs it with the squared error.
 
@@ -57,7 +57,7 @@ from matplotlib.figure import Figure  # noqa: F401  (doctests)
 from transformers import AutoTokenizer, DynamicCache, get_linear_schedule_with_warmup
 
 from workbench import tracking
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, load_model, weights_sha256
 from workbench.lifecycle.evaluation import dev_scores
 from workbench.lifecycle.regression_loss import candidate_tokens, grid_logprobs, grid_loss
@@ -255,7 +255,7 @@ class Encoded:
 
 
 def encode(task: Task, example: Example, tokenizer) -> Encoded:
-    """Zero-shot prompt + gold answer + end-of-turn token, tokenised as :meth:`Engine.score` does.
+    """Zero-shot prompt + gold answer + end-of-turn token, tokenised as :meth:`HFEngine.score` does.
 
     The answer is tokenised in context (after the prompt) when that leaves the prompt tokens
     unchanged, so training and scoring see the same answer tokens.
@@ -456,7 +456,7 @@ class FinetuneResult:
         return min((record["objective"] for record in self.dev_history), default=float("nan"))
 
     def loaded(self) -> LoadedModel:
-        """The in-memory model as a :class:`LoadedModel` (for :class:`workbench.inference.engine.Engine`)."""
+        """The in-memory model as a :class:`LoadedModel` (for :class:`workbench.inference.engine.HFEngine`)."""
         if self.model is None:
             return load_model(str(self.model_dir), device=self.config.device)
         return _as_loaded(self.model, self.tokenizer, f"finetune:{self.config.run_id()}")
@@ -518,7 +518,7 @@ def evaluate_dev(model, tokenizer, sets: dict[str, tuple[Task, list[Example]]], 
     """Dev task scores and selection loss of an in-memory model (exact grid scoring, no disk cache)."""
     was_training = model.training
     model.eval()
-    engine = Engine(_as_loaded(model, tokenizer, name), cache=None, progress=False)
+    engine = HFEngine(_as_loaded(model, tokenizer, name), cache=None, progress=False)
     with _autocast(engine.device, precision):
         scores, objective = dev_scores(engine, sets)
     model.train(was_training)

@@ -28,7 +28,7 @@ import optuna
 import pandas as pd
 
 from workbench import tracking
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.lifecycle.evaluation import predict
 from workbench.lifecycle.finetune import FinetuneConfig, encode, finetune, mean_answer_loss, run_dir
 from workbench.tasks import Example, get_task
@@ -80,7 +80,7 @@ def dev_objective(dev: dict[str, list[Example]], train: dict[str, list[Example]]
         if metric == "loss":
             encoded = [encode(get_task(name), example, result.tokenizer) for name, examples in dev.items() for example in examples]
             return mean_answer_loss(result.model, result.tokenizer, encoded)
-        engine = Engine(result.loaded(), cache=None, progress=False)
+        engine = HFEngine(result.loaded(), cache=None, progress=False)
         errors = []
         for name, examples in dev.items():
             predictions = predict(engine, get_task(name), examples)

@@ -22,7 +22,7 @@ lowers every term and is penalised as in plain cross-entropy; the loss is minima
 entropy of q) when the model's grid distribution is q with nothing outside.
 
 All K candidates of an example are scored in ONE forward pass, as
-:meth:`workbench.inference.engine.Engine.score` does it: the candidates form a token trie placed
+:meth:`workbench.inference.engine.HFEngine.score` does it: the candidates form a token trie placed
 after the prompt, and a 4-D attention mask lets each trie node see the prompt and its own
 ancestors only. Unlike ``Engine.score`` this pass keeps the autograd graph, so the loss is
 differentiable in the weights; ``tests/test_regression_loss.py`` checks the gradient against a

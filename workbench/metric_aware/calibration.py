@@ -2,7 +2,7 @@
 fitted on dev data.
 
 The distribution is the model's probability of each grid answer, renormalised on the grid
-(:class:`workbench.inference.engine.GridScore`). The gold answer is the grid point nearest to the
+(:class:`workbench.inference.types.GridScore`). The gold answer is the grid point nearest to the
 gold value. Temperature scaling here acts on whole answers: ``p_T(k) ∝ p(k) ** (1 / T)``, i.e.
 ``softmax(log p / T)`` over the grid. It keeps the ranking of answers (so the mode is unchanged)
 and changes how much mass the mean and median see away from it. Fitting ``T`` on dev by NLL and

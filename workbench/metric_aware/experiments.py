@@ -2,7 +2,7 @@
 
 :func:`run_task` collects, for each item, what every strategy needs: the greedy answer, K samples
 (parsed to numbers, invalid ones kept as None) and, for tasks with an answer grid, the exact
-distribution from :meth:`workbench.inference.engine.Engine.score`. The decoding itself is cached on disk by
+distribution from :meth:`workbench.inference.engine.HFEngine.score`. The decoding itself is cached on disk by
 the engine, so re-running a notebook or a sweep over K costs nothing.
 
 :func:`strategy_predictions` turns that into the predictions of the strategies compared by
@@ -32,7 +32,8 @@ from workbench.metric_aware.baselines import Baselines
 from workbench.metric_aware.bootstrap import bootstrap_ci, paired_bootstrap
 from workbench.metric_aware.calibration import fit_temperature, gold_index, with_temperature
 from workbench.metric_aware.decision import from_grid, from_samples, mean, median, mode, quantile
-from workbench.inference.engine import Engine, SampleSet, SamplingConfig
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Task
 
@@ -121,7 +122,7 @@ class TaskRun:
         return cls(**record)
 
 
-def run_task(engine: Engine, task: Task, config: RunConfig) -> TaskRun:
+def run_task(engine: HFEngine, task: Task, config: RunConfig) -> TaskRun:
     """Decode greedy answers, K samples and (for grid tasks) the exact distribution for one task."""
     examples = task.examples(config.split, limit=config.limit, seed=config.seed)
     prompts = task.prompts(examples, engine.tokenizer, task.fewshot(config.shots, seed=config.seed))
@@ -233,7 +234,7 @@ def k_sweep(run: TaskRun, ks: list[int], metrics: tuple[str, ...] = ("rmse", "ma
     return pd.concat([point_estimates(run, k, metrics) for k in ks if k <= run.config.k], ignore_index=True)
 
 
-def temperature_sweep(engine: Engine, task: Task, config: RunConfig, temperatures: list[float], metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman")) -> pd.DataFrame:
+def temperature_sweep(engine: HFEngine, task: Task, config: RunConfig, temperatures: list[float], metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman")) -> pd.DataFrame:
     """Decode at each temperature (samples and exact distribution) and score every strategy."""
     frames = []
     for temperature in temperatures:

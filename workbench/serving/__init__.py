@@ -4,7 +4,7 @@
   a bounded queue, micro-batching, dropping of abandoned work and Prometheus metrics; it also
   speaks the OpenAI completions API (``openai_api``); ``python -m workbench.serving`` runs it.
 * :class:`RemoteEngine` (``client``): ``sample`` / ``greedy`` / ``score`` over HTTP, returning
-  the same types as :class:`workbench.inference.engine.Engine`.
+  the same types as :class:`workbench.inference.engine.HFEngine`.
 * :class:`BackgroundServer` (``background``): uvicorn in a thread, for notebooks and tests.
 * :func:`workbench.serving.loadtest.run_load_test`: throughput, latency percentiles and
   exactly-once checks (``python -m workbench.serving.loadtest``; not imported here, so that

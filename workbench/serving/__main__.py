@@ -16,7 +16,7 @@ from dataclasses import fields
 
 import uvicorn
 
-from workbench.inference.engine import Engine
+from workbench.inference.engine import HFEngine
 from workbench.inference.models import DEFAULT_MODEL, load_model
 from workbench.serving.server import ServerConfig, create_app
 
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper())
     lm = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.quantize)
     # One micro-batch of single-prompt requests then fits one prefill batch.
-    engine = Engine(lm, batch_size=args.max_batch, progress=False)
+    engine = HFEngine(lm, batch_size=args.max_batch, progress=False)
     config = ServerConfig(
         max_batch=args.max_batch,
         batch_wait_ms=args.batch_wait_ms,

@@ -13,7 +13,8 @@ from dataclasses import asdict
 import httpx
 import numpy as np
 
-from workbench.inference.engine import GridScore, SampleSet, SamplingConfig, greedy_by_sampling
+from workbench.inference.protocol import greedy_by_sampling
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.http_json import EngineHTTPError, request_json
 
 

@@ -37,7 +37,7 @@ from fastapi import FastAPI, HTTPException, Request
 from pydantic import Field, model_validator
 
 from workbench.inference.end_of_turn import end_of_turn
-from workbench.inference.engine import SamplingConfig
+from workbench.inference.types import SamplingConfig
 from workbench.inference.prompt_logprobs import prompt_logprobs
 from workbench.serving.schemas import NonEmptyText, SamplingTemperature, Seed, TopP, _Strict
 from workbench.serving.server import Service, limit_error

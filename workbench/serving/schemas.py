@@ -1,7 +1,7 @@
 """Request and response bodies of the serving API (pydantic, strict: unknown fields are refused).
 
 A request names its input either as ``prompts`` (fully formatted strings, the chat template
-already applied, exactly what :class:`workbench.inference.engine.Engine` takes) or as ``messages`` (one
+already applied, exactly what :class:`workbench.inference.engine.HFEngine` takes) or as ``messages`` (one
 chat, which the server formats with the model's chat template).
 
 Validation is strict, so that a client bug is an error and never a silent guess: ``"5"`` or
@@ -18,7 +18,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
-from workbench.inference.engine import SamplingConfig
+from workbench.inference.types import SamplingConfig
 
 MIN_TEMPERATURE = 1e-4
 """The smallest positive temperature served; 0 means greedy decoding."""
@@ -69,7 +69,7 @@ class PromptInput(_Strict):
 
 
 class GenerateRequest(PromptInput):
-    """Sampling request; the settings mirror :class:`workbench.inference.engine.SamplingConfig`."""
+    """Sampling request; the settings mirror :class:`workbench.inference.types.SamplingConfig`."""
 
     n: int = Field(1, ge=1, description="samples per prompt")
     temperature: SamplingTemperature = Field(1.0, description=f"0 for greedy, else at least {MIN_TEMPERATURE}")
@@ -93,7 +93,7 @@ class GenerateRequest(PromptInput):
 
 
 class ScoreRequest(PromptInput):
-    """Exact probabilities of candidate answers (see :meth:`workbench.inference.engine.Engine.score`)."""
+    """Exact probabilities of candidate answers (see :meth:`workbench.inference.engine.HFEngine.score`)."""
 
     candidates: list[str] = Field(min_length=1)
     temperature: ScoringTemperature = Field(1.0, description=f"at least {MIN_TEMPERATURE}")

@@ -43,7 +43,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from workbench.inference.engine import Engine, GridScore
+from workbench.inference.engine import HFEngine
+from workbench.inference.types import GridScore
 from workbench.serving.batching import BatchQueue, QueueFull, serve_batches
 from workbench.serving.gate import Gate, error_body, limit_problem
 from workbench.serving.schemas import (
@@ -124,7 +125,7 @@ def public_fingerprint(fingerprint: dict) -> dict:
 class Service:
     """The state behind the routes: engine, limits, queue, worker threads and metrics."""
 
-    def __init__(self, engine: Engine, config: ServerConfig):
+    def __init__(self, engine: HFEngine, config: ServerConfig):
         self.engine = engine
         self.config = config
         # Request-side tokenisation uses its own copy, on its own thread: a fast tokenizer used
@@ -256,11 +257,11 @@ async def _cancel_on_disconnect(request: Request, future: asyncio.Future) -> boo
     return False
 
 
-def create_app(engine: Engine, api_key: str | None, config: ServerConfig | None = None) -> Gate:
+def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | None = None) -> Gate:
     """A FastAPI app serving one model stage.
 
     Args:
-        engine: the local :class:`workbench.inference.engine.Engine` (its ``lm`` gives the fingerprint).
+        engine: the local :class:`workbench.inference.engine.HFEngine` (its ``lm`` gives the fingerprint).
             The app owns it: nothing else may call it while the app runs.
         api_key: the key clients must send; None disables auth.
         config: limits and batching settings.

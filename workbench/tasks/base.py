@@ -93,7 +93,7 @@ class Task:
 
     @property
     def candidates(self) -> list[str]:
-        """The grid as answer strings, for :meth:`workbench.inference.engine.Engine.score`."""
+        """The grid as answer strings, for :meth:`workbench.inference.engine.HFEngine.score`."""
         if self.grid is None:
             raise ValueError(f"task {self.name!r} has no answer grid")
         return [self.grid_format.format(value) for value in self.grid]
