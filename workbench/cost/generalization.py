@@ -44,9 +44,9 @@ from workbench.metric_aware.bootstrap import BootstrapResult
 from workbench.metric_aware.decision import from_grid, mean, median, mode
 from workbench.inference.protocol import ChatEngine
 from workbench.lifecycle.evaluation import predict
-from workbench.metric_aware.experiments import snap_to_grid
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Example, Task
+from workbench.tasks.grid import snap_to_grid
 
 VADER_SCALE = (-4.0, 4.0)  # the lexicon's rating scale
 EXACT_RULES = {"exact mean": mean, "exact median": median, "exact mode": mode}

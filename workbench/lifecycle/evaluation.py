@@ -24,6 +24,7 @@ from workbench.inference.engine import HFEngine
 from workbench.inference.models import LoadedModel
 from workbench.metric_aware.metrics import get_metric, list_metrics
 from workbench.tasks import Example, Task
+from workbench.tasks.grid import nearest_grid_index, snap_to_grid
 
 
 def classification_metrics(labels: Sequence[int], probs: np.ndarray) -> dict[str, float]:
@@ -142,7 +143,7 @@ def task_scores(predictions: Predictions) -> dict[str, float]:
     """
     grid = np.asarray(predictions.task.grid, dtype=float)
     targets = predictions.targets
-    snapped = grid[np.abs(targets[:, None] - grid[None, :]).argmin(axis=1)]
+    snapped = snap_to_grid(targets, grid)
     mode = grid[predictions.probs.argmax(axis=1)]
     expected = predictions.expected
     return {
@@ -150,7 +151,7 @@ def task_scores(predictions: Predictions) -> dict[str, float]:
         "rmse": float(get_metric("rmse")(expected, targets)),
         "mae": float(get_metric("mae")(expected, targets)),
         "spearman": float(get_metric("spearman")(expected, targets)) if np.ptp(expected) > 0 else float("nan"),
-        "nll": float(get_metric("nll")(predictions.probs, np.abs(targets[:, None] - grid[None, :]).argmin(axis=1))),
+        "nll": float(get_metric("nll")(predictions.probs, nearest_grid_index(targets, grid))),
         "outside_mass": float(predictions.outside_mass.mean()),
         "target_sd": float(np.std(targets)),
     }

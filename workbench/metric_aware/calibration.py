@@ -21,13 +21,9 @@ import numpy as np
 from scipy.optimize import minimize_scalar
 
 from workbench.metric_aware.metrics import get_metric
+from workbench.tasks.grid import nearest_grid_index
 
 _FLOOR = 1e-300  # log(0) guard: grid probabilities that underflowed
-
-
-def gold_index(gold: np.ndarray, grid: np.ndarray) -> np.ndarray:
-    """(n,) index of the grid point nearest to each gold value."""
-    return np.abs(np.asarray(gold, float)[:, None] - np.asarray(grid, float)[None, :]).argmin(axis=1)
 
 
 def with_temperature(probs: np.ndarray, temperature: float) -> np.ndarray:
@@ -61,7 +57,7 @@ def fit_temperature(probs: np.ndarray, gold: np.ndarray, bounds: tuple[float, fl
 
 def calibration_report(probs: np.ndarray, gold_values: np.ndarray, grid: np.ndarray, temperature: float | None = None) -> dict[str, float]:
     """NLL and ECE on the grid, before and (with ``temperature``) after temperature scaling."""
-    gold = gold_index(gold_values, grid)
+    gold = nearest_grid_index(gold_values, grid)
     report = {"nll": grid_nll(probs, gold), "ece": grid_ece(probs, gold)}
     if temperature is not None:
         scaled = with_temperature(probs, temperature)

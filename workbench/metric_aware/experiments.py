@@ -30,12 +30,13 @@ import pandas as pd
 
 from workbench.metric_aware.baselines import Baselines
 from workbench.metric_aware.bootstrap import bootstrap_ci, paired_bootstrap
-from workbench.metric_aware.calibration import fit_temperature, gold_index, with_temperature
+from workbench.metric_aware.calibration import fit_temperature, with_temperature
 from workbench.metric_aware.decision import from_grid, from_samples, mean, median, mode, quantile
 from workbench.inference.engine import HFEngine
 from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Task
+from workbench.tasks.grid import nearest_grid_index, snap_to_grid
 
 # Sample-based strategy -> decision rule; exact strategies apply the same rules to the grid.
 RULES = {"mean": mean, "median": median, "mode": mode}
@@ -152,7 +153,7 @@ def tune_temperature(run: TaskRun, dev: TaskRun) -> float:
 
     The "tuned T" strategies of ``run`` then apply the rules to its rescaled distributions.
     """
-    run.tuned_temperature = fit_temperature(dev.exact_probs, gold_index(dev.gold, dev.grid))
+    run.tuned_temperature = fit_temperature(dev.exact_probs, nearest_grid_index(dev.gold, dev.grid))
     return run.tuned_temperature
 
 
@@ -241,13 +242,6 @@ def temperature_sweep(engine: HFEngine, task: Task, config: RunConfig, temperatu
         run = run_task(engine, task, replace(config, temperature=temperature))
         frames.append(point_estimates(run, None, metrics).assign(temperature=temperature))
     return pd.concat(frames, ignore_index=True)
-
-
-def snap_to_grid(values: np.ndarray, grid: np.ndarray | None) -> np.ndarray:
-    """Nearest grid value (exact match compares answers on the grid the model answers in)."""
-    if grid is None:
-        return values
-    return grid[np.abs(values[:, None] - grid[None, :]).argmin(axis=1)]
 
 
 def comparison_table(
