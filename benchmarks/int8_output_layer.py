@@ -31,6 +31,7 @@ import torch
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
 from workbench.lifecycle.evaluation import perplexity, predict
+from workbench.metric_aware.metrics import rmse
 from workbench.paths import RESULTS_DIR
 from workbench.tasks import get_task
 from workbench.text import clean_text
@@ -58,7 +59,7 @@ def main() -> None:
         reference = probs if reference is None else reference
         mean = probs @ np.asarray(sst5.grid, dtype=float)
         rows.append({"variant": label, "quantization": lm.quantization, "perplexity": perplexity(lm, texts)["perplexity"],
-                     "rmse_exact_mean": float(np.sqrt(np.mean((mean - scored.targets) ** 2))),
+                     "rmse_exact_mean": float(rmse(mean, scored.targets)),
                      "outside_mass": float(np.mean(scored.outside_mass)),
                      "tv_to_fp32": float(0.5 * np.abs(probs - reference).sum(axis=1).mean()),
                      "weights_sha256": lm.fingerprint["weights_sha256"][:16]})

@@ -9,15 +9,14 @@ from rouge_score import rouge_scorer
 from sacrebleu.metrics import BLEU, CHRF
 
 from workbench.metric_aware import mbr
-from workbench.metric_aware.mbr import (
+from workbench.metric_aware.mbr import mbr_select, mbr_select_batch
+from workbench.metric_aware.pairwise import (
     BleuConfig,
     ChrfConfig,
     RougeLConfig,
     bleu_matrix,
     chrf_matrix,
     lcs_length_matrix,
-    mbr_select,
-    mbr_select_batch,
     rouge_l_matrix,
 )
 from workbench.metric_aware.metrics import get_metric, list_metrics
@@ -60,6 +59,8 @@ PAIR_SCORERS = {
     "chrf": lambda h, r: sacrebleu.sentence_chrf(h, [r]).score,
     "rouge_l": lambda h, r: _ROUGE[False].score(r, h)["rougeL"].fmeasure,
     "bleu": lambda h, r: sacrebleu.sentence_bleu(h, [r]).score,
+    # The sentence form, itself checked against hand-computed SQuAD values in test_metrics.py.
+    "token_f1": lambda h, r: get_metric("token_f1")([h], [r])[0],
 }
 
 
@@ -143,8 +144,9 @@ def test_lcs_carries_across_words():
     assert lcs_length_matrix(shifted, sequence)[0, 0] == 129
 
 
-def test_utilities_are_the_registered_text_metrics():
-    assert set(mbr.UTILITIES) <= set(list_metrics(kind="item", data="text"))
+def test_utilities_are_the_pairwise_forms_of_the_text_metric_cards():
+    assert set(mbr.UTILITIES) == set(list_metrics(kind="item", data="text"))
+    assert all(mbr.UTILITIES[name] is get_metric(name).pairwise for name in mbr.UTILITIES)
     for name, matrix_fn in mbr.UTILITIES.items():
         np.testing.assert_allclose(
             np.diag(matrix_fn(REALISH[:5], REALISH[3:8])),

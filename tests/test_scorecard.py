@@ -9,10 +9,10 @@ from workbench.cost.scorecard import (
     evaluation_budget,
     nondominated,
     rank_correlations,
-    rmse,
     skill,
     weighted_ranking,
 )
+from workbench.metric_aware.metrics import rmse
 
 
 def test_skill_against_the_constant_prior():

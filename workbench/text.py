@@ -6,6 +6,7 @@ It sits below ``tasks`` and ``lifecycle`` so that loading a task never imports t
 from __future__ import annotations
 
 import re
+import string
 import unicodedata
 
 # Penn Treebank escapes of brackets and quotes (lower-case forms occur in lower-cased corpora).
@@ -78,3 +79,17 @@ def normalized_key(text: str) -> str:
     folded = unicodedata.normalize("NFKC", text).casefold()
     without_punctuation = "".join(ch for ch in folded if not unicodedata.category(ch).startswith("P"))
     return " ".join(without_punctuation.split())
+
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b")
+_PUNCTUATION = str.maketrans("", "", string.punctuation)
+
+
+def squad_normalize(text: str) -> str:
+    """SQuAD answer normalisation: lowercase, drop ASCII punctuation and articles, squeeze spaces.
+
+    >>> squad_normalize("The  Eiffel-Tower!")
+    'eiffeltower'
+    """
+    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCTUATION))
+    return " ".join(text.split())

@@ -41,15 +41,17 @@ import numpy as np
 import pandas as pd
 
 from workbench.metric_aware.bootstrap import BootstrapResult
-from workbench.metric_aware.decision import from_grid, mean, median, mode
+from workbench.metric_aware.decision import from_grid
 from workbench.inference.protocol import ChatEngine
 from workbench.lifecycle.evaluation import predict
+from workbench.metric_aware.experiments import RULES
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Example, Task
 from workbench.tasks.grid import snap_to_grid
 
 VADER_SCALE = (-4.0, 4.0)  # the lexicon's rating scale
-EXACT_RULES = {"exact mean": mean, "exact median": median, "exact mode": mode}
+# The Bayes-optimal rules of the pattern metrics (their cards), applied to the exact distribution.
+EXACT_RULES = {f"exact {name}": rule for name, rule in RULES.items()}
 
 
 def to_rating_scale(values, source: tuple[float, float] = VADER_SCALE, low: float = 1.0, high: float = 5.0) -> np.ndarray:

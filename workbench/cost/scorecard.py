@@ -37,6 +37,7 @@ from scipy import stats
 from scipy.stats import norm
 
 from workbench.cost.evaluation import metric_usd_per_1000
+from workbench.metric_aware.metrics import rmse, squared_error
 
 # Axis -> direction: +1 when larger is better, -1 when smaller is better.
 AXES = {"generalization": 1, "evaluation_usd": -1, "serving_usd_per_1000": -1}
@@ -45,10 +46,6 @@ AXES = {"generalization": 1, "evaluation_usd": -1, "serving_usd_per_1000": -1}
 def skill(rmse, baseline_rmse):
     """1 - rmse / baseline_rmse (1: perfect, 0: as good as the constant prior, < 0: worse); broadcasts."""
     return 1.0 - np.asarray(rmse, dtype=float) / np.asarray(baseline_rmse, dtype=float)
-
-
-def rmse(predictions, gold) -> float:
-    return float(np.sqrt(np.mean((np.asarray(predictions, float) - np.asarray(gold, float)) ** 2)))
 
 
 @dataclass(frozen=True)
@@ -220,10 +217,10 @@ def scorecard(stages: Sequence[StageScores], own: Sequence[str], unseen: Sequenc
         for name in list(own) + list(unseen):
             take = rows[name] if rows is not None else slice(None)
             gold, answer = np.asarray(scores.gold[name], float)[take], np.asarray(scores.predictions[name], float)[take]
-            row[f"rmse:{name}"] = rmse(answer, gold)
+            row[f"rmse:{name}"] = float(rmse(answer, gold))
             row[f"skill:{name}"] = float(skill(row[f"rmse:{name}"], rmse(np.full(len(gold), prior[name]), gold)))
             if name in own:
-                items += evaluation_budget((answer - gold) ** 2, half_width).items
+                items += evaluation_budget(squared_error(answer, gold), half_width).items
         row["quality"] = float(np.mean([row[f"skill:{n}"] for n in own]))
         row["generalization"] = float(np.mean([row[f"skill:{n}"] for n in unseen]))
         row["drop"] = row["quality"] - row["generalization"]

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.metric_aware.metrics import MetricSpec, get_metric
+from workbench.metric_aware.metrics import MetricCard, get_metric
 
 # Upper bound on resampled elements (resamples x items) materialised at once.
 _CHUNK_ELEMENTS = 1_000_000
@@ -64,7 +64,7 @@ def _resample_indices(rng: np.random.Generator, n_items: int, n_resamples: int):
         yield rng.integers(0, n_items, size=(min(chunk, n_resamples - start), n_items))
 
 
-def _resampler(spec: MetricSpec, predictions: np.ndarray, references: np.ndarray, params: dict):
+def _resampler(spec: MetricCard, predictions: np.ndarray, references: np.ndarray, params: dict):
     """A function mapping (rows, n) resample indices to the metric on each resample (rows,)."""
     if spec.kind == "item":
         # Score each item once; a resample's score is then just a mean of gathered scores.
@@ -98,7 +98,7 @@ def _check_arguments(n_items: int, n_resamples: int, confidence: float) -> None:
 
 
 def bootstrap_ci(
-    metric: str | MetricSpec,
+    metric: str | MetricCard,
     predictions: Sequence | np.ndarray,
     references: Sequence | np.ndarray,
     *,
@@ -137,7 +137,7 @@ def bootstrap_ci(
 
 
 def paired_bootstrap(
-    metric: str | MetricSpec,
+    metric: str | MetricCard,
     predictions_a: Sequence | np.ndarray,
     predictions_b: Sequence | np.ndarray,
     references: Sequence | np.ndarray,

@@ -14,7 +14,8 @@ Both input forms become one :class:`Distribution`, a weighted discrete distribut
 
 Rules, each returning predictions of shape (B,): :func:`mean` (squared error), :func:`median`
 (absolute error), :func:`quantile` (pinball loss), :func:`mode` (exact match, accuracy) and
-:func:`grid_search` for any numeric item metric. :func:`decide` picks the rule from the metric.
+:func:`grid_search` for any numeric item metric. :func:`decide` picks the rule stated on the metric's
+card (:mod:`workbench.metric_aware.metrics`).
 An item with no valid sample gets a NaN prediction, visible in ``Decision.n_valid == 0``, so the
 caller can fall back (for example to a greedy answer) knowingly.
 
@@ -33,7 +34,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from workbench.metric_aware.metrics import MetricSpec, get_metric
+from workbench.metric_aware.metrics import MetricCard, get_metric
 
 # Relative slack when comparing cumulative probabilities with a quantile level: grid
 # probabilities that should sum to exactly 0.5 often come out as 0.49999999999999994.
@@ -216,7 +217,7 @@ def mode(distribution: Distribution) -> np.ndarray:
     return _nan_where_empty(values[rows, first_slot], distribution)
 
 
-def _numeric_item_metric(metric: str | MetricSpec) -> MetricSpec:
+def _numeric_item_metric(metric: str | MetricCard) -> MetricCard:
     spec = get_metric(metric)
     if spec.kind != "item" or spec.data != "numeric":
         raise ValueError(f"{spec.name!r} is not a numeric item metric")
@@ -224,7 +225,7 @@ def _numeric_item_metric(metric: str | MetricSpec) -> MetricSpec:
 
 
 def expected_metric(
-    metric: str | MetricSpec,
+    metric: str | MetricCard,
     candidates: Sequence[float] | np.ndarray,
     distribution: Distribution,
     **metric_params,
@@ -263,7 +264,7 @@ def expected_metric(
 
 
 def grid_search(
-    metric: str | MetricSpec,
+    metric: str | MetricCard,
     candidates: Sequence[float] | np.ndarray | None,
     distribution: Distribution,
     **metric_params,
@@ -299,41 +300,27 @@ def grid_search(
     return _nan_where_empty(chosen, distribution)
 
 
-# The Bayes-optimal rule per metric. RMSE maps to the mean because the mean minimises the
-# expected MSE; RMSE's square root does not commute with the expectation, so for RMSE this is
-# the standard, not an exact, optimum. MAE is a mean of absolute errors, so the median is exact.
-# Correlations and kappa couple items and have no per-item rule: they are left out on purpose.
-_BAYES_RULES = {
-    "squared_error": "mean",
-    "rmse": "mean",
-    "absolute_error": "median",
-    "mae": "median",
-    "pinball": "quantile",
-    "exact_match": "mode",
-    "accuracy": "mode",
-}
-
-
-def rule_for_metric(metric: str | MetricSpec) -> str:
-    """Name of the Bayes-optimal decision rule for a metric.
-
-    Numeric item metrics without a closed-form rule get ``"grid_search"``.
+def rule_for_metric(metric: str | MetricCard) -> str:
+    """Name of the Bayes-optimal decision rule for a numeric metric, as its card states it.
 
     Raises:
-        ValueError: For text metrics (use :mod:`workbench.metric_aware.mbr`) and for corpus metrics with no
-            per-item rule (Pearson, Spearman, kappa; the mean is the usual surrogate).
+        ValueError: For text metrics (use :mod:`workbench.metric_aware.mbr`) and for metrics with no
+            per-item rule (Pearson, Spearman, kappa, class-probability metrics); the message gives
+            the card's reason.
 
-    >>> rule_for_metric("squared_error"), rule_for_metric("within_tolerance")
-    ('mean', 'grid_search')
+    >>> rule_for_metric("squared_error"), rule_for_metric("mae"), rule_for_metric("within_tolerance")
+    ('mean', 'median', 'grid_search')
     """
-    spec = get_metric(metric)
-    if spec.name in _BAYES_RULES:
-        return _BAYES_RULES[spec.name]
-    if spec.kind == "item" and spec.data == "numeric":
-        return "grid_search"
-    if spec.data == "text":
-        raise ValueError(f"{spec.name!r} is a text metric: select among samples with mbr")
-    raise ValueError(f"{spec.name!r} has no per-item Bayes-optimal rule")
+    card = get_metric(metric)
+    if card.bayes_rule == "mbr":
+        raise ValueError(f"{card.name!r} is a text metric: select among samples with mbr")
+    if card.bayes_rule is None:
+        raise ValueError(f"{card.name!r} has no per-item Bayes-optimal rule: {card.rule_note}")
+    return card.bayes_rule
+
+
+POINT_RULES = {"mean": mean, "median": median, "mode": mode}
+"""The closed-form rules that take only a distribution, by the names metric cards use."""
 
 
 @dataclass(frozen=True)
@@ -355,7 +342,7 @@ class Decision:
 
 def decide(
     distribution: Distribution | Sequence[Sequence],
-    metric: str | MetricSpec,
+    metric: str | MetricCard,
     *,
     candidates: Sequence[float] | np.ndarray | None = None,
     **metric_params,
@@ -376,12 +363,8 @@ def decide(
         distribution = from_samples(distribution)
     spec = get_metric(metric)
     rule = rule_for_metric(spec)
-    if rule == "mean":
-        predictions = mean(distribution)
-    elif rule == "median":
-        predictions = median(distribution)
-    elif rule == "mode":
-        predictions = mode(distribution)
+    if rule in POINT_RULES:
+        predictions = POINT_RULES[rule](distribution)
     elif rule == "quantile":
         default_level = inspect.signature(spec.fn).parameters["quantile"].default
         predictions = quantile(distribution, metric_params.get("quantile", default_level))

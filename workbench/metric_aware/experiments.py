@@ -31,16 +31,18 @@ import pandas as pd
 from workbench.metric_aware.baselines import Baselines
 from workbench.metric_aware.bootstrap import bootstrap_ci, paired_bootstrap
 from workbench.metric_aware.calibration import fit_temperature, with_temperature
-from workbench.metric_aware.decision import from_grid, from_samples, mean, median, mode, quantile
+from workbench.metric_aware.decision import POINT_RULES, from_grid, from_samples, quantile
 from workbench.inference.engine import HFEngine
 from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Task
 from workbench.tasks.grid import nearest_grid_index, snap_to_grid
 
-# Sample-based strategy -> decision rule; exact strategies apply the same rules to the grid.
-RULES = {"mean": mean, "median": median, "mode": mode}
-EXPECTED_WINNER = {"rmse": "mean", "mae": "median", "exact_match": "mode"}
+PATTERN_METRICS = ("rmse", "mae", "exact_match")
+"""The metrics of the paper's pattern: each should be won by the decision rule on its card."""
+EXPECTED_WINNER = {metric: get_metric(metric).bayes_rule for metric in PATTERN_METRICS}
+# Rule name -> rule, for the rules of the pattern metrics; exact strategies apply the same rules to the grid.
+RULES = {rule: POINT_RULES[rule] for rule in EXPECTED_WINNER.values()}
 OUTSIDE_FLAG = 0.5  # items whose exact mass off the grid exceeds this are flagged in run files
 
 
@@ -289,7 +291,6 @@ def _bootstrap(metric: str, predictions: np.ndarray, run: TaskRun, n_resamples: 
 
 SAMPLED_NAMES = {"mean": "mean", "median": "median", "mode": "mode (self-consistency)"}
 FAMILY_PREFIX = {"exact": "exact", "tuned T": "tuned T"}
-HIGHER_IS_BETTER = {"rmse": False, "mae": False, "exact_match": True, "spearman": True}
 
 
 def family_names(family: str) -> dict[str, str]:
@@ -303,8 +304,8 @@ def pattern_check(run: TaskRun, family: str = "exact", k: int | None = None, qua
                   alpha: float = 0.05, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Does the paper's pattern hold? Each Bayes-optimal rule against every other rule of its family.
 
-    For each metric (RMSE -> mean, MAE -> median, exact match -> mode, and pinball at each level of
-    ``quantiles`` -> that exact quantile rule), a paired bootstrap test of the expected winner
+    For each metric of :data:`PATTERN_METRICS` (the rule on its card: RMSE -> mean, MAE -> median, exact match -> mode),
+    and pinball at each level of ``quantiles`` (-> that exact quantile rule), a paired bootstrap test of the expected winner
     against each rival on the same resamples gives the difference and its two-sided p-value. The
     verdict comes from the tests, not from point estimates:
 
@@ -338,7 +339,7 @@ def pattern_check(run: TaskRun, family: str = "exact", k: int | None = None, qua
         if metric.startswith("pinball@"):
             candidates[expected] = f"exact {expected}"
         name, params, gold = _metric_call(metric, run)
-        higher = HIGHER_IS_BETTER.get(metric, False)
+        higher = get_metric(name).higher_is_better
         point = {rule: float(np.mean(_score(name, strategies[s].predictions, gold, params))) for rule, s in candidates.items()}
         best = (max if higher else min)(point.values())
         row = {"metric": metric, "family": family, "expected winner": expected,
