@@ -62,7 +62,8 @@ def test_registry_rejects_unknown_and_duplicate_names():
         get_metric("no_such_metric")
     with pytest.raises(ValueError, match="already registered"):
         register_metric(
-            "rmse", kind="corpus", data="numeric", higher_is_better=False, bayes_rule="mean", value_range=(0, 1), citation="x"
+            "rmse", kind="corpus", data="numeric", higher_is_better=False, bayes_rule="mean",
+            value_range=(0, 1), citation="x",
         )(len)
     spec = get_metric("rmse")
     assert get_metric(spec) is spec

@@ -304,10 +304,11 @@ def pattern_check(run: TaskRun, family: str = "exact", k: int | None = None, qua
                   alpha: float = 0.05, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
     """Does the paper's pattern hold? Each Bayes-optimal rule against every other rule of its family.
 
-    For each metric of :data:`PATTERN_METRICS` (the rule on its card: RMSE -> mean, MAE -> median, exact match -> mode),
-    and pinball at each level of ``quantiles`` (-> that exact quantile rule), a paired bootstrap test of the expected winner
-    against each rival on the same resamples gives the difference and its two-sided p-value. The
-    verdict comes from the tests, not from point estimates:
+    For each metric of :data:`PATTERN_METRICS` (the rule on its card: RMSE -> mean, MAE -> median,
+    exact match -> mode) and pinball at each level of ``quantiles`` (-> that exact quantile rule),
+    a paired bootstrap test of the expected winner against each rival on the same resamples gives
+    the difference and its two-sided p-value. The verdict comes from the tests, not from point
+    estimates:
 
     * ``holds``: the expected winner is better than every rival with p < ``alpha``;
     * ``fails``: some rival is better than it with p < ``alpha``;
