@@ -1,4 +1,4 @@
-"""MBR utility matrices: vectorised (workbench.metric_aware.mbr) vs a pair-by-pair loop over the library scorer.
+"""MBR utility matrices: vectorised (workbench.metric_aware.pairwise) vs a pair-by-pair loop over the library scorer.
 
 For each item, N text samples are scored against each other (N x N utilities) and the sample
 with the highest mean utility is selected. The loop calls the library's own sentence scorer
@@ -14,7 +14,7 @@ insertions, casing and punctuation changes) of a set of reference sentences, see
 
     python benchmarks/mbr_speed.py               # 10 items, N=64, chrF and ROUGE-L
     python benchmarks/mbr_speed.py --items 2     # quick look
-    python benchmarks/mbr_speed.py --metrics chrf,rouge_l,bleu
+    python benchmarks/mbr_speed.py --metrics chrf,rouge_l,bleu,token_f1
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ import sacrebleu
 from rouge_score import rouge_scorer
 
 from workbench.metric_aware.mbr import UTILITIES
+from workbench.metric_aware.metrics import token_f1
 from workbench.paths import RESULTS_DIR
 
 BASE_SENTENCES = [
@@ -94,6 +95,7 @@ def pair_scorers() -> dict[str, Callable[[str, str], float]]:
         "chrf": lambda hyp, ref: sacrebleu.sentence_chrf(hyp, [ref]).score,
         "rouge_l": lambda hyp, ref: rouge.score(ref, hyp)["rougeL"].fmeasure,
         "bleu": lambda hyp, ref: sacrebleu.sentence_bleu(hyp, [ref]).score,
+        "token_f1": lambda hyp, ref: float(token_f1([hyp], [ref])[0]),  # the registry's sentence form
     }
 
 
