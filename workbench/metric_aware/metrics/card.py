@@ -48,7 +48,7 @@ DECISION_RULES: dict[str, str] = {
 }
 """Decision rule name -> what it picks. The closed-form point rules live in decision.py."""
 
-_POINT_RULES = ("mean", "median", "mode", "quantile", "grid_search")
+_NUMERIC_RULES = ("mean", "median", "mode", "quantile", "grid_search")  # rules that pick a number
 
 
 @dataclass(frozen=True)
@@ -103,7 +103,7 @@ def _check_card(card: MetricCard) -> None:
         problem = f"data must be 'numeric', 'text' or 'probs', got {card.data!r}"
     elif card.bayes_rule is not None and card.bayes_rule not in DECISION_RULES:
         problem = f"bayes_rule must be one of {sorted(DECISION_RULES)} or None, got {card.bayes_rule!r}"
-    elif card.bayes_rule in _POINT_RULES and card.data != "numeric":
+    elif card.bayes_rule in _NUMERIC_RULES and card.data != "numeric":
         problem = f"bayes_rule {card.bayes_rule!r} picks a number, but the metric scores {card.data!r} data"
     elif card.data == "text" and (card.bayes_rule != "mbr" or card.pairwise is None):
         problem = "a text metric needs bayes_rule='mbr' and a pairwise form (its MBR utility)"
