@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 from scipy.stats import norm
 
-from workbench.cost.evaluation import metric_usd_per_1000
+from workbench.cost.evaluation_cost import metric_usd_per_1000
 
 # Axis -> direction: +1 when larger is better, -1 when smaller is better.
 AXES = {"generalization": 1, "evaluation_usd": -1, "serving_usd_per_1000": -1}
