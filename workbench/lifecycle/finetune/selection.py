@@ -51,6 +51,19 @@ def dev_metrics(scores: dict[str, dict[str, float]]) -> dict[str, float]:
     return {f"dev_{task}_{name}": value for task, metrics in scores.items() for name, value in metrics.items()}
 
 
+def dev_summary(objective: float, scores: dict[str, dict[str, float]]) -> str:
+    """One dev evaluation as a line of the progress output.
+
+    >>> dev_summary(0.41, {"sst5": {"accuracy": 0.5, "rmse": 1.0, "spearman": 0.6}})
+    'dev selection loss 0.4100 sst5: acc 0.500 rmse 1.000 spearman 0.600'
+    """
+    per_task = (
+        f"{task}: acc {s['accuracy']:.3f} rmse {s['rmse']:.3f} spearman {s['spearman']:.3f}"
+        for task, s in scores.items()
+    )
+    return f"dev selection loss {objective:.4f} " + " ".join(per_task)
+
+
 def evaluations_since_best(history: list[dict], best: tuple[float, int] | None) -> int:
     """Dev evaluations after the best one (``best``: (selection loss, step)): early stopping's count after a resume.
 

@@ -37,7 +37,13 @@ from workbench.lifecycle.finetune.config import FinetuneConfig
 from workbench.lifecycle.finetune.encoding import data_sha256, training_set
 from workbench.lifecycle.finetune.loss import ObjectiveLoss
 from workbench.lifecycle.finetune.model import as_loaded_model, make_trainable, precision_autocast
-from workbench.lifecycle.finetune.selection import dev_metrics, dev_sets, evaluate_dev, evaluations_since_best
+from workbench.lifecycle.finetune.selection import (
+    dev_metrics,
+    dev_sets,
+    dev_summary,
+    evaluate_dev,
+    evaluations_since_best,
+)
 from workbench.progress import tqdm
 from workbench.tasks import Example
 
@@ -113,25 +119,7 @@ def finetune(
     started = time.time()
     out = Path(config.output_dir) if config.output_dir else None
     if out is not None and (out / "model" / "config.json").exists():
-        log = json.loads((out / "training.json").read_text())
-        encoded = training_set(config, AutoTokenizer.from_pretrained(out / "model"), examples)
-        if log["key"] != json_round_trip(config.training_key()) or log["data"] != data_sha256(encoded):
-            raise ValueError(
-                f"{out} holds a different finished run (config or data); "
-                "use run_dir(config, examples) or a new output_dir"
-            )
-        return FinetuneResult(
-            config,
-            log["losses"],
-            log["steps"],
-            log["steps"],
-            log["examples"],
-            0.0,
-            out / "model",
-            dev_history=log.get("dev_history", []),
-            best_step=log.get("best_step"),
-            throughput=log.get("throughput", {}),
-        )
+        return _finished_run(config, out, examples)
 
     torch.manual_seed(config.seed)
     lm = load_model(config.base, device=config.device)
@@ -164,14 +152,9 @@ def finetune(
     device = lm.device
     model.train()
     bar = tqdm(total=total, initial=start, desc=f"finetune {config.method}", disable=not progress)
-    train_seconds, train_cpu, train_examples, train_tokens, done, stale = (
-        0.0,
-        0.0,
-        0,
-        0,
-        start,
-        evaluations_since_best(history, best),
-    )
+    train_seconds = train_cpu = 0.0
+    train_examples = train_tokens = 0
+    done, stale = start, evaluations_since_best(history, best)
     # One MLflow run per training call (nested under the notebook's run, if any): the loss curve,
     # the dev metrics of every evaluation, and the throughput. A resumed run re-logs the steps it
     # restored, so its curve is whole.
@@ -216,13 +199,7 @@ def finetune(
                 scores, objective = evaluate_dev(model, tokenizer, evaluations, config.precision)
                 history.append({"step": done, "scores": scores, "objective": objective})
                 tracker.log_metrics({"dev_selection_loss": objective, **dev_metrics(scores)}, step=done)
-                bar.write(
-                    f"step {done}: dev selection loss {objective:.4f} "
-                    + " ".join(
-                        f"{t}: acc {s['accuracy']:.3f} rmse {s['rmse']:.3f} spearman {s['spearman']:.3f}"
-                        for t, s in scores.items()
-                    )
-                )
+                bar.write(f"step {done}: {dev_summary(objective, scores)}")
                 if best is None or objective < best[0]:
                     best, stale = (objective, done), 0
                     best_weights = {n: p.detach().cpu().clone() for n, p in trainable.items()}
@@ -298,3 +275,25 @@ def finetune(
         }
         result.model_dir = save_final_model(out, model, tokenizer, log)
     return result
+
+
+def _finished_run(config: FinetuneConfig, out: Path, examples: dict[str, list[Example]] | None) -> FinetuneResult:
+    """The finished run saved in ``out``, reused without training, after checking it is this config's and data's."""
+    log = json.loads((out / "training.json").read_text())
+    encoded = training_set(config, AutoTokenizer.from_pretrained(out / "model"), examples)
+    if log["key"] != json_round_trip(config.training_key()) or log["data"] != data_sha256(encoded):
+        raise ValueError(
+            f"{out} holds a different finished run (config or data); use run_dir(config, examples) or a new output_dir"
+        )
+    return FinetuneResult(
+        config,
+        log["losses"],
+        log["steps"],
+        log["steps"],
+        log["examples"],
+        0.0,
+        out / "model",
+        dev_history=log.get("dev_history", []),
+        best_step=log.get("best_step"),
+        throughput=log.get("throughput", {}),
+    )
