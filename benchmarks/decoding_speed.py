@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-import baselines  # noqa: E402
+import decoding_baselines  # noqa: E402
 
 from workbench.inference.engine import HFEngine
 from workbench.inference.types import SamplingConfig  # noqa: E402
@@ -136,7 +136,7 @@ def sampler_runs(lm, prompts, n, max_new_tokens, seed, temperature, methods, eng
             make = engines[name]
             runs[name] = lambda batch, make=make: engine_tokens(make().sample(batch, n, config))
         else:
-            function = getattr(baselines, name)
+            function = getattr(decoding_baselines, name)
             runs[name] = lambda batch, function=function: function(lm, batch, n, max_new_tokens, seed, temperature)
     return runs
 
@@ -191,7 +191,7 @@ def short_answers(lm, args, engines) -> None:
     for run in sampler_runs(lm, warmup, args.n[0], args.max_new_tokens[0], args.seed, 1.0, samplers, engines).values():
         run(warmup)
     sampling = run_samplers(lm, prompts, args, args.n[0], args.max_new_tokens[0], 1.0, samplers, engines)
-    scorers = {"one_pass_scorer": lambda batch: baselines.one_pass_scorer(lm, batch, task.candidates, end)}
+    scorers = {"one_pass_scorer": lambda batch: decoding_baselines.one_pass_scorer(lm, batch, task.candidates, end)}
     scorers.update({f"{name}_score": (lambda batch, make=make: torch.tensor(make().score(batch, task.candidates).logprobs)) for name, make in engines.items()})
     scoring, gaps = {}, {}
     for mode in args.modes:

@@ -7,7 +7,7 @@ the median time of its passes, so load from other processes spreads over all of 
 * naive fp32: every weight trains, logits over the whole vocabulary at every position, rows in
   random order (right-padded, no shared prefix);
 * fp32 / bf16 answer-only: logits at the answer positions only, the system prompt pushed through
-  once per batch, rows grouped by length (:func:`workbench.lifecycle.finetune.answer_nll`);
+  once per batch, rows grouped by length (:func:`workbench.lifecycle.finetune.loss.answer_nll`);
 * top-N layers: only the top N layers (and the final norm) train; the lower ones run without
   gradients;
 * LoRA on the top 8 layers;
@@ -36,7 +36,10 @@ import torch
 import torch.nn.functional as F
 
 from workbench.inference.models import load_model
-from workbench.lifecycle.finetune import FinetuneConfig, _prepare, _Trainer, answer_nll, training_set
+from workbench.lifecycle.finetune import FinetuneConfig
+from workbench.lifecycle.finetune.encoding import training_set
+from workbench.lifecycle.finetune.loss import ObjectiveLoss, answer_nll
+from workbench.lifecycle.finetune.model import make_trainable
 from workbench.paths import RESULTS_DIR
 
 
@@ -78,10 +81,10 @@ def main() -> None:
 
     def trainer_step(config):
         def run(model, batches):
-            trainer = _Trainer(model, lm.tokenizer, config)
+            objective_loss = ObjectiveLoss(model, lm.tokenizer, config)
             for batch in batches:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
-                    loss, _ = trainer.loss(batch)
+                    loss, _ = objective_loss.loss(batch)
                 loss.backward()
         return run
 
@@ -104,7 +107,7 @@ def main() -> None:
             model.model.layers = layers
 
     full = FinetuneConfig(method="full")
-    variants = {  # name -> (config for _prepare, step function, batches)
+    variants = {  # name -> (config for make_trainable, step function, batches)
         "naive fp32, all weights, all-position logits": (full, naive(False), random_batches),
         "naive bf16, all weights, all-position logits": (full, naive(True), random_batches),
         "fp32, all weights, answer-only logits": (replace(full, precision="fp32"), trainer_step(replace(full, precision="fp32")), grouped_batches),
@@ -123,7 +126,7 @@ def main() -> None:
         for name in order:
             config, step, batches = variants[name]
             lm.model.load_state_dict(base_state)
-            model = _prepare(lm.model, config)
+            model = make_trainable(lm.model, config)
             model.train()
             tick = time.perf_counter()
             step(model, batches)

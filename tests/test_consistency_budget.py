@@ -7,7 +7,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from workbench.consistency.budget import plan_budget, stratified_head
-from workbench.consistency.calibration import ScoreCube, t_test_power
+from workbench.consistency.power import ScoreCube, t_test_power
 from workbench.consistency.features import FeatureConfig, PairFeaturizer
 from workbench.consistency.pairset import fit_threshold, pair_set, pair_set_auc, score_pair_set, threshold_table
 from workbench.consistency.responses import synthetic_responses

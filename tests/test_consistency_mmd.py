@@ -5,7 +5,7 @@ import pytest
 from model_equality_testing.algorithm import run_two_sample_test
 from model_equality_testing.distribution import CompletionSample
 
-from workbench.consistency.calibration import power_curve, score_cube
+from workbench.consistency.power import power_curve, score_cube
 from workbench.consistency.mmd_baseline import (
     MMDConfig,
     encode_responses,

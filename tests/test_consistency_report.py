@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.consistency.calibration import minimum_detectable_effect, t_test_power
+from workbench.consistency.power import minimum_detectable_effect, t_test_power
 from workbench.consistency.crossfit import (
     CrossFitScorer,
     featurised_score_fn,

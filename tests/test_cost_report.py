@@ -15,7 +15,7 @@ import pytest  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from workbench.cost import ApiPrice, Efficiency, Hardware, ModelShape, Roofline, break_even  # noqa: E402
-from workbench.cost.evaluation import bootstrap_scaling  # noqa: E402
+from workbench.cost.evaluation_cost import bootstrap_scaling  # noqa: E402
 from workbench.cost.hosting import (  # noqa: E402
     HostingOption,
     api_cost_table,

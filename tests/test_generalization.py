@@ -1,4 +1,4 @@
-"""Generalization helpers: the lexicon adapter, loading it through the table task, and the drop."""
+"""Generalization: the rating-set converters, loading their CSVs through the table task, and the drop."""
 
 from __future__ import annotations
 
@@ -8,17 +8,14 @@ import numpy as np
 import pytest
 
 from workbench.inference.types import GridScore
-from workbench.cost.generalization import (
-    drop_table,
+from workbench.cost.generalization import drop_table, metric_drop, rule_predictions, with_prompt_of
+from workbench.tasks.rating_sets import (
     hutto_snippets_path,
     lexicon_to_csv,
     sick_to_csv,
     snippets_to_csv,
-    metric_drop,
-    rule_predictions,
     to_rating_scale,
     vader_lexicon_path,
-    with_prompt_of,
 )
 from workbench.tasks import Example, Task, get_task
 

@@ -8,7 +8,9 @@ from make_tiny_model import make_tiny_model
 
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
-from workbench.lifecycle.finetune import FinetuneConfig, _Trainer, training_set
+from workbench.lifecycle.finetune import FinetuneConfig
+from workbench.lifecycle.finetune.encoding import training_set
+from workbench.lifecycle.finetune.loss import ObjectiveLoss
 from workbench.lifecycle.regression_loss import candidate_tokens, grid_logprobs, grid_loss, soft_targets
 from workbench.tasks import get_task
 
@@ -108,6 +110,6 @@ def test_the_trainer_reads_the_soft_objective_from_the_config(tiny_lm):
         logprobs = grid_logprobs(tiny_lm.model, prompts, candidates, tiny_lm.tokenizer.pad_token_id)
         for objective, weight, soft_sd in (("soft", 0.0, 0.3), ("soft_mix", 0.25, 0.3), ("mix", 0.25, None), ("mse", 1.0, None)):
             config = FinetuneConfig(base="unused", tasks=("stsb",), objective=objective, mse_weight=0.25, soft_sd=0.3)
-            ours, _ = _Trainer(tiny_lm.model, tiny_lm.tokenizer, config).loss(encoded)
+            ours, _ = ObjectiveLoss(tiny_lm.model, tiny_lm.tokenizer, config).loss(encoded)
             expected, _ = grid_loss(logprobs, grid, gold, gold_index, mse_weight=weight, soft_sd=soft_sd)
             assert float(ours) == pytest.approx(float(expected), rel=1e-5), objective

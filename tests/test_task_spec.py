@@ -145,7 +145,8 @@ def test_command_line_checks_a_spec(tmp_path, capsys):
 
 
 def test_a_spec_task_is_a_training_set(tmp_path, lm):
-    from workbench.lifecycle.finetune import FinetuneConfig, training_set
+    from workbench.lifecycle.finetune import FinetuneConfig
+    from workbench.lifecycle.finetune.encoding import training_set
 
     write(tmp_path / "reviews.tsv", REVIEWS)
     spec = write(tmp_path / "reviews.yaml", "path: reviews.tsv\ntext_column: review\nlabel_column: stars\n")

@@ -1,8 +1,8 @@
 """SimCT: do two stages of an LLM's lifecycle behave the same, judged from responses alone?
 
 Implements "A Simple Consistency Test Protocol in LLMs Development Lifecycle" (Zhao, Jin, Huang,
-Zhao, Tan; arXiv 2407.17150), with calibration tools and the MMD baseline of "Model Equality
-Testing" (Gao, Liang, Guestrin, ICLR 2025). A typical session::
+Zhao, Tan; arXiv 2407.17150), with power analysis (false alarms, power, query planning) and the
+MMD baseline of "Model Equality Testing" (Gao, Liang, Guestrin, ICLR 2025). A typical session::
 
     table = load_responses(["fp32.jsonl", "bf16.jsonl", "dev_a.jsonl", "dev_b.jsonl"])
     featurizer = PairFeaturizer()
@@ -15,7 +15,7 @@ Testing" (Gao, Liang, Guestrin, ICLR 2025). A typical session::
 Modules: :mod:`~workbench.consistency.responses` (table format, pairs),
 :mod:`~workbench.consistency.generate` (responses of lifecycle stages),
 :mod:`~workbench.consistency.features` (pair features), :mod:`~workbench.consistency.simct`
-(the two tests), :mod:`~workbench.consistency.calibration` (false alarms, power, planning),
+(the two tests), :mod:`~workbench.consistency.power` (false alarms, power, planning),
 :mod:`~workbench.consistency.budget` (the query budget planned on a pilot),
 :mod:`~workbench.consistency.pairset` (the response-wise classifier against similarity thresholds),
 :mod:`~workbench.consistency.mmd_baseline` (the MMD baseline), :mod:`~workbench.consistency.crossfit`
@@ -25,7 +25,7 @@ several changes, its decision table), :mod:`~workbench.consistency.plots`.
 
 import importlib
 
-from workbench.consistency.calibration import (
+from workbench.consistency.power import (
     QueryPlan,
     RejectionRate,
     ScoreCube,

@@ -22,7 +22,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from workbench.consistency.calibration import ScoreCube, pilot_effect_size, power_curve, queries_for_power
+from workbench.consistency.power import ScoreCube, pilot_effect_size, power_curve, queries_for_power
 
 
 def stratified_head(queries: pd.DataFrame, n: int, by: str = "source") -> pd.DataFrame:

@@ -40,7 +40,7 @@ import pandas as pd
 from model_equality_testing.distribution import CompletionSample
 from model_equality_testing.tests import IMPLEMENTED_TESTS
 
-from workbench.consistency.calibration import rejection_rate
+from workbench.consistency.power import rejection_rate
 
 TWO_SAMPLE_STATISTICS = ("mmd_hamming", "mmd_kspectrum", "mmd_all_subsequences",
                          "two_sample_L1", "two_sample_L2", "two_sample_chi_squared",
@@ -276,7 +276,7 @@ def mmd_test(table: pd.DataFrame, stage_a: str, stage_b: str, config: MMDConfig 
 def mmd_power_curve(cube: TokenCube, n_queries: Sequence[int], samples_per_query: Sequence[int] | int | None = None,
                     n_runs: int = 100, alpha: float = 0.05, config: MMDConfig | None = None, seed: int = 0,
                     replace: bool = True, confidence: float = 0.95) -> pd.DataFrame:
-    """Rejection rate of the MMD baseline, resampled like :func:`~workbench.consistency.calibration.power_curve`.
+    """Rejection rate of the MMD baseline, resampled like :func:`~workbench.consistency.power.power_curve`.
 
     Each run draws ``n`` queries (with replacement by default) and, per drawn query, ``k``
     random responses of each stage, then runs :func:`mmd_permutation_test`. The columns match
@@ -296,7 +296,7 @@ def mmd_power_curve(cube: TokenCube, n_queries: Sequence[int], samples_per_query
 
     Returns:
         One row per (n_queries, samples_per_query) with the
-        :class:`~workbench.consistency.calibration.RejectionRate` columns.
+        :class:`~workbench.consistency.power.RejectionRate` columns.
     """
     q_count, n_a, _ = cube.tokens_a.shape
     n_b = cube.tokens_b.shape[1]
@@ -334,7 +334,7 @@ def mmd_aa_false_alarm_rate(tokens: np.ndarray, n_queries: int, samples_per_quer
                             alpha: float = 0.05, config: MMDConfig | None = None, seed: int = 0):
     """Rejection rate of the MMD baseline between random halves of one stage's responses.
 
-    The counterpart of :func:`~workbench.consistency.calibration.aa_false_alarm_rate`: each run
+    The counterpart of :func:`~workbench.consistency.power.aa_false_alarm_rate`: each run
     draws ``n_queries`` queries with replacement and splits each one's responses at random into
     two disjoint sets of ``samples_per_query``.
 
@@ -343,7 +343,7 @@ def mmd_aa_false_alarm_rate(tokens: np.ndarray, n_queries: int, samples_per_quer
         n_queries, samples_per_query, n_runs, alpha, config, seed: as for the SimCT version.
 
     Returns:
-        A :class:`~workbench.consistency.calibration.RejectionRate`.
+        A :class:`~workbench.consistency.power.RejectionRate`.
     """
     q_count, n, _ = tokens.shape
     if 2 * samples_per_query > n:

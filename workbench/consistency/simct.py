@@ -14,7 +14,7 @@
    exchangeability of the responses.
 
 The t-test works on any per-pair score (a single feature such as ``cosine`` also works), which
-is what the calibration module relies on.
+is what the power analysis (:mod:`workbench.consistency.power`) relies on.
 
 >>> within = np.array([0.90, 0.80, 0.85, 0.95, 0.70])
 >>> across = within - np.array([0.10, 0.05, 0.12, 0.08, 0.09])

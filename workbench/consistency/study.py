@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from workbench.consistency.calibration import ScoreCube, minimum_detectable_effect, power_curve, score_cube
+from workbench.consistency.power import ScoreCube, minimum_detectable_effect, power_curve, score_cube
 from workbench.consistency.mmd_baseline import MMDConfig, MMDResult, mmd_permutation_test, mmd_power_curve, token_cube
 from workbench.consistency.simct import ModelWiseResult, paired_consistency_t_test
 
@@ -69,7 +69,7 @@ class ChangeResult:
         simct: SimCT's model-wise test on all queries and samples.
         mmd: the MMD baseline's test at the same budget.
         simct_curve, mmd_curve: rejection rates against the number of queries (the
-            :class:`~workbench.consistency.calibration.RejectionRate` columns).
+            :class:`~workbench.consistency.power.RejectionRate` columns).
         pair_auc: how well single pair scores separate within-reference from cross pairs.
         per_query: per-query mean scores (columns ``within``, ``across``).
     """
@@ -138,7 +138,7 @@ def pool_stages(table: pd.DataFrame, stages: Sequence[str], name: str) -> pd.Dat
     """The responses of several stages as one stage ``name`` (seeds become ``"<stage>:<seed>"``).
 
     Pooling the reference with a rerun under new seeds gives a stage with twice the samples,
-    which :func:`~workbench.consistency.calibration.aa_false_alarm_rate` splits at random.
+    which :func:`~workbench.consistency.power.aa_false_alarm_rate` splits at random.
     """
     rows = table[table.stage.isin(stages)]
     pooled = rows.assign(stage=name, seed=rows.stage + ":" + rows.seed.astype(str))

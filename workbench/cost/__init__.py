@@ -6,7 +6,7 @@
   measurements.
 * :mod:`~workbench.cost.deployment`: self-hosting cost per request, metric-aware decoding
   overhead, API-vs-self-hosting break-even, Pareto front.
-* :mod:`~workbench.cost.evaluation`: metric compute and human-rating budgets, labelled-set size
+* :mod:`~workbench.cost.evaluation_cost`: metric compute and human-rating budgets, labelled-set size
   for a confidence interval.
 * :mod:`~workbench.cost.hosting`: API and self-hosting cost tables, break-even volumes, overheads.
 * :mod:`~workbench.cost.timing`: fresh timings of forward passes and decoding methods (measured).
@@ -32,7 +32,7 @@ from workbench.cost.deployment import (
     self_hosted_usd_per_1m_tokens,
     self_hosted_usd_per_request,
 )
-from workbench.cost.evaluation import (
+from workbench.cost.evaluation_cost import (
     BootstrapScaling,
     MetricCost,
     ci_half_width,

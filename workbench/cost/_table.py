@@ -1,4 +1,5 @@
-"""Read the small CSV tables of the cost package, with errors that name the file and the line.
+"""Read the small CSV tables of the cost package (API prices, hardware), with errors that name the
+file and the line. (A task's data files are read by :func:`workbench.tasks.read_table`.)
 
 The tables are plain CSV with one header line. Lines that start with ``#`` are comments (used for
 the "re-check these numbers" warnings at the top of each file) and blank lines are skipped. A
@@ -41,7 +42,7 @@ def month_or_day(text: str) -> str:
     return text
 
 
-def read_table(
+def read_cost_table(
     path: str | Path,
     required: dict[str, Callable[[str], Any]],
     optional: dict[str, Callable[[str], Any]] | None = None,

@@ -17,7 +17,7 @@ import time
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from workbench.cost._table import month_or_day, number, packaged, read_table
+from workbench.cost._table import month_or_day, number, packaged, read_cost_table
 
 HARDWARE_FILE = "hardware.csv"
 THIS_CPU = "this-cpu"
@@ -94,7 +94,7 @@ def load_hardware(path: str | Path | None = None) -> dict[str, Hardware]:
     Raises:
         CostTableError: naming the file and line of a malformed row.
     """
-    rows = read_table(
+    rows = read_cost_table(
         path or packaged(HARDWARE_FILE),
         required={"name": str},
         optional={**{s: number for s in _SPECS}, "memory_gb": number, "usd_per_hour": number, "price_source": str, "price_date": month_or_day, "note": str},

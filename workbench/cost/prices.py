@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from workbench.cost._table import month_or_day, number, packaged, read_table
+from workbench.cost._table import month_or_day, number, packaged, read_cost_table
 
 PRICES_FILE = "api_prices.csv"
 
@@ -72,7 +72,7 @@ def load_api_prices(path: str | Path | None = None) -> list[ApiPrice]:
     Raises:
         CostTableError: naming the file and line of a malformed row.
     """
-    rows = read_table(
+    rows = read_cost_table(
         path or packaged(PRICES_FILE),
         required={"provider": str, "model": str, "input_usd_per_1m": number, "output_usd_per_1m": number, "price_date": month_or_day, "source_url": str},
         optional={"note": str},

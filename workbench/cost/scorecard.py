@@ -36,7 +36,7 @@ import pandas as pd
 from scipy import stats
 from scipy.stats import norm
 
-from workbench.cost.evaluation import metric_usd_per_1000
+from workbench.cost.evaluation_cost import metric_usd_per_1000
 from workbench.metric_aware.metrics import rmse, squared_error
 
 # Axis -> direction: +1 when larger is better, -1 when smaller is better.

@@ -30,7 +30,9 @@ import pandas as pd
 from workbench import tracking
 from workbench.inference.engine import HFEngine
 from workbench.lifecycle.evaluation import predict
-from workbench.lifecycle.finetune import FinetuneConfig, encode, finetune, mean_answer_loss, run_dir
+from workbench.lifecycle.finetune import FinetuneConfig, finetune, run_dir
+from workbench.lifecycle.finetune.encoding import encode
+from workbench.lifecycle.finetune.loss import mean_answer_loss
 from workbench.tasks import Example, get_task
 
 METHODS = ("grid", "random", "tpe")

@@ -1,4 +1,4 @@
-"""Calibrating SimCT's model-wise test: false alarms, power, and how many queries to ask.
+"""Power analysis of SimCT's model-wise test: false alarms, power, and how many queries to ask.
 
 Everything here resamples one precomputed :class:`ScoreCube`: the score of every response pair
 of every query (within stage A, and across A and B), so a thousand simulated test runs cost a

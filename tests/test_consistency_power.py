@@ -1,13 +1,13 @@
-"""False alarms, power and planning (workbench.consistency.calibration) on synthetic stages.
+"""False alarms, power and planning (workbench.consistency.power) on synthetic stages.
 
-The pair score is ROUGE-1 (lexical features only, so no encoder is needed): the calibration
+The pair score is ROUGE-1 (lexical features only, so no encoder is needed): the power-analysis
 machinery is score-agnostic and the classifier is exercised in test_consistency_simct.py.
 """
 
 import numpy as np
 import pytest
 
-from workbench.consistency.calibration import (
+from workbench.consistency.power import (
     aa_false_alarm_rate,
     pilot_effect_size,
     plan_queries,
