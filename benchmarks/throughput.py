@@ -21,12 +21,9 @@ before and after the run next to the thread count.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -34,7 +31,7 @@ from transformers import DynamicCache
 
 from workbench.cost import Measurement, ModelShape, Roofline, calibrate, measure_cpu
 from workbench.inference.models import load_model
-from workbench.paths import RESULTS_DIR
+from workbench.runs import append_record, cpu_name
 
 # transformers' DynamicCache concatenates: each step copies the cache (read + write) before
 # attention reads it, so the past KV cache crosses memory three times per decode step.
@@ -76,14 +73,6 @@ def time_round_robin(runners: list, repeats: int) -> np.ndarray:
             seconds[index, repeat] = time.perf_counter() - start
         print(f"  round {repeat + 1}/{repeats} done", flush=True)
     return seconds
-
-
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
 
 
 def checkerboard(points: list[tuple[str, int, int]], batches: list[int], lengths: list[int]) -> list[bool]:
@@ -160,17 +149,9 @@ def main() -> None:
     load_after = os.getloadavg()
 
     record = {
-        "benchmark": "throughput_roofline",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "threads": torch.get_num_threads(),
-        "machine": {
-            "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "load_average_before": load_before,
-            "load_average_after": load_after,
-        },
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "fingerprint": lm.fingerprint,
         "hardware": asdict(hardware),
         "kv_passes": DYNAMIC_CACHE_KV_PASSES,
@@ -182,9 +163,7 @@ def main() -> None:
         ],
         "models": models,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    with open(RESULTS_DIR / "benchmarks.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record("throughput_roofline", record)
 
 
 if __name__ == "__main__":
