@@ -38,10 +38,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import baselines  # noqa: E402
-
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
+from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.runs import BENCHMARK_RECORDS, append_record  # noqa: E402
 from workbench.tasks import get_task  # noqa: E402
 

@@ -19,8 +19,8 @@ import torch
 
 from workbench.inference.engine import HFEngine
 from workbench.metric_aware.bootstrap import paired_bootstrap
-from workbench.runs import append_record
 from workbench.metric_aware.experiments import RunConfig, comparison_table, run_task, strategy_predictions
+from workbench.runs import append_record
 from workbench.tasks import get_task
 
 TARGETS = {"sst5": ("exact mode", "exact_match"), "stsb": ("exact mean", "spearman")}

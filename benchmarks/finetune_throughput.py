@@ -130,7 +130,7 @@ def main() -> None:
                 lm.model = model.unload()
             print(f"  repeat {repeat} {name}: {time.perf_counter() - tick:.1f} s", flush=True)
     rows = []
-    for name, (config, step, batches) in variants.items():
+    for name, (_config, _step, batches) in variants.items():
         seconds = statistics.median(times[name])
         examples = sum(len(b) for b in batches)
         tokens = sum(len(e.input_ids) for b in batches for e in b)

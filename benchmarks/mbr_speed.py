@@ -115,7 +115,7 @@ def run_metric(metric: str, items: list[list[str]]) -> dict:
     loop_selection = [int(np.argmax(m.mean(axis=1))) for m in looped]
     loop_seconds = time.perf_counter() - start
 
-    max_difference = max(float(np.abs(v - m).max()) for v, m in zip(vectorised, looped))
+    max_difference = max(float(np.abs(v - m).max()) for v, m in zip(vectorised, looped, strict=True))
     assert max_difference <= 1e-9, f"{metric}: utility matrices differ by {max_difference}"
     assert vectorised_selection == loop_selection, f"{metric}: selections differ"
     return {

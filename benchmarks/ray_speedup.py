@@ -25,14 +25,15 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from functools import partial
 
 import numpy as np
 import torch
 
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig
 from workbench.inference.models import load_model
 from workbench.inference.ray_engine import EngineSpec, RayEngine
+from workbench.inference.types import SamplingConfig
 from workbench.runs import append_record
 from workbench.tasks import get_task
 
@@ -112,8 +113,8 @@ def main() -> None:
         for name in names[round_ % len(names):] + names[: round_ % len(names)]:  # rotate the order
             engine, threads = engines[name]
             torch.set_num_threads(threads)
-            sample_s, samples = timed(lambda: engine.sample(prompts, args.n, config))
-            score_s, scores = timed(lambda: engine.score(prompts, task.candidates))
+            sample_s, samples = timed(partial(engine.sample, prompts, args.n, config))
+            score_s, scores = timed(partial(engine.score, prompts, task.candidates))
             seconds[name]["sample"].append(sample_s)
             seconds[name]["score"].append(score_s)
             outputs[name] = (samples, scores.logprobs)
@@ -123,11 +124,11 @@ def main() -> None:
     ray.shutdown()
 
     reference_samples, reference_scores = outputs["single_1_thread"]
-    identical = {name: all((a.texts, a.token_ids) == (b.texts, b.token_ids) for a, b in zip(samples, reference_samples))
+    identical = {name: all((a.texts, a.token_ids) == (b.texts, b.token_ids) for a, b in zip(samples, reference_samples, strict=True))
                  for name, (samples, _) in outputs.items()}
     score_diff = {name: float(np.abs(scores - reference_scores).max()) for name, (_, scores) in outputs.items()}
     median = {name: {kind: float(np.median(values)) for kind, values in kinds.items()} for name, kinds in seconds.items()}
-    per_round = {kind: [one / two for one, two in zip(seconds["ray_1_worker"][kind], seconds["ray_2_worker"][kind])]
+    per_round = {kind: [one / two for one, two in zip(seconds["ray_1_worker"][kind], seconds["ray_2_worker"][kind], strict=True)]
                  for kind in ("sample", "score")}
     record = {
         "versions": {"torch": torch.__version__, "ray": ray.__version__},

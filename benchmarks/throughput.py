@@ -114,16 +114,16 @@ def main() -> None:
     raw = time_round_robin(runners, args.repeats)
     del runners  # frees the KV caches
     medians, minima = np.median(raw, axis=1), raw.min(axis=1)
-    for (phase, batch, tokens), median, best in zip(grid, medians, minima):
+    for (phase, batch, tokens), median, best in zip(grid, medians, minima, strict=True):
         print(f"  measured {phase:<7} batch {batch:>3} tokens {tokens:>4}: {median * 1e3:9.1f} ms (min {best * 1e3:.1f})")
     seconds = medians if args.statistic == "median" else minima
-    points = [(Measurement.prefill if phase == "prefill" else Measurement.decode)(batch, tokens, float(s)) for (phase, batch, tokens), s in zip(grid, seconds)]
+    points = [(Measurement.prefill if phase == "prefill" else Measurement.decode)(batch, tokens, float(s)) for (phase, batch, tokens), s in zip(grid, seconds, strict=True)]
     fit_mask = np.array(checkerboard(grid, args.batches, args.lengths))
 
     models = {}
     for name, overlap in (("max", True), ("sum", False)):
         start = Roofline(shape, hardware, kv_passes=DYNAMIC_CACHE_KV_PASSES, overlap=overlap)
-        fitted = calibrate(start, [p for p, f in zip(points, fit_mask) if f])
+        fitted = calibrate(start, [p for p, f in zip(points, fit_mask, strict=True) if f])
         predicted = fitted.predict(points)
         errors = (predicted - seconds) / seconds
         models[name] = {
@@ -159,7 +159,7 @@ def main() -> None:
         "statistic": args.statistic,
         "points": [
             {"phase": phase, "batch": batch, "tokens": tokens, "seconds": times.tolist(), "fit": bool(f)}
-            for (phase, batch, tokens), times, f in zip(grid, raw, fit_mask)
+            for (phase, batch, tokens), times, f in zip(grid, raw, fit_mask, strict=True)
         ],
         "models": models,
     }

@@ -23,8 +23,8 @@ from transformers import AutoTokenizer
 from workbench.inference import attention
 from workbench.inference.end_of_turn import end_of_turn
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig
 from workbench.inference.models import LoadedModel, embedded_model_folder
+from workbench.inference.types import SamplingConfig
 
 WINDOW = 12  # shorter than every prompt below: the window decides what a token sees
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512)
@@ -105,8 +105,8 @@ def test_every_sampled_token_matches_a_plain_forward_pass(name, models, prompts)
     configs = [SamplingConfig(top_k=2, max_new_tokens=10, seed=1), SamplingConfig(max_new_tokens=16, stop=RARE_LETTERS, seed=2)]
     finished_early = 0
     for config in configs:
-        for prompt, result in zip(prompts, engine.sample(prompts, 6, config)):
-            for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons):
+        for prompt, result in zip(prompts, engine.sample(prompts, 6, config), strict=True):
+            for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons, strict=True):
                 assert len(ids) == len(logprobs) >= 1
                 assert logprobs == pytest.approx(plain_logprobs(lm, prompt, ids), abs=1e-4)
                 finished_early += reason == "stop"
@@ -117,7 +117,7 @@ def test_every_sampled_token_matches_a_plain_forward_pass(name, models, prompts)
 def test_greedy_matches_hf_generate(name, models, prompts):
     lm = models[name]
     ours = HFEngine(lm, progress=False).sample(prompts, 1, SamplingConfig(temperature=0, max_new_tokens=10))
-    for prompt, result in zip(prompts, ours):
+    for prompt, result in zip(prompts, ours, strict=True):
         inputs = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         out = lm.model.generate(**inputs, do_sample=False, max_new_tokens=10, pad_token_id=lm.tokenizer.pad_token_id)
         assert result.token_ids[0] == out[0, inputs["input_ids"].shape[1] :].tolist()

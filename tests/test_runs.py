@@ -6,10 +6,9 @@ import nbformat
 import pandas as pd
 import pytest
 
+import run_notebooks  # noqa: E402
 from workbench import runs, tracking
 from workbench.inference.models import DEFAULT_MODEL
-
-import run_notebooks  # noqa: E402
 
 
 @pytest.fixture(scope="module")

@@ -82,7 +82,7 @@ def _finetune_options(parser: argparse.ArgumentParser) -> None:
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         flag = f"--{field.name.replace('_', '-')}"
         if isinstance(default, tuple):
-            parser.add_argument(flag, default=",".join(map(str, default)), help=f"comma-separated (default: %(default)s)")
+            parser.add_argument(flag, default=",".join(map(str, default)), help="comma-separated (default: %(default)s)")
         elif hint is bool or isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
