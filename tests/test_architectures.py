@@ -10,6 +10,7 @@ decoding matches HF ``generate``.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
@@ -83,17 +84,32 @@ def plain_logprobs(lm: LoadedModel, prompt: str, answer_ids: list[int]) -> list[
     return [logprobs[len(prompt_ids) - 1 + i, t].item() for i, t in enumerate(answer_ids)]
 
 
+def answer_in_context(tokenizer, prompt: str, answer: str) -> list[int]:
+    """The answer's tokens as the tokenizer splits prompt + answer (the prompts end in a newline,
+    so the split falls between the two)."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    joint = tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
+    assert joint[: len(prompt_ids)] == prompt_ids
+    return joint[len(prompt_ids) :]
+
+
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_score_matches_a_plain_forward_pass(name, models, prompts):
+    """With the shared system prompt prefilled once (the default) and with every prompt prefilled
+    whole (``share_prefix=False``), each candidate's score is its plain forward-pass log-probability."""
     lm = models[name]
-    engine = HFEngine(lm, progress=False)
+    prompt_ids = [lm.tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts]
+    assert len(os.path.commonprefix(prompt_ids)) > WINDOW  # a shared prefix longer than the sliding window
     candidates = ["1", "2.5", "ten", "3"]
-    scored = engine.score(prompts, candidates)
-    assert engine._prefix is not None  # the shared system prompt was prefilled once
+    shared_engine = HFEngine(lm, progress=False)
+    shared = shared_engine.score(prompts, candidates)
+    whole = HFEngine(lm, progress=False, share_prefix=False).score(prompts, candidates)
     for row, prompt in enumerate(prompts):
         for k, candidate in enumerate(candidates):
-            answer = engine._answer_tokens(lm.tokenizer(prompt, add_special_tokens=False)["input_ids"], candidate) + [engine.end_of_turn]
-            assert scored.logprobs[row, k] == pytest.approx(sum(plain_logprobs(lm, prompt, answer)), abs=1e-4)
+            answer = answer_in_context(lm.tokenizer, prompt, candidate) + [shared_engine.end_of_turn]
+            expected = sum(plain_logprobs(lm, prompt, answer))
+            assert shared.logprobs[row, k] == pytest.approx(expected, abs=1e-4)
+            assert whole.logprobs[row, k] == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)

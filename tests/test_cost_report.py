@@ -135,7 +135,16 @@ def test_plots_draw():
     assert plot_validation(Figure().subplots(), table).get_xscale() == "log"
     points = with_pareto(pd.DataFrame({"rmse": [1.0, 0.8, 0.9], "usd": [1.0, 2.0, 3.0], "stage": ["a", "a", "b"], "label": ["x", "y", "z"]}), "rmse", "usd")
     assert list(points.pareto) == [True, True, False]
-    plot_pareto(Figure().subplots(), points, "rmse", "usd")
+    pareto_axes = plot_pareto(Figure().subplots(), points, "rmse", "usd")
+    # One scatter per stage, at (cost, quality); the front joins the Pareto points in cost order and labels them.
+    scattered = [collection.get_offsets().tolist() for collection in pareto_axes.collections]
+    assert scattered == [[[1.0, 1.0], [2.0, 0.8]], [[3.0, 0.9]]]
+    (front,) = [line for line in pareto_axes.get_lines() if line.get_label() == "Pareto front"]
+    assert list(front.get_xdata()) == [1.0, 2.0] and list(front.get_ydata()) == [1.0, 0.8]
+    assert [(text.get_text(), text.xy) for text in pareto_axes.texts] == [("x", (1.0, 1.0)), ("y", (2.0, 0.8))]
+    legend = [text.get_text() for text in pareto_axes.get_legend().get_texts()]
+    assert legend == ["a", "b", "Pareto front"]
+    assert (pareto_axes.get_xscale(), pareto_axes.get_xlabel(), pareto_axes.get_ylabel()) == ("log", "usd", "rmse")
     option = HostingOption("box", 1.0, {1: 0.1, 4: 0.2})
     api_axes = plot_api_vs_hosting(Figure().subplots(), PRICE, 400, 2, option, n=4, volume=1e6)
     assert len(api_axes.get_lines()) >= 2 and "N=4" in api_axes.get_title()
