@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -43,9 +40,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import decoding_baselines  # noqa: E402
 
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
-from workbench.paths import RESULTS_DIR  # noqa: E402
+from workbench.inference.types import SamplingConfig  # noqa: E402
+from workbench.runs import BENCHMARK_RECORDS, append_record  # noqa: E402
 from workbench.tasks import get_task  # noqa: E402
 
 
@@ -111,18 +108,6 @@ def sum_results(results):
     return sum(results)
 
 
-def machine(lm) -> dict:
-    return {
-        "device": str(lm.device),
-        "gpu": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        "cpu_count": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "load_average": list(os.getloadavg()),
-    }
-
-
 def engine_tokens(sample_sets) -> int:
     return sum(len(ids) for result in sample_sets for ids in result.token_ids)
 
@@ -162,13 +147,11 @@ def run_samplers(lm, prompts, args, n, max_new_tokens, temperature, methods, eng
     return results
 
 
-RECORD = RESULTS_DIR / "benchmarks.jsonl"
+RECORD = BENCHMARK_RECORDS
 
 
-def append(record: dict) -> None:
-    RECORD.parent.mkdir(parents=True, exist_ok=True)
-    with open(RECORD, "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+def append(benchmark: str, record: dict) -> None:
+    append_record(benchmark, record, RECORD)
 
 
 def print_table(results: dict, ours: list[str]) -> None:
@@ -208,8 +191,8 @@ def short_answers(lm, args, engines) -> None:
     print_table(scoring, [f"{e}_score" for e in engines])
     print(f"  largest |log-prob| gap, engine vs hand-written scorer: {max(gaps.values()):.2e}")
     print(f"  samples vs exact at N={args.n_check}: mean TV {agreement['mean_tv']:.3f} (max {agreement['max_tv']:.3f})   target mean TV < 0.1")
-    append({
-        "benchmark": "decoding_speed", "timestamp": now(), "machine": machine(lm), "fingerprint": lm.fingerprint,
+    append("decoding_speed", {
+        "device": str(lm.device), "dtype": lm.dtype, "fingerprint": lm.fingerprint,
         "items": len(prompts), "mean_prompt_tokens": float(np.mean(lengths)), "n": args.n[0], "max_new_tokens": args.max_new_tokens[0],
         "repeats": args.repeats, "compare_commit": args.compare_commit, "sampling": sampling, "scoring": scoring,
         "max_logprob_gap_engine_vs_one_pass_scorer": gaps, "agreement": {"n": args.n_check, **agreement},
@@ -244,7 +227,7 @@ def long_answers(lm, args, engines) -> None:
             print(f"GSM8K {args.shots}-shot, {int(np.mean(lengths))} prompt tokens, N={n}, max_new_tokens={max_new_tokens}, load {os.getloadavg()}", flush=True)
             results = run_samplers(lm, prompts, args, n, max_new_tokens, 1.0, methods, engines)
             print_table(results, list(engines))
-            append(record("decoding_speed_long", lm, args, prompts, lengths, n, max_new_tokens, 1.0, results, engines))
+            append("decoding_speed_long", record(lm, args, prompts, lengths, n, max_new_tokens, 1.0, results, engines))
 
 
 def simct(lm, args, engines) -> None:
@@ -263,10 +246,10 @@ def simct(lm, args, engines) -> None:
         # Batched as notebook 06 calls the engine: 16 queries per call (generate_responses' queries_per_call).
         results = run_samplers(lm, prompts, args, args.n[0], max_new_tokens, 0.7, methods, engines, per_call=16)
         print_table(results, list(engines))
-        append(record("decoding_speed_simct", lm, args, prompts, lengths, args.n[0], max_new_tokens, 0.7, results, engines))
+        append("decoding_speed_simct", record(lm, args, prompts, lengths, args.n[0], max_new_tokens, 0.7, results, engines))
 
 
-def record(name, lm, args, prompts, lengths, n, max_new_tokens, temperature, results, engines) -> dict:
+def record(lm, args, prompts, lengths, n, max_new_tokens, temperature, results, engines) -> dict:
     ratio = {}
     for mode, by in results.items():
         baseline_names = [k for k in by if k not in engines]
@@ -276,14 +259,10 @@ def record(name, lm, args, prompts, lengths, n, max_new_tokens, temperature, res
             ratio[mode]["engine/best_baseline"] = by[best]["seconds"] / by["engine"]["seconds"]
             ratio[mode]["best_baseline"] = best
     return {
-        "benchmark": name, "timestamp": now(), "machine": machine(lm), "fingerprint": lm.fingerprint,
+        "device": str(lm.device), "dtype": lm.dtype, "fingerprint": lm.fingerprint,
         "items": len(prompts), "mean_prompt_tokens": float(np.mean(lengths)), "n": n, "max_new_tokens": max_new_tokens,
         "temperature": temperature, "repeats": args.repeats, "compare_commit": args.compare_commit, "results": results, "ratios": ratio,
     }
-
-
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def main() -> None:

@@ -14,13 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from datetime import datetime, timezone
 
 import torch
 
 from workbench.inference.engine import HFEngine
 from workbench.metric_aware.bootstrap import paired_bootstrap
 from workbench.metric_aware.experiments import RunConfig, comparison_table, run_task, strategy_predictions
+from workbench.runs import append_record
 from workbench.tasks import get_task
 
 TARGETS = {"sst5": ("exact mode", "exact_match"), "stsb": ("exact mean", "spearman")}
@@ -63,9 +63,7 @@ def main() -> None:
         print(name, json.dumps(report[name], indent=1), flush=True)
     print(json.dumps(report, default=str))
     if args.record:
-        with open(args.record, "a") as f:
-            f.write(json.dumps({"benchmark": "finetune_targets", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **report},
-                               default=str) + "\n")
+        append_record("finetune_targets", report, args.record)
 
 
 if __name__ == "__main__":

@@ -23,14 +23,11 @@ Prints examples/s and tokens/s per variant and appends one JSON line to results/
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import statistics
 import time
 from dataclasses import replace
-from datetime import datetime, timezone
 
 import torch
 import torch.nn.functional as F
@@ -40,7 +37,7 @@ from workbench.lifecycle.finetune import FinetuneConfig
 from workbench.lifecycle.finetune.encoding import training_set
 from workbench.lifecycle.finetune.loss import ObjectiveLoss, answer_nll
 from workbench.lifecycle.finetune.model import make_trainable
-from workbench.paths import RESULTS_DIR
+from workbench.runs import append_record
 
 
 def naive_loss(model, batch, pad_id):
@@ -136,7 +133,7 @@ def main() -> None:
                 lm.model = model.unload()
             print(f"  repeat {repeat} {name}: {time.perf_counter() - tick:.1f} s", flush=True)
     rows = []
-    for name, (config, step, batches) in variants.items():
+    for name, (_config, _step, batches) in variants.items():
         seconds = statistics.median(times[name])
         examples = sum(len(b) for b in batches)
         tokens = sum(len(e.input_ids) for b in batches for e in b)
@@ -145,11 +142,9 @@ def main() -> None:
     print(f"\n{'variant':66s} {'ex/s':>7s} {'tok/s':>8s} {'vs naive fp32':>14s}")
     for row in rows:
         print(f"{row['variant']:66s} {row['examples_per_s']:7.2f} {row['tokens_per_s']:8.0f} {row['examples_per_s'] / reference:13.1f}x")
-    record = {"benchmark": "finetune_throughput", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": platform.processor() or platform.machine(), "threads": args.threads, "batch": args.batch,
-              "repeats": args.repeats, "loadavg_before": load_before, "loadavg_after": os.getloadavg(), "rows": rows}
-    with open(RESULTS_DIR / "benchmarks.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record("finetune_throughput", {
+        "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
+        "load_average_before": load_before, "load_average_after": os.getloadavg(), "rows": rows})
 
 
 if __name__ == "__main__":

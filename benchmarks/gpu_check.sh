@@ -45,5 +45,5 @@ tail -n 2 "$RECORD" | "$PYTHON" -c "
 import json, sys
 for line in sys.stdin:
     record = json.loads(line)
-    print(record['benchmark'], record['machine']['device'], record['machine'].get('gpu'), json.dumps(record['ratios'])[:400])
+    print(record['benchmark'], record['device'], record['machine'].get('cuda'), json.dumps(record['ratios'])[:400])
 "

@@ -18,11 +18,7 @@ It appends one JSON line to results/benchmarks.jsonl and prints the table.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
-from datetime import datetime, timezone
 
 import numpy as np
 import pandas as pd
@@ -32,7 +28,7 @@ from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
 from workbench.lifecycle.evaluation import perplexity, predict
 from workbench.metric_aware.metrics import rmse
-from workbench.paths import RESULTS_DIR
+from workbench.runs import append_record
 from workbench.tasks import get_task
 from workbench.text import clean_text
 
@@ -65,12 +61,8 @@ def main() -> None:
                      "weights_sha256": lm.fingerprint["weights_sha256"][:16]})
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    record = {"benchmark": "int8_output_layer", "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-              "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch_threads": args.threads,
-                          "torch": torch.__version__, "load_average_1min": round(os.getloadavg()[0], 2)},
-              "items": len(examples), "seed": args.seed, "wall_s": round(time.time() - started, 1), "rows": rows}
-    with open(RESULTS_DIR / "benchmarks.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record("int8_output_layer", {"items": len(examples), "seed": args.seed,
+                                        "wall_s": round(time.time() - started, 1), "rows": rows})
 
 
 if __name__ == "__main__":

@@ -20,13 +20,10 @@ insertions, casing and punctuation changes) of a set of reference sentences, see
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import random
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 
 import numpy as np
 import sacrebleu
@@ -34,7 +31,7 @@ from rouge_score import rouge_scorer
 
 from workbench.metric_aware.mbr import UTILITIES
 from workbench.metric_aware.metrics import token_f1
-from workbench.paths import RESULTS_DIR
+from workbench.runs import BENCHMARK_RECORDS, append_record
 
 BASE_SENTENCES = [
     "The committee approved the new budget on Tuesday after a long and heated debate.",
@@ -120,7 +117,7 @@ def run_metric(metric: str, items: list[list[str]]) -> dict:
     loop_selection = [int(np.argmax(m.mean(axis=1))) for m in looped]
     loop_seconds = time.perf_counter() - start
 
-    max_difference = max(float(np.abs(v - m).max()) for v, m in zip(vectorised, looped))
+    max_difference = max(float(np.abs(v - m).max()) for v, m in zip(vectorised, looped, strict=True))
     assert max_difference <= 1e-9, f"{metric}: utility matrices differ by {max_difference}"
     assert vectorised_selection == loop_selection, f"{metric}: selections differ"
     return {
@@ -129,17 +126,6 @@ def run_metric(metric: str, items: list[list[str]]) -> dict:
         "ratio": loop_seconds / vectorised_seconds,
         "max_abs_difference": max_difference,
         "same_selections": True,
-    }
-
-
-def machine_info() -> dict:
-    return {
-        "cpu_count": os.cpu_count(),
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "numpy": np.__version__,
-        "sacrebleu": sacrebleu.__version__,
     }
 
 
@@ -159,7 +145,6 @@ def main() -> None:
     print(f"{args.items} items x {args.n} samples ({mean_words:.1f} words on average)")
     print(f"{'metric':<8} {'vectorised s':>13} {'loop s':>9} {'ratio':>8}  same selections")
     records = []
-    timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for metric in args.metrics.split(","):
         result = run_metric(metric, items)
         seconds = result["seconds"]
@@ -169,9 +154,8 @@ def main() -> None:
         )
         records.append(
             {
-                "benchmark": "mbr_speed",
-                "timestamp": timestamp,
-                "machine": machine_info(),
+                "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+                "versions": {"numpy": np.__version__, "sacrebleu": sacrebleu.__version__},
                 "n": args.n,
                 "items": args.items,
                 "seed": args.seed,
@@ -179,11 +163,9 @@ def main() -> None:
             }
         )
     if not args.no_save:
-        RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-        with open(RESULTS_DIR / "benchmarks.jsonl", "a", encoding="utf-8") as out:
-            for record in records:
-                out.write(json.dumps(record) + "\n")
-        print(f"appended {len(records)} lines to {RESULTS_DIR / 'benchmarks.jsonl'}")
+        for record in records:
+            append_record("mbr_speed", record)
+        print(f"appended {len(records)} lines to {BENCHMARK_RECORDS}")
 
 
 if __name__ == "__main__":

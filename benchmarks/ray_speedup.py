@@ -23,20 +23,18 @@ plain matmul loop, no Ray engine involved).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
-from datetime import datetime, timezone
+from functools import partial
 
 import numpy as np
 import torch
 
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig
 from workbench.inference.models import load_model
 from workbench.inference.ray_engine import EngineSpec, RayEngine
-from workbench.paths import RESULTS_DIR
+from workbench.inference.types import SamplingConfig
+from workbench.runs import append_record
 from workbench.tasks import get_task
 
 
@@ -115,8 +113,8 @@ def main() -> None:
         for name in names[round_ % len(names):] + names[: round_ % len(names)]:  # rotate the order
             engine, threads = engines[name]
             torch.set_num_threads(threads)
-            sample_s, samples = timed(lambda: engine.sample(prompts, args.n, config))
-            score_s, scores = timed(lambda: engine.score(prompts, task.candidates))
+            sample_s, samples = timed(partial(engine.sample, prompts, args.n, config))
+            score_s, scores = timed(partial(engine.score, prompts, task.candidates))
             seconds[name]["sample"].append(sample_s)
             seconds[name]["score"].append(score_s)
             outputs[name] = (samples, scores.logprobs)
@@ -126,24 +124,16 @@ def main() -> None:
     ray.shutdown()
 
     reference_samples, reference_scores = outputs["single_1_thread"]
-    identical = {name: all((a.texts, a.token_ids) == (b.texts, b.token_ids) for a, b in zip(samples, reference_samples))
+    identical = {name: all((a.texts, a.token_ids) == (b.texts, b.token_ids) for a, b in zip(samples, reference_samples, strict=True))
                  for name, (samples, _) in outputs.items()}
     score_diff = {name: float(np.abs(scores - reference_scores).max()) for name, (_, scores) in outputs.items()}
     median = {name: {kind: float(np.median(values)) for kind, values in kinds.items()} for name, kinds in seconds.items()}
-    per_round = {kind: [one / two for one, two in zip(seconds["ray_1_worker"][kind], seconds["ray_2_worker"][kind])]
+    per_round = {kind: [one / two for one, two in zip(seconds["ray_1_worker"][kind], seconds["ray_2_worker"][kind], strict=True)]
                  for kind in ("sample", "score")}
     record = {
-        "benchmark": "ray_speedup",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "machine": {
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "ray": ray.__version__,
-            "load_average_before": list(load_before),
-            "load_average_after": list(os.getloadavg()),
-            "note": "2-core machine shared with other agents' jobs; timings measured under that load",
-        },
+        "versions": {"torch": torch.__version__, "ray": ray.__version__},
+        "load_average_before": list(load_before),
+        "load_average_after": list(os.getloadavg()),
         "fingerprint": lm.fingerprint,
         "items": args.items,
         "n": args.n,
@@ -158,9 +148,7 @@ def main() -> None:
         "identical_samples": identical,
         "max_score_diff": score_diff,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    with open(RESULTS_DIR / "benchmarks.jsonl", "a", encoding="utf-8") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record("ray_speedup", record)
     print(f"{'configuration':<18} {'sample items/s':>15} {'score items/s':>14} {'identical samples':>18}   (medians of {args.rounds} rounds)")
     for name, rates in record["median_items_per_s"].items():
         print(f"{name:<18} {rates['sample']:>15.2f} {rates['score']:>14.2f} {str(identical[name]):>18}")

@@ -18,18 +18,17 @@ and the load average around it, since the machine is shared.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import resource
 import time
 from dataclasses import asdict, replace
-from datetime import datetime, timezone
 
 import torch
 
 from workbench.lifecycle import recipe
 from workbench.lifecycle.finetune import FinetuneConfig, finetune, run_dir
 from workbench.paths import RESULTS_DIR
+from workbench.runs import append_record
 
 BASE = FinetuneConfig(method="full", train_layers=8, batch_size=16, lr=3e-4, warmup_fraction=0.05, device="cpu", save_every=0)
 COARSE = {"task": "stsb", "answer_step": 0.5}
@@ -99,16 +98,15 @@ def main() -> None:
         result = finetune(config, examples=train, dev=dev, progress=False)
         after = resource.getrusage(resource.RUSAGE_SELF)
         record = {
-            "benchmark": "stsb_experiments", "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "arm": name,
+            "arm": name,
             "config": {k: v for k, v in asdict(config).items() if k not in ("output_dir",)}, "threads": args.threads,
             "steps": result.steps, "examples": result.examples, "wall_seconds": time.time() - wall,
             "cpu_seconds": (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime), "throughput": result.throughput,
-            "loadavg_before": load_before, "loadavg_after": os.getloadavg(),
+            "load_average_before": load_before, "load_average_after": os.getloadavg(),
             "dev_history": result.dev_history, "losses": result.losses,
             "model_dir": str(result.model_dir) if result.model_dir else None,
         }
-        with open(args.out, "a") as f:
-            f.write(json.dumps(record) + "\n")
+        append_record("stsb_experiments", record, args.out)
         last = result.dev_history[-1]["scores"]
         print(name, {t: {k: round(v, 3) for k, v in s.items() if k in ("accuracy", "rmse", "spearman", "outside_mass")} for t, s in last.items()},
               f"train cpu {result.throughput['train_cpu_seconds']:.0f} s, wall {record['wall_seconds']:.0f} s", flush=True)

@@ -21,12 +21,9 @@ before and after the run next to the thread count.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from dataclasses import asdict
-from datetime import datetime, timezone
 
 import numpy as np
 import torch
@@ -34,7 +31,7 @@ from transformers import DynamicCache
 
 from workbench.cost import Measurement, ModelShape, Roofline, calibrate, measure_cpu
 from workbench.inference.models import load_model
-from workbench.paths import RESULTS_DIR
+from workbench.runs import append_record, cpu_name
 
 # transformers' DynamicCache concatenates: each step copies the cache (read + write) before
 # attention reads it, so the past KV cache crosses memory three times per decode step.
@@ -78,14 +75,6 @@ def time_round_robin(runners: list, repeats: int) -> np.ndarray:
     return seconds
 
 
-def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        return platform.processor() or platform.machine()
-
-
 def checkerboard(points: list[tuple[str, int, int]], batches: list[int], lengths: list[int]) -> list[bool]:
     """True for the points used to fit: alternate cells of the batch x length grid, per phase."""
     return [(batches.index(b) + lengths.index(n)) % 2 == 0 for _, b, n in points]
@@ -125,16 +114,16 @@ def main() -> None:
     raw = time_round_robin(runners, args.repeats)
     del runners  # frees the KV caches
     medians, minima = np.median(raw, axis=1), raw.min(axis=1)
-    for (phase, batch, tokens), median, best in zip(grid, medians, minima):
+    for (phase, batch, tokens), median, best in zip(grid, medians, minima, strict=True):
         print(f"  measured {phase:<7} batch {batch:>3} tokens {tokens:>4}: {median * 1e3:9.1f} ms (min {best * 1e3:.1f})")
     seconds = medians if args.statistic == "median" else minima
-    points = [(Measurement.prefill if phase == "prefill" else Measurement.decode)(batch, tokens, float(s)) for (phase, batch, tokens), s in zip(grid, seconds)]
+    points = [(Measurement.prefill if phase == "prefill" else Measurement.decode)(batch, tokens, float(s)) for (phase, batch, tokens), s in zip(grid, seconds, strict=True)]
     fit_mask = np.array(checkerboard(grid, args.batches, args.lengths))
 
     models = {}
     for name, overlap in (("max", True), ("sum", False)):
         start = Roofline(shape, hardware, kv_passes=DYNAMIC_CACHE_KV_PASSES, overlap=overlap)
-        fitted = calibrate(start, [p for p, f in zip(points, fit_mask) if f])
+        fitted = calibrate(start, [p for p, f in zip(points, fit_mask, strict=True) if f])
         predicted = fitted.predict(points)
         errors = (predicted - seconds) / seconds
         models[name] = {
@@ -160,17 +149,9 @@ def main() -> None:
     load_after = os.getloadavg()
 
     record = {
-        "benchmark": "throughput_roofline",
-        "timestamp": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "threads": torch.get_num_threads(),
-        "machine": {
-            "cpu": cpu_name(),
-            "cpu_count": os.cpu_count(),
-            "platform": platform.platform(),
-            "torch": torch.__version__,
-            "load_average_before": load_before,
-            "load_average_after": load_after,
-        },
+        "load_average_before": load_before,
+        "load_average_after": load_after,
         "fingerprint": lm.fingerprint,
         "hardware": asdict(hardware),
         "kv_passes": DYNAMIC_CACHE_KV_PASSES,
@@ -178,13 +159,11 @@ def main() -> None:
         "statistic": args.statistic,
         "points": [
             {"phase": phase, "batch": batch, "tokens": tokens, "seconds": times.tolist(), "fit": bool(f)}
-            for (phase, batch, tokens), times, f in zip(grid, raw, fit_mask)
+            for (phase, batch, tokens), times, f in zip(grid, raw, fit_mask, strict=True)
         ],
         "models": models,
     }
-    RESULTS_DIR.mkdir(exist_ok=True)
-    with open(RESULTS_DIR / "benchmarks.jsonl", "a") as handle:
-        handle.write(json.dumps(record) + "\n")
+    append_record("throughput_roofline", record)
 
 
 if __name__ == "__main__":

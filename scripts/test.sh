@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Set up the environment, run the test suite, then execute every numbered notebook headless in its
+# Set up the environment, lint, run the test suite, then execute every numbered notebook headless in its
 # smoke profile (same code path, few items), on the embedded model and on a second, tiny model.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -7,6 +7,8 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 [ -n "${WORKBENCH_DATA_DIR:-}" ] || { [ -d ../shared/data ] && export WORKBENCH_DATA_DIR=$(cd ../shared/data && pwd); }
+ruff check .            # lint rules and their exceptions: [tool.ruff] in pyproject.toml
+ruff format --check .   # the formatter's layout, notebooks included
 python -m pytest -q
 python scripts/run_notebooks.py --profile smoke --timeout 900
 # A second model through every notebook: a tiny randomly initialised Qwen2 (another architecture than

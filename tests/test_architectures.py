@@ -10,6 +10,7 @@ decoding matches HF ``generate``.
 from __future__ import annotations
 
 import copy
+import os
 import re
 from pathlib import Path
 
@@ -23,8 +24,8 @@ from transformers import AutoTokenizer
 from workbench.inference import attention
 from workbench.inference.end_of_turn import end_of_turn
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig
 from workbench.inference.models import LoadedModel, embedded_model_folder
+from workbench.inference.types import SamplingConfig
 
 WINDOW = 12  # shorter than every prompt below: the window decides what a token sees
 SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512)
@@ -83,17 +84,32 @@ def plain_logprobs(lm: LoadedModel, prompt: str, answer_ids: list[int]) -> list[
     return [logprobs[len(prompt_ids) - 1 + i, t].item() for i, t in enumerate(answer_ids)]
 
 
+def answer_in_context(tokenizer, prompt: str, answer: str) -> list[int]:
+    """The answer's tokens as the tokenizer splits prompt + answer (the prompts end in a newline,
+    so the split falls between the two)."""
+    prompt_ids = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    joint = tokenizer(prompt + answer, add_special_tokens=False)["input_ids"]
+    assert joint[: len(prompt_ids)] == prompt_ids
+    return joint[len(prompt_ids) :]
+
+
 @pytest.mark.parametrize("name", ARCHITECTURES)
 def test_score_matches_a_plain_forward_pass(name, models, prompts):
+    """With the shared system prompt prefilled once (the default) and with every prompt prefilled
+    whole (``share_prefix=False``), each candidate's score is its plain forward-pass log-probability."""
     lm = models[name]
-    engine = HFEngine(lm, progress=False)
+    prompt_ids = [lm.tokenizer(prompt, add_special_tokens=False)["input_ids"] for prompt in prompts]
+    assert len(os.path.commonprefix(prompt_ids)) > WINDOW  # a shared prefix longer than the sliding window
     candidates = ["1", "2.5", "ten", "3"]
-    scored = engine.score(prompts, candidates)
-    assert engine._prefix is not None  # the shared system prompt was prefilled once
+    shared_engine = HFEngine(lm, progress=False)
+    shared = shared_engine.score(prompts, candidates)
+    whole = HFEngine(lm, progress=False, share_prefix=False).score(prompts, candidates)
     for row, prompt in enumerate(prompts):
         for k, candidate in enumerate(candidates):
-            answer = engine._answer_tokens(lm.tokenizer(prompt, add_special_tokens=False)["input_ids"], candidate) + [engine.end_of_turn]
-            assert scored.logprobs[row, k] == pytest.approx(sum(plain_logprobs(lm, prompt, answer)), abs=1e-4)
+            answer = answer_in_context(lm.tokenizer, prompt, candidate) + [shared_engine.end_of_turn]
+            expected = sum(plain_logprobs(lm, prompt, answer))
+            assert shared.logprobs[row, k] == pytest.approx(expected, abs=1e-4)
+            assert whole.logprobs[row, k] == pytest.approx(expected, abs=1e-4)
 
 
 @pytest.mark.parametrize("name", ARCHITECTURES)
@@ -105,8 +121,8 @@ def test_every_sampled_token_matches_a_plain_forward_pass(name, models, prompts)
     configs = [SamplingConfig(top_k=2, max_new_tokens=10, seed=1), SamplingConfig(max_new_tokens=16, stop=RARE_LETTERS, seed=2)]
     finished_early = 0
     for config in configs:
-        for prompt, result in zip(prompts, engine.sample(prompts, 6, config)):
-            for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons):
+        for prompt, result in zip(prompts, engine.sample(prompts, 6, config), strict=True):
+            for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons, strict=True):
                 assert len(ids) == len(logprobs) >= 1
                 assert logprobs == pytest.approx(plain_logprobs(lm, prompt, ids), abs=1e-4)
                 finished_early += reason == "stop"
@@ -117,7 +133,7 @@ def test_every_sampled_token_matches_a_plain_forward_pass(name, models, prompts)
 def test_greedy_matches_hf_generate(name, models, prompts):
     lm = models[name]
     ours = HFEngine(lm, progress=False).sample(prompts, 1, SamplingConfig(temperature=0, max_new_tokens=10))
-    for prompt, result in zip(prompts, ours):
+    for prompt, result in zip(prompts, ours, strict=True):
         inputs = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         out = lm.model.generate(**inputs, do_sample=False, max_new_tokens=10, pad_token_id=lm.tokenizer.pad_token_id)
         assert result.token_ids[0] == out[0, inputs["input_ids"].shape[1] :].tolist()

@@ -58,7 +58,7 @@ def test_identical_responses_are_maximally_similar(featurizer):
 
 def test_rouge_and_bleu_match_the_libraries(features):
     scorer = rouge_scorer.RougeScorer(["rouge1", "rouge2", "rougeL"], use_stemmer=True)
-    for (a, b), (_, row) in zip(TEXTS, features.iterrows()):
+    for (a, b), (_, row) in zip(TEXTS, features.iterrows(), strict=True):
         expected = scorer.score(a, b)
         for name in ("rouge1", "rouge2", "rougeL"):
             assert row[name] == pytest.approx(expected[name].fmeasure)
@@ -72,7 +72,7 @@ def test_meteor_is_nltk_without_synonyms(features):
         def synsets(self, word):
             return []
 
-    for (a, b), meteor in zip(TEXTS, features.meteor):
+    for (a, b), meteor in zip(TEXTS, features.meteor, strict=True):
         one_way = meteor_score([tokenize(a)], tokenize(b), wordnet=NoSynsets())
         other_way = meteor_score([tokenize(b)], tokenize(a), wordnet=NoSynsets())
         assert meteor == pytest.approx((one_way + other_way) / 2)

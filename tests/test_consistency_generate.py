@@ -47,7 +47,7 @@ def test_query_set_is_labelled_balanced_and_seeded():
     assert queries.groupby("query_type").size().to_dict() == {"closed": 5, "open": 4}
     assert queries.groupby("source").size().to_dict() == {
         "sst5-rating": 3, "gsm8k": 2, "stsb-paraphrase": 2, "sst5-explain": 2}
-    kinds = dict(zip(queries.source, queries.query_type))
+    kinds = dict(zip(queries.source, queries.query_type, strict=True))
     assert kinds == {"sst5-rating": "closed", "gsm8k": "closed", "stsb-paraphrase": "open", "sst5-explain": "open"}
     assert queries.query_id.is_unique
     assert queries[queries.source == "stsb-paraphrase"]["query"].str.startswith("Paraphrase this sentence: ").all()

@@ -212,7 +212,7 @@ def test_calibrate_recovers_known_efficiencies(overlap):
     cpu = Hardware("cpu", bf16_tflops=0.5, fp32_tflops=0.1, bandwidth_gb_s=10)
     truth = Roofline(ModelShape.from_config(SMOLLM2_135M), cpu, Efficiency(0.4, 0.7, 0.003), kv_passes=3, overlap=overlap)
     points = [Measurement.prefill(b, n, 0) for b in (1, 4) for n in (64, 256)] + [Measurement.decode(b, n, 0) for b in (1, 16) for n in (64, 512)]
-    points = [replace(p, seconds=float(t)) for p, t in zip(points, truth.predict(points))]
+    points = [replace(p, seconds=float(t)) for p, t in zip(points, truth.predict(points), strict=True)]
     start = replace(truth, efficiency=Efficiency())
     fitted = calibrate(start, points).efficiency
     assert (fitted.compute, fitted.memory, fitted.overhead_s) == pytest.approx((0.4, 0.7, 0.003), rel=1e-3)

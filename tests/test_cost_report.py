@@ -27,9 +27,9 @@ from workbench.cost.hosting import (  # noqa: E402
 )
 from workbench.cost.plots import plot_api_vs_hosting, plot_cost_vs_samples, plot_pareto, plot_validation  # noqa: E402
 from workbench.cost.records import latest_record, mbr_seconds_per_utility, record_points, record_roofline  # noqa: E402
+from workbench.cost.roofline import SMOLLM2_135M  # noqa: E402
 from workbench.cost.timing import time_methods, time_passes, validation_table  # noqa: E402
 from workbench.cost.tradeoffs import quality_cost_points, with_pareto  # noqa: E402
-from workbench.cost.roofline import SMOLLM2_135M  # noqa: E402
 from workbench.metric_aware.experiments import synthetic_run  # noqa: E402
 
 SHAPE = ModelShape.from_config(SMOLLM2_135M)
@@ -92,7 +92,7 @@ def test_records_rebuild_the_calibrated_roofline(tmp_path):
         "kv_passes": 3.0,
         "statistic": "median",
         "models": {"sum": {"efficiency": asdict(ROOFLINE.efficiency)}},
-        "points": [{"phase": p, "batch": b, "tokens": t, "seconds": [s, s * 2, s / 2], "fit": f} for (p, b, t), s, f in zip(timed.itertuples(index=False), exact, (True, False))],
+        "points": [{"phase": p, "batch": b, "tokens": t, "seconds": [s, s * 2, s / 2], "fit": f} for (p, b, t), s, f in zip(timed.itertuples(index=False), exact, (True, False), strict=True)],
     }
     path = tmp_path / "benchmarks.jsonl"
     older = {**record, "timestamp": "2026-01-01T00:00:00+00:00", "threads": 2}
@@ -135,7 +135,16 @@ def test_plots_draw():
     assert plot_validation(Figure().subplots(), table).get_xscale() == "log"
     points = with_pareto(pd.DataFrame({"rmse": [1.0, 0.8, 0.9], "usd": [1.0, 2.0, 3.0], "stage": ["a", "a", "b"], "label": ["x", "y", "z"]}), "rmse", "usd")
     assert list(points.pareto) == [True, True, False]
-    plot_pareto(Figure().subplots(), points, "rmse", "usd")
+    pareto_axes = plot_pareto(Figure().subplots(), points, "rmse", "usd")
+    # One scatter per stage, at (cost, quality); the front joins the Pareto points in cost order and labels them.
+    scattered = [collection.get_offsets().tolist() for collection in pareto_axes.collections]
+    assert scattered == [[[1.0, 1.0], [2.0, 0.8]], [[3.0, 0.9]]]
+    (front,) = [line for line in pareto_axes.get_lines() if line.get_label() == "Pareto front"]
+    assert list(front.get_xdata()) == [1.0, 2.0] and list(front.get_ydata()) == [1.0, 0.8]
+    assert [(text.get_text(), text.xy) for text in pareto_axes.texts] == [("x", (1.0, 1.0)), ("y", (2.0, 0.8))]
+    legend = [text.get_text() for text in pareto_axes.get_legend().get_texts()]
+    assert legend == ["a", "b", "Pareto front"]
+    assert (pareto_axes.get_xscale(), pareto_axes.get_xlabel(), pareto_axes.get_ylabel()) == ("log", "usd", "rmse")
     option = HostingOption("box", 1.0, {1: 0.1, 4: 0.2})
     api_axes = plot_api_vs_hosting(Figure().subplots(), PRICE, 400, 2, option, n=4, volume=1e6)
     assert len(api_axes.get_lines()) >= 2 and "N=4" in api_axes.get_title()
@@ -160,5 +169,5 @@ def test_time_methods_times_every_method(lm, sst5, sst5_prompts):
 
     engine = HFEngine(lm, cache=None, progress=False)
     timing = time_methods(engine, sst5_prompts[:2], sst5.candidates, ns=[2], max_new_tokens=2, repeats=1)
-    assert list(zip(timing.method, timing.n)) == [("greedy", 1), ("sample", 2), ("exact", 5)]
+    assert list(zip(timing.method, timing.n, strict=True)) == [("greedy", 1), ("sample", 2), ("exact", 5)]
     assert (timing.seconds_per_item > 0).all()

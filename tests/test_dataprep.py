@@ -167,5 +167,5 @@ def test_augment_shape_and_determinism():
     assert [len(v) for v in variants] == [3, 3]
     assert variants == dataprep.augment(texts, copies=3, dropout=0.2, swaps=1, seed=5)
     assert variants != dataprep.augment(texts, copies=3, dropout=0.2, swaps=1, seed=6)
-    for text, text_variants in zip(texts, variants):
+    for text, text_variants in zip(texts, variants, strict=True):
         assert all(set(v.split()) <= set(text.split()) for v in text_variants)

@@ -19,7 +19,7 @@ def brute_force_logprob(lm, prompt: str, answer_ids: list[int]) -> float:
     with torch.no_grad():
         logprobs = torch.log_softmax(lm.model(input_ids=ids).logits[0].float(), dim=-1)
     positions = range(len(prompt_ids) - 1, len(prompt_ids) - 1 + len(answer_ids))
-    return float(sum(logprobs[p, t] for p, t in zip(positions, answer_ids)))
+    return float(sum(logprobs[p, t] for p, t in zip(positions, answer_ids, strict=True)))
 
 
 def test_score_matches_brute_force_and_is_batch_invariant(lm, engine, sst5_prompts):
@@ -42,7 +42,7 @@ def test_greedy_matches_hf_generate(lm, engine, sst5):
     prompts = sst5.prompts(sst5.examples("dev", limit=3, seed=5), lm.tokenizer, sst5.fewshot(2))
     prompts.append(lm.tokenizer.apply_chat_template([{"role": "user", "content": "Name three colours."}], tokenize=False, add_generation_prompt=True))
     ours = engine.greedy(prompts, max_new_tokens=12)
-    for prompt, text in zip(prompts, ours):
+    for prompt, text in zip(prompts, ours, strict=True):
         inputs = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
         out = lm.model.generate(**inputs, do_sample=False, max_new_tokens=12, pad_token_id=lm.tokenizer.pad_token_id)
         expected = lm.tokenizer.decode(out[0, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -64,7 +64,7 @@ def test_same_seed_same_samples(engine, sst5_prompts):
 def test_sample_structure_and_logprobs(lm, engine, sst5_prompts):
     result = engine.sample(sst5_prompts[:1], 8, SamplingConfig(max_new_tokens=5, seed=1))[0]
     assert len(result.texts) == len(result.token_ids) == len(result.token_logprobs) == 8
-    for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons):
+    for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons, strict=True):
         assert len(ids) == len(logprobs) <= 5 and all(lp <= 0 for lp in logprobs)
         assert reason == ("eos" if ids[-1] == lm.tokenizer.eos_token_id else "length")
         assert brute_force_logprob(lm, sst5_prompts[0], ids) == pytest.approx(sum(logprobs), abs=2e-3)
@@ -141,8 +141,8 @@ def test_long_answers_are_exact_and_seeded(lm, engine):
     config = SamplingConfig(temperature=1.0, max_new_tokens=40, seed=11)
     results = engine.sample(prompts, 8, config)
     lengths = set()
-    for prompt, result in zip(prompts, results):
-        for ids, logprobs in zip(result.token_ids, result.token_logprobs):
+    for prompt, result in zip(prompts, results, strict=True):
+        for ids, logprobs in zip(result.token_ids, result.token_logprobs, strict=True):
             lengths.add(len(ids))
             assert brute_force_logprob(lm, prompt, ids) == pytest.approx(sum(logprobs), abs=2e-3)
             assert logprobs[-1] == pytest.approx(brute_force_logprob(lm, prompt, ids) - brute_force_logprob(lm, prompt, ids[:-1]), abs=1e-3)

@@ -80,7 +80,7 @@ def test_class_schemes():
 def fake_predictions():
     task = get_task("sst5")
     texts = ["a b", "a b c", "w " * 15, "w " * 30]
-    examples = [Example(str(i), text, target) for i, (text, target) in enumerate(zip(texts, [1.0, 2.0, 4.0, 5.0]))]
+    examples = [Example(str(i), text, target) for i, (text, target) in enumerate(zip(texts, [1.0, 2.0, 4.0, 5.0], strict=True))]
     probs = np.array([[0.7, 0.3, 0, 0, 0], [0.2, 0.8, 0, 0, 0], [0, 0, 0.5, 0.5, 0], [0, 0, 0, 0.4, 0.6]])
     return Predictions(task, examples, probs, np.array([0.1, 0.2, 0.3, 0.4]), class_scheme(task))
 

@@ -18,7 +18,7 @@ LAYERS = {
     "metric_aware": 3, "runs": 3,
     "lifecycle": 4,
     "serving": 5,
-    "consistency": 6, "cost": 6,
+    "consistency": 6, "cost": 6, "report": 6,
     "cli": 7, "__init__": 7,
     "__main__": 8,
 }

@@ -146,7 +146,7 @@ TEXT_PAIRS = [
 
 
 def test_text_metrics_score_hypothesis_against_reference():
-    hypotheses, references = zip(*TEXT_PAIRS)
+    hypotheses, references = zip(*TEXT_PAIRS, strict=True)
     scorer = rouge_scorer.RougeScorer(["rougeL"])
     expected = {
         "chrf": [sacrebleu.sentence_chrf(h, [r]).score for h, r in TEXT_PAIRS],
@@ -191,7 +191,7 @@ def test_batched_corpus_metrics_reduce_only_the_last_axis(numeric_pair):
         spec = get_metric(name)
         assert spec.batched
         batched = spec(stacked_predictions, stacked_references)
-        singles = [spec(p, r) for p, r in zip(stacked_predictions, stacked_references)]
+        singles = [spec(p, r) for p, r in zip(stacked_predictions, stacked_references, strict=True)]
         np.testing.assert_allclose(batched, singles, err_msg=name)
 
 

@@ -56,7 +56,7 @@ def test_samples_and_greedy_answers_equal_the_in_process_engine(lm, local, clien
     prompts = [chat(lm, q) for q in QUESTIONS]
     assert client.greedy(prompts, max_new_tokens=6) == local.greedy(prompts, max_new_tokens=6)
     config = SamplingConfig(temperature=0.9, top_p=0.95, top_k=40, max_new_tokens=5, seed=11)
-    for theirs, mine in zip(client.sample(prompts, 3, config), local.sample(prompts, 3, config)):
+    for theirs, mine in zip(client.sample(prompts, 3, config), local.sample(prompts, 3, config), strict=True):
         assert (theirs.texts, theirs.token_ids, theirs.finish_reasons) == (mine.texts, mine.token_ids, mine.finish_reasons)
         np.testing.assert_allclose(np.concatenate(theirs.token_logprobs), np.concatenate(mine.token_logprobs), atol=1e-4)
 

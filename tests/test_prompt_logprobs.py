@@ -35,7 +35,7 @@ def test_equal_to_a_plain_forward_pass(tokenizer, kind):
     assert len(tokenizer(prefix)["input_ids"]) > MIN_SHARED_PREFIX
     # The first three share a prefix (prefilled once, except under a sliding window); the last runs alone.
     results = prompt_logprobs(model, tokenizer, texts[:3], top_k=3) + prompt_logprobs(model, tokenizer, texts[3:], top_k=3)
-    for text, result in zip(texts, results):
+    for text, result in zip(texts, results, strict=True):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert result.token_ids == ids and result.logprobs[0] is None and result.top[0] is None
         with torch.no_grad():

@@ -6,7 +6,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e .[ray]")
 
-from workbench.inference.engine import HFEngine
+from workbench.inference.engine import HFEngine  # noqa: E402
 from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.gencache import GenerationCache  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
@@ -67,7 +67,7 @@ def test_two_workers_on_the_local_instance(sharded, tiny):
 def test_sharded_samples_and_scores_equal_a_single_process_run(sharded, tiny):
     single = HFEngine(load_model(tiny, device="cpu"), cache=None, progress=False)
     config = SamplingConfig(temperature=1.0, max_new_tokens=5, seed=7)
-    for theirs, mine in zip(sharded.sample(PROMPTS, 4, config), single.sample(PROMPTS, 4, config)):
+    for theirs, mine in zip(sharded.sample(PROMPTS, 4, config), single.sample(PROMPTS, 4, config), strict=True):
         assert (theirs.texts, theirs.token_ids, theirs.finish_reasons) == (mine.texts, mine.token_ids, mine.finish_reasons)
         np.testing.assert_allclose(np.concatenate(theirs.token_logprobs), np.concatenate(mine.token_logprobs), atol=1e-5)
     assert sharded.greedy(PROMPTS, max_new_tokens=4) == single.greedy(PROMPTS, max_new_tokens=4)

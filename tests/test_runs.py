@@ -6,10 +6,9 @@ import nbformat
 import pandas as pd
 import pytest
 
+import run_notebooks  # noqa: E402
 from workbench import runs, tracking
 from workbench.inference.models import DEFAULT_MODEL
-
-import run_notebooks  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -119,3 +118,39 @@ def test_every_search_trial_is_a_tracked_run(local_tracking):
     assert len(trials) >= 3
     recorded = sorted(trials["metrics.objective"].tolist()[:3])
     assert recorded == pytest.approx(sorted(table.objective.tolist()))
+
+
+def test_append_record_writes_one_schema_and_names_its_writer(tmp_path):
+    path = tmp_path / "records" / "benchmarks.jsonl"
+    writer = runs.PROJECT_ROOT / "benchmarks" / "mbr_speed.py"
+    first = runs.append_record("mbr_speed", {"n": 64, "seconds": {"loop": 2.0}}, path, writer=writer)
+    runs.append_record("throughput_roofline", {"threads": 1}, path, writer=writer)
+
+    lines = [json.loads(line) for line in path.read_text().splitlines()]
+    assert lines[0] == first and [line["benchmark"] for line in lines] == ["mbr_speed", "throughput_roofline"]
+    assert list(first)[:6] == list(runs.RECORD_FIELDS) and first["n"] == 64
+    assert first["writer"] == "benchmarks/mbr_speed.py"
+    assert set(first["machine"]) == set(runs.machine()) and first["machine"]["cpus"] >= 1
+    git = runs.git_state()
+    assert first["commit"] == git["commit"] and first["clean"] is (not git["dirty"])
+    assert first["timestamp"].endswith("Z") and first["timestamp"][:2] == "20"
+
+
+def test_append_record_refuses_fields_it_writes_itself(tmp_path):
+    with pytest.raises(ValueError, match=r"sets \['machine', 'timestamp'\]"):
+        runs.append_record("x", {"timestamp": "now", "machine": "mine"}, tmp_path / "r.jsonl", writer="x.py")
+    assert not (tmp_path / "r.jsonl").exists()
+
+
+def test_record_readers_accept_old_and_new_record_shapes(tmp_path):
+    from workbench.cost.records import read_records, record_machine
+
+    path = tmp_path / "benchmarks.jsonl"
+    old = {"benchmark": "finetune_throughput", "date": "2026-12-03T08:16:46+00:00", "machine": "x86_64", "threads": 1}
+    path.write_text(json.dumps(old) + "\n")
+    new = runs.append_record("finetune_throughput", {"threads": 2}, path, writer="benchmarks/finetune_throughput.py")
+    records = read_records("finetune_throughput", path)
+    assert [r["threads"] for r in records] == [1, 2]  # old "date" and new "timestamp" order alike
+    assert record_machine(records[0]) == {"cpu": "x86_64", "cpus": None, "torch_threads": 1, "device": None}
+    assert record_machine(records[1])["cpus"] == new["machine"]["cpus"]
+    assert record_machine(records[1])["cpu"] == runs.cpu_name()

@@ -201,7 +201,7 @@ def test_remote_engine_matches_the_local_engine(lm, local, server):
         config = SamplingConfig(temperature=0.8, top_k=50, max_new_tokens=4, seed=3)
         remote_sets, local_sets = remote.sample(prompts[:2], 2, config), local.sample(prompts[:2], 2, config)
         assert all(isinstance(s, SampleSet) for s in remote_sets)
-        for mine, theirs in zip(remote_sets, local_sets):
+        for mine, theirs in zip(remote_sets, local_sets, strict=True):
             assert (mine.texts, mine.token_ids, mine.finish_reasons) == (theirs.texts, theirs.token_ids, theirs.finish_reasons)
             np.testing.assert_allclose(np.concatenate(mine.token_logprobs), np.concatenate(theirs.token_logprobs), atol=1e-4)
 

@@ -61,7 +61,7 @@ def test_grids_and_answers():
     shot = gsm.fewshot(1)[0]
     assert "<<" not in gsm.answer(shot) and gsm.parse(gsm.answer(shot)) == shot.target
     with pytest.raises(ValueError, match="no answer grid"):
-        gsm.candidates
+        _ = gsm.candidates
 
 
 # ------------------------------------------------------------------ the table task

@@ -8,7 +8,7 @@ import torch
 vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e .[vllm] on a GPU machine)")
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="vLLM needs a CUDA GPU")
 
-from workbench.inference.engine import HFEngine
+from workbench.inference.engine import HFEngine  # noqa: E402
 from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
 from workbench.inference.protocol import Engine as EngineProtocol  # noqa: E402
@@ -53,7 +53,7 @@ def test_samples_follow_the_exact_distribution_and_are_seeded(engines, prompts):
     drawn = fast.sample(prompts, 512, config)
     assert [s.texts for s in fast.sample(prompts, 512, config)] == [s.texts for s in drawn]
     exact = hf.score(prompts, candidates)
-    for sample_set, p, outside in zip(drawn, exact.probs, exact.outside_mass):
+    for sample_set, p, outside in zip(drawn, exact.probs, exact.outside_mass, strict=True):
         counts = np.array([sum(t == c for t in sample_set.texts) for c in candidates], dtype=float)
         assert abs(1 - counts.sum() / 512 - outside) < 0.08
         if counts.sum() >= 100:

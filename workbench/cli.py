@@ -4,12 +4,13 @@
     python -m workbench evaluate --task path/to/spec.yaml --model M      # any table task, from its spec
     python -m workbench finetune --tasks sst5,stsb --lr 3e-4 --max-steps 200
     python -m workbench serve --model M --api-key KEY
+    python -m workbench report [--check]      # docs/results.md and the README's headline from results/
 
 ``evaluate`` prints the comparison table (every strategy of the chosen rules, with bootstrap
 intervals) and writes it as CSV beside a manifest under ``runs/cli/<model id>/<time>-evaluate/``
 (``--out`` to choose). ``finetune`` trains (or reuses the cached result of the same
-configuration) and records the run the same way. ``serve`` starts the HTTP server. ``--help``
-on each lists its options.
+configuration) and records the run the same way. ``serve`` starts the HTTP server. ``report``
+renders the results documents (:mod:`workbench.report`). ``--help`` on each lists its options.
 """
 
 from __future__ import annotations
@@ -82,7 +83,7 @@ def _finetune_options(parser: argparse.ArgumentParser) -> None:
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         flag = f"--{field.name.replace('_', '-')}"
         if isinstance(default, tuple):
-            parser.add_argument(flag, default=",".join(map(str, default)), help=f"comma-separated (default: %(default)s)")
+            parser.add_argument(flag, default=",".join(map(str, default)), help="comma-separated (default: %(default)s)")
         elif hint is bool or isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
@@ -121,10 +122,19 @@ def _serve(argv: list[str]) -> int:
     return 0
 
 
+def _report(args: argparse.Namespace) -> int:
+    from workbench import report
+
+    stale = report.render(check=args.check)
+    for path in stale:
+        print(f"{path}: {'differs from a fresh render of results/' if args.check else 'rewritten'}")
+    return 1 if args.check and stale else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,finetune,serve}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,finetune,serve,report}")
 
     evaluate = commands.add_parser("evaluate", help="one task through the metric-aware strategies",
                                    description="Decode greedy answers, K samples and the exact grid distribution for one task; "
@@ -151,6 +161,11 @@ def main(argv: list[str] | None = None) -> int:
 
     # serve keeps its own options (python -m workbench.serving): they are passed through untouched.
     commands.add_parser("serve", help="serve a model over HTTP (options: python -m workbench serve --help)", add_help=False)
+
+    rendered = commands.add_parser("report", help="render docs/results.md and the README's results block from results/",
+                                   description="Render the results documents from results/ and results/provenance.json.")
+    rendered.add_argument("--check", action="store_true", help="only compare; exit 1 when a document differs from a fresh render")
+    rendered.set_defaults(func=_report)
 
     if argv[:1] == ["serve"]:
         return _serve(argv[1:])

@@ -25,6 +25,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,10 +62,22 @@ def package_versions(names=PACKAGES) -> dict[str, str]:
     return versions
 
 
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo``), else what :mod:`platform` knows."""
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        return platform.processor() or platform.machine()
+
+
 def machine() -> dict:
-    """What the run ran on: platform, CPU count, load, torch threads and accelerator."""
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": os.cpu_count(),
-            "load_average_1min": round(os.getloadavg()[0], 2)}
+    """What the run ran on: platform, CPU model and count, load, torch threads and accelerator.
+
+    The one machine schema of run manifests and benchmark records (:func:`append_record`).
+    """
+    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_name(),
+            "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
     try:
         import torch
 
@@ -73,6 +86,48 @@ def machine() -> dict:
     except ImportError:
         pass
     return info
+
+
+BENCHMARK_RECORDS = RESULTS_DIR / "benchmarks.jsonl"
+RECORD_FIELDS = ("benchmark", "timestamp", "writer", "commit", "clean", "machine")
+
+
+def append_record(benchmark: str, record: dict, path: str | Path | None = None, writer: str | Path | None = None) -> dict:
+    """Append one benchmark record as a JSON line, with what every record says about itself.
+
+    The line holds, before the benchmark's own fields: ``benchmark``; ``timestamp`` (UTC, ISO 8601);
+    ``writer`` (the script, relative to the project); ``commit`` and ``clean`` (no uncommitted
+    changes to tracked files; both None outside a git checkout); ``machine`` (:func:`machine`).
+    Records written before this function have other shapes (``date`` for ``timestamp``, five
+    layouts of ``machine``); :mod:`workbench.cost.records` reads both.
+
+    Args:
+        benchmark: the record's kind, e.g. "decoding_speed"; readers select records by it.
+        record: the benchmark's own fields (JSON-serialisable; non-JSON values become strings).
+        path: the JSON-lines file (default ``results/benchmarks.jsonl``); its folder is created.
+        writer: the script that measured (default: the running ``__main__`` script).
+
+    Returns:
+        The line written, as a dict.
+
+    Raises:
+        ValueError: ``record`` sets one of the fields this function writes.
+    """
+    clashing = sorted(set(record) & set(RECORD_FIELDS))
+    if clashing:
+        raise ValueError(f"benchmark record {benchmark!r} sets {clashing}, which append_record writes itself")
+    if writer is None:
+        writer = getattr(sys.modules.get("__main__"), "__file__", None) or "interactive session"
+    writer_path = Path(writer).resolve()
+    git = git_state()
+    line = {"benchmark": benchmark, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "writer": _shown(writer_path) if writer_path.exists() else str(writer),
+            "commit": git.get("commit"), "clean": (not git["dirty"]) if git else None, "machine": machine(), **record}
+    path = Path(path) if path is not None else BENCHMARK_RECORDS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a", encoding="utf-8") as handle:
+        handle.write(json.dumps(line, default=str) + "\n")
+    return line
 
 
 def auto_threads() -> int:

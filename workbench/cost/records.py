@@ -1,5 +1,10 @@
 """Benchmark records (``results/benchmarks.jsonl``) read back: the calibrated roofline a
-throughput benchmark fitted, its timed points, and MBR's seconds per utility."""
+throughput benchmark fitted, its timed points, and MBR's seconds per utility.
+
+Records are written by :func:`workbench.runs.append_record` (``timestamp``, ``writer``, ``commit``,
+``clean`` and one ``machine`` schema); older lines of the file have other shapes (``date`` for
+``timestamp``; ``machine`` a string or one of five layouts), and the readers here accept both.
+"""
 
 from __future__ import annotations
 
@@ -21,7 +26,30 @@ def read_records(benchmark: str, path: str | Path | None = None) -> list[dict]:
     if not path.exists():
         return []
     records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return sorted((r for r in records if r.get("benchmark") == benchmark), key=lambda r: r.get("timestamp", ""))
+    return sorted((r for r in records if r.get("benchmark") == benchmark), key=record_time)
+
+
+def record_time(record: dict) -> str:
+    """When a record was written, ISO 8601 UTC ("" if unknown); older records call it ``date``."""
+    return record.get("timestamp") or record.get("date") or ""
+
+
+def record_machine(record: dict) -> dict:
+    """A record's machine in :func:`workbench.runs.machine`'s schema, from either record shape.
+
+    Returns ``cpu``, ``cpus``, ``torch_threads`` and ``device`` (None where the record lacks them).
+
+    >>> record_machine({"machine": {"cpu_count": 2, "torch_threads": 1, "device": "cpu"}})
+    {'cpu': None, 'cpus': 2, 'torch_threads': 1, 'device': 'cpu'}
+    >>> record_machine({"machine": "x86_64", "threads": 1})["cpu"]
+    'x86_64'
+    """
+    machine = record.get("machine")
+    machine = {"cpu": machine} if isinstance(machine, str) else dict(machine or {})
+    return {"cpu": machine.get("cpu"), "cpus": machine.get("cpus", machine.get("cpu_count")),
+            "torch_threads": machine.get("torch_threads", record.get("threads")),
+            "device": record.get("device", machine.get("device"))}
+
 
 def latest_record(benchmark: str, path: str | Path | None = None, **where) -> dict | None:
     """The newest record of ``benchmark`` whose top-level fields equal ``where`` (None if none)."""
