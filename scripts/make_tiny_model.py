@@ -4,6 +4,8 @@
 
 Such a model answers nonsense, fast: it takes every notebook's code path with another
 architecture than the embedded Llama, which is what ``scripts/test.sh`` uses it for.
+:func:`make_tiny_rating_model` makes one that answers a rating digit instead, for tests that
+compare the decisions made from parsed answers.
 """
 
 from __future__ import annotations
@@ -13,7 +15,14 @@ import sys
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM, Qwen2Config, Qwen2ForCausalLM
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    LlamaConfig,
+    LlamaForCausalLM,
+    Qwen2Config,
+    Qwen2ForCausalLM,
+)
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from workbench.inference.models import embedded_model_folder  # noqa: E402
@@ -31,6 +40,34 @@ def make_tiny_model(folder: str | Path, architecture: str = "qwen2", seed: int =
     torch.manual_seed(seed)
     model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def make_tiny_rating_model(folder: str | Path, architecture: str = "llama", seed: int = 0) -> str:
+    """A tiny random model that answers with one digit 1-5 and then the end of turn, the answer varying by prompt.
+
+    A random model never writes a rating, so rating tasks would see only unparsable answers; this
+    one takes their parse, grid and decision paths with real values. Every input embedding gets a
+    component along one hidden direction, which the (untied) output rows of the digits read: every
+    position leans towards a digit. The digits' input embeddings get a second direction, which the
+    end-of-turn output row reads: a digit is followed by the end of turn. The digits' own random
+    output rows, scaled up, keep the answer prompt-dependent.
+    """
+    make_tiny_model(folder, architecture, seed)
+    model = AutoModelForCausalLM.from_pretrained(folder)
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    digits = tokenizer.convert_tokens_to_ids(list("12345"))
+    end = tokenizer.convert_tokens_to_ids("<|im_end|>")
+    inputs = model.get_input_embeddings().weight.data
+    outputs = inputs.clone()
+    answer, after_digit = torch.eye(inputs.shape[1])[:2]
+    inputs += 0.1 * answer
+    inputs[digits] += 0.3 * after_digit
+    outputs[digits] = 20 * outputs[digits] + 3.5 * answer
+    outputs[end] += 3.5 * after_digit
+    model.config.tie_word_embeddings = False
+    model.lm_head.weight = torch.nn.Parameter(outputs)
+    model.save_pretrained(folder)
     return str(folder)
 
 

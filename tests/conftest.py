@@ -32,3 +32,33 @@ def sst5():
 def sst5_prompts(lm, sst5):
     shots = sst5.fewshot(5, seed=0)
     return sst5.prompts(sst5.examples("test", limit=3, seed=1), lm.tokenizer, shots)
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A local Ray instance with 2 CPUs for the module's tests (skipped without the ``ray`` extra)."""
+    ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e .[ray]")
+    # Ray gives its raylet a fixed 30 s to register; on a loaded 2-core machine that can pass, so
+    # the start is tried again (a failed start leaves nothing behind after ray.shutdown()).
+    for attempt in range(3):
+        try:
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            break
+        except Exception:
+            ray.shutdown()
+            if attempt == 2:
+                raise
+    yield
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Torch on one thread for the module's tests, as on a one-CPU Ray actor: CPU kernels split
+    their sums by thread count, so results compared bit for bit across processes need the same count."""
+    import torch
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)

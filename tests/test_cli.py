@@ -4,9 +4,12 @@ import json
 
 import pandas as pd
 import pytest
-from make_tiny_model import make_tiny_model
+from make_tiny_model import make_tiny_model, make_tiny_rating_model
 
 from workbench.cli import main
+from workbench.inference.engine import HFEngine
+from workbench.inference.models import load_model
+from workbench.serving import BackgroundServer, ServerConfig, create_app
 
 
 @pytest.fixture(scope="module")
@@ -29,6 +32,29 @@ def test_evaluate_prints_the_table_and_writes_csv_and_manifest(tiny, tmp_path, c
     assert "exact mean" in capsys.readouterr().out
 
 
+def test_evaluate_through_an_openai_compatible_server_gives_the_in_process_table(tmp_path, monkeypatch):
+    """--base-url: the same decoding on the workbench's own /v1 API, prompts formatted with --model's tokenizer."""
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    rater = make_tiny_rating_model(tmp_path / "rater")  # answers parse, so the sample rules have values to compare
+    common = ["evaluate", "--task", "sst5", "--model", rater, "--k", "4", "--limit", "6", "--shots", "1",
+              "--bootstrap", "50"]
+    assert main([*common, "--device", "cpu", "--out", str(tmp_path / "local")]) == 0
+    key = "cli-key"
+    engine = HFEngine(load_model(rater, device="cpu"), progress=False)
+    with BackgroundServer(create_app(engine, key, ServerConfig(max_total_tokens=1024))) as server:
+        remote_options = ["--base-url", f"{server.url}/v1", "--api-key", key, "--out", str(tmp_path / "remote")]
+        assert main([*common, *remote_options]) == 0
+    local, remote = (pd.read_csv(tmp_path / run / "results" / "evaluate_sst5.csv", index_col=0)
+                     for run in ("local", "remote"))
+    assert (remote.model == "rater").all()  # the served model id
+    numbers = [c for c in local.columns if c not in ("model",) and not c.endswith(" CI")]
+    assert local["fallback"].lt(6).all()  # the rating model's answers parse
+    pd.testing.assert_frame_equal(local[numbers], remote[numbers], check_exact=False, rtol=0, atol=1e-5)
+    manifest = (tmp_path / "remote" / "manifest.json").read_text()
+    assert key not in manifest and json.loads(manifest)["parameters"]["api_key"] is True
+    assert json.loads(manifest)["models"][0]["backend"] == "openai-compatible"
+
+
 def test_finetune_trains_and_records(tiny, tmp_path, capsys):
     out = tmp_path / "ft"
     assert main(["finetune", "--model", tiny, "--device", "cpu", "--tasks", "sst5", "--method", "full", "--max-steps", "2",
@@ -44,4 +70,5 @@ def test_help_of_every_command(capsys):
         with pytest.raises(SystemExit) as exit_info:
             main(command)
         assert exit_info.value.code == 0
-    assert "--lr" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "--lr" in out and "--base-url URL" in out and "--api-key" in out

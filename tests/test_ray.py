@@ -24,22 +24,6 @@ def tiny(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def cluster():
-    # Ray gives its raylet a fixed 30 s to register; on a loaded 2-core machine that can pass, so
-    # the start is tried again (a failed start leaves nothing behind after ray.shutdown()).
-    for attempt in range(3):
-        try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
-            break
-        except Exception:
-            ray.shutdown()
-            if attempt == 2:
-                raise
-    yield
-    ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def cache_root(tmp_path_factory):
     import os
 
@@ -54,7 +38,7 @@ def cache_root(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def sharded(tiny, cluster, cache_root):
+def sharded(tiny, ray_cluster, cache_root, one_torch_thread):
     with RayEngine(EngineSpec(model=tiny, device="cpu", options={"batch_size": 3}), workers=2, chunk_size=3) as engine:
         yield engine
 

@@ -2,15 +2,19 @@
 
     python -m workbench evaluate --task sst5 --model M --k 64 --rules mean,median,mode --limit 200
     python -m workbench evaluate --task path/to/spec.yaml --model M      # any table task, from its spec
+    python -m workbench evaluate --task sst5 --model M --base-url http://host:8000/v1 --api-key KEY  # a server
     python -m workbench finetune --tasks sst5,stsb --lr 3e-4 --max-steps 200
     python -m workbench serve --model M --api-key KEY
     python -m workbench report [--check]      # docs/results.md and the README's headline from results/
 
 ``evaluate`` prints the comparison table (every strategy of the chosen rules, with bootstrap
 intervals) and writes it as CSV beside a manifest under ``runs/cli/<model id>/<time>-evaluate/``
-(``--out`` to choose). ``finetune`` trains (or reuses the cached result of the same
-configuration) and records the run the same way. ``serve`` starts the HTTP server. ``report``
-renders the results documents (:mod:`workbench.report`). ``--help`` on each lists its options.
+(``--out`` to choose). It decodes with the model in process, or, with ``--base-url``, through any
+OpenAI-compatible completions server (the workbench's own ``/v1``, vLLM, llama.cpp's server) while
+the tokenizer of ``--model`` formats the prompts with its chat template. ``finetune`` trains (or
+reuses the cached result of the same configuration) and records the run the same way. ``serve``
+starts the HTTP server. ``report`` renders the results documents (:mod:`workbench.report`).
+``--help`` on each lists its options.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import sys
 import typing
 
 from workbench.inference.models import DEFAULT_MODEL
+from workbench.inference.protocol import Engine
 
 PROFILE = "cli"  # run folders of the command line: runs/cli/<model id>/...
 
@@ -35,7 +40,6 @@ def _add_model_options(parser: argparse.ArgumentParser, dtype: bool = True) -> N
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    from workbench.inference.engine import HFEngine
     from workbench.metric_aware.experiments import RunConfig, comparison_table, run_task
     from workbench.runs import Run, set_threads
     from workbench.tasks import get_task
@@ -46,19 +50,39 @@ def _evaluate(args: argparse.Namespace) -> int:
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
     config = RunConfig(split=args.split, limit=args.limit, shots=args.shots, k=args.k, temperature=args.temperature,
                        max_new_tokens=args.max_new_tokens, seed=args.seed)
-    run = Run.start("evaluate", {"PROFILE": PROFILE, **vars(args), "func": None}, args.out)
-    engine = HFEngine.load(args.model, device=args.device, dtype=args.dtype)
-    run.add_model(engine.lm.fingerprint)
-    task_run = run_task(engine, task, config)
+    # The API key is a secret: the manifest records only whether one was given.
+    parameters = {"PROFILE": PROFILE, "MODEL": args.model, **vars(args), "func": None, "api_key": args.api_key is not None}
+    run = Run.start("evaluate", parameters, args.out)
+    engine = _engine(args)
+    try:
+        run.add_model(engine.fingerprint)
+        task_run = run_task(engine, task, config)
+    finally:
+        if hasattr(engine, "close"):  # a server client holds a connection pool
+            engine.close()
+    model = engine.fingerprint["name"]
     table = comparison_table(task_run, metrics, n_resamples=args.bootstrap)
     table = table[[_keep(name, rules) for name in table.index]]
-    table.insert(0, "model", args.model)
+    table.insert(0, "model", model)
     table.insert(1, "task", task.name)
     path = run.save_table(table, f"evaluate_{task.name}.csv", index=True)
     run.finish()
     print(table.drop(columns=["model", "task"]).to_string(float_format=lambda v: f"{v:.3f}"))
-    print(f"\n{task.name}, {len(task_run.ids)} items, K={config.k}, model {args.model}: {path}")
+    print(f"\n{task.name}, {len(task_run.ids)} items, K={config.k}, model {model}: {path}")
     return 0
+
+
+def _engine(args: argparse.Namespace) -> Engine:
+    """The model in process, or with ``--base-url`` an OpenAI-compatible server (``--model`` gives the tokenizer)."""
+    if args.base_url is None:
+        from workbench.inference.engine import HFEngine
+
+        return HFEngine.load(args.model, device=args.device, dtype=args.dtype)
+    from workbench.inference.models import load_tokenizer
+    from workbench.inference.openai_compat import OpenAIEngine
+
+    tokenizer = load_tokenizer(args.model)
+    return OpenAIEngine(args.base_url, model=args.served_model, api_key=args.api_key, tokenizer=tokenizer)
 
 
 def _keep(strategy: str, rules: list[str]) -> bool:
@@ -141,6 +165,13 @@ def main(argv: list[str] | None = None) -> int:
                                                "print every strategy's metrics with bootstrap intervals.")
     evaluate.add_argument("--task", required=True, help="sst5, stsb, gsm8k, or a path to a table-task spec (YAML/JSON)")
     _add_model_options(evaluate)
+    evaluate.add_argument("--base-url", default=None, metavar="URL",
+                          help="decode on an OpenAI-compatible completions server at this API root (e.g. "
+                               "http://127.0.0.1:8000/v1) instead of in process; --model then names the tokenizer "
+                               "whose chat template formats the prompts, and --dtype/--device/--threads do not apply")
+    evaluate.add_argument("--api-key", default=None, help="bearer token for --base-url (not recorded in the manifest)")
+    evaluate.add_argument("--served-model", default=None, metavar="ID",
+                          help="model id on the --base-url server (default: the first one its /v1/models lists)")
     evaluate.add_argument("--k", type=int, default=32, help="samples per item (default: %(default)s)")
     evaluate.add_argument("--rules", default="mean,median,mode", help="decision rules to compare (default: %(default)s)")
     evaluate.add_argument("--metrics", default="rmse,mae,exact_match,spearman", help="metrics (default: %(default)s)")

@@ -3,7 +3,7 @@
 A notebook starts a :class:`Run` from its parameters::
 
     run = Run.start("02_metric_aware_inference", {"PROFILE": PROFILE, "MODEL": MODEL, ...}, RUN_DIR)
-    run.add_model(engine.lm.fingerprint)
+    run.add_model(engine.fingerprint)
     run.save_table(table, "02_metric_aware.csv")
     run.finish()
 
@@ -198,7 +198,7 @@ class Run:
         return run
 
     def add_model(self, fingerprint: dict) -> None:
-        """Record a model (its :attr:`LoadedModel.fingerprint`) that produced this run's results."""
+        """Record a model (an engine's ``fingerprint``) that produced this run's results."""
         if fingerprint not in self.models:
             self.models.append(dict(fingerprint))
             self.write_manifest("running")

@@ -195,10 +195,7 @@ def load_model(
         raise ValueError(f"attn_implementation must be None or one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}")
 
     source = embedded_model_folder(name_or_path) if name_or_path in _EMBEDDED else name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(source)
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = load_tokenizer(name_or_path)
     options = {"attn_implementation": attn_implementation} if attn_implementation else {}
     model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **options)
     model.eval()
@@ -217,6 +214,23 @@ def load_model(
     if attn_implementation:
         fingerprint["attn_implementation"] = attn_implementation
     return LoadedModel(model, tokenizer, name_or_path, torch_device, dtype, quantization, fingerprint)
+
+
+def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase:
+    """The tokenizer of a model, as :func:`load_model` sets it up (left padding, a pad token), without its weights.
+
+    Enough to format prompts with the model's chat template for an engine that runs the model
+    elsewhere (an OpenAI-compatible server, Ray actors).
+
+    Args:
+        name_or_path: "smollm2-135m-instruct" (embedded), a local folder, or a hub id.
+    """
+    source = embedded_model_folder(name_or_path) if name_or_path in _EMBEDDED else name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
 
 
 def quantize_int8(model: PreTrainedModel, keep_output_layer: bool = True, keep: tuple[str, ...] = (),

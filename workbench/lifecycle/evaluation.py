@@ -2,7 +2,7 @@
 exact answer distribution.
 
 For a rating task the model's prediction is not one sampled answer but the exact distribution over
-the answer grid (:meth:`workbench.inference.engine.HFEngine.score`). Grid values are grouped into classes
+the answer grid (the engine's exact ``score``). Grid values are grouped into classes
 (SST-5: the five ratings; STS-B: five bins of width 1), which gives class probabilities for
 accuracy, macro F1 / precision / recall, one-vs-rest AUC and the expected calibration error; the
 distribution's mean gives the RMSE. Per-slice tables (SST-5 by sentence length, STS-B by genre)
@@ -22,6 +22,7 @@ from matplotlib.figure import Figure  # noqa: F401  (doctests)
 
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import LoadedModel
+from workbench.inference.protocol import ChatEngine
 from workbench.metric_aware.metrics import get_metric, list_metrics
 from workbench.tasks import Example, Task
 from workbench.tasks.grid import nearest_grid_index, snap_to_grid
@@ -122,8 +123,11 @@ class Predictions:
         return result
 
 
-def predict(engine: HFEngine, task: Task, examples: list[Example], shots: Sequence[Example] = ()) -> Predictions:
-    """Score every grid answer for each example's prompt (zero-shot unless ``shots`` are given)."""
+def predict(engine: ChatEngine, task: Task, examples: list[Example], shots: Sequence[Example] = ()) -> Predictions:
+    """Score every grid answer for each example's prompt (zero-shot unless ``shots`` are given).
+
+    ``engine``: any backend with the model's tokenizer (its chat template formats the prompts).
+    """
     prompts = task.prompts(examples, engine.tokenizer, list(shots))
     scored = engine.score(prompts, task.candidates)
     return Predictions(task, list(examples), scored.probs, scored.outside_mass, class_scheme(task))
@@ -171,7 +175,9 @@ def selection_loss(scores: dict[str, dict[str, float]], rating_tasks: set[str]) 
     return float(np.mean(terms))
 
 
-def dev_scores(engine: HFEngine, sets: dict[str, tuple[Task, list[Example]]]) -> tuple[dict[str, dict[str, float]], float]:
+def dev_scores(
+    engine: ChatEngine, sets: dict[str, tuple[Task, list[Example]]]
+) -> tuple[dict[str, dict[str, float]], float]:
     """:func:`task_scores` of every task and their :func:`selection_loss`, from exact grid scoring."""
     scores = {name: task_scores(predict(engine, task, examples)) for name, (task, examples) in sets.items()}
     return scores, selection_loss(scores, {name for name, (task, _) in sets.items() if is_rating_task(task)})

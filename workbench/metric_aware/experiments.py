@@ -2,8 +2,9 @@
 
 :func:`run_task` collects, for each item, what every strategy needs: the greedy answer, K samples
 (parsed to numbers, invalid ones kept as None) and, for tasks with an answer grid, the exact
-distribution from :meth:`workbench.inference.engine.HFEngine.score`. The decoding itself is cached on disk by
-the engine, so re-running a notebook or a sweep over K costs nothing.
+distribution from the engine's ``score``. Any backend of the
+:class:`~workbench.inference.protocol.Engine` protocol serves (in process, a server, Ray, vLLM); the
+decoding is cached on disk by the engine, so re-running a notebook or a sweep over K costs nothing.
 
 :func:`strategy_predictions` turns that into the predictions of the strategies compared by
 Lukasik et al. (arXiv 2403.04182): greedy, one sample, the mode of the samples (self-consistency),
@@ -32,7 +33,7 @@ from workbench.metric_aware.baselines import Baselines
 from workbench.metric_aware.bootstrap import bootstrap_ci, paired_bootstrap
 from workbench.metric_aware.calibration import fit_temperature, with_temperature
 from workbench.metric_aware.decision import POINT_RULES, from_grid, from_samples, quantile
-from workbench.inference.engine import HFEngine
+from workbench.inference.protocol import Engine
 from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Task
@@ -81,7 +82,7 @@ class TaskRun:
     Attributes:
         task: task name.
         config: the :class:`RunConfig`.
-        fingerprint: the model fingerprint.
+        fingerprint: the engine's fingerprint (the model stage, and the backend where it names one).
         ids: (B,) item ids.
         gold: (B,) gold values.
         greedy: (B,) parsed greedy answers, None where they do not parse.
@@ -125,10 +126,29 @@ class TaskRun:
         return cls(**record)
 
 
-def run_task(engine: HFEngine, task: Task, config: RunConfig) -> TaskRun:
-    """Decode greedy answers, K samples and (for grid tasks) the exact distribution for one task."""
+def run_task(engine: Engine, task: Task, config: RunConfig, tokenizer=None) -> TaskRun:
+    """Decode greedy answers, K samples and (for grid tasks) the exact distribution for one task.
+
+    Args:
+        engine: any backend of the :class:`~workbench.inference.protocol.Engine` protocol.
+        task: the task; its prompts are formatted with the tokenizer's chat template.
+        config: what to decode.
+        tokenizer: the model's tokenizer; default ``engine.tokenizer`` (a
+            :class:`~workbench.inference.protocol.ChatEngine`). Pass it for an engine that carries
+            none (a :class:`~workbench.inference.ray_engine.RayEngine`, an OpenAI-compatible
+            server without ``tokenizer=``).
+
+    Raises:
+        ValueError: when neither ``tokenizer`` nor ``engine.tokenizer`` is given.
+    """
+    tokenizer = tokenizer if tokenizer is not None else getattr(engine, "tokenizer", None)
+    if tokenizer is None:
+        raise ValueError(
+            f"run_task: {type(engine).__name__} carries no tokenizer to format the prompts of {task.name!r} with; "
+            "pass tokenizer= (the model's, for its chat template)"
+        )
     examples = task.examples(config.split, limit=config.limit, seed=config.seed)
-    prompts = task.prompts(examples, engine.tokenizer, task.fewshot(config.shots, seed=config.seed))
+    prompts = task.prompts(examples, tokenizer, task.fewshot(config.shots, seed=config.seed))
     budget = config.max_new_tokens or task.max_new_tokens
     greedy_texts = engine.greedy(prompts, max_new_tokens=budget, stop=task.stop) if config.greedy else []
     sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p, max_new_tokens=budget, stop=task.stop, seed=config.seed)
@@ -136,7 +156,7 @@ def run_task(engine: HFEngine, task: Task, config: RunConfig) -> TaskRun:
     run = TaskRun(
         task=task.name,
         config=config,
-        fingerprint=engine.lm.fingerprint,
+        fingerprint=engine.fingerprint,
         ids=[ex.id for ex in examples],
         gold=np.array([float(ex.target) for ex in examples]),
         greedy=[task.parse(text) for text in greedy_texts],
@@ -237,11 +257,16 @@ def k_sweep(run: TaskRun, ks: list[int], metrics: tuple[str, ...] = ("rmse", "ma
     return pd.concat([point_estimates(run, k, metrics) for k in ks if k <= run.config.k], ignore_index=True)
 
 
-def temperature_sweep(engine: HFEngine, task: Task, config: RunConfig, temperatures: list[float], metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman")) -> pd.DataFrame:
-    """Decode at each temperature (samples and exact distribution) and score every strategy."""
+def temperature_sweep(engine: Engine, task: Task, config: RunConfig, temperatures: list[float],
+                      metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman"),
+                      tokenizer=None) -> pd.DataFrame:
+    """Decode at each temperature (samples and exact distribution) and score every strategy.
+
+    ``engine`` and ``tokenizer`` are as for :func:`run_task`.
+    """
     frames = []
     for temperature in temperatures:
-        run = run_task(engine, task, replace(config, temperature=temperature))
+        run = run_task(engine, task, replace(config, temperature=temperature), tokenizer)
         frames.append(point_estimates(run, None, metrics).assign(temperature=temperature))
     return pd.concat(frames, ignore_index=True)
 

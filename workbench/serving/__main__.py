@@ -18,7 +18,8 @@ import uvicorn
 
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import DEFAULT_MODEL, load_model
-from workbench.serving.server import ServerConfig, create_app
+from workbench.serving.server import create_app
+from workbench.serving.service import ServerConfig
 
 _DEFAULTS = {f.name: f.default for f in fields(ServerConfig)}
 

@@ -40,7 +40,7 @@ from workbench.inference.end_of_turn import end_of_turn
 from workbench.inference.types import SamplingConfig
 from workbench.inference.prompt_logprobs import prompt_logprobs
 from workbench.serving.schemas import NonEmptyText, SamplingTemperature, Seed, TopP, _Strict
-from workbench.serving.server import Service, limit_error
+from workbench.serving.service import Service, limit_error
 
 MAX_TOP_LOGPROBS = 5
 

@@ -1,8 +1,9 @@
 """Tasks as data: a loader, a prompt template, an answer parser, a target grid and metrics.
 
 A :class:`Task` turns examples into prompts (zero- or few-shot, through the model's chat template
-when it has one) and answers back into numbers. Tasks are registered by name, or described by a
-spec file (:mod:`workbench.tasks.spec`)::
+when it has one) and answers back into numbers. Tasks are registered by name (:func:`register_task`),
+or described by a spec file (:mod:`workbench.tasks.spec`); :func:`workbench.tasks.get_task` finds
+either::
 
     task = get_task("sst5")                 # or get_task("my_reviews.yaml")
     shots = task.fewshot(5, seed=0)         # from the train split
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import random
 from dataclasses import dataclass, field
 from typing import Callable
@@ -31,21 +31,6 @@ def register_task(name: str):
         return factory
 
     return wrap
-
-
-def get_task(name: str | os.PathLike, /, **options) -> "Task":
-    """Build a task: a registered name, a shipped spec's name, or the path of a YAML/JSON spec file.
-
-    ``options`` go to the task's factory (for a spec, they replace its fields).
-    """
-    if isinstance(name, str) and name in TASKS:
-        return TASKS[name](**options)
-    from workbench.tasks.spec import find_spec, load_task_spec, shipped_specs  # spec builds on this module
-
-    path = find_spec(name)
-    if path is None:
-        raise KeyError(f"unknown task {name!r}; registered: {sorted(TASKS)}; shipped specs: {shipped_specs()}; or give a spec file's path")
-    return load_task_spec(path, **options).task()
 
 
 @dataclass
