@@ -7,7 +7,7 @@ import pytest
 import yaml
 
 from workbench.lifecycle import recipe
-from workbench.notebook import start_notebook
+from workbench.notebook import parameter_names, start_notebook
 from workbench.profiles import PROFILE_DIR, ProfileError, available_profiles, load_profile
 
 
@@ -73,13 +73,17 @@ def test_the_recipe_reads_its_sizes_from_the_profile_files():
 
 def test_start_notebook_records_the_parameters_and_reads_the_section(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_TRACKING", "0")
-    setup = start_notebook("06_consistency_simct", dict(PROFILE="smoke", MODEL="m", THREADS=1, SEED=3, RUN_DIR=str(tmp_path / "run")))
+    names = parameter_names("06_consistency_simct")
+    assert names[:3] == ["PROFILE", "MODEL", "DTYPE"] and "RUN_DIR" in names
+    namespace = {name: f"value of {name}" for name in names} | dict(PROFILE="smoke", THREADS=1, RUN_DIR=str(tmp_path / "run"))
+    setup = start_notebook("06_consistency_simct", {**namespace, "unrelated": 1})
     assert setup.sizes == load_profile("smoke")["06_consistency_simct"] and setup.threads == 1 and setup.engine is None
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["status"] == "running" and manifest["parameters"] == {"PROFILE": "smoke", "MODEL": "m", "THREADS": 1, "SEED": 3}
+    assert manifest["status"] == "running"
+    assert manifest["parameters"] == {name: value for name, value in namespace.items() if name != "RUN_DIR"}
     assert setup.finish()["status"] == "finished"
 
 
 def test_start_notebook_refuses_an_unknown_profile(tmp_path):
     with pytest.raises(ProfileError, match="unknown profile 'huge'"):
-        start_notebook("06_consistency_simct", dict(PROFILE="huge", RUN_DIR=str(tmp_path)))
+        start_notebook("06_consistency_simct", {name: None for name in parameter_names("06_consistency_simct")} | {"PROFILE": "huge"})

@@ -2,22 +2,28 @@
 
 A notebook's first code cell after its papermill parameters::
 
-    setup = start_notebook("07_cost_generalization_evaluation", dict(PROFILE=PROFILE, MODEL=MODEL, ..., RUN_DIR=RUN_DIR))
+    setup = start_notebook("07_cost_generalization_evaluation", globals())
     run, SIZES = setup.run, setup.sizes
     ...
     setup.finish()
 
-``RUN_DIR`` (set by ``scripts/run_notebooks.py``) chooses the run folder and is not recorded as a
-parameter; ``THREADS`` is recorded as resolved (0 becomes the number of idle cores).
+The parameters are the names the notebook's ``parameters`` cell assigns (read from
+``notebooks/<name>.ipynb``), with their values in the namespace passed, so a value papermill
+injected is the one recorded. ``RUN_DIR`` (set by ``scripts/run_notebooks.py``) chooses the run
+folder and is not recorded; ``THREADS`` is recorded as resolved (0 becomes the idle cores).
 """
 
 from __future__ import annotations
 
+import ast
+import json
 import os
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from workbench.inference.engine import HFEngine
+from workbench.paths import PROJECT_ROOT
 from workbench.profiles import Section, load_profile
 from workbench.runs import Run, set_threads
 
@@ -48,13 +54,29 @@ class NotebookRun:
         return manifest
 
 
-def start_notebook(notebook: str, params: dict, section: str | None = None, engine: bool | dict = False) -> NotebookRun:
+def parameter_names(notebook: str, folder=PROJECT_ROOT / "notebooks") -> list[str]:
+    """The names assigned in the cell tagged ``parameters`` of ``folder/<notebook>.ipynb``, in order.
+
+    Raises:
+        ValueError: the notebook has no parameters cell.
+    """
+    path = folder / f"{notebook}.ipynb"
+    for cell in json.loads(path.read_text())["cells"]:
+        if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
+            tree = ast.parse("".join(cell["source"]))
+            return [target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
+                    if isinstance(target, ast.Name)]
+    raise ValueError(f"{path}: no code cell tagged 'parameters'")
+
+
+def start_notebook(notebook: str, namespace: Mapping, section: str | None = None, engine: bool | dict = False) -> NotebookRun:
     """Start a notebook run from its parameters.
 
     Args:
         notebook: the notebook's name, e.g. ``"07_cost_generalization_evaluation"``.
-        params: its parameters; PROFILE is required, MODEL / DTYPE / DEVICE / THREADS / RUN_DIR are
-            used when present (THREADS 0: the idle cores; RUN_DIR None: a new folder under runs/).
+        namespace: where the parameters' values are (a notebook passes ``globals()``); only the names of
+            :func:`parameter_names` are read. PROFILE is required; MODEL / DTYPE / DEVICE / THREADS /
+            RUN_DIR are used when present (THREADS 0: the idle cores; RUN_DIR None: a new folder under runs/).
         section: the profile section to read (default: the notebook's name).
         engine: True (or a dict of :meth:`HFEngine.load` options) to load ``MODEL`` in ``DTYPE`` on
             ``DEVICE`` and record its fingerprint in the run.
@@ -66,6 +88,7 @@ def start_notebook(notebook: str, params: dict, section: str | None = None, engi
         workbench.profiles.ProfileError: an unknown PROFILE, or a profile without the section.
     """
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # tokenizers would warn when data loaders fork
+    params = {name: namespace[name] for name in parameter_names(notebook)}
     sizes = load_profile(params["PROFILE"])[section or notebook]
     recorded = {name: value for name, value in params.items() if name != "RUN_DIR"}
     threads = set_threads(params.get("THREADS", 0))
