@@ -35,14 +35,18 @@ def _copy_profiles(tmp_path, edit):
 
 def test_a_missing_key_names_the_file_section_and_key(tmp_path):
     folder = _copy_profiles(tmp_path, lambda data: data["06_consistency_simct"].pop("pilot"))
-    with pytest.raises(ProfileError, match=r"smoke\.yaml: section '06_consistency_simct' is missing key\(s\) \['pilot'\]"):
+    with pytest.raises(
+        ProfileError, match=r"smoke\.yaml: section '06_consistency_simct' is missing key\(s\) \['pilot'\]"
+    ):
         load_profile("smoke", folder)
     assert load_profile("default", folder)["06_consistency_simct"]["pilot"] == 40  # the reference itself still loads
 
 
 def test_an_unknown_key_or_a_missing_section_is_refused(tmp_path):
     folder = _copy_profiles(tmp_path, lambda data: data["05_serve_and_monitor"].update(typo=1))
-    with pytest.raises(ProfileError, match=r"smoke\.yaml: section '05_serve_and_monitor' has unknown key\(s\) \['typo'\]"):
+    with pytest.raises(
+        ProfileError, match=r"smoke\.yaml: section '05_serve_and_monitor' has unknown key\(s\) \['typo'\]"
+    ):
         load_profile("smoke", folder)
     folder = _copy_profiles(tmp_path, lambda data: data.pop("finetune"))
     with pytest.raises(ProfileError, match=r"smoke\.yaml: missing section 'finetune'"):
@@ -67,7 +71,9 @@ def test_the_recipe_reads_its_sizes_from_the_profile_files():
         sizes, section = recipe.profile_sizes(name), load_profile(name)["finetune"]
         assert sizes.final.batch_size == section["final"]["batch_size"] and sizes.trials == section["trials"]
         assert sizes.space.lr_grid == tuple(section["space"]["lr_grid"])  # tuples: the run hashes see the same config
-        assert all(isinstance(lr, float) for lr in sizes.space.lr + sizes.space.lr_grid)  # "1e-4" would be a YAML string
+        assert all(
+            isinstance(lr, float) for lr in sizes.space.lr + sizes.space.lr_grid
+        )  # "1e-4" would be a YAML string
     assert recipe.base_config("smoke", "m").dev_examples == load_profile("smoke")["finetune"]["dev"]
 
 
@@ -75,7 +81,9 @@ def test_start_notebook_records_the_parameters_and_reads_the_section(tmp_path, m
     monkeypatch.setenv("WORKBENCH_TRACKING", "0")
     names = parameter_names("06_consistency_simct")
     assert names[:3] == ["PROFILE", "MODEL", "DTYPE"] and "RUN_DIR" in names
-    namespace = {name: f"value of {name}" for name in names} | dict(PROFILE="smoke", THREADS=1, RUN_DIR=str(tmp_path / "run"))
+    namespace = {name: f"value of {name}" for name in names} | dict(
+        PROFILE="smoke", THREADS=1, RUN_DIR=str(tmp_path / "run")
+    )
     setup = start_notebook("06_consistency_simct", {**namespace, "unrelated": 1})
     assert setup.sizes == load_profile("smoke")["06_consistency_simct"] and setup.threads == 1 and setup.engine is None
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
@@ -86,4 +94,7 @@ def test_start_notebook_records_the_parameters_and_reads_the_section(tmp_path, m
 
 def test_start_notebook_refuses_an_unknown_profile(tmp_path):
     with pytest.raises(ProfileError, match="unknown profile 'huge'"):
-        start_notebook("06_consistency_simct", {name: None for name in parameter_names("06_consistency_simct")} | {"PROFILE": "huge"})
+        start_notebook(
+            "06_consistency_simct",
+            {name: None for name in parameter_names("06_consistency_simct")} | {"PROFILE": "huge"},
+        )

@@ -49,8 +49,10 @@ class NotebookRun:
     def finish(self) -> dict:
         """Finish the run record (final manifest, tracking) and print the wall time; returns the manifest."""
         manifest = self.run.finish()
-        print(f"notebook {self.run.notebook[:2]} ({self.run.params['PROFILE']}) ran in {time.time() - self.started:.0f} s; "
-              f"tables in {self.run.results}")
+        print(
+            f"notebook {self.run.notebook[:2]} ({self.run.params['PROFILE']}) ran in {time.time() - self.started:.0f} s; "
+            f"tables in {self.run.results}"
+        )
         return manifest
 
 
@@ -64,12 +66,19 @@ def parameter_names(notebook: str, folder=PROJECT_ROOT / "notebooks") -> list[st
     for cell in json.loads(path.read_text())["cells"]:
         if cell["cell_type"] == "code" and "parameters" in cell.get("metadata", {}).get("tags", []):
             tree = ast.parse("".join(cell["source"]))
-            return [target.id for node in tree.body if isinstance(node, ast.Assign) for target in node.targets
-                    if isinstance(target, ast.Name)]
+            return [
+                target.id
+                for node in tree.body
+                if isinstance(node, ast.Assign)
+                for target in node.targets
+                if isinstance(target, ast.Name)
+            ]
     raise ValueError(f"{path}: no code cell tagged 'parameters'")
 
 
-def start_notebook(notebook: str, namespace: Mapping, section: str | None = None, engine: bool | dict = False) -> NotebookRun:
+def start_notebook(
+    notebook: str, namespace: Mapping, section: str | None = None, engine: bool | dict = False
+) -> NotebookRun:
     """Start a notebook run from its parameters.
 
     Args:
@@ -97,9 +106,12 @@ def start_notebook(notebook: str, namespace: Mapping, section: str | None = None
     setup = NotebookRun(Run.start(notebook, recorded, params.get("RUN_DIR")), sizes, threads)
     if engine:
         options = engine if isinstance(engine, dict) else {}
-        setup.engine = HFEngine.load(params["MODEL"], device=params.get("DEVICE", "auto"),
-                                     dtype=params.get("DTYPE", "fp32"), **options)
+        setup.engine = HFEngine.load(
+            params["MODEL"], device=params.get("DEVICE", "auto"), dtype=params.get("DTYPE", "fp32"), **options
+        )
         setup.run.add_model(setup.engine.fingerprint)
-    print(f"notebook {notebook[:2]}, profile {params['PROFILE']}, model {params.get('MODEL', '-')}: {threads} torch "
-          f"thread(s), load average {os.getloadavg()[0]:.1f}, run folder {setup.run.folder}")
+    print(
+        f"notebook {notebook[:2]}, profile {params['PROFILE']}, model {params.get('MODEL', '-')}: {threads} torch "
+        f"thread(s), load average {os.getloadavg()[0]:.1f}, run folder {setup.run.folder}"
+    )
     return setup

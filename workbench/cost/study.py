@@ -17,15 +17,26 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from workbench.cost.evaluation import (MetricCost, bootstrap_scaling, evaluation_cost_table, human_rating_budget,
-                                      items_for_half_width)
-from workbench.cost.hosting import (HostingOption, api_cost_table, break_even_table, hosting_table, overhead_table,
-                                   roofline_options)
-from workbench.cost.records import latest_record, mbr_seconds_per_utility, read_records, record_points, record_roofline
 from workbench.cost.deployment import break_even
+from workbench.cost.evaluation import (
+    MetricCost,
+    bootstrap_scaling,
+    evaluation_cost_table,
+    human_rating_budget,
+    items_for_half_width,
+)
 from workbench.cost.hardware import get_hardware
+from workbench.cost.hosting import (
+    HostingOption,
+    api_cost_table,
+    break_even_table,
+    hosting_table,
+    overhead_table,
+    roofline_options,
+)
 from workbench.cost.plots import plot_break_even
 from workbench.cost.prices import api_price
+from workbench.cost.records import latest_record, mbr_seconds_per_utility, read_records, record_points, record_roofline
 from workbench.cost.roofline import Efficiency, ModelShape, Roofline
 from workbench.cost.timing import time_methods, validate_threads
 from workbench.cost.tradeoffs import quality_cost_points, with_pareto
@@ -52,14 +63,25 @@ def usd_per_1000(seconds_per_item, usd_per_hour: float):
 
 def request_tokens(tokenizer, prompts: Sequence[str], candidates: Sequence[str]) -> tuple[int, int]:
     """(mean prompt tokens, answer tokens) of a request: the longest candidate answer plus the end-of-turn token."""
-    prompt_tokens = round(np.mean([len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]]))
+    prompt_tokens = round(
+        np.mean([len(ids) for ids in tokenizer(list(prompts), add_special_tokens=False)["input_ids"]])
+    )
     answer_tokens = max(len(tokenizer(c, add_special_tokens=False)["input_ids"]) for c in candidates) + 1
     return int(prompt_tokens), answer_tokens
 
 
-def time_and_decode_stages(stages: Sequence[str], model: str, device: str, task: Task, prompts: Sequence[str],
-                           config: RunConfig, ns: Sequence[int], time_prompts: int, repeats: int,
-                           on_model: Callable[[dict], None] = lambda fingerprint: None) -> tuple[dict, dict]:
+def time_and_decode_stages(
+    stages: Sequence[str],
+    model: str,
+    device: str,
+    task: Task,
+    prompts: Sequence[str],
+    config: RunConfig,
+    ns: Sequence[int],
+    time_prompts: int,
+    repeats: int,
+    on_model: Callable[[dict], None] = lambda fingerprint: None,
+) -> tuple[dict, dict]:
     """Time every stage's decoding methods (no cache) and decode the task with it (generation cache).
 
     The timing uses ``prompts[:time_prompts]`` and warms up on the next two (the shared few-shot
@@ -72,10 +94,19 @@ def time_and_decode_stages(stages: Sequence[str], model: str, device: str, task:
     for stage in tqdm(stages, desc="stages"):
         lm = load_stage(stage, device=device, base_model=model)
         on_model(lm.fingerprint)
-        timed, warmup = list(prompts[:time_prompts]), list(prompts[time_prompts:time_prompts + 2])
-        timings[stage] = time_methods(HFEngine(lm, cache=None, progress=False), timed, task.candidates, ns,
-                                      task.max_new_tokens, repeats=repeats, warmup=warmup or timed)
-        runs[stage] = run_task(HFEngine(lm, cache=GenerationCache(cache_dir() / "generations", lm.fingerprint)), task, config)
+        timed, warmup = list(prompts[:time_prompts]), list(prompts[time_prompts : time_prompts + 2])
+        timings[stage] = time_methods(
+            HFEngine(lm, cache=None, progress=False),
+            timed,
+            task.candidates,
+            ns,
+            task.max_new_tokens,
+            repeats=repeats,
+            warmup=warmup or timed,
+        )
+        runs[stage] = run_task(
+            HFEngine(lm, cache=GenerationCache(cache_dir() / "generations", lm.fingerprint)), task, config
+        )
         del lm
     return timings, runs
 
@@ -89,12 +120,22 @@ def cpu_roofline_from_record(shape: ModelShape, threads: int) -> tuple[dict | No
     """
     record = latest_record("throughput_roofline", threads=threads) or latest_record("throughput_roofline")
     if record is None:
-        return None, None, "no throughput_roofline record: section 2 calibrates the CPU roofline on fresh timings instead"
+        return (
+            None,
+            None,
+            "no throughput_roofline record: section 2 calibrates the CPU roofline on fresh timings instead",
+        )
     fit = min(record["models"], key=lambda name: record["models"][name]["mape_heldout"])
     roofline = record_roofline(record, shape, fit)
-    return record, roofline, (f"throughput record {record['timestamp']}, {record['threads']} thread(s), "
-                              f"{record['machine']['cpu']}: {fit} of compute and memory time fits best; "
-                              f"efficiencies {roofline.efficiency}")
+    return (
+        record,
+        roofline,
+        (
+            f"throughput record {record['timestamp']}, {record['threads']} thread(s), "
+            f"{record['machine']['cpu']}: {fit} of compute and memory time fits best; "
+            f"efficiencies {roofline.efficiency}"
+        ),
+    )
 
 
 def mbr_utility_seconds(metric: str = "chrf") -> tuple[float | None, str]:
@@ -104,8 +145,10 @@ def mbr_utility_seconds(metric: str = "chrf") -> tuple[float | None, str]:
         return None, "no mbr_speed record"
     record = max(records, key=lambda r: (r["items"] * r["n"] ** 2, r["timestamp"]))
     seconds = mbr_seconds_per_utility(record)
-    return seconds, (f"MBR {metric}: {seconds * 1e6:.1f} us per utility (vectorised; the pair-by-pair loop takes "
-                     f"{mbr_seconds_per_utility(record, 'loop') * 1e6:.0f} us)")
+    return seconds, (
+        f"MBR {metric}: {seconds * 1e6:.1f} us per utility (vectorised; the pair-by-pair loop takes "
+        f"{mbr_seconds_per_utility(record, 'loop') * 1e6:.0f} us)"
+    )
 
 
 def measured_multiples(timing: pd.DataFrame) -> pd.DataFrame:
@@ -114,8 +157,15 @@ def measured_multiples(timing: pd.DataFrame) -> pd.DataFrame:
     return timing.assign(x_greedy=timing.seconds_per_item / greedy)
 
 
-def overhead_side_by_side(measured: pd.DataFrame, rooflines: dict[str, Roofline], prompt_tokens: int, answer_tokens: int,
-                          ns: Sequence[int], candidates: int, utility_s: float | None) -> pd.DataFrame:
+def overhead_side_by_side(
+    measured: pd.DataFrame,
+    rooflines: dict[str, Roofline],
+    prompt_tokens: int,
+    answer_tokens: int,
+    ns: Sequence[int],
+    candidates: int,
+    utility_s: float | None,
+) -> pd.DataFrame:
     """Metric-aware inference as a multiple of greedy: measured here (first column), predicted per roofline.
 
     Args:
@@ -129,17 +179,33 @@ def overhead_side_by_side(measured: pd.DataFrame, rooflines: dict[str, Roofline]
     Returns:
         Index (method, n), one column per machine, values ``x_greedy``.
     """
-    overhead = pd.concat({name: overhead_table(roof, prompt_tokens, answer_tokens, ns, candidates, utility_s)
-                          for name, roof in rooflines.items()}, names=["machine"]).reset_index(level=0)
+    overhead = pd.concat(
+        {
+            name: overhead_table(roof, prompt_tokens, answer_tokens, ns, candidates, utility_s)
+            for name, roof in rooflines.items()
+        },
+        names=["machine"],
+    ).reset_index(level=0)
     side_by_side = overhead.pivot_table(index=["method", "n"], columns="machine", values="x_greedy", sort=False)
     by_method = measured.set_index(["method", "n"]).x_greedy
-    side_by_side.insert(0, "this CPU (measured, HFEngine)",
-                        [by_method.get((ENGINE_METHOD.get(m, ""), n), np.nan) for m, n in side_by_side.index])
+    side_by_side.insert(
+        0,
+        "this CPU (measured, HFEngine)",
+        [by_method.get((ENGINE_METHOD.get(m, ""), n), np.nan) for m, n in side_by_side.index],
+    )
     return side_by_side
 
 
-def roofline_validation(model, shape: ModelShape, passes: Sequence, threads: Sequence[int], repeats: int, seed: int,
-                        record: dict | None, cpu_roofline: Roofline | None) -> tuple[pd.DataFrame, pd.DataFrame, str]:
+def roofline_validation(
+    model,
+    shape: ModelShape,
+    passes: Sequence,
+    threads: Sequence[int],
+    repeats: int,
+    seed: int,
+    record: dict | None,
+    cpu_roofline: Roofline | None,
+) -> tuple[pd.DataFrame, pd.DataFrame, str]:
     """The roofline against passes timed here at each thread count, side by side, and the benchmark record's own test.
 
     Returns:
@@ -151,21 +217,32 @@ def roofline_validation(model, shape: ModelShape, passes: Sequence, threads: Seq
     load_after = os.getloadavg()[0]
     validation = by_threads.assign(source=lambda t: t.threads.map(lambda n: f"this notebook, {n} thread(s)"))
     if record is not None:
-        from_record = record_points(record, cpu_roofline).assign(source=f"benchmark record, {record['threads']} thread(s)",
-                                                                 threads=record["threads"])
+        from_record = record_points(record, cpu_roofline).assign(
+            source=f"benchmark record, {record['threads']} thread(s)", threads=record["threads"]
+        )
         validation = pd.concat([from_record, validation], ignore_index=True)
     lines = []
     if len(threads) > 1:
         speed = by_threads.pivot_table(index=["phase", "batch", "tokens"], columns="threads", values="measured_s")
-        lines.append(f"measured speed-up {threads[-1]} vs {threads[0]} thread(s), median over passes: "
-                     f"{np.median(speed[threads[0]] / speed[threads[-1]]):.2f}x")
+        lines.append(
+            f"measured speed-up {threads[-1]} vs {threads[0]} thread(s), median over passes: "
+            f"{np.median(speed[threads[0]] / speed[threads[-1]]):.2f}x"
+        )
     for source, error in held_out_errors(validation).items():
-        lines.append(f"{source}: mean absolute error of the untrained-on passes {error:.0%} "
-                     f"({'within' if error <= 0.25 else 'OUTSIDE'} the 25% target)")
+        lines.append(
+            f"{source}: mean absolute error of the untrained-on passes {error:.0%} "
+            f"({'within' if error <= 0.25 else 'OUTSIDE'} the 25% target)"
+        )
     cores = os.cpu_count()
     busy = max(load_before, load_after) > cores
-    lines.append(f"load average {load_before:.1f} -> {load_after:.1f} on {cores} cores while timing" + (
-        ": the machine was oversubscribed, so timings (and errors) include waiting for other processes" if busy else ""))
+    lines.append(
+        f"load average {load_before:.1f} -> {load_after:.1f} on {cores} cores while timing"
+        + (
+            ": the machine was oversubscribed, so timings (and errors) include waiting for other processes"
+            if busy
+            else ""
+        )
+    )
     return validation, by_threads, "\n".join(lines)
 
 
@@ -174,19 +251,24 @@ def held_out_errors(validation: pd.DataFrame) -> pd.Series:
     return validation[validation.role != "fit"].groupby("source").rel_error.apply(lambda e: e.abs().mean())
 
 
-def break_even_volumes(prompt_tokens: int, answer_tokens: int, options: Sequence[HostingOption], ns: Sequence[int],
-                       utilisation: float) -> pd.DataFrame:
+def break_even_volumes(
+    prompt_tokens: int, answer_tokens: int, options: Sequence[HostingOption], ns: Sequence[int], utilisation: float
+) -> pd.DataFrame:
     """Break-even monthly volumes of every API against every hosting option, at each N of ``ns``."""
-    breaks = pd.concat([break_even_table(api_cost_table(prompt_tokens, answer_tokens, n=n), options, n, utilisation)
-                        for n in ns], ignore_index=True)
+    breaks = pd.concat(
+        [break_even_table(api_cost_table(prompt_tokens, answer_tokens, n=n), options, n, utilisation) for n in ns],
+        ignore_index=True,
+    )
     return breaks.assign(break_even_millions_per_month=breaks.break_even_requests_per_month / 1e6)
 
 
-def quality_cost_front(runs: dict[str, TaskRun], timings: dict[str, pd.DataFrame], ns: Sequence[int],
-                       usd_per_hour: float) -> pd.DataFrame:
+def quality_cost_front(
+    runs: dict[str, TaskRun], timings: dict[str, pd.DataFrame], ns: Sequence[int], usd_per_hour: float
+) -> pd.DataFrame:
     """RMSE against measured cost of greedy, the sampled mean at each N and the exact mean, per stage, with the Pareto set."""
-    points = pd.concat([quality_cost_points(runs[stage], timings[stage], ns).assign(stage=stage) for stage in runs],
-                       ignore_index=True)
+    points = pd.concat(
+        [quality_cost_points(runs[stage], timings[stage], ns).assign(stage=stage) for stage in runs], ignore_index=True
+    )
     points["usd_per_1000"] = usd_per_1000(points.seconds_per_item, usd_per_hour)
     sampled = np.where(points.strategy == "sampled mean", " N=" + points.n.astype(str), "")
     points["label"] = points.stage.str.replace("base-", "") + " " + points.strategy + sampled
@@ -202,8 +284,14 @@ def rmse_seconds_per_item(predictions, gold, repeats: int = 100) -> float:
     return (time.perf_counter() - start) / repeats / len(gold)
 
 
-def evaluation_metrics(rmse_s: float, utility_s: float | None, judge_s: float, n: int, rating_usd_per_item: float,
-                       reference_usd_per_item: float) -> list[MetricCost]:
+def evaluation_metrics(
+    rmse_s: float,
+    utility_s: float | None,
+    judge_s: float,
+    n: int,
+    rating_usd_per_item: float,
+    reference_usd_per_item: float,
+) -> list[MetricCost]:
     """The evaluation options of section 4: two reference-based metrics and two reference-free checks.
 
     Args:
@@ -215,14 +303,24 @@ def evaluation_metrics(rmse_s: float, utility_s: float | None, judge_s: float, n
         reference_usd_per_item: one human-written reference answer.
     """
     pair_s = utility_s or 0.0
-    return [MetricCost("RMSE vs human ratings (reference-based)", rmse_s, True, rating_usd_per_item),
-            MetricCost("chrF vs a written reference (reference-based)", pair_s, True, reference_usd_per_item),
-            MetricCost("135M model as judge, exact grid score (reference-free)", judge_s, False),
-            MetricCost(f"sample agreement, chrF over N={n} samples (reference-free)", pair_s * n ** 2, False)]
+    return [
+        MetricCost("RMSE vs human ratings (reference-based)", rmse_s, True, rating_usd_per_item),
+        MetricCost("chrF vs a written reference (reference-based)", pair_s, True, reference_usd_per_item),
+        MetricCost("135M model as judge, exact grid score (reference-free)", judge_s, False),
+        MetricCost(f"sample agreement, chrF over N={n} samples (reference-free)", pair_s * n**2, False),
+    ]
 
 
-def label_budget(predictions, gold, accuracy: float, half_widths: Sequence[float], usd_per_rating: float,
-                 ratings_per_item: int, n_resamples: int, seed: int = 0) -> tuple[pd.DataFrame, object, pd.DataFrame]:
+def label_budget(
+    predictions,
+    gold,
+    accuracy: float,
+    half_widths: Sequence[float],
+    usd_per_rating: float,
+    ratings_per_item: int,
+    n_resamples: int,
+    seed: int = 0,
+) -> tuple[pd.DataFrame, object, pd.DataFrame]:
     """Labelled items (and their human-rating price) that 95% intervals of each half-width need.
 
     RMSE from bootstrap intervals on subsets of 1/8, 1/4, 1/2 and all items, fitted as
@@ -236,10 +334,18 @@ def label_budget(predictions, gold, accuracy: float, half_widths: Sequence[float
     scaling, by_size = bootstrap_scaling("rmse", predictions, gold, sizes, n_resamples=n_resamples, seed=seed)
     rows = []
     for half in half_widths:
-        for metric, items in (("RMSE (bootstrap fit)", scaling.items_for(half)),
-                              ("accuracy (normal approx.)", items_for_half_width(np.sqrt(accuracy * (1 - accuracy)), half))):
-            rows.append({"metric": metric, "half_width": half, "items": items,
-                         "human_budget_usd": human_rating_budget(usd_per_rating, ratings_per_item, items)})
+        for metric, items in (
+            ("RMSE (bootstrap fit)", scaling.items_for(half)),
+            ("accuracy (normal approx.)", items_for_half_width(np.sqrt(accuracy * (1 - accuracy)), half)),
+        ):
+            rows.append(
+                {
+                    "metric": metric,
+                    "half_width": half,
+                    "items": items,
+                    "human_budget_usd": human_rating_budget(usd_per_rating, ratings_per_item, items),
+                }
+            )
     return pd.DataFrame(rows), scaling, by_size
 
 
@@ -248,15 +354,19 @@ def decoding_speed_summary(record: dict | None = None) -> str:
     (default: the latest in ``results/benchmarks.jsonl``)."""
     record = record or latest_record("decoding_speed")
     if record is None or "sampling" not in record:
-        return "no decoding_speed record with its baselines in results/benchmarks.jsonl: run benchmarks/decoding_speed.py"
+        return (
+            "no decoding_speed record with its baselines in results/benchmarks.jsonl: run benchmarks/decoding_speed.py"
+        )
     timed = {**record["sampling"]["batched"], **record["scoring"]["batched"]}
     seconds = {name: 1 / result["items_per_s"] for name, result in timed.items()}
-    return (f"decoding_speed record {record['timestamp']} ({record['machine']['device']}, {record['machine']['torch_threads']} "
-            f"thread(s), N={record['n']}, {record['mean_prompt_tokens']:.0f}-token prompts, {record['items']} prompts per call): "
-            f"HF generate with N prompt copies {seconds['hf_generate']:.2f} s/item, the prompt prefilled once and expanded "
-            f"{seconds['prefill_once_sampler']:.2f} s/item, HFEngine.sample {seconds['engine']:.2f} s/item "
-            f"({seconds['hf_generate'] / seconds['engine']:.0f}x faster than HF generate), "
-            f"HFEngine.score {seconds['engine_score']:.2f} s/item")
+    return (
+        f"decoding_speed record {record['timestamp']} ({record['machine']['device']}, {record['machine']['torch_threads']} "
+        f"thread(s), N={record['n']}, {record['mean_prompt_tokens']:.0f}-token prompts, {record['items']} prompts per call): "
+        f"HF generate with N prompt copies {seconds['hf_generate']:.2f} s/item, the prompt prefilled once and expanded "
+        f"{seconds['prefill_once_sampler']:.2f} s/item, HFEngine.sample {seconds['engine']:.2f} s/item "
+        f"({seconds['hf_generate'] / seconds['engine']:.0f}x faster than HF generate), "
+        f"HFEngine.score {seconds['engine_score']:.2f} s/item"
+    )
 
 
 @dataclass(frozen=True)
@@ -327,10 +437,14 @@ class CostStudy:
         self.reference = f"base-{self.dtype}"
         self.stages = ([self.reference] + [f"base-{v}" for v in VARIANTS if v != self.dtype])[: self.sizes["stages"]]
         self.items = self.task.examples("test", limit=self.sizes["items"], seed=self.seed)
-        self.reference_cpu = load_stage(self.reference, device="cpu", base_model=self.model)  # tokenizer, shape, CPU timings
+        self.reference_cpu = load_stage(
+            self.reference, device="cpu", base_model=self.model
+        )  # tokenizer, shape, CPU timings
         demonstrations = self.task.fewshot(self.sizes["shots"], seed=self.seed)
         self.prompts = self.task.prompts(self.items, self.reference_cpu.tokenizer, demonstrations)
-        self.prompt_tokens, self.answer_tokens = request_tokens(self.reference_cpu.tokenizer, self.prompts, self.task.candidates)
+        self.prompt_tokens, self.answer_tokens = request_tokens(
+            self.reference_cpu.tokenizer, self.prompts, self.task.candidates
+        )
         self.shape = ModelShape.from_model(self.reference_cpu.model)
         self.shape_bf16 = ModelShape.from_config(self.reference_cpu.model.config, dtype="bf16")
 
@@ -341,9 +455,18 @@ class CostStudy:
     def time_stages(self) -> pd.DataFrame:
         """Time and decode every stage of the quality/cost front; the timing table (measured), with US$ per 1,000."""
         config = RunConfig(limit=self.sizes["items"], shots=self.sizes["shots"], k=self.sizes["k"], seed=self.seed)
-        self.timings, self.runs = time_and_decode_stages(self.stages, self.model, self.device, self.task, self.prompts, config,
-                                                         self.ns, self.sizes["time_prompts"], self.sizes["time_repeats"],
-                                                         self.on_model)
+        self.timings, self.runs = time_and_decode_stages(
+            self.stages,
+            self.model,
+            self.device,
+            self.task,
+            self.prompts,
+            config,
+            self.ns,
+            self.sizes["time_prompts"],
+            self.sizes["time_repeats"],
+            self.on_model,
+        )
         self.timing = pd.concat(self.timings, names=["stage"]).reset_index(level=0)
         self.timing["usd_per_1000"] = usd_per_1000(self.timing.seconds_per_item, self.assumptions.machine_usd_per_hour)
         return self.timing
@@ -354,41 +477,68 @@ class CostStudy:
         print(message)
         price = self.assumptions.machine_usd_per_hour
         sampled = self.timings[self.reference].query("method == 'sample'").set_index("n").seconds_per_item.to_dict()
-        self.measured = HostingOption(f"this machine, {self.reference} (measured)", price, sampled,
-                                      f"HFEngine timings at an assumed ${price}/h")
-        gpus = roofline_options(self.shape_bf16, self.assumptions.efficiency, self.prompt_tokens, self.answer_tokens, self.ns,
-                                rows=self.assumptions.gpu_rows)
+        self.measured = HostingOption(
+            f"this machine, {self.reference} (measured)", price, sampled, f"HFEngine timings at an assumed ${price}/h"
+        )
+        gpus = roofline_options(
+            self.shape_bf16,
+            self.assumptions.efficiency,
+            self.prompt_tokens,
+            self.answer_tokens,
+            self.ns,
+            rows=self.assumptions.gpu_rows,
+        )
         self.options = [self.measured] + gpus
-        return pd.concat([hosting_table(self.options, n, self.assumptions.utilisation).assign(n=n) for n in (1, self.ns[-1])],
-                         ignore_index=True)
+        return pd.concat(
+            [hosting_table(self.options, n, self.assumptions.utilisation).assign(n=n) for n in (1, self.ns[-1])],
+            ignore_index=True,
+        )
 
     def overhead(self) -> tuple[pd.DataFrame, pd.DataFrame]:
         """(the reference stage's measured multiples of greedy, measured and predicted multiples side by side)."""
         self.utility_s, message = mbr_utility_seconds("chrf")
         print(message)
         rooflines = {"this CPU roofline (calibrated)": self.cpu_roofline} if self.cpu_roofline is not None else {}
-        rooflines["H100 roofline (assumed efficiency)"] = Roofline(self.shape_bf16, get_hardware("h100-sxm"), self.assumptions.efficiency)
+        rooflines["H100 roofline (assumed efficiency)"] = Roofline(
+            self.shape_bf16, get_hardware("h100-sxm"), self.assumptions.efficiency
+        )
         measured = measured_multiples(self.timing.query("stage == @self.reference"))
-        return measured, overhead_side_by_side(measured, rooflines, self.prompt_tokens, self.answer_tokens, self.ns[1:],
-                                               len(self.task.grid), self.utility_s)
+        return measured, overhead_side_by_side(
+            measured,
+            rooflines,
+            self.prompt_tokens,
+            self.answer_tokens,
+            self.ns[1:],
+            len(self.task.grid),
+            self.utility_s,
+        )
 
     def validate_roofline(self, threads: Sequence[int], passes: Sequence, repeats: int) -> tuple[pd.DataFrame, str]:
         """(the roofline's validation rows, a summary): see :func:`roofline_validation`."""
-        validation, _, summary = roofline_validation(self.reference_cpu.model, self.shape, passes, threads, repeats, self.seed,
-                                                     self.record, self.cpu_roofline)
+        validation, _, summary = roofline_validation(
+            self.reference_cpu.model, self.shape, passes, threads, repeats, self.seed, self.record, self.cpu_roofline
+        )
         return validation, summary
 
     def break_even(self) -> pd.DataFrame:
         """Break-even volumes of every API against every hosting option at N = 1 and the largest N."""
-        return break_even_volumes(self.prompt_tokens, self.answer_tokens, self.options, (1, self.ns[-1]), self.assumptions.utilisation)
+        return break_even_volumes(
+            self.prompt_tokens, self.answer_tokens, self.options, (1, self.ns[-1]), self.assumptions.utilisation
+        )
 
     def plot_break_even(self, ax, option: HostingOption, api: str):
         """Monthly bills of ``api`` (a row of the price table) and of ``option`` against volume, at N = 1; returns ``ax``."""
         price = api_price(api)
-        result = break_even(price.cost(self.prompt_tokens, self.answer_tokens), option.usd_per_hour, option.requests_per_s(1),
-                            self.assumptions.utilisation)
+        result = break_even(
+            price.cost(self.prompt_tokens, self.answer_tokens),
+            option.usd_per_hour,
+            option.requests_per_s(1),
+            self.assumptions.utilisation,
+        )
         plot_break_even(ax, result, f"{api} ({price.price_date})", option.name)
-        ax.set_title(f"{option.name}: ${option.usd_per_hour}/h at {self.assumptions.utilisation:.0%} utilisation", fontsize=9)
+        ax.set_title(
+            f"{option.name}: ${option.usd_per_hour}/h at {self.assumptions.utilisation:.0%} utilisation", fontsize=9
+        )
         return ax
 
     def quality_cost(self) -> pd.DataFrame:
@@ -400,8 +550,14 @@ class CostStudy:
         run = self.runs[self.reference]
         exact_s = self.timing.query("stage == @self.reference and method == 'exact'").seconds_per_item.iloc[0]
         rmse_s = rmse_seconds_per_item(strategy_predictions(run)["exact mean"].predictions, run.gold)
-        metrics = evaluation_metrics(rmse_s, self.utility_s, exact_s, self.ns[-1], self.assumptions.label_usd_per_item,
-                                     self.assumptions.reference_usd_per_item)
+        metrics = evaluation_metrics(
+            rmse_s,
+            self.utility_s,
+            exact_s,
+            self.ns[-1],
+            self.assumptions.label_usd_per_item,
+            self.assumptions.reference_usd_per_item,
+        )
         return evaluation_cost_table(metrics, self.assumptions.machine_usd_per_hour)
 
     def label_budget(self, half_widths: Sequence[float]) -> tuple[pd.DataFrame, object, pd.DataFrame, float]:
@@ -409,7 +565,14 @@ class CostStudy:
         run = self.runs[self.reference]
         strategies = strategy_predictions(run)
         accuracy = float(np.mean(strategies["exact mode"].predictions == run.gold))
-        budget, scaling, by_size = label_budget(strategies["exact mean"].predictions, run.gold, accuracy, half_widths,
-                                                self.assumptions.human_usd_per_rating, self.assumptions.ratings_per_item,
-                                                self.resamples, self.seed)
+        budget, scaling, by_size = label_budget(
+            strategies["exact mean"].predictions,
+            run.gold,
+            accuracy,
+            half_widths,
+            self.assumptions.human_usd_per_rating,
+            self.assumptions.ratings_per_item,
+            self.resamples,
+            self.seed,
+        )
         return budget, scaling, by_size, accuracy

@@ -55,7 +55,9 @@ class Profile(dict):
         self.path, self.name = path, name
 
     def __missing__(self, key):
-        raise ProfileError(f"{self.path}: profile {self.name!r} has no section {key!r} (it has: {', '.join(sorted(self))})")
+        raise ProfileError(
+            f"{self.path}: profile {self.name!r} has no section {key!r} (it has: {', '.join(sorted(self))})"
+        )
 
 
 def available_profiles(folder: Path = PROFILE_DIR) -> list[str]:
@@ -66,7 +68,9 @@ def available_profiles(folder: Path = PROFILE_DIR) -> list[str]:
 def _read(name: str, folder: Path) -> tuple[Path, dict]:
     path = Path(folder) / f"{name}.yaml"
     if not path.is_file():
-        raise ProfileError(f"unknown profile {name!r}: there is no {path} (profiles: {', '.join(available_profiles(folder))})")
+        raise ProfileError(
+            f"unknown profile {name!r}: there is no {path} (profiles: {', '.join(available_profiles(folder))})"
+        )
     data = yaml.safe_load(path.read_text())
     if not isinstance(data, dict) or not all(isinstance(section, dict) for section in data.values()):
         raise ProfileError(f"{path}: a profile is a mapping of sections, each a mapping of keys to sizes")
@@ -79,15 +83,18 @@ def _check_against_reference(path: Path, data: dict, reference_path: Path, refer
             raise ProfileError(f"{path}: missing section {section!r} (the reference {reference_path.name} has it)")
         missing = sorted(set(keys) - set(data[section]))
         if missing:
-            raise ProfileError(f"{path}: section {section!r} is missing key(s) {missing} "
-                               f"(the reference {reference_path.name} has them)")
+            raise ProfileError(
+                f"{path}: section {section!r} is missing key(s) {missing} "
+                f"(the reference {reference_path.name} has them)"
+            )
     for section, keys in data.items():
         if section not in reference:
             raise ProfileError(f"{path}: unknown section {section!r} (not in the reference {reference_path.name})")
         unknown = sorted(set(keys) - set(reference[section]))
         if unknown:
-            raise ProfileError(f"{path}: section {section!r} has unknown key(s) {unknown} "
-                               f"(not in the reference {reference_path.name})")
+            raise ProfileError(
+                f"{path}: section {section!r} has unknown key(s) {unknown} (not in the reference {reference_path.name})"
+            )
 
 
 def load_profile(name: str, folder: Path = PROFILE_DIR) -> Profile:
