@@ -28,7 +28,8 @@ from workbench.cost.hardware import load_hardware
 from workbench.cost.hosting import roofline_seconds_per_request
 from workbench.cost.roofline import Efficiency, ModelShape, Roofline
 from workbench.cost.scorecard import StageScores, bootstrap_scorecards, nondominated, rank_correlations, scorecard
-from workbench.cost.study import CostStudy, held_out_errors, request_tokens
+from workbench.cost.study import CostStudy
+from workbench.cost.study_steps import held_out_errors, request_tokens
 from workbench.cost.timing import time_methods
 from workbench.inference.engine import HFEngine
 from workbench.inference.gencache import GenerationCache
