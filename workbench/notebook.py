@@ -50,7 +50,8 @@ class NotebookRun:
         """Finish the run record (final manifest, tracking) and print the wall time; returns the manifest."""
         manifest = self.run.finish()
         print(
-            f"notebook {self.run.notebook[:2]} ({self.run.params['PROFILE']}) ran in {time.time() - self.started:.0f} s; "
+            f"notebook {self.run.notebook[:2]} ({self.run.params['PROFILE']}) "
+            f"ran in {time.time() - self.started:.0f} s; "
             f"tables in {self.run.results}"
         )
         return manifest

@@ -174,7 +174,8 @@ class LifecycleStudy:
         )
 
     def score_functions(self, pairs: pd.DataFrame) -> dict[str, Callable[[pd.DataFrame], object]]:
-        """The candidate pair scores: the classifiers fitted (cross-fitted by fold) on these featurised pairs, and the cosine."""
+        """The candidate pair scores: the classifiers fitted (cross-fitted by fold) on these featurised pairs, and the
+        cosine."""
         paper = feature_ablations(self.classifier)["paper's features (no lengths)"]
         fitted = {
             name: CrossFitScorer.fit(pairs, TRAIN_REFERENCE, self.folds, config, positives=self.labelling)
@@ -217,7 +218,8 @@ class LifecycleStudy:
         plan = self.budget
         verdict = "reaches" if plan.reached else "does NOT reach, within the grid,"
         return (
-            f"Pair score: **{self.score}**. Budget: **{plan.n_queries} queries** x {self.k} samples per stage; at it the "
+            f"Pair score: **{self.score}**. Budget: **{plan.n_queries} queries** x {self.k} samples per stage; "
+            "at it the "
             f"test {verdict} power {self.power} against "
             + ", ".join(
                 f"{r.target} (pilot d_z {r.effect_dz:.2f}, simulated power {r.power_at_budget:.2f})"
@@ -226,7 +228,8 @@ class LifecycleStudy:
         )
 
     def generate(self, on_model: Callable[[dict], None] = lambda fingerprint: None) -> pd.DataFrame:
-        """Every variant's responses to the budget's queries (the pilot's are reused); records each stage's fingerprint."""
+        """Every variant's responses to the budget's queries (the pilot's are reused); records each stage's
+        fingerprint."""
         self.queries = stratified_head(self.pool, self.budget.n_queries)
         self.table = self._generate(self.queries)
         for stage in sorted({v.stage for v in self.variants}):
@@ -306,7 +309,8 @@ class LifecycleStudy:
         return flat.assign(description=lambda d: d.change.map(self.description))
 
     def compare_labellings(self) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """(decisions under each labelling and the cosine alone, with MMD's p and power; the same flattened for saving)."""
+        """(decisions under each labelling and the cosine alone, with MMD's p and power; the same flattened for
+        saving)."""
         fns = {
             f"{labelling} labelling" + (" (paper)" if labelling == "both" else ""): featurised_score_fn(
                 self.featurizer, scorer
@@ -345,7 +349,8 @@ class LifecycleStudy:
         return table, self._flat(table), aucs
 
     def false_alarms(self) -> tuple[pd.DataFrame, str]:
-        """A/A false alarm rates of SimCT and MMD per query count (the reference pooled with its rerun, split in halves).
+        """A/A false alarm rates of SimCT and MMD per query count (the reference pooled with its rerun, split in
+        halves).
 
         Returns:
             (one row per test and query count, a line per test at the budget against the target: at most
@@ -373,14 +378,16 @@ class LifecycleStudy:
         for test, row in table[table.n_queries == self.budget.n_queries].set_index("test").iterrows():
             verdict = "meets" if row.rate <= self.alpha and row.ci_high < 0.07 else "MISSES"
             lines.append(
-                f"{test}: A/A false alarm rate {row.rate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] over {row.n_runs:.0f} "
+                f"{test}: A/A false alarm rate {row.rate:.3f} [{row.ci_low:.3f}, {row.ci_high:.3f}] "
+                f"over {row.n_runs:.0f} "
                 f"runs at {row.n_queries:.0f} queries: {verdict} the target (<= {self.alpha}, upper bound < 0.07)"
             )
         return table, "\n".join(lines)
 
 
 def decision_summary(decisions: pd.DataFrame) -> str:
-    """One line per change of :func:`workbench.consistency.study.decision_table`: decision, p-values, power, which test won."""
+    """One line per change of :func:`workbench.consistency.study.decision_table`: decision, p-values, power, which test
+    won."""
     lines = []
     for _, row in decisions.iterrows():
         kind = "control" if row.control else f"more powerful: {row.more_powerful}"

@@ -275,7 +275,10 @@ def orthogonality_summary(orthogonality: pd.DataFrame, stages: int) -> str:
     ]
     correlated = orthogonality[orthogonality.verdict == "correlated"]
     if stages < 4:
-        verdict = f"With {stages} stages no rank correlation can be told from chance: the orthogonality claim is not tested here."
+        verdict = (
+            f"With {stages} stages no rank correlation can be told from chance: "
+            "the orthogonality claim is not tested here."
+        )
     elif len(correlated):
         verdict = (
             "The data do **not** support full orthogonality: "
@@ -361,7 +364,8 @@ def headline(
     api: str,
     utilisation: float,
 ) -> str:
-    """The study's findings in four lines: break-even volumes, the quality/cost front, the roofline's error, the Pareto stages."""
+    """The study's findings in four lines: break-even volumes, the quality/cost front, the roofline's error, the Pareto
+    stages."""
     front = pareto[pareto.pareto].sort_values("usd_per_1000")
     volumes = breaks.query("n == 1 and api == @api").set_index("hosting").break_even_millions_per_month
     return "\n".join(
@@ -378,7 +382,8 @@ def headline(
 
 
 def describe_sets(sets: GeneralizationSets, tokenizer) -> pd.DataFrame:
-    """Print what each out-of-domain conversion kept and dropped, and one product-review prompt's end; return :func:`set_summary`."""
+    """Print what each out-of-domain conversion kept and dropped, and one product-review prompt's end; return
+    :func:`set_summary`."""
     for name, conversion in sets.conversions.items():
         print(
             f"{name}: {conversion.path.name} kept {conversion.kept} rows; dropped {conversion.duplicates} "

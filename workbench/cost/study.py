@@ -151,7 +151,8 @@ class CostStudy:
         return self.timing
 
     def hosting(self, threads: int) -> pd.DataFrame:
-        """Hosting options (this machine, measured; priced GPUs, roofline) at N = 1 and the largest N; prints the CPU roofline's source."""
+        """Hosting options (this machine, measured; priced GPUs, roofline) at N = 1 and the largest N; prints the CPU
+        roofline's source."""
         self.record, self.cpu_roofline, message = cpu_roofline_from_record(self.shape, threads)
         print(message)
         price = self.assumptions.machine_usd_per_hour
@@ -206,7 +207,8 @@ class CostStudy:
         )
 
     def plot_break_even(self, ax, option: HostingOption, api: str):
-        """Monthly bills of ``api`` (a row of the price table) and of ``option`` against volume, at N = 1; returns ``ax``."""
+        """Monthly bills of ``api`` (a row of the price table) and of ``option`` against volume, at N = 1; returns
+        ``ax``."""
         price = api_price(api)
         result = break_even(
             price.cost(self.prompt_tokens, self.answer_tokens),

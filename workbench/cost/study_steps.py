@@ -256,7 +256,8 @@ def break_even_volumes(
 def quality_cost_front(
     runs: dict[str, TaskRun], timings: dict[str, pd.DataFrame], ns: Sequence[int], usd_per_hour: float
 ) -> pd.DataFrame:
-    """RMSE against measured cost of greedy, the sampled mean at each N and the exact mean, per stage, with the Pareto set."""
+    """RMSE against measured cost of greedy, the sampled mean at each N and the exact mean, per stage, with the Pareto
+    set."""
     points = pd.concat(
         [quality_cost_points(runs[stage], timings[stage], ns).assign(stage=stage) for stage in runs], ignore_index=True
     )
@@ -351,8 +352,10 @@ def decoding_speed_summary(record: dict | None = None) -> str:
     timed = {**record["sampling"]["batched"], **record["scoring"]["batched"]}
     seconds = {name: 1 / result["items_per_s"] for name, result in timed.items()}
     return (
-        f"decoding_speed record {record['timestamp']} ({record['machine']['device']}, {record['machine']['torch_threads']} "
-        f"thread(s), N={record['n']}, {record['mean_prompt_tokens']:.0f}-token prompts, {record['items']} prompts per call): "
+        f"decoding_speed record {record['timestamp']} ({record['machine']['device']}, "
+        f"{record['machine']['torch_threads']} "
+        f"thread(s), N={record['n']}, {record['mean_prompt_tokens']:.0f}-token prompts, "
+        f"{record['items']} prompts per call): "
         f"HF generate with N prompt copies {seconds['hf_generate']:.2f} s/item, the prompt prefilled once and expanded "
         f"{seconds['prefill_once_sampler']:.2f} s/item, HFEngine.sample {seconds['engine']:.2f} s/item "
         f"({seconds['hf_generate'] / seconds['engine']:.0f}x faster than HF generate), "

@@ -63,7 +63,8 @@ def stage_plans(profile: str, tasks: tuple[str, ...] | None = None) -> dict[str,
 
 
 def plot_bayes_bars(axes, table: pd.DataFrame, title: str) -> None:
-    """One bar chart per metric of :data:`BAYES_STRATEGY` on ``axes`` (a row of Axes), its Bayes-optimal rule highlighted."""
+    """One bar chart per metric of :data:`BAYES_STRATEGY` on ``axes`` (a row of Axes), its Bayes-optimal rule
+    highlighted."""
     for ax, (metric, best) in zip(axes, BAYES_STRATEGY.items(), strict=True):
         plots.strategy_bars(ax, table, metric, highlight=best, title=f"{title}: {metric} (orange: Bayes-optimal rule)")
 
@@ -164,7 +165,8 @@ def comparison_tables(
     quantiles: tuple[float, ...],
     n_resamples: int,
 ) -> dict[tuple[str, str], pd.DataFrame]:
-    """One comparison table per stage and task: the exact run's strategies and baselines, the sampled ones on their subset.
+    """One comparison table per stage and task: the exact run's strategies and baselines, the sampled ones on their
+    subset.
 
     Column ``n`` says how many items each row is scored on.
     """
@@ -214,7 +216,8 @@ def calibration_table(exact_runs: Mapping) -> pd.DataFrame:
 def pattern_checks(
     runs: Mapping, exact_runs: Mapping, quantiles: tuple[float, ...], alpha: float, n_resamples: int, seed: int
 ) -> pd.DataFrame:
-    """:func:`pattern_check` of every family (exact, tuned T, sampled) of every stage and task, indexed by them and the metric."""
+    """:func:`pattern_check` of every family (exact, tuned T, sampled) of every stage and task, indexed by them and the
+    metric."""
     checks = []
     for (stage, name), run in runs.items():
         exact_run = exact_runs.get((stage, name), run)
@@ -264,7 +267,8 @@ def skill_table(exact_runs: Mapping, baselines: Mapping, n_resamples: int, seed:
 
 
 def findings(checks: pd.DataFrame, tables: Mapping, skill: pd.DataFrame, alpha: float) -> str:
-    """Markdown, one line per stage, task and metric: the verdict of the paired tests and the skill against the baselines."""
+    """Markdown, one line per stage, task and metric: the verdict of the paired tests and the skill against the
+    baselines."""
     p_columns = [c for c in checks.columns if c.startswith("p vs")]
     lines = []
     for (stage, name, family, metric), row in checks.iterrows():
@@ -288,7 +292,8 @@ def findings(checks: pd.DataFrame, tables: Mapping, skill: pd.DataFrame, alpha: 
 
 
 def summary_table(tables: Mapping, model_names: Mapping[str, str], metrics: tuple[str, ...]) -> pd.DataFrame:
-    """All comparison tables in one (``results/02_metric_aware.csv``): model, task, strategy, n, fallback, the metrics' columns."""
+    """All comparison tables in one (``results/02_metric_aware.csv``): model, task, strategy, n, fallback, the metrics'
+    columns."""
     summary = pd.concat(
         [table.reset_index().assign(model=stage, task=name) for (stage, name), table in tables.items()],
         ignore_index=True,
@@ -299,7 +304,8 @@ def summary_table(tables: Mapping, model_names: Mapping[str, str], metrics: tupl
 
 
 def total_variation_by_k(samples, grid, exact_probs: np.ndarray, ks) -> dict[int, float]:
-    """Mean over items of the total variation between the first-K samples' frequencies on the grid and the exact distribution.
+    """Mean over items of the total variation between the first-K samples' frequencies on the grid and the exact
+    distribution.
 
     Args:
         samples: (n, K_max) parsed samples (answers off the grid count toward no grid value).

@@ -16,7 +16,7 @@ file and the key. Reading a key a section does not have fails the same way.
 >>> sizes["review"]
 Traceback (most recent call last):
 ...
-workbench.profiles.ProfileError: ...smoke.yaml: section '01_models_data_decoding' has no key 'review' (it has: gsm_tokens, reviews, samples)
+workbench.profiles.ProfileError: ...smoke.yaml: section '01_models_data_decoding' has no key 'review' (it has: ...)
 """
 
 from __future__ import annotations

@@ -31,7 +31,8 @@ def load_test_summary(results: Mapping[int, LoadTestResult]) -> pd.DataFrame:
 def metrics_table(exposition: str) -> pd.DataFrame:
     """The samples of a Prometheus text exposition: family, sample name, labels, value (``*_created`` left out).
 
-    >>> metrics_table('# TYPE hits counter\\nhits_total{endpoint="/generate"} 3.0\\n')[["sample", "value"]].values.tolist()
+    >>> table = metrics_table('# TYPE hits counter\\nhits_total{endpoint="/generate"} 3.0\\n')
+    >>> table[["sample", "value"]].values.tolist()
     [['hits_total', 3.0]]
     """
     samples = [
