@@ -125,6 +125,8 @@ class LifecycleStudy:
         responses_dir: per-variant JSONL files of responses (reruns resume, and the final set reuses the
             pilot's); default ``<cache>/responses/<model id>/06_<profile>``.
         device: where the stages generate.
+
+    After :meth:`decide`, ``results`` holds each change's :class:`workbench.consistency.study.ChangeResult`.
     """
 
     model: str

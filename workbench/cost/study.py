@@ -9,7 +9,7 @@ needs; :class:`Assumptions` holds the prices and shares it assumes.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -108,7 +108,6 @@ class CostStudy:
     seed: int = 0
     resamples: int = 1000
     on_model: Callable[[dict], None] = lambda fingerprint: None
-    results: dict = field(default_factory=dict)
 
     def __post_init__(self):
         self.task = get_task("sst5")
