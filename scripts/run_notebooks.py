@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workbench.inference.models import DEFAULT_MODEL, model_id  # noqa: E402
+from workbench.profiles import available_profiles  # noqa: E402
 
 
 def parse_value(text: str):
@@ -109,7 +110,8 @@ def run_one(notebook: Path, profile: str, params: dict, timeout: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="default", choices=["smoke", "default", "full"])
+    parser.add_argument("--profile", default="default", choices=available_profiles(),
+                        help="sizes from workbench/profiles/<profile>.yaml (default: %(default)s)")
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed for any one cell")
     parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                         help="a notebook parameter (MODEL, DTYPE, DEVICE, THREADS, ...); values are Python literals or strings")

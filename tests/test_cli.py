@@ -10,6 +10,7 @@ from workbench.cli import main
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
 from workbench.serving import BackgroundServer, ServerConfig, create_app
+from workbench.profiles import load_profile
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +73,16 @@ def test_help_of_every_command(capsys):
         assert exit_info.value.code == 0
     out = capsys.readouterr().out
     assert "--lr" in out and "--base-url URL" in out and "--api-key" in out
+
+
+def test_evaluate_takes_its_sizes_from_a_profile_unless_given(tiny, tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "profiled"
+    assert main(["evaluate", "--task", "stsb", "--model", tiny, "--device", "cpu", "--profile", "smoke", "--k", "2",
+                 "--bootstrap", "20", "--out", str(out)]) == 0
+    parameters = json.loads((out / "manifest.json").read_text())["parameters"]
+    smoke = load_profile("smoke")["metric_aware"]["base"]["stsb"]
+    assert (parameters["limit"], parameters["shots"]) == (smoke["limit"], smoke["shots"]) and parameters["k"] == 2
+    assert len(pd.read_csv(out / "results" / "evaluate_stsb.csv", index_col=0).columns) > 0
+    with pytest.raises(SystemExit, match="plans no run of task"):
+        main(["evaluate", "--task", "nosuchtask", "--model", tiny, "--profile", "smoke"])

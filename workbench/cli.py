@@ -3,6 +3,7 @@
     python -m workbench evaluate --task sst5 --model M --k 64 --rules mean,median,mode --limit 200
     python -m workbench evaluate --task path/to/spec.yaml --model M      # any table task, from its spec
     python -m workbench evaluate --task sst5 --model M --base-url http://host:8000/v1 --api-key KEY  # a server
+    python -m workbench evaluate --task sst5 --profile smoke             # the sizes notebook 02 uses in that profile
     python -m workbench finetune --tasks sst5,stsb --lr 3e-4 --max-steps 200
     python -m workbench serve --model M --api-key KEY
     python -m workbench report [--check]      # docs/results.md and the README's headline from results/
@@ -26,6 +27,7 @@ import typing
 
 from workbench.inference.models import DEFAULT_MODEL
 from workbench.inference.protocol import Engine
+from workbench.profiles import available_profiles
 
 PROFILE = "cli"  # run folders of the command line: runs/cli/<model id>/...
 
@@ -93,6 +95,28 @@ def _keep(strategy: str, rules: list[str]) -> bool:
     """
     words = strategy.replace("(", " ").replace(")", " ").split()
     return strategy in ("greedy", "one sample") or any(rule in words for rule in rules)
+
+
+def _profile_defaults(argv: list[str]) -> dict:
+    """The run settings that ``evaluate --profile P --task T`` starts from: the base stage's plan of ``T`` in the
+    profile (``workbench/profiles/P.yaml``, section ``metric_aware``, as notebooks 02 and 03 decode); {} without --profile."""
+    from workbench.metric_aware.inference_study import stage_plans
+
+    known, _ = _PROFILE_PARSER.parse_known_args(argv)
+    if known.profile is None:
+        return {}
+    plans = stage_plans(known.profile)["base"]
+    if known.task not in plans:
+        raise SystemExit(f"profile {known.profile!r} plans no run of task {known.task!r} (it plans {sorted(plans)}): "
+                         "leave out --profile and give the sizes")
+    config = plans[known.task]
+    return {"limit": config.limit, "shots": config.shots, "k": config.k, "temperature": config.temperature,
+            "max_new_tokens": config.max_new_tokens}
+
+
+_PROFILE_PARSER = argparse.ArgumentParser(add_help=False)
+_PROFILE_PARSER.add_argument("--profile")
+_PROFILE_PARSER.add_argument("--task")
 
 
 def _finetune_options(parser: argparse.ArgumentParser) -> None:
@@ -182,7 +206,10 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--max-new-tokens", type=int, default=None)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
-    evaluate.set_defaults(func=_evaluate)
+    evaluate.add_argument("--profile", choices=available_profiles(), default=None,
+                          help="start from the task's sizes in this profile (limit, shots, k, temperature, max new tokens); "
+                               "options given explicitly win")
+    evaluate.set_defaults(func=_evaluate, **(_profile_defaults(argv[1:]) if argv[:1] == ["evaluate"] else {}))
 
     finetune = commands.add_parser("finetune", help="fine-tune a model on tasks (cached by configuration)",
                                    description="Fine-tune with checkpoints and resume; a finished run of the same configuration is reused.")

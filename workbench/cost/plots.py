@@ -121,3 +121,52 @@ def plot_scorecard(ax: Axes, card: pd.DataFrame, ranking: pd.Series | None = Non
     ax.set_ylabel("skill on unseen data (0 = constant prior)")
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_generalization_drop(ax: Axes, table: pd.DataFrame, in_domain_set: str, metric: str = "rmse") -> Axes:
+    """In-domain against out-of-domain scores per stage, with their bootstrap intervals as error bars.
+
+    Args:
+        ax: where to draw.
+        table: rows of :func:`workbench.cost.generalization.drop_table` with columns ``stage``,
+            ``in_domain_set``, ``out_of_domain_set``, ``metric``, ``in_domain`` / ``out_of_domain`` and
+            their ``_low`` / ``_high`` interval ends (the generalization table of notebook 07).
+        in_domain_set: which in-domain set's rows to draw.
+        metric: which metric's rows to draw.
+    """
+    part = table[(table.in_domain_set == in_domain_set) & (table.metric == metric)].set_index("stage")
+    x = np.arange(len(part))
+    for offset, side, color in ((-0.2, "in_domain", "#4c72b0"), (0.2, "out_of_domain", "#dd8452")):
+        errors = np.abs(part[[f"{side}_low", f"{side}_high"]].to_numpy().T - part[side].to_numpy())
+        label = in_domain_set if side == "in_domain" else part.out_of_domain_set.iloc[0]
+        ax.bar(x + offset, part[side], 0.4, yerr=np.nan_to_num(errors), color=color, capsize=3, label=label)
+    ax.set_xticks(x, part.index, fontsize=7, rotation=20)
+    ax.set_ylabel(f"{metric.upper()} (measured), 95% bootstrap CI")
+    ax.set_title(f"{in_domain_set} -> {part.out_of_domain_set.iloc[0]}", fontsize=9)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def plot_weighted_ranking(ax: Axes, ranking: pd.Series) -> Axes:
+    """Horizontal bars of the weighted scores of :func:`workbench.cost.scorecard.weighted_ranking`, the best in gold."""
+    ordered = ranking.sort_values()
+    ax.barh(ordered.index, ordered.values, color=["gold" if stage == ranking.idxmax() else "C0" for stage in ordered.index])
+    ax.set_xlabel("weighted score (1 = best on every weighted axis)")
+    return ax
+
+
+def plot_half_width_fit(ax: Axes, half_widths: pd.DataFrame, scaling, max_items: int) -> Axes:
+    """Bootstrap half-widths against the number of items, and the fitted ``scale / sqrt(n)`` up to ``max_items``.
+
+    Args:
+        ax: where to draw.
+        half_widths: columns ``items`` and ``half_width`` (from :func:`workbench.cost.evaluation_cost.bootstrap_scaling`).
+        scaling: the fitted :class:`workbench.cost.evaluation_cost.BootstrapScaling`.
+        max_items: the right end of the fitted curve.
+    """
+    ax.plot(half_widths["items"], half_widths.half_width, "o", label="bootstrap half-width")
+    items = np.geomspace(half_widths["items"].min(), max(half_widths["items"].max(), max_items), 50)
+    ax.plot(items, scaling.half_width(items), "-", label=f"{scaling.scale:.2f} / sqrt(n) (free exponent {scaling.exponent:.2f})")
+    ax.set(xscale="log", yscale="log", xlabel="labelled items", ylabel="95% CI half-width")
+    ax.legend(fontsize=7)
+    return ax

@@ -21,6 +21,7 @@ import pandas as pd
 from workbench.lifecycle import dataprep
 from workbench.lifecycle.finetune import FinetuneConfig, FinetuneResult, finetune, resolve_task, run_dir
 from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, search_all
+from workbench.profiles import load_profile
 from workbench.tasks import Example
 from workbench.text import clean_text, normalized_key
 
@@ -29,7 +30,7 @@ TASKS = ("sst5", "stsb")
 
 @dataclass
 class Profile:
-    """Sizes of one profile.
+    """Sizes of one profile (read by :func:`profile_sizes` from the profile's YAML file).
 
     Attributes:
         final: the final run's settings (the searched fields are replaced by the search's choice).
@@ -54,25 +55,16 @@ class Profile:
     objectives: tuple[str, ...] = ("ce", "mix", "mse", "soft")
 
 
-PROFILES = {
-    "smoke": Profile(
-        final=FinetuneConfig(method="full", train_layers=2, batch_size=4, max_examples=16, epochs=1, eval_every=2, patience=2, save_every=2),
-        hpo_examples=8, hpo_steps=(1, 2), dev=4, hpo_dev=3, trials=1,
-        space=SearchSpace(lr=(1e-4, 1e-3), lr_grid=(1e-4, 1e-3), batch_size=(4,), max_steps=(1, 2)), objective_examples=4,
-    ),
-    "default": Profile(
-        final=FinetuneConfig(method="full", train_layers=8, batch_size=16, max_examples=2500, epochs=1, eval_every=80, patience=2,
-                             save_every=40, warmup_fraction=0.05),
-        hpo_examples=256, hpo_steps=(16,), dev=200, hpo_dev=100, trials=2,
-        space=SearchSpace(lr=(3e-5, 5e-4), lr_grid=(1e-4, 3e-4), batch_size=(16,), max_steps=(16,)), objective_examples=400,
-    ),
-    "full": Profile(
-        final=FinetuneConfig(method="full", train_layers=None, batch_size=32, max_examples=None, epochs=3, eval_every=200, patience=3,
-                             save_every=100),
-        hpo_examples=2000, hpo_steps=(200,), dev=500, hpo_dev=300, trials=4, objective_examples=3000,
-        space=SearchSpace(lr=(1e-5, 5e-4), lr_grid=(3e-5, 1e-4, 3e-4), batch_size=(32,), max_steps=(200,)),
-    ),
-}
+def profile_sizes(profile: str) -> Profile:
+    """The sizes of a profile, read from the ``finetune`` section of ``workbench/profiles/<profile>.yaml``.
+
+    >>> profile_sizes("smoke").final.train_layers, profile_sizes("smoke").space.max_steps
+    (2, (1, 2))
+    """
+    sizes = dict(load_profile(profile)["finetune"])
+    space = {name: tuple(values) for name, values in sizes.pop("space").items()}
+    return Profile(final=FinetuneConfig(**sizes.pop("final")), space=SearchSpace(**space),
+                   hpo_steps=tuple(sizes.pop("hpo_steps")), objectives=tuple(sizes.pop("objectives")), **sizes)
 
 
 def _cleaned(task_name: str, examples: list[Example]) -> list[Example]:
@@ -103,7 +95,8 @@ def prepared_splits(tasks=TASKS) -> tuple[dict[str, dict[str, list[Example]]], p
 
 def base_config(profile: str, model: str, device: str = "auto", seed: int = 0, tasks=TASKS) -> FinetuneConfig:
     """The final run's config of a profile, before the search fills in its choices."""
-    return replace(PROFILES[profile].final, tasks=tuple(tasks), base=model, device=device, seed=seed, dev_examples=PROFILES[profile].dev)
+    sizes = profile_sizes(profile)
+    return replace(sizes.final, tasks=tuple(tasks), base=model, device=device, seed=seed, dev_examples=sizes.dev)
 
 
 def dev_subsets(splits, size: int, seed: int = 0) -> dict[str, list[Example]]:
@@ -115,7 +108,7 @@ def dev_subsets(splits, size: int, seed: int = 0) -> dict[str, list[Example]]:
 
 def search(profile: str, base: FinetuneConfig, splits, seed: int = 0) -> pd.DataFrame:
     """Grid, random and TPE search over the learning rate on the dev selection loss (cached trials)."""
-    sizes = PROFILES[profile]
+    sizes = profile_sizes(profile)
     trial_base = replace(base, max_examples=sizes.hpo_examples, eval_every=0, patience=None)
     train = {name: parts["train"] for name, parts in splits.items()}
     objective = dev_objective(dev_subsets(splits, sizes.hpo_dev, seed), train=train, cache=True)
@@ -130,7 +123,7 @@ def compare_objectives(profile: str, base: FinetuneConfig, table: pd.DataFrame, 
     and is scored on the same dev items: one row per (objective, task) with accuracy, RMSE, MAE,
     Spearman, NLL, mass outside the grid, and the dev selection loss.
     """
-    sizes = PROFILES[profile]
+    sizes = profile_sizes(profile)
     train = {name: parts["train"] for name, parts in splits.items()}
     dev = dev_subsets(splits, sizes.dev, seed)
     rows = []

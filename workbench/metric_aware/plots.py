@@ -68,3 +68,44 @@ def metric_vs_samples(ax: plt.Axes, curves: dict[str, tuple[list[int], list[floa
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return ax
+
+
+# Notebook 03's sweeps: sampled rule -> the same rule on the exact distribution.
+SWEEP_RULES = {"mean": "exact mean", "median": "exact median", "mode (self-consistency)": "exact mode"}
+
+
+def k_sweep_panel(ax: plt.Axes, sweeps, stage: str, task: str, metric: str, rules: dict[str, str] = SWEEP_RULES) -> plt.Axes:
+    """One stage and task of a K sweep (:func:`workbench.metric_aware.experiments.k_sweep` rows with ``model`` and
+    ``task`` columns): each sampled rule against K, its exact counterpart dashed."""
+    frame = sweeps[(sweeps.model == stage) & (sweeps.task == task) & (sweeps.metric == metric)]
+    curves = {rule: (list(g.k), list(g.value)) for rule, g in frame[frame.strategy.isin(rules)].groupby("strategy")}
+    exact = {rule: frame[frame.strategy == name].value.iloc[-1] for rule, name in rules.items()}
+    return metric_vs_samples(ax, curves, exact, metric=metric, title=f"{stage} · {task}: {metric} vs K (measured; dashed: exact)")
+
+
+def temperature_panel(ax: plt.Axes, temperatures, stage: str, task: str, metric: str, k: int,
+                      rules: dict[str, str] = SWEEP_RULES) -> plt.Axes:
+    """One stage and task of a temperature sweep: each rule on the exact distribution (dashed) and on ``k`` samples."""
+    frame = temperatures[(temperatures.model == stage) & (temperatures.task == task) & (temperatures.metric == metric)]
+    for index, (rule, exact_name) in enumerate(rules.items()):
+        exact, sampled = frame[frame.strategy == exact_name], frame[frame.strategy == rule]
+        ax.plot(exact.temperature, exact.value, "o--", color=f"C{index}", label=exact_name)
+        ax.plot(sampled.temperature, sampled.value, "o-", color=f"C{index}", alpha=0.6, label=f"{rule} (K={k})")
+    ax.set(xlabel="temperature", ylabel=metric, title=f"{stage} · {task}: {metric} vs temperature (measured)")
+    ax.legend(fontsize=6)
+    return ax
+
+
+def sampled_vs_exact(ax_scatter: plt.Axes, ax_tv: plt.Axes, run, total_variation: dict[int, float], title: str) -> None:
+    """Per item, the mean of the run's samples against its exact mean (left), and the mean total variation
+    between the first-K sample frequencies and the exact distribution, ``{K: value}`` (right; see
+    :func:`workbench.metric_aware.inference_study.total_variation_by_k`)."""
+    from workbench.metric_aware.decision import from_grid, from_samples, mean
+
+    ax_scatter.scatter(mean(from_grid(run.grid, run.exact_probs)), mean(from_samples(run.samples)), s=8, alpha=0.6)
+    ax_scatter.plot(run.grid[[0, -1]], run.grid[[0, -1]], "k--", lw=1)
+    ax_scatter.set(xlabel="exact mean", ylabel=f"mean of {run.config.k} samples", title=title)
+    for k, tv in total_variation.items():
+        ax_tv.plot(k, tv, "ko")
+    ax_tv.set(xscale="log", xlabel="K", ylabel="mean total variation",
+              title=f"{title}: sampled vs exact (outside mass {run.outside_mass.mean():.2f})")
