@@ -1,7 +1,8 @@
 """The package's layers stay one-way: a module imports only from its own package or from a lower layer.
 
-Bottom to top: paths; text cleaning, progress bars and tracking; inference and tasks; metric_aware
-and run records; lifecycle; serving; consistency and cost; the command line. Imports inside functions count too: a late import still ties a
+Bottom to top: paths; text cleaning, progress bars, tracking, widgets and the profiles' sizes; inference
+and tasks; metric_aware and run records; lifecycle; serving; consistency, cost and the report; the command
+line and the notebooks' start-up. Imports inside functions count too: a late import still ties a
 lower layer to a higher one.
 
 Within a package no two modules import each other, directly or through others: the import graph of
@@ -18,13 +19,13 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 LAYERS = {
     "paths": 0,
-    "text": 1, "progress": 1, "tracking": 1, "widgets": 1,
+    "text": 1, "progress": 1, "tracking": 1, "widgets": 1, "profiles": 1,
     "inference": 2, "tasks": 2,
     "metric_aware": 3, "runs": 3,
     "lifecycle": 4,
     "serving": 5,
     "consistency": 6, "cost": 6, "report": 6,
-    "cli": 7, "__init__": 7,
+    "cli": 7, "notebook": 7, "__init__": 7,
     "__main__": 8,
 }
 
