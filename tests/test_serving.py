@@ -249,6 +249,7 @@ def test_full_queue_answers_503_with_retry_after(lm):
 def test_metrics_expose_requests_latency_tokens_errors_and_queue(http):
     http.post("/generate", json={"prompts": ["Hi"], "max_new_tokens": 2})
     httpx.post(f"{http.base_url}/generate", json={"prompts": ["Hi"]})  # no key: 401
+    http.post("/generate", json={"prompts": ["Hi"], "n": 99})  # over max_n: 413 (not left to another test)
     text = http.get("/metrics").text
     for family, kind in [
         ("workbench_requests_total", "counter"),
@@ -365,11 +366,11 @@ class GatedEngine:
         self.entered = threading.Event()
         self.computed: list[str] = []
 
-    def sample(self, prompts, n, config=None):
+    def sample(self, prompts, n, config=None, cancelled=None):
         self.entered.set()
         self.open.wait(60)
         self.computed += prompts
-        return self.engine.sample(prompts, n, config)
+        return self.engine.sample(prompts, n, config, cancelled)
 
 
 def wait_until(condition, timeout_s: float = 20.0) -> None:
@@ -415,11 +416,11 @@ def test_a_running_batch_stops_early_when_its_client_leaves(lm):
     prompts = [chat(lm, q) for q in QUESTIONS]
     original = gated.sample
 
-    def slow_sample(batch, n, config=None):  # each chunk takes a while, so the client leaves mid-batch
+    def slow_sample(batch, n, config=None, cancelled=None):  # each chunk takes a while, so the client leaves mid-batch
         import time
 
         time.sleep(0.4)
-        return original(batch, n, config)
+        return original(batch, n, config, cancelled)
 
     gated.sample = slow_sample
     with BackgroundServer(create_app(gated, KEY, config)) as small:

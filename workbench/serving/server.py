@@ -23,7 +23,8 @@ Design choices:
 * **Queueing, micro-batching, abandoned work.** See :mod:`workbench.serving.batching`: one worker
   feeds the engine, which is not thread-safe, one batch of compatible requests at a time. A
   request whose client disconnects (or whose deadline passes) is dropped before it is computed;
-  a running batch skips its remaining chunks for it.
+  a running batch skips its remaining chunks for it, and a sampling call in progress stops its
+  rows within one decoding step (``workbench_abandoned_tokens`` counts what they had decoded).
 """
 
 from __future__ import annotations
@@ -44,7 +45,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import GridScore
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.serving.batching import BatchQueue, QueueFull, serve_batches
 from workbench.serving.gate import Gate, error_body, limit_problem
 from workbench.serving.schemas import (
@@ -206,14 +207,31 @@ class Service:
         return counts
 
     # ------------------------------------------------------------------ running
-    async def run(self, request: Request, endpoint: str, key: tuple, prompts: list[str], compute: Callable[[list[str]], Sequence]):
+    def sampler(self, n: int, sampling: SamplingConfig) -> Callable[[list[str], list], list[SampleSet]]:
+        """The engine call of a sampling job: prompts whose client left stop within one decoding step."""
+
+        def sample(prompts: list[str], cancelled: list[Callable[[], bool]]) -> list[SampleSet]:
+            sets = self.engine.sample(prompts, n, sampling, cancelled=cancelled)
+            stopped = [s for s in sets if "cancelled" in s.finish_reasons]
+            self.metrics.abandoned_tokens.inc(sum(len(ids) for s in stopped for ids in s.token_ids))
+            return sets
+
+        return sample
+
+    async def run(self, request: Request, endpoint: str, key: tuple, prompts: list[str], compute: Callable,
+                  interruptible: bool = False):
         """Queue the prompts and wait for their results and the batch size they were served in.
+
+        Args:
+            compute: ``compute(prompts, cancelled)``, one result per prompt (see
+                :class:`workbench.serving.batching.Job`).
+            interruptible: ``compute`` stops a prompt once its ``cancelled()`` is True.
 
         The job is dropped (its future cancelled) when the client disconnects or the deadline
         passes; nothing more is computed for it.
         """
         try:
-            future = self.queue.submit(key, prompts, compute)
+            future = self.queue.submit(key, prompts, compute, interruptible)
         except QueueFull as full:
             self.metrics.errors.labels(endpoint, "queue_full").inc()
             raise HTTPException(
@@ -329,7 +347,8 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
             "/generate",
             ("generate", body.n, astuple(sampling)),
             prompts,
-            lambda batch_prompts: engine.sample(batch_prompts, body.n, sampling),
+            service.sampler(body.n, sampling),
+            interruptible=True,
         )
         results = [
             Completion(
@@ -366,7 +385,7 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
             "/score",
             ("score", tuple(candidates), body.temperature),
             prompts,
-            lambda batch_prompts: engine.score(batch_prompts, candidates, body.temperature).logprobs,
+            lambda batch_prompts, cancelled: engine.score(batch_prompts, candidates, body.temperature).logprobs,
         )
         metrics.prompt_tokens.inc(sum(prompt_tokens))
         grid = _grid(candidates, rows)
