@@ -306,12 +306,17 @@ def test_batch_queue_groups_compatible_jobs_in_order_and_is_bounded():
 
 
 def test_oversized_body_is_refused_with_413_before_it_is_read(server):
-    """Audit: a 20 MB body was read in full and tokenised; the 413 came after 31 s."""
-    status, text, seconds = declared_body_post(server.url, "/generate", 20_000_000, KEY, sent=b'{"prompts": ["' + b"x" * 65536)
-    assert status == 413 and seconds < 5  # the other 19.9 MB were never sent
+    """Audit: a 20 MB body was read in full and tokenised; the 413 came after 31 s. A body beyond
+    max_discard_bytes (64 MiB) is refused from its declared length, before it is sent."""
+    start_of_body = b'{"prompts": ["' + b"x" * 65536
+    status, text, seconds = declared_body_post(server.url, "/generate", 200_000_000, KEY, start_of_body, 10.0, False)
+    assert status == 413 and seconds < 5  # the other 199.9 MB were never sent
     (problem,) = json.loads(text)["detail"]
     assert problem["loc"] == ["body"] and "max_body_bytes=4194304" in problem["msg"]
     assert declared_body_post(server.url, "/generate", 20_000_000, "wrong")[0] == 403  # auth is checked first
+    # A client that asks before uploading (Expect: 100-continue) hears the 413 without sending a byte.
+    status, text, seconds = declared_body_post(server.url, "/generate", 20_000_000, KEY)
+    assert status == 413 and seconds < 5 and "max_body_bytes=4194304" in text
 
     def chunked():  # no Content-Length: the body is cut as soon as it passes the limit
         # Just past the limit: little is left unsent when the server refuses and closes, so the
@@ -323,6 +328,35 @@ def test_oversized_body_is_refused_with_413_before_it_is_read(server):
 
     cut = httpx.post(f"{server.url}/generate", content=chunked(), headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
     assert cut.status_code == 413 and "more than 4194304 bytes" in cut.json()["detail"][0]["msg"]
+
+
+TWENTY_MB = b'{"prompts": ["' + b"x" * 20_000_000 + b'"]}'
+
+
+def twenty_mb_in_chunks():
+    for start in range(0, len(TWENTY_MB), 1 << 20):
+        yield TWENTY_MB[start : start + (1 << 20)]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_plain_clients_that_upload_before_reading_get_the_413(server, chunked):
+    """Issue 22: a 20 MB body from urllib (which uploads all before it reads) got a connection
+    reset, not the 413. The server now reads and discards it (up to max_discard_bytes) first."""
+    import urllib.error
+    import urllib.request
+
+    data = twenty_mb_in_chunks() if chunked else TWENTY_MB  # an iterable without a length: urllib sends it chunked
+    request = urllib.request.Request(f"{server.url}/generate", data=data, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    assert "exceeds max_body_bytes=4194304" in json.loads(refused.value.read())["detail"][0]["msg"]
+    content = twenty_mb_in_chunks() if chunked else TWENTY_MB
+    headers = {"Authorization": f"Bearer {KEY}"}
+    response = httpx.post(f"{server.url}/generate", content=content, headers=headers, timeout=60)
+    assert response.status_code == 413 and "exceeds max_body_bytes=4194304" in response.json()["detail"][0]["msg"]
+    assert response.headers.get("connection") != "close"  # read whole: the connection stays usable
 
 
 def test_health_answers_within_a_second_while_a_huge_prompt_is_tokenised(lm):

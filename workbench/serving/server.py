@@ -16,7 +16,8 @@ Design choices:
   ``Retry-After``; a request waiting longer than ``request_timeout_s`` gives 504. Under ``/v1/``
   errors take OpenAI's form, ``{"error": {"message", "type", "param", "code"}}``.
 * **Nothing blocks the event loop.** A body over ``max_body_bytes`` is refused from its declared
-  length before it is read (:mod:`workbench.serving.gate`); a prompt with more characters than
+  length before it is parsed (:mod:`workbench.serving.gate`; it is read and discarded up to
+  ``max_discard_bytes`` so that clients that upload before they read hear the 413); a prompt with more characters than
   ``max_total_tokens`` tokens can hold is refused before it is tokenised; chat formatting and
   tokenisation run on a worker thread, the engine on another. So ``/health`` answers at once
   while a large request is refused or served.
@@ -76,7 +77,10 @@ class ServerConfig:
             short a wait serves the first alone and makes the rest wait for it (in a CPU load test
             at concurrency 16, 10 ms served 13 of 200 requests alone, 50 ms none).
         queue_size: most requests waiting; more are refused with 503 and ``Retry-After``.
-        max_body_bytes: largest request body; a larger one is refused with 413 before it is read.
+        max_body_bytes: largest request body; a larger one is refused with 413 before it is parsed.
+        max_discard_bytes: an oversized body up to this size is read and discarded before the 413,
+            so that clients which upload before they read (urllib) get it; a larger one is refused
+            at once and its connection closed.
         max_total_tokens: most prompt tokens + ``max_new_tokens`` per sequence (for ``/score``:
             prompt tokens + the longest candidate's tokens + 1).
         max_n: most samples per prompt.
@@ -94,6 +98,7 @@ class ServerConfig:
     batch_wait_ms: float = 50.0
     queue_size: int = 64
     max_body_bytes: int = 4 * 2**20
+    max_discard_bytes: int = 64 * 2**20
     max_total_tokens: int = 2048
     max_n: int = 16
     max_prompts: int = 32
@@ -428,7 +433,7 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
         return Response(metrics.render(), media_type=metrics.content_type)
 
     add_openai_routes(app, service)
-    return Gate(app, api_key, open_paths, config.max_body_bytes, metrics)
+    return Gate(app, api_key, open_paths, config.max_body_bytes, metrics, config.max_discard_bytes)
 
 
 def _input_location(body: PromptInput) -> Callable[[int], list]:
