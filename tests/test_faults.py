@@ -52,7 +52,7 @@ def test_a_full_disk_while_appending_to_the_cache_names_the_file_and_keeps_the_e
     size = path.stat().st_size
 
     def open_on_a_full_disk(file, mode="r", *args, **kwargs):
-        handle = open(file, mode, *args, **kwargs)
+        handle = open(file, mode, *args, **kwargs)  # noqa: SIM115 (the caller closes it)
         return FillsUp(handle) if "a" in mode else handle
 
     monkeypatch.setattr(gencache, "open", open_on_a_full_disk, raising=False)

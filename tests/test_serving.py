@@ -309,7 +309,8 @@ def test_oversized_body_is_refused_with_413_before_it_is_read(server):
     """Audit: a 20 MB body was read in full and tokenised; the 413 came after 31 s. A body beyond
     max_discard_bytes (64 MiB) is refused from its declared length, before it is sent."""
     start_of_body = b'{"prompts": ["' + b"x" * 65536
-    status, text, seconds = declared_body_post(server.url, "/generate", 200_000_000, KEY, start_of_body, 10.0, False)
+    status, text, seconds = declared_body_post(
+        server.url, "/generate", 200_000_000, KEY, sent=start_of_body, expect_continue=False)
     assert status == 413 and seconds < 5  # the other 199.9 MB were never sent
     (problem,) = json.loads(text)["detail"]
     assert problem["loc"] == ["body"] and "max_body_bytes=4194304" in problem["msg"]
