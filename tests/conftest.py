@@ -12,6 +12,19 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WORKBENCH_TRACKING", "0")  # tests of tracking turn it on against a temporary store
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+DEFAULT_TORCH_THREADS = torch.get_num_threads()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Every test starts at the process's default torch thread count, whatever the tests before it
+    set (``workbench.cli`` sets it for its run): sampled tokens depend on the thread count, so a
+    leaked setting made a bitwise test pass in the suite and fail alone (issue 22)."""
+    yield
+    if torch.get_num_threads() != DEFAULT_TORCH_THREADS:
+        torch.set_num_threads(DEFAULT_TORCH_THREADS)
 
 
 @pytest.fixture(scope="session")
