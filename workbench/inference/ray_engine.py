@@ -4,10 +4,12 @@ Each actor holds one engine (one per GPU, or one per group of CPU cores), built 
 an :class:`EngineSpec`. A call splits its prompts into chunks (one per actor by default, so that each engine
 call batches as many prompts as it can) and keeps every actor busy with one chunk at a time. Results come back in prompt order.
 
-Identical to a single process. The HF engine seeds each prompt's samples from the run seed, the
-prompt and the sample index only (``_generator`` in :mod:`workbench.inference.engine`), so which
-actor draws a prompt, and with which other prompts, changes no sample. (Floating-point
-summation order can differ with the batch composition, by ~1e-6 in a log-probability.)
+Identical to a single process at the actors' thread count. The HF engine seeds each prompt's
+samples from the run seed, the prompt and the sample index only (``_generator`` in
+:mod:`workbench.inference.engine`), so which actor draws a prompt, and with which other prompts,
+changes no random number. (Floating-point summation order differs with the batch composition, by
+~1e-6 in a log-probability, and with the thread count, which can flip a sampled token: see
+docs/reproducibility.md.)
 
 One generation cache. The actors' engines read and write the driver's generation cache, the one a
 single-process run uses (same folder, fingerprint and keys), through a small cache actor pinned to
