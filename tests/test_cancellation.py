@@ -122,8 +122,10 @@ def test_disconnected_clients_running_jobs_stop_and_the_next_request_does_not_wa
         next_s = time.perf_counter() - start
         samples = metric_samples(client)
     decoded, budget = samples[("workbench_abandoned_tokens_total", ())], clients * n * new_tokens
-    assert samples[("workbench_abandoned_requests_total", (("when", "running"),))] == clients
-    assert samples[("workbench_abandoned_requests_total", (("when", "late"),))] == 0
+    running = samples[("workbench_abandoned_requests_total", (("when", "running"),))]
+    queued = samples[("workbench_abandoned_requests_total", (("when", "queued"),))]  # one that missed the call
+    assert running >= 1 and running + queued == clients, (running, queued)
+    assert samples[("workbench_abandoned_requests_total", (("when", "late"),))] == 0  # none decoded to its end
     assert 0 < decoded < 0.25 * budget, decoded  # the jobs stopped early
     # Before issue 22 the next request waited for the whole abandoned call (minutes here).
     print(f"next request {next_s:.2f} s, alone {alone_s:.2f} s, tokens decoded for nobody {decoded:.0f} of {budget}")
