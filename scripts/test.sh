@@ -10,6 +10,12 @@ export HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false
 ruff check .            # lint rules and their exceptions: [tool.ruff] in pyproject.toml
 ruff format --check .   # the formatter's layout, notebooks included
 python -m pytest -q
+# Order dependence: each test file that claims bitwise-equal results (docs/reproducibility.md), run alone,
+# so a claim that holds only after what an earlier test left behind (a thread count, a cache) fails here.
+for claim in tests/test_ray.py tests/test_cancellation.py tests/test_decoding.py tests/test_openai_compat.py \
+             "tests/test_finetune.py -k resume"; do
+    python -m pytest -q -p no:randomly $claim
+done
 python scripts/run_notebooks.py --profile smoke --timeout 900
 # A second model through every notebook: a tiny randomly initialised Qwen2 (another architecture than
 # the embedded Llama), with a cache of its own; its runs land in runs/smoke/<its id>/, never in results/.

@@ -12,6 +12,27 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WORKBENCH_TRACKING", "0")  # tests of tracking turn it on against a temporary store
 
 import pytest  # noqa: E402
+import torch  # noqa: E402
+
+DEFAULT_TORCH_THREADS = torch.get_num_threads()
+# The thread count every test starts and ends with: the default, or what a module pinned (one_torch_thread).
+_expected_threads = {"count": DEFAULT_TORCH_THREADS}
+
+
+def _set_threads(count: int) -> None:
+    if torch.get_num_threads() != count:
+        torch.set_num_threads(count)
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_restored():
+    """Every test starts at the process's default torch thread count (or its module's pinned one),
+    whatever the tests before it set (``workbench.cli`` sets it for its run): sampled tokens depend
+    on the thread count, so a leaked setting made a bitwise test pass in the suite and fail alone
+    (issue 22)."""
+    _set_threads(_expected_threads["count"])
+    yield
+    _set_threads(_expected_threads["count"])
 
 
 @pytest.fixture(scope="session")
@@ -56,9 +77,8 @@ def ray_cluster():
 def one_torch_thread():
     """Torch on one thread for the module's tests, as on a one-CPU Ray actor: CPU kernels split
     their sums by thread count, so results compared bit for bit across processes need the same count."""
-    import torch
-
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
+    _expected_threads["count"] = 1
+    _set_threads(1)
     yield
-    torch.set_num_threads(previous)
+    _expected_threads["count"] = DEFAULT_TORCH_THREADS
+    _set_threads(DEFAULT_TORCH_THREADS)

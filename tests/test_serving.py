@@ -249,6 +249,7 @@ def test_full_queue_answers_503_with_retry_after(lm):
 def test_metrics_expose_requests_latency_tokens_errors_and_queue(http):
     http.post("/generate", json={"prompts": ["Hi"], "max_new_tokens": 2})
     httpx.post(f"{http.base_url}/generate", json={"prompts": ["Hi"]})  # no key: 401
+    http.post("/generate", json={"prompts": ["Hi"], "n": 99})  # over max_n: 413 (not left to another test)
     text = http.get("/metrics").text
     for family, kind in [
         ("workbench_requests_total", "counter"),
@@ -305,12 +306,18 @@ def test_batch_queue_groups_compatible_jobs_in_order_and_is_bounded():
 
 
 def test_oversized_body_is_refused_with_413_before_it_is_read(server):
-    """Audit: a 20 MB body was read in full and tokenised; the 413 came after 31 s."""
-    status, text, seconds = declared_body_post(server.url, "/generate", 20_000_000, KEY, sent=b'{"prompts": ["' + b"x" * 65536)
-    assert status == 413 and seconds < 5  # the other 19.9 MB were never sent
+    """Audit: a 20 MB body was read in full and tokenised; the 413 came after 31 s. A body beyond
+    max_discard_bytes (64 MiB) is refused from its declared length, before it is sent."""
+    start_of_body = b'{"prompts": ["' + b"x" * 65536
+    status, text, seconds = declared_body_post(
+        server.url, "/generate", 200_000_000, KEY, sent=start_of_body, expect_continue=False)
+    assert status == 413 and seconds < 5  # the other 199.9 MB were never sent
     (problem,) = json.loads(text)["detail"]
     assert problem["loc"] == ["body"] and "max_body_bytes=4194304" in problem["msg"]
     assert declared_body_post(server.url, "/generate", 20_000_000, "wrong")[0] == 403  # auth is checked first
+    # A client that asks before uploading (Expect: 100-continue) hears the 413 without sending a byte.
+    status, text, seconds = declared_body_post(server.url, "/generate", 20_000_000, KEY)
+    assert status == 413 and seconds < 5 and "max_body_bytes=4194304" in text
 
     def chunked():  # no Content-Length: the body is cut as soon as it passes the limit
         # Just past the limit: little is left unsent when the server refuses and closes, so the
@@ -322,6 +329,35 @@ def test_oversized_body_is_refused_with_413_before_it_is_read(server):
 
     cut = httpx.post(f"{server.url}/generate", content=chunked(), headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
     assert cut.status_code == 413 and "more than 4194304 bytes" in cut.json()["detail"][0]["msg"]
+
+
+TWENTY_MB = b'{"prompts": ["' + b"x" * 20_000_000 + b'"]}'
+
+
+def twenty_mb_in_chunks():
+    for start in range(0, len(TWENTY_MB), 1 << 20):
+        yield TWENTY_MB[start : start + (1 << 20)]
+
+
+@pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "chunked"])
+def test_plain_clients_that_upload_before_reading_get_the_413(server, chunked):
+    """Issue 22: a 20 MB body from urllib (which uploads all before it reads) got a connection
+    reset, not the 413. The server now reads and discards it (up to max_discard_bytes) first."""
+    import urllib.error
+    import urllib.request
+
+    data = twenty_mb_in_chunks() if chunked else TWENTY_MB  # an iterable without a length: urllib sends it chunked
+    request = urllib.request.Request(f"{server.url}/generate", data=data, method="POST",
+                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(request, timeout=60)
+    assert refused.value.code == 413
+    assert "exceeds max_body_bytes=4194304" in json.loads(refused.value.read())["detail"][0]["msg"]
+    content = twenty_mb_in_chunks() if chunked else TWENTY_MB
+    headers = {"Authorization": f"Bearer {KEY}"}
+    response = httpx.post(f"{server.url}/generate", content=content, headers=headers, timeout=60)
+    assert response.status_code == 413 and "exceeds max_body_bytes=4194304" in response.json()["detail"][0]["msg"]
+    assert response.headers.get("connection") != "close"  # read whole: the connection stays usable
 
 
 def test_health_answers_within_a_second_while_a_huge_prompt_is_tokenised(lm):
@@ -365,11 +401,11 @@ class GatedEngine:
         self.entered = threading.Event()
         self.computed: list[str] = []
 
-    def sample(self, prompts, n, config=None):
+    def sample(self, prompts, n, config=None, cancelled=None):
         self.entered.set()
         self.open.wait(60)
         self.computed += prompts
-        return self.engine.sample(prompts, n, config)
+        return self.engine.sample(prompts, n, config, cancelled)
 
 
 def wait_until(condition, timeout_s: float = 20.0) -> None:
@@ -415,11 +451,11 @@ def test_a_running_batch_stops_early_when_its_client_leaves(lm):
     prompts = [chat(lm, q) for q in QUESTIONS]
     original = gated.sample
 
-    def slow_sample(batch, n, config=None):  # each chunk takes a while, so the client leaves mid-batch
+    def slow_sample(batch, n, config=None, cancelled=None):  # each chunk takes a while, so the client leaves mid-batch
         import time
 
         time.sleep(0.4)
-        return original(batch, n, config)
+        return original(batch, n, config, cancelled)
 
     gated.sample = slow_sample
     with BackgroundServer(create_app(gated, KEY, config)) as small:

@@ -26,6 +26,7 @@ probabilities are 1, so the mass the grid misses is reported as ``outside_mass``
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 
 import numpy as np
@@ -101,18 +102,31 @@ class HFEngine:
         return self.lm.fingerprint
 
     # ------------------------------------------------------------------ public API
-    def sample(self, prompts: list[str], n: int, config: SamplingConfig | None = None) -> list[SampleSet]:
+    def sample(
+        self,
+        prompts: list[str],
+        n: int,
+        config: SamplingConfig | None = None,
+        cancelled: Sequence[Callable[[], bool]] | None = None,
+    ) -> list[SampleSet]:
         """Draw ``n`` samples for each prompt.
 
         Args:
             prompts: B fully formatted prompts (chat template already applied).
             n: samples per prompt.
             config: decoding settings.
+            cancelled: optional, one callable per prompt, asked between decoding steps (e.g. a
+                ``threading.Event.is_set`` that a server sets when the prompt's client leaves).
+                Once it returns True, that prompt's rows leave the batch: at most the step in
+                progress is still computed for them. The other prompts' samples do not change.
 
         Returns:
-            B :class:`SampleSet`, in the order of ``prompts``.
+            B :class:`SampleSet`, in the order of ``prompts``. A cancelled prompt's set holds the
+            tokens drawn before it stopped, with finish reason "cancelled"; it is not cached.
         """
         config = config or SamplingConfig()
+        if cancelled is not None and len(cancelled) != len(prompts):
+            raise ValueError(f"cancelled has {len(cancelled)} callables for {len(prompts)} prompts")
         rows_per_chunk = min(n, self.max_rows)
         settings = {"n": n, "rows_per_chunk": rows_per_chunk, "sampler": SAMPLER_VERSION, **asdict(config)}
         return self._cached_map(
@@ -121,8 +135,9 @@ class HFEngine:
             settings,
             config.seed,
             prompts_per_batch=max(1, min(self.batch_size, self.max_rows // n)),
-            compute=lambda batch_prompts, ids: self._sample_batch(batch_prompts, ids, n, config, rows_per_chunk),
+            compute=lambda batch, ids, stops: self._sample_batch(batch, ids, n, config, rows_per_chunk, stops),
             decode=lambda value: SampleSet(**value),
+            cancelled=cancelled,
         )
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
@@ -152,13 +167,13 @@ class HFEngine:
             settings,
             None,
             prompts_per_batch=self.batch_size,
-            compute=lambda batch_prompts, ids: self._score_batch(ids, list(candidates), temperature),
+            compute=lambda batch_prompts, ids, stops: self._score_batch(ids, list(candidates), temperature),
             decode=lambda value: value["logprobs"],
         )
         return GridScore(list(candidates), np.array(results, dtype=np.float64).reshape(len(prompts), len(candidates)))
 
     # ------------------------------------------------------------------ batching and caching
-    def _cached_map(self, kind, prompts, settings, seed, prompts_per_batch, compute, decode):
+    def _cached_map(self, kind, prompts, settings, seed, prompts_per_batch, compute, decode, cancelled=None):
         keys = [self.cache.key(kind, p, settings, seed, device=self.device) if self.cache is not None else None for p in prompts]
         values: list = [self.cache.get(kind, k) if self.cache is not None else None for k in keys]
         todo = [i for i, value in enumerate(values) if value is None]
@@ -173,11 +188,13 @@ class HFEngine:
             bar = tqdm(total=len(order), desc=kind, disable=not self.progress, leave=False)
             for start in range(0, len(order), prompts_per_batch):
                 batch = order[start : start + prompts_per_batch]
-                computed = compute([prompts[i] for i in batch], [ids_of[i] for i in batch])
+                stops = [cancelled[i] for i in batch] if cancelled is not None else None
+                computed = compute([prompts[i] for i in batch], [ids_of[i] for i in batch], stops)
                 for i, value in zip(batch, computed):
                     values[i] = value
-                if self.cache is not None:  # written per batch: an interrupted run loses at most one batch
-                    self.cache.put_many(kind, {keys[i]: values[i] for i in batch})
+                finished = [i for i in batch if "cancelled" not in values[i].get("finish_reasons", ())]
+                if self.cache is not None and finished:  # per batch: an interrupted run loses at most one batch
+                    self.cache.put_many(kind, {keys[i]: values[i] for i in finished})
                 bar.update(len(batch))
             bar.close()
         return [decode(value) for value in values]
@@ -223,7 +240,7 @@ class HFEngine:
 
     # ------------------------------------------------------------------ sampling
     @torch.inference_mode()
-    def _sample_batch(self, prompts, token_ids, n, config, rows_per_chunk) -> list[dict]:
+    def _sample_batch(self, prompts, token_ids, n, config, rows_per_chunk, cancelled=None) -> list[dict]:
         prefilled = self._prefill(token_ids)
         # Chunks of one prompt's samples, each with its own seeded generator, so that a prompt's
         # samples do not depend on which other prompts share its batch.
@@ -235,12 +252,12 @@ class HFEngine:
                 group.append(chunk)
                 continue
             if group:
-                self._decode_group(prefilled, prompts, group, config, results)
+                self._decode_group(prefilled, prompts, group, config, results, cancelled)
             group = [chunk] if chunk is not None else []
         return results
 
-    def _decode_group(self, prefilled: PromptBatch, prompts, group, config: SamplingConfig, results) -> None:
-        """Decode the rows of ``group`` together.
+    def _decode_group(self, prefilled: PromptBatch, prompts, group, config: SamplingConfig, results, cancelled=None):
+        """Decode the rows of ``group`` together; the rows of a prompt whose ``cancelled[p]()`` turns True stop.
 
         Rows that have generated the same tokens so far share one tree node and one forward pass
         (their next-token distribution depends only on the tokens so far, so this is exact). Once
@@ -279,6 +296,13 @@ class HFEngine:
                 for row in going[hit].tolist():
                     reason_of[row] = "stop"
                 ended[(~ended).nonzero()[:, 0][hit]] = True
+            if cancelled is not None:  # asked once per prompt and step; its rows leave with the others that ended
+                gone = {p for p in {row_prompt[row] for row in active.tolist()} if cancelled[p]()}
+                if gone:
+                    stopped = torch.tensor([row_prompt[row] in gone for row in active.tolist()])
+                    for row in active[stopped & ~ended].tolist():
+                        reason_of[row] = "cancelled"
+                    ended |= stopped
             if ended.all() or step == steps - 1:
                 break
             keep = (~ended).nonzero()[:, 0]

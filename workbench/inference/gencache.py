@@ -181,7 +181,12 @@ class GenerationCache:
         return value
 
     def put_many(self, kind: str, values: dict[str, dict]) -> None:
-        """Append entries and make them durable before returning (safe with concurrent writers)."""
+        """Append entries and make them durable before returning (safe with concurrent writers).
+
+        Raises:
+            OSError: the write failed (a full disk, say); the error names the file, which is cut
+                back to its length before the write, so every entry written before stays readable.
+        """
         if not values:
             return
         path = self._path(kind)
@@ -190,11 +195,17 @@ class GenerationCache:
             self._refresh(kind, locked=True)  # take in other writers' entries first
             # A run killed mid-line leaves no trailing newline: start on a fresh line so the next
             # entry is not glued onto the broken one.
-            if os.fstat(handle.fileno()).st_size > 0 and not _ends_with_newline(path):
+            length = os.fstat(handle.fileno()).st_size
+            if length > 0 and not _ends_with_newline(path):
                 lines.insert(0, "\n")
-            handle.write("".join(lines).encode("utf-8"))
-            handle.flush()
-            os.fsync(handle.fileno())
+            try:
+                handle.write("".join(lines).encode("utf-8"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            except OSError as error:
+                _cut_back(handle, length)
+                raise OSError(error.errno, f"could not append {len(values)} entries to the generation cache {path} "
+                              f"({error.strerror or error}); the entries already there are intact") from error
             self._offsets[kind] = os.fstat(handle.fileno()).st_size
         self._lines[kind] = self._lines.get(kind, 0) + len(lines)
         entries = self._entries[kind]
@@ -203,6 +214,14 @@ class GenerationCache:
 
     def __len__(self) -> int:
         return sum(len(self._load(path.stem)) for path in self.folder.glob("*.jsonl"))
+
+
+def _cut_back(handle, length: int) -> None:
+    """Drop what a failed append left after ``length`` bytes (a half line), as far as the disk allows."""
+    try:
+        handle.truncate(length)  # an unbuffered cut: it also discards bytes the failed flush still held
+    except OSError as error:  # then the half line stays, and readers skip it (it has no newline)
+        log.warning("could not cut %s back to %d bytes after a failed write: %s", handle.name, length, error)
 
 
 def _ends_with_newline(path: Path) -> bool:

@@ -4,15 +4,21 @@ Each actor holds one engine (one per GPU, or one per group of CPU cores), built 
 an :class:`EngineSpec`. A call splits its prompts into chunks (one per actor by default, so that each engine
 call batches as many prompts as it can) and keeps every actor busy with one chunk at a time. Results come back in prompt order.
 
-Identical to a single process. The HF engine seeds each prompt's samples from the run seed, the
-prompt and the sample index only (``_generator`` in :mod:`workbench.inference.engine`), so which
-actor draws a prompt, and with which other prompts, changes no sample. (Floating-point
-summation order can differ with the batch composition, by ~1e-6 in a log-probability.)
+Identical to a single process at the actors' thread count. The HF engine seeds each prompt's
+samples from the run seed, the prompt and the sample index only (``_generator`` in
+:mod:`workbench.inference.engine`), so which actor draws a prompt, and with which other prompts,
+changes no random number. (Floating-point summation order differs with the batch composition, by
+~1e-6 in a log-probability, and with the thread count, which can flip a sampled token: see
+docs/reproducibility.md.)
 
 One generation cache. The actors' engines read and write the driver's generation cache, the one a
 single-process run uses (same folder, fingerprint and keys), through a small cache actor pinned to
 the driver's node: a sharded run reuses what a single-process run computed and vice versa, and an
 interrupted run resumes. The cache actor is the only writer of the cache files.
+
+A worker that dies. Its chunk goes to the workers left, which read the batches it had finished
+from the cache (each engine writes one batch at a time), so at most one batch is computed twice;
+the run fails with a clear error only when no worker is left (what was finished stays cached).
 
 Where it runs: ``RAY_ADDRESS`` (or ``address=``) points at a cluster; without it a local Ray
 instance is started with the machine's CPUs. On a cluster, every node needs the workbench
@@ -104,12 +110,17 @@ class _CacheServer:
 
     def __init__(self, root: str, fingerprint: dict):
         self.cache = GenerationCache(root, fingerprint)
+        self.written = 0  # values written: more than the prompts of a run means work was redone
 
     def get(self, kind: str, key: str):
         return self.cache.get(kind, key)
 
     def put_many(self, kind: str, values: dict) -> None:
         self.cache.put_many(kind, values)
+        self.written += len(values)
+
+    def writes(self) -> int:
+        return self.written
 
 
 class _EngineActor:
@@ -186,6 +197,7 @@ class RayEngine:
         self._fingerprint = fingerprints[0]
         self.chunk_size = chunk_size
         self.progress = progress
+        self.lost_workers = 0  # actors that died; their chunks went to the others
         self._cache_actor = None
         if disk_cache:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -247,18 +259,32 @@ class RayEngine:
         size = self.chunk_size or max(1, -(-len(prompts) // len(self.actors)))
         chunks = [(start, prompts[start : start + size]) for start in range(0, len(prompts), size)]
         results: list = [None] * len(prompts)
-        running: dict = {}  # object ref -> (actor, chunk start, chunk length)
+        running: dict = {}  # object ref -> (actor, chunk start, chunk)
         free = list(self.actors)
         bar = tqdm(total=len(prompts), desc="ray", disable=not self.progress, leave=False)
         while chunks or running:
             while chunks and free:
                 actor = free.pop()
                 start, chunk = chunks.pop(0)
-                running[call(actor, chunk)] = (actor, start, len(chunk))
+                running[call(actor, chunk)] = (actor, start, chunk)
             (done,), _ = self._ray.wait(list(running), num_returns=1)
-            actor, start, length = running.pop(done)
-            results[start : start + length] = unpack(self._ray.get(done))
+            actor, start, chunk = running.pop(done)
+            try:
+                value = self._ray.get(done)
+            except self._ray.exceptions.RayActorError as died:
+                self._lose(actor, died)
+                chunks.insert(0, (start, chunk))  # the finished batches of the chunk come from the cache
+                continue
+            results[start : start + len(chunk)] = unpack(value)
             free.append(actor)
-            bar.update(length)
+            bar.update(len(chunk))
         bar.close()
         return results
+
+    def _lose(self, actor, died: Exception) -> None:
+        """Drop a dead actor; fail clearly when none is left."""
+        self.actors = [a for a in self.actors if a is not actor]
+        self.lost_workers += 1
+        if not self.actors:
+            cached = " (what they finished is in the generation cache: a rerun resumes)" if self._cache_actor else ""
+            raise RuntimeError(f"all Ray workers died{cached}; the last one: {died}") from died

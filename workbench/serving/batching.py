@@ -9,13 +9,16 @@ wait already and are taken at once. Requests with other settings keep their plac
 Abandoned work is dropped. A request whose client disconnected or whose deadline passed has its
 future cancelled (by the server); the queue forgets it at once (so the queue depth shows it), and
 the worker computes a batch in chunks of ``chunk_prompts`` prompts, leaving out before each chunk
-the prompts of requests abandoned meanwhile: a batch whose clients all left stops early. Each
-request is answered as soon as its last prompt is computed.
+the prompts of requests abandoned meanwhile: a batch whose clients all left stops early. Within
+an engine call, each prompt comes with its request's ``stop`` event (set when the request is
+abandoned): an *interruptible* call (sampling) stops that prompt's rows within one decoding step
+and goes on with the others. Each request is answered as soon as its last prompt is computed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import deque
 from collections.abc import Callable, Hashable, Sequence
 from concurrent.futures import Executor
@@ -33,20 +36,25 @@ class Job:
     Attributes:
         key: requests with equal keys can share an engine call.
         prompts: the request's prompts.
-        run: computes one result per prompt for a list of prompts (any compatible job's ``run``
-            serves the whole batch).
+        run: ``run(prompts, cancelled)`` computes one result per prompt; ``cancelled[i]()`` turns
+            True once prompt i's request is abandoned (any compatible job's ``run`` serves the
+            whole batch).
         future: resolves to ``(results for this job's prompts, number of jobs in the batch)``;
             cancelled when the client gives up.
         enqueued_at: event-loop time of arrival.
+        interruptible: ``run`` stops a prompt once it is cancelled (else the call completes).
         results: results computed so far, by prompt index.
+        stop: set (from the event loop) when the future is cancelled; read by the engine's thread.
     """
 
     key: Hashable
     prompts: list[str]
-    run: Callable[[list[str]], Sequence]
+    run: Callable[[list[str], list[Callable[[], bool]]], Sequence]
     future: asyncio.Future
     enqueued_at: float
+    interruptible: bool = False
     results: dict[int, object] = field(default_factory=dict)
+    stop: threading.Event = field(default_factory=threading.Event)
 
     @property
     def abandoned(self) -> bool:
@@ -68,9 +76,11 @@ class Abandoned:
 
     Attributes:
         queued: dropped while waiting: none of their work was computed.
-        running: dropped during their batch: their remaining chunks were skipped.
-        late: left while their last chunk was being computed: computed for nobody (an engine
-            call in progress is not interrupted).
+        running: dropped during their batch: their remaining chunks were skipped and, for an
+            interruptible call (sampling), their rows in the call in progress stopped within one
+            decoding step.
+        late: left while their last chunk was being computed by a call that cannot be
+            interrupted (scoring: one forward pass): computed for nobody.
         prompts_skipped: prompts not computed because their request was abandoned.
     """
 
@@ -103,14 +113,15 @@ class BatchQueue:
     def __len__(self) -> int:
         return len(self._jobs)
 
-    def submit(self, key: Hashable, prompts: list[str], run: Callable[[list[str]], Sequence]) -> asyncio.Future:
+    def submit(self, key: Hashable, prompts: list[str], run: Callable, interruptible: bool = False) -> asyncio.Future:
         """Queue a request; raises :class:`QueueFull` when ``capacity`` jobs are waiting.
 
-        Cancelling the returned future (the client left) removes the job from the queue at once.
+        Cancelling the returned future (the client left) removes the job from the queue at once,
+        or stops its prompts in the engine call in progress (see :class:`Job`).
         """
         if len(self._jobs) >= self.capacity:
             raise QueueFull(f"{len(self._jobs)} requests are waiting already")
-        job = Job(key, prompts, run, self._loop.create_future(), self._loop.time())
+        job = Job(key, prompts, run, self._loop.create_future(), self._loop.time(), interruptible)
         job.future.add_done_callback(lambda _, job=job: self._forget(job))
         self._jobs.append(job)
         self._arrived.set()
@@ -143,7 +154,9 @@ class BatchQueue:
         return [job for job in self._jobs if job.key == head.key]
 
     def _forget(self, job: Job) -> None:
-        """Done-callback: a job answered, failed or cancelled while still queued leaves the queue."""
+        """Done-callback: a cancelled job's engine work stops; one still queued leaves the queue."""
+        if job.future.cancelled():
+            job.stop.set()
         if job in self._jobs:
             self._jobs.remove(job)
             if job.future.cancelled():
@@ -186,8 +199,9 @@ async def serve_batches(
                 break
             chunk, pending = live[:chunk_prompts], live[chunk_prompts:]
             prompts = [job.prompts[index] for job, index in chunk]
+            cancelled = [job.stop.is_set for job, _ in chunk]
             try:
-                results = await loop.run_in_executor(executor, chunk[0][0].run, prompts)
+                results = await loop.run_in_executor(executor, chunk[0][0].run, prompts, cancelled)
                 if len(results) != len(prompts):
                     raise RuntimeError(f"the engine returned {len(results)} results for {len(prompts)} prompts")
             except Exception as error:  # every request of the batch hears why; the worker goes on
@@ -198,7 +212,9 @@ async def serve_batches(
                 job.results[index] = result
                 started.add(id(job))
                 if len(job.results) == len(job.prompts):
-                    if job.abandoned:
+                    if job.abandoned and job.interruptible:  # its rows stopped in the call
+                        queue.abandoned.running += 1
+                    elif job.abandoned:
                         queue.abandoned.late += 1
                     job.resolve(([job.results[i] for i in range(len(job.prompts))], len(batch)))
 

@@ -5,6 +5,14 @@ its body is read, so an oversized body is refused from its ``Content-Length`` he
 for a chunked upload, as soon as the bytes received pass the limit), and it leaves the
 ``receive`` channel to the route, which listens on it for the client's disconnect.
 
+Refusing a body is not enough for the client to *hear* the refusal: a plain client (Python's
+urllib, most scripts) uploads its whole body before it reads the answer, and a server that answers
+and closes while the upload is still coming in makes the client's TCP stack see a reset, not the
+413. So the rest of an oversized body is read and discarded, up to ``max_discard_bytes``, before
+the 413 is sent on a connection that stays usable. Beyond that bound the 413 is sent at once and
+the connection closed. A client that sends ``Expect: 100-continue`` (curl, for large bodies) gets
+the 413 before it uploads anything: the server answers without asking for the body.
+
 Order of checks: authentication (401/403, headers only), then the declared body size (413).
 """
 
@@ -29,14 +37,18 @@ class Gate:
         open_paths: paths served without a key.
         max_body_bytes: largest request body accepted.
         metrics: where requests are counted and timed.
+        max_discard_bytes: most bytes of an oversized body read (and discarded) so that the client
+            hears the 413; a larger body is refused at once and its connection closed.
     """
 
-    def __init__(self, app, api_key: str | None, open_paths: frozenset[str], max_body_bytes: int, metrics: ServerMetrics):
+    def __init__(self, app, api_key: str | None, open_paths: frozenset[str], max_body_bytes: int,
+                 metrics: ServerMetrics, max_discard_bytes: int = 64 * 2**20):
         self.app = app
         self.api_key = api_key
         self.open_paths = open_paths
         self.max_body_bytes = max_body_bytes
         self.metrics = metrics
+        self.max_discard_bytes = max_discard_bytes
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -53,7 +65,10 @@ class Gate:
         try:
             refusal = self._refusal(scope)
             if refusal is not None:
-                await _send_json(send_and_record, *refusal)
+                code, body, headers = refusal
+                if code == 413 and self._hears_after_upload(scope) and await self._discard(receive):
+                    headers = {}  # the whole body was read: the connection stays usable
+                await _send_json(send_and_record, code, body, headers)
                 return
             await self.app(scope, self._limited(receive), send_and_record)
         finally:
@@ -88,10 +103,31 @@ class Gate:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > self.max_body_bytes:
-                    raise HTTPException(413, detail=[limit_problem(["body"], self._too_large(f"more than {self.max_body_bytes}"))])
+                    read_whole = not message.get("more_body", False) or await self._discard(receive, received)
+                    problem = limit_problem(["body"], self._too_large(f"more than {self.max_body_bytes}"))
+                    raise HTTPException(413, detail=[problem], headers=None if read_whole else {"connection": "close"})
             return message
 
         return limited_receive
+
+    def _hears_after_upload(self, scope) -> bool:
+        """The client uploads its body before reading an answer, and the body is small enough to discard."""
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        if headers.get("expect", "").lower() == "100-continue":
+            return False  # it waits for "100 Continue", which is never sent: it hears the 413 at once
+        declared = headers.get("content-length", "")
+        return declared.isdigit() and int(declared) <= self.max_discard_bytes
+
+    async def _discard(self, receive, received: int = 0) -> bool:
+        """Read and drop the rest of the body; False when the client left or it passed ``max_discard_bytes``."""
+        while received <= self.max_discard_bytes:
+            message = await receive()
+            if message["type"] != "http.request":
+                return False  # http.disconnect
+            received += len(message.get("body", b""))
+            if not message.get("more_body", False):
+                return True
+        return False
 
     def _too_large(self, size: str) -> str:
         return f"the request body ({size} bytes) exceeds max_body_bytes={self.max_body_bytes}"

@@ -330,13 +330,14 @@ async def _abandoned_counters(client: httpx.AsyncClient) -> dict[str, float]:
 
 
 def declared_body_post(base_url: str, path: str, declared_bytes: int, api_key: str | None = None, sent: bytes = b"",
-                       timeout_s: float = 10.0) -> tuple[int, str, float]:
+                       timeout_s: float = 10.0, expect_continue: bool = True) -> tuple[int, str, float]:
     """POST that declares ``declared_bytes`` of body but sends only ``sent``, then reads the answer.
 
     A server that refuses an oversized body from its declared length answers at once (413); one
-    that reads the body first waits for bytes that never come (a timeout). Sending a real 20 MB body
-    instead races the server's close against the client's upload: the client can lose the refusal
-    to a connection reset (seen in CI), although the server did answer.
+    that reads the body first waits for bytes that never come (a timeout). ``expect_continue`` sends
+    ``Expect: 100-continue``, as a client that asks before uploading does; without it the workbench
+    server reads and discards an oversized body of up to ``max_discard_bytes`` before its 413 (so
+    that clients which upload before they read hear it), and refuses a larger one from its head.
 
     Returns:
         The status code, the response body as text, and the seconds until the answer came.
@@ -346,8 +347,9 @@ def declared_body_post(base_url: str, path: str, declared_bytes: int, api_key: s
 
     url = urlsplit(base_url)
     key = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
+    expect = "Expect: 100-continue\r\n" if expect_continue else ""
     head = (f"POST {url.path.rstrip('/')}{path} HTTP/1.1\r\nHost: {url.hostname}\r\n{key}Content-Type: application/json\r\n"
-            f"Content-Length: {declared_bytes}\r\nConnection: close\r\n\r\n").encode()
+            f"Content-Length: {declared_bytes}\r\n{expect}Connection: close\r\n\r\n").encode()
     start, answer = time.perf_counter(), b""
     with socket.create_connection((url.hostname, url.port or 80), timeout=timeout_s) as sock:
         sock.sendall(head + sent)

@@ -144,14 +144,14 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
             top = body.logprobs
             echoed, _ = await service.run(
                 request, "/v1/completions", ("prompt_logprobs", top), prompts,
-                lambda batch: prompt_logprobs(engine.model, engine.tokenizer, batch, top),
+                lambda batch, cancelled: prompt_logprobs(engine.model, engine.tokenizer, batch, top),
             )
         samples = None
         if max_tokens > 0:
             sampling = body.sampling_config()
             samples, _ = await service.run(
-                request, "/v1/completions", ("generate", n, astuple(sampling)), prompts,
-                lambda batch: engine.sample(batch, n, sampling),
+                request, "/v1/completions", ("generate", n, astuple(sampling)), prompts, service.sampler(n, sampling),
+                interruptible=True,
             )
         choices = await service.off_loop(_choices, service.tokenizer, body, prompts, n, echoed, samples)
         generated = sum(len(ids) for s in samples or [] for ids in s.token_ids)

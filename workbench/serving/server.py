@@ -16,14 +16,16 @@ Design choices:
   ``Retry-After``; a request waiting longer than ``request_timeout_s`` gives 504. Under ``/v1/``
   errors take OpenAI's form, ``{"error": {"message", "type", "param", "code"}}``.
 * **Nothing blocks the event loop.** A body over ``max_body_bytes`` is refused from its declared
-  length before it is read (:mod:`workbench.serving.gate`); a prompt with more characters than
+  length before it is parsed (:mod:`workbench.serving.gate`; it is read and discarded up to
+  ``max_discard_bytes`` so that clients that upload before they read hear the 413); a prompt with more characters than
   ``max_total_tokens`` tokens can hold is refused before it is tokenised; chat formatting and
   tokenisation run on a worker thread, the engine on another. So ``/health`` answers at once
   while a large request is refused or served.
 * **Queueing, micro-batching, abandoned work.** See :mod:`workbench.serving.batching`: one worker
   feeds the engine, which is not thread-safe, one batch of compatible requests at a time. A
   request whose client disconnects (or whose deadline passes) is dropped before it is computed;
-  a running batch skips its remaining chunks for it.
+  a running batch skips its remaining chunks for it, and a sampling call in progress stops its
+  rows within one decoding step (``workbench_abandoned_tokens`` counts what they had decoded).
 """
 
 from __future__ import annotations
@@ -129,7 +131,8 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
             "/generate",
             ("generate", body.n, astuple(sampling)),
             prompts,
-            lambda batch_prompts: engine.sample(batch_prompts, body.n, sampling),
+            service.sampler(body.n, sampling),
+            interruptible=True,
         )
         results = [
             Completion(
@@ -166,7 +169,7 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
             "/score",
             ("score", tuple(candidates), body.temperature),
             prompts,
-            lambda batch_prompts: engine.score(batch_prompts, candidates, body.temperature).logprobs,
+            lambda batch_prompts, cancelled: engine.score(batch_prompts, candidates, body.temperature).logprobs,
         )
         metrics.prompt_tokens.inc(sum(prompt_tokens))
         grid = _grid(candidates, rows)
@@ -209,7 +212,7 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
         return Response(metrics.render(), media_type=metrics.content_type)
 
     add_openai_routes(app, service)
-    return Gate(app, api_key, open_paths, config.max_body_bytes, metrics)
+    return Gate(app, api_key, open_paths, config.max_body_bytes, metrics, config.max_discard_bytes)
 
 
 def _input_location(body: PromptInput) -> Callable[[int], list]:

@@ -20,12 +20,15 @@ from pathlib import Path
 from fastapi import HTTPException, Request
 
 from workbench.inference.engine import HFEngine
+from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.serving.batching import BatchQueue, QueueFull, serve_batches
 from workbench.serving.gate import limit_problem
 from workbench.serving.schemas import PromptInput
 from workbench.serving.telemetry import ServerMetrics
 
 CLIENT_GONE = 499  # nginx's "client closed request": logged and counted, never seen by the client
+# Validation error types for a body that is missing, not a JSON object, or not sent as JSON.
+_NOT_AN_OBJECT = frozenset({"missing", "model_attributes_type", "model_type", "dict_type"})
 
 
 @dataclass
@@ -39,7 +42,10 @@ class ServerConfig:
             short a wait serves the first alone and makes the rest wait for it (in a CPU load test
             at concurrency 16, 10 ms served 13 of 200 requests alone, 50 ms none).
         queue_size: most requests waiting; more are refused with 503 and ``Retry-After``.
-        max_body_bytes: largest request body; a larger one is refused with 413 before it is read.
+        max_body_bytes: largest request body; a larger one is refused with 413 before it is parsed.
+        max_discard_bytes: an oversized body up to this size is read and discarded before the 413,
+            so that clients which upload before they read (urllib) get it; a larger one is refused
+            at once and its connection closed.
         max_total_tokens: most prompt tokens + ``max_new_tokens`` per sequence (for ``/score``:
             prompt tokens + the longest candidate's tokens + 1).
         max_n: most samples per prompt.
@@ -57,6 +63,7 @@ class ServerConfig:
     batch_wait_ms: float = 50.0
     queue_size: int = 64
     max_body_bytes: int = 4 * 2**20
+    max_discard_bytes: int = 64 * 2**20
     max_total_tokens: int = 2048
     max_n: int = 16
     max_prompts: int = 32
@@ -170,14 +177,31 @@ class Service:
         return counts
 
     # ------------------------------------------------------------------ running
-    async def run(self, request: Request, endpoint: str, key: tuple, prompts: list[str], compute: Callable[[list[str]], Sequence]):
+    def sampler(self, n: int, sampling: SamplingConfig) -> Callable[[list[str], list], list[SampleSet]]:
+        """The engine call of a sampling job: prompts whose client left stop within one decoding step."""
+
+        def sample(prompts: list[str], cancelled: list[Callable[[], bool]]) -> list[SampleSet]:
+            sets = self.engine.sample(prompts, n, sampling, cancelled=cancelled)
+            stopped = [s for s in sets if "cancelled" in s.finish_reasons]
+            self.metrics.abandoned_tokens.inc(sum(len(ids) for s in stopped for ids in s.token_ids))
+            return sets
+
+        return sample
+
+    async def run(self, request: Request, endpoint: str, key: tuple, prompts: list[str], compute: Callable,
+                  interruptible: bool = False):
         """Queue the prompts and wait for their results and the batch size they were served in.
+
+        Args:
+            compute: ``compute(prompts, cancelled)``, one result per prompt (see
+                :class:`workbench.serving.batching.Job`).
+            interruptible: ``compute`` stops a prompt once its ``cancelled()`` is True.
 
         The job is dropped (its future cancelled) when the client disconnects or the deadline
         passes; nothing more is computed for it.
         """
         try:
-            future = self.queue.submit(key, prompts, compute)
+            future = self.queue.submit(key, prompts, compute, interruptible)
         except QueueFull as full:
             self.metrics.errors.labels(endpoint, "queue_full").inc()
             raise HTTPException(

@@ -39,6 +39,11 @@ class ServerMetrics:
         )
         self.prompt_tokens = Counter("workbench_prompt_tokens", "Prompt tokens of served requests", registry=registry)
         self.generated_tokens = Counter("workbench_generated_tokens", "Tokens generated (all samples)", registry=registry)
+        self.abandoned_tokens = Counter(
+            "workbench_abandoned_tokens",
+            "Tokens decoded for samples whose client left, before their decoding stopped (not in generated_tokens)",
+            registry=registry,
+        )
         self.errors = Counter(
             "workbench_errors",
             "Requests not served: queue_full, timeout, client_gone, engine failure",

@@ -10,6 +10,7 @@ evaluation so far), and at the end ``model/`` (an ordinary Hugging Face folder, 
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -20,12 +21,24 @@ import torch
 
 
 def save_checkpoint(output_dir: Path, state: dict, keep: int = 2) -> Path:
-    """Write ``checkpoints/step-NNNNNN.pt`` atomically and prune all but the ``keep`` latest."""
+    """Write ``checkpoints/step-NNNNNN.pt`` atomically and prune all but the ``keep`` latest.
+
+    Raises:
+        OSError: the write failed (a full disk, say), naming the checkpoint; the partial file is
+            removed and the previous checkpoints stay as they were.
+    """
     folder = Path(output_dir) / "checkpoints"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"step-{state['step']:06d}.pt"
     tmp = path.with_suffix(".tmp")
-    torch.save(state, tmp)
+    try:
+        torch.save(state, tmp)  # a full disk raises OSError, or torch's RuntimeError "file write failed"
+    except (OSError, RuntimeError) as error:
+        tmp.unlink(missing_ok=True)
+        raise OSError(
+            getattr(error, "errno", None) or errno.EIO,
+            f"could not write checkpoint {path} ({error}); the previous checkpoints in {folder} are intact",
+        ) from error
     os.replace(tmp, path)  # an interruption mid-write leaves the previous checkpoint intact
     for old in sorted(folder.glob("step-*.pt"))[:-keep]:
         old.unlink()
