@@ -14,7 +14,7 @@ import torch
 
 from workbench.inference import gencache
 from workbench.inference.gencache import GenerationCache
-from workbench.lifecycle.finetune import latest_checkpoint, load_latest_checkpoint, save_checkpoint
+from workbench.lifecycle.finetune.checkpoints import latest_checkpoint, load_latest_checkpoint, save_checkpoint
 
 FINGERPRINT = {"name": "demo", "weights_sha256": "0"}
 

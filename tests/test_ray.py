@@ -98,7 +98,7 @@ def test_results_land_in_the_generation_cache_a_single_process_run_reads(sharded
     assert str(cache_root) in str(single.cache.folder)
 
 
-def test_a_killed_worker_loses_at_most_one_batch_and_a_rerun_computes_nothing(tiny, cluster, cache_root,
+def test_a_killed_worker_loses_at_most_one_batch_and_a_rerun_computes_nothing(tiny, ray_cluster, cache_root,
                                                                               worker_threads):
     """Issue 22: kill one of two workers while it decodes. Its chunk goes to the other worker,
     which reads the batches it had finished from the cache: the results equal an undisturbed
@@ -141,7 +141,7 @@ def test_a_killed_worker_loses_at_most_one_batch_and_a_rerun_computes_nothing(ti
     print(f"killed run {seconds:.2f} s, undisturbed {undisturbed_s:.2f} s, prompts recomputed: {recomputed}")
 
 
-def test_when_every_worker_dies_the_error_says_so(tiny, cluster, cache_root):
+def test_when_every_worker_dies_the_error_says_so(tiny, ray_cluster, cache_root):
     spec = EngineSpec(model=tiny, device="cpu", threads=1)
     with RayEngine(spec, workers=1, cpus_per_worker=0) as engine:
         ray.kill(engine.actors[0])
