@@ -38,8 +38,9 @@ def sst5_items(lm, sst5):
     return examples, sst5.prompts(examples, lm.tokenizer, sst5.fewshot(2, seed=0))
 
 
-def test_lm_eval_local_completions_reads_exact_scores_and_greedy_answers(local, server, sst5, sst5_items, tmp_path,
-                                                                         monkeypatch):
+def test_lm_eval_local_completions_reads_exact_scores_and_greedy_answers(
+    local, server, sst5, sst5_items, tmp_path, monkeypatch
+):
     """lm-eval's defaults: token-id prompts, echo with max_tokens=1 and logprobs=1, batch size 1."""
     lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is a dev dependency: pip install -e .[dev]")
     from lm_eval.models.openai_completions import LocalCompletionsAPI
@@ -48,17 +49,38 @@ def test_lm_eval_local_completions_reads_exact_scores_and_greedy_answers(local, 
     candidates = sst5.candidates
     labels = [candidates.index(sst5.grid_format.format(example.target)) for example in examples]
     docs = tmp_path / "sst5.jsonl"
-    docs.write_text("".join(json.dumps({"prompt": p, "label": y, "answer": candidates[y]}) + "\n" for p, y in zip(prompts, labels)))
-    data = {"dataset_path": "json", "dataset_kwargs": {"data_files": {"test": str(docs)}}, "test_split": "test",
-            "doc_to_text": "{{prompt}}", "target_delimiter": ""}
+    docs.write_text(
+        "".join(json.dumps({"prompt": p, "label": y, "answer": candidates[y]}) + "\n" for p, y in zip(prompts, labels))
+    )
+    data = {
+        "dataset_path": "json",
+        "dataset_kwargs": {"data_files": {"test": str(docs)}},
+        "test_split": "test",
+        "doc_to_text": "{{prompt}}",
+        "target_delimiter": "",
+    }
     # Each choice ends with the end of turn, so that its log-likelihood is that of a complete answer.
     choices = [c + "<|im_end|>" for c in candidates]
-    multiple_choice = {"task": "sst5_choice", "output_type": "multiple_choice", "doc_to_choice": choices,
-                       "doc_to_target": "{{label}}", "metric_list": [{"metric": "acc"}], **data}
-    generation = {"task": "sst5_generate", "output_type": "generate_until", "doc_to_target": "{{answer}}",
-                  "generation_kwargs": {"until": ["\n\n"], "max_gen_toks": 6}, "metric_list": [{"metric": "exact_match"}], **data}
+    multiple_choice = {
+        "task": "sst5_choice",
+        "output_type": "multiple_choice",
+        "doc_to_choice": choices,
+        "doc_to_target": "{{label}}",
+        "metric_list": [{"metric": "acc"}],
+        **data,
+    }
+    generation = {
+        "task": "sst5_generate",
+        "output_type": "generate_until",
+        "doc_to_target": "{{answer}}",
+        "generation_kwargs": {"until": ["\n\n"], "max_gen_toks": 6},
+        "metric_list": [{"metric": "exact_match"}],
+        **data,
+    }
     monkeypatch.setenv("OPENAI_API_KEY", KEY)  # what local-completions sends as its bearer token
-    model = LocalCompletionsAPI(base_url=f"{server.url}/v1/completions", model=SERVED, tokenizer=str(embedded_model_folder()))
+    model = LocalCompletionsAPI(
+        base_url=f"{server.url}/v1/completions", model=SERVED, tokenizer=str(embedded_model_folder())
+    )
     out = lm_eval.simple_evaluate(model=model, tasks=[multiple_choice, generation], log_samples=True)
 
     chosen = sorted(out["samples"]["sst5_choice"], key=lambda sample: sample["doc_id"])
@@ -80,7 +102,9 @@ def test_lm_eval_local_completions_reads_exact_scores_and_greedy_answers(local, 
     generated = sorted(out["samples"]["sst5_generate"], key=lambda sample: sample["doc_id"])
     greedy = local.greedy(prompts, max_new_tokens=6, stop=("\n\n", "<|im_end|>"))
     assert [sample["resps"][0][0] for sample in generated] == greedy
-    assert out["results"]["sst5_generate"]["exact_match,none"] == pytest.approx(np.mean([g == candidates[y] for g, y in zip(greedy, labels)]))
+    assert out["results"]["sst5_generate"]["exact_match,none"] == pytest.approx(
+        np.mean([g == candidates[y] for g, y in zip(greedy, labels)])
+    )
 
 
 def test_openai_sdk_completions(lm, local, server, sst5_items):
@@ -97,18 +121,26 @@ def test_openai_sdk_completions(lm, local, server, sst5_items):
     assert drawn.usage.completion_tokens == sum(len(ids) for s in mine for ids in s.token_ids)
 
     ids = lm.tokenizer(prompts[0], add_special_tokens=False)["input_ids"]
-    by_text = client.completions.create(model=SERVED, prompt=prompts[0], max_tokens=4, temperature=0, logprobs=2, echo=True)
+    by_text = client.completions.create(
+        model=SERVED, prompt=prompts[0], max_tokens=4, temperature=0, logprobs=2, echo=True
+    )
     by_ids = client.completions.create(model=SERVED, prompt=ids, max_tokens=4, temperature=0, logprobs=2, echo=True)
-    assert by_ids.choices[0].text == by_text.choices[0].text == prompts[0] + local.greedy(prompts[:1], max_new_tokens=4)[0]
+    assert (
+        by_ids.choices[0].text == by_text.choices[0].text == prompts[0] + local.greedy(prompts[:1], max_new_tokens=4)[0]
+    )
     logprobs = by_ids.choices[0].logprobs
     generated = len(logprobs.tokens) - len(ids)
     assert generated >= 1 and logprobs.token_logprobs[0] is None
     assert logprobs.tokens == by_text.choices[0].logprobs.tokens
     assert all(len(top) == 2 for top in logprobs.top_logprobs[1:])
-    for token, value, top in zip(logprobs.tokens[len(ids) :], logprobs.token_logprobs[len(ids) :], logprobs.top_logprobs[len(ids) :]):
+    for token, value, top in zip(
+        logprobs.tokens[len(ids) :], logprobs.token_logprobs[len(ids) :], logprobs.top_logprobs[len(ids) :]
+    ):
         assert top[token] == value == max(top.values())  # greedy tokens lead their alternatives
 
-    scored = client.completions.create(model=SERVED, prompt=[prompts[0] + "4<|im_end|>"], max_tokens=0, echo=True, logprobs=0)
+    scored = client.completions.create(
+        model=SERVED, prompt=[prompts[0] + "4<|im_end|>"], max_tokens=0, echo=True, logprobs=0
+    )
     prompt_tokens = len(ids)
     answer = sum(scored.choices[0].logprobs.token_logprobs[prompt_tokens:])
     np.testing.assert_allclose(answer, local.score(prompts[:1], ["4"]).logprobs[0, 0], atol=1e-4)
