@@ -69,7 +69,8 @@ class LlamaCppEngine:
         n_threads: CPU threads for llama.cpp; default: torch's thread count.
         max_sequences: most sequences decoded together (prompts x samples, or candidates); at
             most 64, llama.cpp's limit in older versions.
-        context_per_sequence: KV-cache cells per sequence: a prompt's tokens plus its answer's.
+        context_per_sequence: most KV-cache cells per sequence (a prompt's tokens plus its answer's);
+            each call's context is sized to what it needs, up to this.
         disk_cache: cache generations under the user cache folder.
     """
 
@@ -196,12 +197,16 @@ class LlamaCppEngine:
             raise ValueError(
                 f"a sequence of {tokens_per_sequence} tokens exceeds context_per_sequence={self.context_per_sequence}"
             )
-        if self._context is None or sequences > self._context_shape[0]:
+        # Sized to the call (KV cells are allocated up front: 64 sequences of 2048 cells would take
+        # 3 GB on the embedded model), grown when a later call needs more.
+        cells = -(-tokens_per_sequence // 256) * 256
+        if self._context is None or sequences > self._context_shape[0] or cells > self._context_shape[1]:
             if self._context is not None:
                 self._lib.llama_free(self._context)
             params = self._lib.llama_context_default_params()
+            sequences, cells = max(sequences, self._context_shape[0]), max(cells, self._context_shape[1])
             params.n_seq_max = sequences
-            params.n_ctx = sequences * self.context_per_sequence
+            params.n_ctx = sequences * cells
             params.n_batch = params.n_ubatch = 512
             params.n_threads = params.n_threads_batch = self.n_threads
             # One cache stream per sequence: a sample attends to its own prompt copy and tokens
@@ -211,7 +216,7 @@ class LlamaCppEngine:
             self._context = self._lib.llama_init_from_model(self._model, params)
             if not self._context:
                 raise RuntimeError(f"llama.cpp could not create a context for {sequences} sequences")
-            self._context_shape = (sequences, self.context_per_sequence)
+            self._context_shape = (sequences, cells)
         self._lib.llama_memory_clear(self._lib.llama_get_memory(self._context), True)
         return self._context
 
