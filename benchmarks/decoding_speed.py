@@ -307,7 +307,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--compare-commit", default=None, help="also time the engine of this git revision, as engine_before")
     parser.add_argument("--vllm", action="store_true", help="also time workbench.inference.vllm_engine (GPU with vLLM; skipped with a reason otherwise)")
-    parser.add_argument("--no-llama-cpp", action="store_true", help="leave out llama.cpp (timed when llama-cpp-python is installed)")
+    parser.add_argument("--no-llama-cpp", action="store_true",
+                        help="leave out llama.cpp (timed when llama-cpp-python is installed)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadiest on a loaded machine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--record", type=Path, default=RECORD, help="JSON-lines file the records are appended to")
