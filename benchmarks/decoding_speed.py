@@ -9,6 +9,9 @@ Three settings, each a JSON line appended to results/benchmarks.jsonl with the m
   the engine's samples follow the exact distribution (total variation at N=256).
 * ``--long``: GSM8K 2-shot prompts, long free-text answers, over a grid of N and max_new_tokens.
   Samplers: HF ``generate``, HF ``generate`` on a prefilled cache repeated to N rows, the engine.
+* llama.cpp (:class:`workbench.inference.llamacpp_engine.LlamaCppEngine` on the embedded model's
+  Q4_1 GGUF file, same threads) runs beside the engine in every setting when llama-cpp-python is
+  installed; the records keep ``engine/llama.cpp`` ratios. CTranslate2 is not timed here.
 * ``--simct``: notebook 06's workload: 24 short chat queries, 6 samples each at T=0.7, batched
   16 queries per call as notebook 06 does.
 
@@ -283,6 +286,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--compare-commit", default=None, help="also time the engine of this git revision, as engine_before")
     parser.add_argument("--vllm", action="store_true", help="also time workbench.inference.vllm_engine (GPU with vLLM; skipped with a reason otherwise)")
+    parser.add_argument("--no-llama-cpp", action="store_true",
+                        help="leave out llama.cpp (timed when llama-cpp-python is installed)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadiest on a loaded machine")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--record", type=Path, default=RECORD, help="JSON-lines file the records are appended to")
@@ -303,6 +308,8 @@ def main() -> None:
         engines = {"engine_before": lambda: before.Engine(lm, cache=None, progress=False), **engines}
     if args.vllm:
         engines.update(vllm_engine(args))
+    if not args.no_llama_cpp:
+        engines.update(llama_cpp_engine(args))
     {"short": short_answers, "long": long_answers, "simct": simct}[setting](lm, args, engines)
 
 
@@ -316,6 +323,23 @@ def vllm_engine(args) -> dict:
         print(f"vLLM engine skipped: {type(error).__name__}: {error}")
         return {}
     return {"vllm": lambda: engine}
+
+
+def llama_cpp_engine(args) -> dict:
+    """{"llama.cpp": factory} on the model's GGUF file, with torch's thread count, when llama-cpp-python
+    is installed; {} with the reason printed otherwise. One instance serves every call (its load
+    and file hash are not decoding); it keeps no prompt between calls."""
+    if args.model != "smollm2-135m-instruct" or args.dtype != "fp32":
+        print("llama.cpp skipped: it runs the embedded model's Q4_1 GGUF file, beside the fp32 engine only")
+        return {}
+    try:
+        from workbench.inference.llamacpp_engine import LlamaCppEngine
+
+        engine = LlamaCppEngine(n_threads=torch.get_num_threads())
+    except ImportError as error:
+        print(f"llama.cpp skipped: {error}")
+        return {}
+    return {"llama.cpp": lambda: engine}
 
 
 if __name__ == "__main__":

@@ -110,6 +110,49 @@ def test_raw_completions_follow_the_openai_format(lm, server):
     assert choice["logprobs"]["text_offset"][-1] == len("The sky is blue") - len(choice["logprobs"]["tokens"][-1])
 
 
+def test_token_id_prompts_equal_their_text(lm, server):
+    headers = {"Authorization": f"Bearer {KEY}"}
+    texts = [chat(lm, q) for q in QUESTIONS[:2]]
+    ids = lm.tokenizer(texts, add_special_tokens=False)["input_ids"]
+    common = {"model": "smollm2-135m-instruct", "n": 2, "max_tokens": 4, "seed": 3, "temperature": 0.8, "logprobs": 0, "echo": True}
+
+    def complete(prompt):
+        return httpx.post(f"{server.url}/v1/completions", headers=headers, timeout=60, json={**common, "prompt": prompt}).json()
+
+    by_text, by_ids, one = complete(texts), complete(ids), complete(ids[1])
+    assert [c["text"] for c in by_ids["choices"]] == [c["text"] for c in by_text["choices"]]
+    assert [c["text"] for c in one["choices"]] == [c["text"] for c in by_text["choices"][2:]]
+    assert by_ids["usage"] == by_text["usage"]
+    for theirs, mine in zip(by_ids["choices"], by_text["choices"]):
+        assert theirs["logprobs"]["tokens"] == mine["logprobs"]["tokens"]
+        assert theirs["logprobs"]["text_offset"] == mine["logprobs"]["text_offset"]
+        np.testing.assert_allclose(theirs["logprobs"]["token_logprobs"][1:], mine["logprobs"]["token_logprobs"][1:], atol=1e-5)
+
+
+def test_generated_tokens_carry_their_top_alternatives(lm, local, server):
+    """lm-eval's log-likelihood request: echo, max_tokens=1, logprobs=1, temperature 0, token ids."""
+    headers = {"Authorization": f"Bearer {KEY}"}
+    prompt = chat(lm, QUESTIONS[0])
+    ids = lm.tokenizer(prompt + "5<|im_end|>", add_special_tokens=False)["input_ids"]
+    body = {"model": "smollm2-135m-instruct", "prompt": [ids], "max_tokens": 1, "logprobs": 1, "echo": True, "temperature": 0}
+    choice = httpx.post(f"{server.url}/v1/completions", headers=headers, timeout=60, json=body).json()["choices"][0]
+    values, tops = choice["logprobs"]["token_logprobs"], choice["logprobs"]["top_logprobs"]
+    assert len(values) == len(ids) + 1 and values[0] is None and tops[0] is None
+    assert all(len(top) == 1 for top in tops[1:])
+    generated = choice["logprobs"]["tokens"][-1]
+    assert tops[-1] == {generated: values[-1]}  # the greedy token is its own top alternative
+    assert choice["text"] == lm.tokenizer.decode(ids) + local.greedy([lm.tokenizer.decode(ids)], max_new_tokens=1)[0]
+    prompt_tokens = len(lm.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    answer = sum(values[prompt_tokens : len(ids)])
+    np.testing.assert_allclose(answer, local.score([prompt], ["5"]).logprobs[0, 0], atol=1e-4)
+    sampled = httpx.post(f"{server.url}/v1/completions", headers=headers, timeout=60, json={
+        "model": "smollm2-135m-instruct", "prompt": prompt, "max_tokens": 3, "logprobs": 3, "temperature": 1.0, "seed": 2}).json()
+    logprobs = sampled["choices"][0]["logprobs"]
+    assert len(logprobs["tokens"]) == 3 and all(len(top) == 3 for top in logprobs["top_logprobs"])
+    for token, value, top in zip(logprobs["tokens"], logprobs["token_logprobs"], logprobs["top_logprobs"]):
+        assert value <= max(top.values()) + 1e-9 and (token not in top or top[token] == value)
+
+
 @pytest.mark.parametrize(
     ("body", "status", "words"),
     [
@@ -117,9 +160,12 @@ def test_raw_completions_follow_the_openai_format(lm, server):
         ({"model": "smollm2-135m-instruct", "prompt": "x", "stream": True}, 422, "streaming is not served"),
         ({"model": "smollm2-135m-instruct", "prompt": "x", "presence_penalty": 0.5}, 422, "penalties"),
         ({"model": "smollm2-135m-instruct", "prompt": "x", "max_tokens": 0}, 422, "only with echo"),
-        ({"model": "smollm2-135m-instruct", "prompt": "x", "logprobs": 3}, 422, "prompt tokens only"),
+        ({"model": "smollm2-135m-instruct", "prompt": "x", "logprobs": 6}, 422, "less than or equal to 5"),
         ({"model": "smollm2-135m-instruct", "prompt": "x", "n": "2"}, 422, "valid integer"),
-        ({"model": "smollm2-135m-instruct", "prompt": [1, 2, 3]}, 422, "prompt"),
+        ({"model": "smollm2-135m-instruct", "prompt": [[1, 2], "x"]}, 422, "prompt"),
+        ({"model": "smollm2-135m-instruct", "prompt": []}, 422, "prompt"),
+        ({"model": "smollm2-135m-instruct", "prompt": [[5, 10**6]]}, 422, "prompt.0: token id 1000000 at position 1 is outside"),
+        ({"model": "smollm2-135m-instruct", "prompt": [1] * 510, "max_tokens": 3}, 413, "prompt has 510 tokens"),
         ({"model": "smollm2-135m-instruct", "prompt": "x", "n": 99}, 413, "n=99 exceeds"),
         ({"model": "smollm2-135m-instruct", "prompt": "x", "max_tokens": 100000}, 413, "max_total_tokens=512"),
     ],

@@ -140,6 +140,42 @@ class HFEngine:
             cancelled=cancelled,
         )
 
+    def sample_token_ids(
+        self,
+        prompt_ids: list[list[int]],
+        n: int,
+        config: SamplingConfig | None = None,
+        cancelled: list[Callable[[], bool]] | None = None,
+    ) -> list[SampleSet]:
+        """:meth:`sample` for prompts given as token ids (as lm-eval's OpenAI clients send them).
+
+        The tokens are decoded as given, never re-tokenised. A prompt's samples are seeded by its
+        decoded text, so the tokens of a text prompt draw the same samples as the text.
+
+        Args:
+            prompt_ids: B non-empty lists of token ids.
+            n: samples per prompt.
+            config: decoding settings.
+            cancelled: as in :meth:`sample`.
+
+        Returns:
+            B :class:`SampleSet`, in the order of ``prompt_ids``.
+        """
+        config = config or SamplingConfig()
+        rows_per_chunk = min(n, self.max_rows)
+        settings = {"n": n, "rows_per_chunk": rows_per_chunk, "sampler": SAMPLER_VERSION, **asdict(config)}
+        return self._cached_map(
+            "sample",
+            [self.tokenizer.decode(ids) for ids in prompt_ids],
+            settings,
+            config.seed,
+            prompts_per_batch=max(1, min(self.batch_size, self.max_rows // n)),
+            compute=lambda batch, ids, stops: self._sample_batch(batch, ids, n, config, rows_per_chunk, stops),
+            decode=lambda value: SampleSet(**value),
+            cancelled=cancelled,
+            token_ids=[list(ids) for ids in prompt_ids],
+        )
+
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
         """The greedy (argmax) answer for each prompt."""
         return greedy_by_sampling(self, prompts, max_new_tokens, stop)
@@ -173,12 +209,23 @@ class HFEngine:
         return GridScore(list(candidates), np.array(results, dtype=np.float64).reshape(len(prompts), len(candidates)))
 
     # ------------------------------------------------------------------ batching and caching
-    def _cached_map(self, kind, prompts, settings, seed, prompts_per_batch, compute, decode, cancelled=None):
-        keys = [self.cache.key(kind, p, settings, seed, device=self.device) if self.cache is not None else None for p in prompts]
+    def _cached_map(
+        self, kind, prompts, settings, seed, prompts_per_batch, compute, decode, cancelled=None, token_ids=None
+    ):
+        # Token-id prompts are cached under their tokens: tokens that decode to a text need not be
+        # that text's tokenisation.
+        names = prompts if token_ids is None else [f"token ids {ids}" for ids in token_ids]
+        keys = [
+            self.cache.key(kind, name, settings, seed, device=self.device) if self.cache is not None else None
+            for name in names
+        ]
         values: list = [self.cache.get(kind, k) if self.cache is not None else None for k in keys]
         todo = [i for i, value in enumerate(values) if value is None]
         if todo:
-            token_ids = self.tokenizer([prompts[i] for i in todo], add_special_tokens=False)["input_ids"]
+            if token_ids is None:
+                token_ids = self.tokenizer([prompts[i] for i in todo], add_special_tokens=False)["input_ids"]
+            else:
+                token_ids = [token_ids[i] for i in todo]
             ids_of = dict(zip(todo, token_ids))
             if any(not ids for ids in token_ids):
                 raise ValueError("an empty prompt cannot be decoded")
@@ -367,7 +414,7 @@ class HFEngine:
         """
         prefilled = self._prefill(token_ids)
         batch = len(token_ids)
-        answers = [[self._answer_tokens(ids, c) + [self.end_of_turn] for c in candidates] for ids in token_ids]
+        answers = [[answer_tokens(self.tokenizer, ids, c) + [self.end_of_turn] for c in candidates] for ids in token_ids]
         tries: list[dict[tuple[int, ...], int]] = []
         for per_prompt in answers:
             trie: dict[tuple[int, ...], int] = {}
@@ -408,13 +455,14 @@ class HFEngine:
         totals = totals.flatten().index_add(0, torch.tensor(owners, device=self.device), terms).view(batch, len(candidates))
         return [{"logprobs": row} for row in totals.cpu().tolist()]
 
-    def _answer_tokens(self, prompt_ids: list[int], answer: str) -> list[int]:
-        """Tokens of ``answer`` as they follow the prompt (tokenised in context where that splits cleanly)."""
-        prompt_text = self.tokenizer.decode(prompt_ids)
-        joint = self.tokenizer(prompt_text + answer, add_special_tokens=False)["input_ids"]
-        if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
-            return joint[len(prompt_ids) :]
-        return self.tokenizer(answer, add_special_tokens=False)["input_ids"]
+
+def answer_tokens(tokenizer, prompt_ids: list[int], answer: str) -> list[int]:
+    """Tokens of ``answer`` as they follow the prompt (tokenised in context where that splits cleanly)."""
+    prompt_text = tokenizer.decode(prompt_ids)
+    joint = tokenizer(prompt_text + answer, add_special_tokens=False)["input_ids"]
+    if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids):
+        return joint[len(prompt_ids) :]
+    return tokenizer(answer, add_special_tokens=False)["input_ids"]
 
 
 def _eos_ids(lm: LoadedModel) -> set[int]:

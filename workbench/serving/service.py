@@ -177,11 +177,18 @@ class Service:
         return counts
 
     # ------------------------------------------------------------------ running
-    def sampler(self, n: int, sampling: SamplingConfig) -> Callable[[list[str], list], list[SampleSet]]:
-        """The engine call of a sampling job: prompts whose client left stop within one decoding step."""
+    def sampler(self, n: int, sampling: SamplingConfig, token_ids: bool = False) -> Callable[[list, list], list[SampleSet]]:
+        """The engine call of a sampling job: prompts whose client left stop within one decoding step.
 
-        def sample(prompts: list[str], cancelled: list[Callable[[], bool]]) -> list[SampleSet]:
-            sets = self.engine.sample(prompts, n, sampling, cancelled=cancelled)
+        Args:
+            n: samples per prompt.
+            sampling: decoding settings.
+            token_ids: the prompts are lists of token ids (:meth:`HFEngine.sample_token_ids`), not texts.
+        """
+        draw = self.engine.sample_token_ids if token_ids else self.engine.sample
+
+        def sample(prompts: list, cancelled: list[Callable[[], bool]]) -> list[SampleSet]:
+            sets = draw(prompts, n, sampling, cancelled=cancelled)
             stopped = [s for s in sets if "cancelled" in s.finish_reasons]
             self.metrics.abandoned_tokens.inc(sum(len(ids) for s in stopped for ids in s.token_ids))
             return sets
