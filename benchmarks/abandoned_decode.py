@@ -43,10 +43,17 @@ def measure(engine: HFEngine, lm, clients: int, n: int, max_new_tokens: int, giv
     config = ServerConfig(max_batch=clients, batch_wait_ms=200, max_total_tokens=2048, max_n=n, chunk_prompts=clients)
     headers = {"X-API-Key": KEY}
     short = {"prompts": [chat(lm, "What is 2 plus 3?")], "temperature": 0, "max_new_tokens": 4}
-    long_job = {"prompts": [chat(lm, "Write a very long story about a dragon and a knight.")], "n": n,
-                "temperature": 1.0, "max_new_tokens": max_new_tokens, "seed": 3}
-    with BackgroundServer(create_app(engine, KEY, config)) as server, \
-            httpx.Client(base_url=server.url, headers=headers, timeout=3600) as client:
+    long_job = {
+        "prompts": [chat(lm, "Write a very long story about a dragon and a knight.")],
+        "n": n,
+        "temperature": 1.0,
+        "max_new_tokens": max_new_tokens,
+        "seed": 3,
+    }
+    with (
+        BackgroundServer(create_app(engine, KEY, config)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=3600) as client,
+    ):
         client.post("/generate", json=short).raise_for_status()  # warm-up
         start = time.perf_counter()
         client.post("/generate", json=short).raise_for_status()

@@ -41,24 +41,42 @@ def _eos(lm) -> list[int]:
 
 
 def _sampling(lm, n: int, max_new_tokens: int, temperature: float) -> dict:
-    return dict(do_sample=True, max_new_tokens=max_new_tokens, temperature=temperature, top_k=0, top_p=1.0,
-                pad_token_id=lm.tokenizer.pad_token_id, eos_token_id=_eos(lm))
+    return dict(
+        do_sample=True,
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_k=0,
+        top_p=1.0,
+        pad_token_id=lm.tokenizer.pad_token_id,
+        eos_token_id=_eos(lm),
+    )
 
 
 @torch.inference_mode()
 def hf_generate(lm, prompts: list[str], n: int, max_new_tokens: int, seed: int, temperature: float = 1.0) -> int:
     ids, mask, _ = _encode(lm, prompts)
     torch.manual_seed(seed)
-    out = lm.model.generate(input_ids=ids, attention_mask=mask, num_return_sequences=n, **_sampling(lm, n, max_new_tokens, temperature))
+    out = lm.model.generate(
+        input_ids=ids, attention_mask=mask, num_return_sequences=n, **_sampling(lm, n, max_new_tokens, temperature)
+    )
     return _generated(out[:, ids.shape[1] :], _eos(lm))
 
 
 @torch.inference_mode()
-def hf_generate_shared_prefill(lm, prompts: list[str], n: int, max_new_tokens: int, seed: int, temperature: float = 1.0) -> int:
+def hf_generate_shared_prefill(
+    lm, prompts: list[str], n: int, max_new_tokens: int, seed: int, temperature: float = 1.0
+) -> int:
     ids, mask, positions = _encode(lm, prompts)
     cache = DynamicCache()
     # All but the last prompt token: generate feeds that one itself, on top of the repeated cache.
-    lm.model(input_ids=ids[:, :-1], attention_mask=mask[:, :-1], position_ids=positions[:, :-1], past_key_values=cache, use_cache=True, logits_to_keep=1)
+    lm.model(
+        input_ids=ids[:, :-1],
+        attention_mask=mask[:, :-1],
+        position_ids=positions[:, :-1],
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     cache.batch_repeat_interleave(n)
     torch.manual_seed(seed)
     out = lm.model.generate(
@@ -71,10 +89,19 @@ def hf_generate_shared_prefill(lm, prompts: list[str], n: int, max_new_tokens: i
 
 
 @torch.inference_mode()
-def prefill_once_sampler(lm, prompts: list[str], n: int, max_new_tokens: int, seed: int, temperature: float = 1.0) -> int:
+def prefill_once_sampler(
+    lm, prompts: list[str], n: int, max_new_tokens: int, seed: int, temperature: float = 1.0
+) -> int:
     ids, mask, positions = _encode(lm, prompts)
     cache = DynamicCache()
-    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = lm.model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     cache.batch_repeat_interleave(n)
     mask = mask.repeat_interleave(n, dim=0)
     position = positions[:, -1].repeat_interleave(n) + 1
@@ -90,7 +117,13 @@ def prefill_once_sampler(lm, prompts: list[str], n: int, max_new_tokens: int, se
         if bool(done.all()) or step == max_new_tokens - 1:
             break
         mask = torch.cat([mask, mask.new_ones((len(mask), 1))], dim=1)
-        out = lm.model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None], past_key_values=cache, use_cache=True)
+        out = lm.model(
+            input_ids=token[:, None],
+            attention_mask=mask,
+            position_ids=position[:, None],
+            past_key_values=cache,
+            use_cache=True,
+        )
         position, logits = position + 1, out.logits[:, -1]
     return generated
 
@@ -100,7 +133,14 @@ def one_pass_scorer(lm, prompts: list[str], candidates: list[str], end_of_turn: 
     """(B, K) log P(candidate, then end of turn | prompt)."""
     ids, mask, positions = _encode(lm, prompts)
     cache = DynamicCache()
-    out = lm.model(input_ids=ids, attention_mask=mask, position_ids=positions, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    out = lm.model(
+        input_ids=ids,
+        attention_mask=mask,
+        position_ids=positions,
+        past_key_values=cache,
+        use_cache=True,
+        logits_to_keep=1,
+    )
     first = torch.log_softmax(out.logits[:, -1].float(), dim=-1)  # (B, vocab)
     answers = [lm.tokenizer(c, add_special_tokens=False)["input_ids"] + [end_of_turn] for c in candidates]
     k, width = len(answers), max(len(a) for a in answers) - 1
@@ -113,7 +153,9 @@ def one_pass_scorer(lm, prompts: list[str], candidates: list[str], end_of_turn: 
     cache.batch_repeat_interleave(k)
     feed_positions = positions[:, -1].repeat_interleave(k)[:, None] + 1 + torch.arange(width, device=lm.device)
     full_mask = torch.cat([mask.repeat_interleave(k, dim=0), feed_mask], dim=1)
-    out = lm.model(input_ids=feed, attention_mask=full_mask, position_ids=feed_positions, past_key_values=cache, use_cache=True)
+    out = lm.model(
+        input_ids=feed, attention_mask=full_mask, position_ids=feed_positions, past_key_values=cache, use_cache=True
+    )
     logprobs = torch.log_softmax(out.logits.float(), dim=-1)
     totals = torch.zeros((batch, k), dtype=torch.float64)
     for b in range(batch):

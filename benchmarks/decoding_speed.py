@@ -41,7 +41,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import decoding_baselines  # noqa: E402
-
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model  # noqa: E402
 from workbench.inference.types import SamplingConfig  # noqa: E402
@@ -56,7 +55,9 @@ def engine_at(commit: str):
     folder.mkdir()
     root = Path(__file__).parents[1]
     for name in ("engine", "frontier", "logits", "attention", "end_of_turn"):
-        shown = subprocess.run(["git", "show", f"{commit}:workbench/inference/{name}.py"], cwd=root, capture_output=True, text=True)
+        shown = subprocess.run(
+            ["git", "show", f"{commit}:workbench/inference/{name}.py"], cwd=root, capture_output=True, text=True
+        )
         if shown.returncode == 0:
             source = shown.stdout
             for own in ("engine", "frontier", "logits", "attention", "end_of_turn"):
@@ -178,32 +179,73 @@ def short_answers(lm, args, engines) -> None:
         run(warmup)
     sampling = run_samplers(lm, prompts, args, args.n[0], args.max_new_tokens[0], 1.0, samplers, engines)
     scorers = {"one_pass_scorer": lambda batch: decoding_baselines.one_pass_scorer(lm, batch, task.candidates, end)}
-    scorers.update({f"{name}_score": (lambda batch, make=make: torch.tensor(make().score(batch, task.candidates).logprobs)) for name, make in engines.items()})
+    scorers.update(
+        {
+            f"{name}_score": (lambda batch, make=make: torch.tensor(make().score(batch, task.candidates).logprobs))
+            for name, make in engines.items()
+        }
+    )
     scoring, gaps = {}, {}
     for mode in args.modes:
         print(f"  {mode}: scoring {len(task.candidates)} candidates, {len(prompts)} prompts", flush=True)
         stats = measure({name: per_mode(run, prompts, mode) for name, run in scorers.items()}, args.repeats)
         # Same distributions: the hand-written scorer and the engine compute the same log-probabilities.
         gaps[mode] = float((stats["engine_score"]["result"] - stats["one_pass_scorer"]["result"]).abs().max())
-        scoring[mode] = {name: {"seconds": s["seconds"], "all_seconds": s["all_seconds"], "cpu_seconds": s["cpu_seconds"], "load": s["load"], "items_per_s": len(prompts) / s["seconds"], "tokens_per_s": 0.0} for name, s in stats.items()}
-    agreement = sample_vs_exact(HFEngine(lm, cache=None, progress=False), prompts, task.candidates, args.n_check, args.seed)
+        scoring[mode] = {
+            name: {
+                "seconds": s["seconds"],
+                "all_seconds": s["all_seconds"],
+                "cpu_seconds": s["cpu_seconds"],
+                "load": s["load"],
+                "items_per_s": len(prompts) / s["seconds"],
+                "tokens_per_s": 0.0,
+            }
+            for name, s in stats.items()
+        }
+    agreement = sample_vs_exact(
+        HFEngine(lm, cache=None, progress=False), prompts, task.candidates, args.n_check, args.seed
+    )
     lengths = [len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
-    print(f"model {lm.fingerprint['name']} {lm.dtype} on {lm.device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()}")
-    print(f"{len(prompts)} SST-5 {args.shots}-shot prompts, {int(np.mean(lengths))} tokens on average, N={args.n[0]}, max_new_tokens={args.max_new_tokens[0]}")
+    print(
+        f"model {lm.fingerprint['name']} {lm.dtype} on {lm.device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()}"
+    )
+    print(
+        f"{len(prompts)} SST-5 {args.shots}-shot prompts, {int(np.mean(lengths))} tokens on average, N={args.n[0]}, max_new_tokens={args.max_new_tokens[0]}"
+    )
     print_table(sampling, list(engines))
     print_table(scoring, [f"{e}_score" for e in engines])
     print(f"  largest |log-prob| gap, engine vs hand-written scorer: {max(gaps.values()):.2e}")
-    print(f"  samples vs exact at N={args.n_check}: mean TV {agreement['mean_tv']:.3f} (max {agreement['max_tv']:.3f})   target mean TV < 0.1")
-    append("decoding_speed", {
-        "device": str(lm.device), "dtype": lm.dtype, "fingerprint": lm.fingerprint,
-        "items": len(prompts), "mean_prompt_tokens": float(np.mean(lengths)), "n": args.n[0], "max_new_tokens": args.max_new_tokens[0],
-        "repeats": args.repeats, "compare_commit": args.compare_commit, "sampling": sampling, "scoring": scoring,
-        "max_logprob_gap_engine_vs_one_pass_scorer": gaps, "agreement": {"n": args.n_check, **agreement},
-        "ratios": {
-            "sampling": {mode: {f"engine/{k}": v["seconds"] / by["engine"]["seconds"] for k, v in by.items()} for mode, by in sampling.items()},
-            "scoring": {mode: {f"engine_score/{k}": v["seconds"] / by["engine_score"]["seconds"] for k, v in by.items()} for mode, by in scoring.items()},
+    print(
+        f"  samples vs exact at N={args.n_check}: mean TV {agreement['mean_tv']:.3f} (max {agreement['max_tv']:.3f})   target mean TV < 0.1"
+    )
+    append(
+        "decoding_speed",
+        {
+            "device": str(lm.device),
+            "dtype": lm.dtype,
+            "fingerprint": lm.fingerprint,
+            "items": len(prompts),
+            "mean_prompt_tokens": float(np.mean(lengths)),
+            "n": args.n[0],
+            "max_new_tokens": args.max_new_tokens[0],
+            "repeats": args.repeats,
+            "compare_commit": args.compare_commit,
+            "sampling": sampling,
+            "scoring": scoring,
+            "max_logprob_gap_engine_vs_one_pass_scorer": gaps,
+            "agreement": {"n": args.n_check, **agreement},
+            "ratios": {
+                "sampling": {
+                    mode: {f"engine/{k}": v["seconds"] / by["engine"]["seconds"] for k, v in by.items()}
+                    for mode, by in sampling.items()
+                },
+                "scoring": {
+                    mode: {f"engine_score/{k}": v["seconds"] / by["engine_score"]["seconds"] for k, v in by.items()}
+                    for mode, by in scoring.items()
+                },
+            },
         },
-    })
+    )
 
 
 def sample_vs_exact(engine: HFEngine, prompts: list[str], candidates: list[str], n: int, seed: int) -> dict:
@@ -219,7 +261,11 @@ def sample_vs_exact(engine: HFEngine, prompts: list[str], candidates: list[str],
 
 def long_answers(lm, args, engines) -> None:
     task = get_task("gsm8k")
-    prompts = task.prompts(task.examples("test", limit=args.items + 1, seed=args.seed), lm.tokenizer, task.fewshot(args.shots, seed=args.seed))
+    prompts = task.prompts(
+        task.examples("test", limit=args.items + 1, seed=args.seed),
+        lm.tokenizer,
+        task.fewshot(args.shots, seed=args.seed),
+    )
     warmup, prompts = prompts[:1], prompts[1:]
     methods = [m for m in args.methods if m not in engines] + list(engines)
     for run in sampler_runs(lm, warmup, 2, 4, args.seed, 1.0, methods, engines).values():
@@ -227,7 +273,10 @@ def long_answers(lm, args, engines) -> None:
     lengths = [len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     for n in args.n:
         for max_new_tokens in args.max_new_tokens:
-            print(f"GSM8K {args.shots}-shot, {int(np.mean(lengths))} prompt tokens, N={n}, max_new_tokens={max_new_tokens}, load {os.getloadavg()}", flush=True)
+            print(
+                f"GSM8K {args.shots}-shot, {int(np.mean(lengths))} prompt tokens, N={n}, max_new_tokens={max_new_tokens}, load {os.getloadavg()}",
+                flush=True,
+            )
             results = run_samplers(lm, prompts, args, n, max_new_tokens, 1.0, methods, engines)
             print_table(results, list(engines))
             append("decoding_speed_long", record(lm, args, prompts, lengths, n, max_new_tokens, 1.0, results, engines))
@@ -245,11 +294,16 @@ def simct(lm, args, engines) -> None:
         run(prompts[:1])
     lengths = [len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     for max_new_tokens in args.max_new_tokens:
-        print(f"SimCT-like: {len(prompts)} queries, {int(np.mean(lengths))} prompt tokens, N={args.n[0]}, T=0.7, max_new_tokens={max_new_tokens}", flush=True)
+        print(
+            f"SimCT-like: {len(prompts)} queries, {int(np.mean(lengths))} prompt tokens, N={args.n[0]}, T=0.7, max_new_tokens={max_new_tokens}",
+            flush=True,
+        )
         # Batched as notebook 06 calls the engine: 16 queries per call (generate_responses' queries_per_call).
         results = run_samplers(lm, prompts, args, args.n[0], max_new_tokens, 0.7, methods, engines, per_call=16)
         print_table(results, list(engines))
-        append("decoding_speed_simct", record(lm, args, prompts, lengths, args.n[0], max_new_tokens, 0.7, results, engines))
+        append(
+            "decoding_speed_simct", record(lm, args, prompts, lengths, args.n[0], max_new_tokens, 0.7, results, engines)
+        )
 
 
 def record(lm, args, prompts, lengths, n, max_new_tokens, temperature, results, engines) -> dict:
@@ -262,9 +316,18 @@ def record(lm, args, prompts, lengths, n, max_new_tokens, temperature, results, 
             ratio[mode]["engine/best_baseline"] = by[best]["seconds"] / by["engine"]["seconds"]
             ratio[mode]["best_baseline"] = best
     return {
-        "device": str(lm.device), "dtype": lm.dtype, "fingerprint": lm.fingerprint,
-        "items": len(prompts), "mean_prompt_tokens": float(np.mean(lengths)), "n": n, "max_new_tokens": max_new_tokens,
-        "temperature": temperature, "repeats": args.repeats, "compare_commit": args.compare_commit, "results": results, "ratios": ratio,
+        "device": str(lm.device),
+        "dtype": lm.dtype,
+        "fingerprint": lm.fingerprint,
+        "items": len(prompts),
+        "mean_prompt_tokens": float(np.mean(lengths)),
+        "n": n,
+        "max_new_tokens": max_new_tokens,
+        "temperature": temperature,
+        "repeats": args.repeats,
+        "compare_commit": args.compare_commit,
+        "results": results,
+        "ratios": ratio,
     }
 
 
@@ -272,23 +335,45 @@ def main() -> None:
     global RECORD
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--long", action="store_true", help="GSM8K long answers over a grid of N and max_new_tokens")
-    parser.add_argument("--simct", action="store_true", help="notebook 06's workload: short chat queries, 6 samples at T=0.7")
+    parser.add_argument(
+        "--simct", action="store_true", help="notebook 06's workload: short chat queries, 6 samples at T=0.7"
+    )
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--dtype", default="fp32")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--items", type=int, default=None, help="prompts (default 6 short, 2 long, 24 simct)")
     parser.add_argument("--shots", type=int, default=None, help="few-shot examples (default 5 short, 2 long)")
-    parser.add_argument("--n", type=int, nargs="+", default=None, help="samples per prompt (default 32 short, 8 16 32 long, 6 simct)")
-    parser.add_argument("--max-new-tokens", type=int, nargs="+", default=None, help="(default 4 short, 64 128 256 long, 32 64 simct)")
-    parser.add_argument("--n-check", type=int, default=256, help="samples per prompt for the agreement check (short answers)")
+    parser.add_argument(
+        "--n", type=int, nargs="+", default=None, help="samples per prompt (default 32 short, 8 16 32 long, 6 simct)"
+    )
+    parser.add_argument(
+        "--max-new-tokens", type=int, nargs="+", default=None, help="(default 4 short, 64 128 256 long, 32 64 simct)"
+    )
+    parser.add_argument(
+        "--n-check", type=int, default=256, help="samples per prompt for the agreement check (short answers)"
+    )
     parser.add_argument("--modes", nargs="+", default=["per_prompt", "batched"], choices=["per_prompt", "batched"])
-    parser.add_argument("--methods", nargs="+", default=["hf_generate", "hf_generate_shared_prefill"], help="baselines for --long/--simct")
+    parser.add_argument(
+        "--methods",
+        nargs="+",
+        default=["hf_generate", "hf_generate_shared_prefill"],
+        help="baselines for --long/--simct",
+    )
     parser.add_argument("--repeats", type=int, default=1)
-    parser.add_argument("--compare-commit", default=None, help="also time the engine of this git revision, as engine_before")
-    parser.add_argument("--vllm", action="store_true", help="also time workbench.inference.vllm_engine (GPU with vLLM; skipped with a reason otherwise)")
-    parser.add_argument("--no-llama-cpp", action="store_true",
-                        help="leave out llama.cpp (timed when llama-cpp-python is installed)")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadiest on a loaded machine")
+    parser.add_argument(
+        "--compare-commit", default=None, help="also time the engine of this git revision, as engine_before"
+    )
+    parser.add_argument(
+        "--vllm",
+        action="store_true",
+        help="also time workbench.inference.vllm_engine (GPU with vLLM; skipped with a reason otherwise)",
+    )
+    parser.add_argument(
+        "--no-llama-cpp", action="store_true", help="leave out llama.cpp (timed when llama-cpp-python is installed)"
+    )
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadiest on a loaded machine"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--record", type=Path, default=RECORD, help="JSON-lines file the records are appended to")
     args = parser.parse_args()
@@ -296,7 +381,11 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     setting = "long" if args.long else "simct" if args.simct else "short"
-    defaults = {"short": (6, 5, [32], [4]), "long": (2, 2, [8, 16, 32], [64, 128, 256]), "simct": (24, 0, [6], [32, 64])}[setting]
+    defaults = {
+        "short": (6, 5, [32], [4]),
+        "long": (2, 2, [8, 16, 32], [64, 128, 256]),
+        "simct": (24, 0, [6], [32, 64]),
+    }[setting]
     args.items = args.items or defaults[0]
     args.shots = defaults[1] if args.shots is None else args.shots
     args.n, args.max_new_tokens = args.n or defaults[2], args.max_new_tokens or defaults[3]

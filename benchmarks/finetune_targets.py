@@ -33,9 +33,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--limit", type=int, default=None, help="test items per task (default: all)")
     parser.add_argument("--resamples", type=int, default=1000)
-    parser.add_argument("--tasks", nargs="+", default=list(TARGETS), choices=list(TARGETS), help="the tasks the model was trained on")
-    parser.add_argument("--against", default=None, help="a second model: paired bootstrap of each target, --model minus --against")
-    parser.add_argument("--record", default=None, help="a JSON-lines file the report is appended to (e.g. results/stsb_experiments.jsonl)")
+    parser.add_argument(
+        "--tasks", nargs="+", default=list(TARGETS), choices=list(TARGETS), help="the tasks the model was trained on"
+    )
+    parser.add_argument(
+        "--against", default=None, help="a second model: paired bootstrap of each target, --model minus --against"
+    )
+    parser.add_argument(
+        "--record",
+        default=None,
+        help="a JSON-lines file the report is appended to (e.g. results/stsb_experiments.jsonl)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     engine = HFEngine.load(args.model, dtype=args.dtype, progress=False)
@@ -50,16 +58,28 @@ def main() -> None:
         run = run_task(engine, get_task(name), config)
         table = comparison_table(run, ("exact_match", "rmse", "mae", "spearman"), n_resamples=args.resamples)
         rows = table.loc[["exact mean", "exact median", "exact mode"]]
-        report[name] = {"n": len(run.gold), "target": f"{metric} of the {strategy}", "value": float(rows.loc[strategy, metric]),
-                        "ci95": rows.loc[strategy, f"{metric} CI"], "outside_mass": float(run.outside_mass.mean()),
-                        "seconds": time.time() - started, "table": rows.round(4).to_dict(orient="index")}
+        report[name] = {
+            "n": len(run.gold),
+            "target": f"{metric} of the {strategy}",
+            "value": float(rows.loc[strategy, metric]),
+            "ci95": rows.loc[strategy, f"{metric} CI"],
+            "outside_mass": float(run.outside_mass.mean()),
+            "seconds": time.time() - started,
+            "table": rows.round(4).to_dict(orient="index"),
+        }
         if other is not None:  # the same items, the same rule, the other model: a paired test
             base = run_task(other, get_task(name), config)
             assert base.ids == run.ids
-            ours, theirs = strategy_predictions(run)[strategy].predictions, strategy_predictions(base)[strategy].predictions
+            ours, theirs = (
+                strategy_predictions(run)[strategy].predictions,
+                strategy_predictions(base)[strategy].predictions,
+            )
             paired = paired_bootstrap(metric, ours, theirs, run.gold, n_resamples=args.resamples)
-            report[name]["against"] = {"difference": paired.difference.estimate, "ci95": [paired.difference.low, paired.difference.high],
-                                       "p_value": paired.p_value}
+            report[name]["against"] = {
+                "difference": paired.difference.estimate,
+                "ci95": [paired.difference.low, paired.difference.high],
+                "p_value": paired.p_value,
+            }
         print(name, json.dumps(report[name], indent=1), flush=True)
     print(json.dumps(report, default=str))
     if args.record:

@@ -83,6 +83,7 @@ def main() -> None:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=config.precision == "bf16"):
                     loss, _ = objective_loss.loss(batch)
                 loss.backward()
+
         return run
 
     def naive(bf16):
@@ -91,6 +92,7 @@ def main() -> None:
                 with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                     loss = naive_loss(model, batch, pad)
                 loss.backward()
+
         return run
 
     def trunk_forward(model, batches):
@@ -107,14 +109,34 @@ def main() -> None:
     variants = {  # name -> (config for make_trainable, step function, batches)
         "naive fp32, all weights, all-position logits": (full, naive(False), random_batches),
         "naive bf16, all weights, all-position logits": (full, naive(True), random_batches),
-        "fp32, all weights, answer-only logits": (replace(full, precision="fp32"), trainer_step(replace(full, precision="fp32")), grouped_batches),
+        "fp32, all weights, answer-only logits": (
+            replace(full, precision="fp32"),
+            trainer_step(replace(full, precision="fp32")),
+            grouped_batches,
+        ),
         "bf16, all weights, answer-only logits": (full, trainer_step(full), grouped_batches),
         "bf16, top-8 layers, answer-only": (replace(full, train_layers=8), trainer_step(full), grouped_batches),
         "bf16, top-4 layers, answer-only": (replace(full, train_layers=4), trainer_step(full), grouped_batches),
-        "bf16, top-8 layers, random order (more padding)": (replace(full, train_layers=8), trainer_step(full), random_batches),
-        "bf16, LoRA r=8 on top-8 layers": (FinetuneConfig(method="lora", lora_layers=8), trainer_step(full), grouped_batches),
-        "bf16, top-8 layers, grid objective (mse)": (replace(full, train_layers=8), trainer_step(replace(full, objective="mse")), grouped_batches),
-        "bf16 forward only through 22 frozen layers (trunk cache cost)": (replace(full, train_layers=8), trunk_forward, grouped_batches),
+        "bf16, top-8 layers, random order (more padding)": (
+            replace(full, train_layers=8),
+            trainer_step(full),
+            random_batches,
+        ),
+        "bf16, LoRA r=8 on top-8 layers": (
+            FinetuneConfig(method="lora", lora_layers=8),
+            trainer_step(full),
+            grouped_batches,
+        ),
+        "bf16, top-8 layers, grid objective (mse)": (
+            replace(full, train_layers=8),
+            trainer_step(replace(full, objective="mse")),
+            grouped_batches,
+        ),
+        "bf16 forward only through 22 frozen layers (trunk cache cost)": (
+            replace(full, train_layers=8),
+            trunk_forward,
+            grouped_batches,
+        ),
     }
     times: dict[str, list[float]] = {name: [] for name in variants}
     order = list(variants)
@@ -137,14 +159,31 @@ def main() -> None:
         seconds = statistics.median(times[name])
         examples = sum(len(b) for b in batches)
         tokens = sum(len(e.input_ids) for b in batches for e in b)
-        rows.append({"variant": name, "examples_per_s": examples / seconds, "tokens_per_s": tokens / seconds, "seconds": seconds})
+        rows.append(
+            {
+                "variant": name,
+                "examples_per_s": examples / seconds,
+                "tokens_per_s": tokens / seconds,
+                "seconds": seconds,
+            }
+        )
     reference = rows[0]["examples_per_s"]
     print(f"\n{'variant':66s} {'ex/s':>7s} {'tok/s':>8s} {'vs naive fp32':>14s}")
     for row in rows:
-        print(f"{row['variant']:66s} {row['examples_per_s']:7.2f} {row['tokens_per_s']:8.0f} {row['examples_per_s'] / reference:13.1f}x")
-    append_record("finetune_throughput", {
-        "threads": args.threads, "batch": args.batch, "repeats": args.repeats,
-        "load_average_before": load_before, "load_average_after": os.getloadavg(), "rows": rows})
+        print(
+            f"{row['variant']:66s} {row['examples_per_s']:7.2f} {row['tokens_per_s']:8.0f} {row['examples_per_s'] / reference:13.1f}x"
+        )
+    append_record(
+        "finetune_throughput",
+        {
+            "threads": args.threads,
+            "batch": args.batch,
+            "repeats": args.repeats,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "rows": rows,
+        },
+    )
 
 
 if __name__ == "__main__":

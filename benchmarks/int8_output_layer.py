@@ -32,8 +32,12 @@ from workbench.runs import append_record
 from workbench.tasks import get_task
 from workbench.text import clean_text
 
-VARIANTS = {"fp32": None, "int8 (output layer and down-projections fp32, per-channel)": "int8",
-            "int8 (output layer fp32)": "int8-head", "int8 (every linear layer)": "int8-all"}
+VARIANTS = {
+    "fp32": None,
+    "int8 (output layer and down-projections fp32, per-channel)": "int8",
+    "int8 (output layer fp32)": "int8-head",
+    "int8 (every linear layer)": "int8-all",
+}
 
 
 def main() -> None:
@@ -54,15 +58,23 @@ def main() -> None:
         probs = np.asarray(scored.probs)
         reference = probs if reference is None else reference
         mean = probs @ np.asarray(sst5.grid, dtype=float)
-        rows.append({"variant": label, "quantization": lm.quantization, "perplexity": perplexity(lm, texts)["perplexity"],
-                     "rmse_exact_mean": float(rmse(mean, scored.targets)),
-                     "outside_mass": float(np.mean(scored.outside_mass)),
-                     "tv_to_fp32": float(0.5 * np.abs(probs - reference).sum(axis=1).mean()),
-                     "weights_sha256": lm.fingerprint["weights_sha256"][:16]})
+        rows.append(
+            {
+                "variant": label,
+                "quantization": lm.quantization,
+                "perplexity": perplexity(lm, texts)["perplexity"],
+                "rmse_exact_mean": float(rmse(mean, scored.targets)),
+                "outside_mass": float(np.mean(scored.outside_mass)),
+                "tv_to_fp32": float(0.5 * np.abs(probs - reference).sum(axis=1).mean()),
+                "weights_sha256": lm.fingerprint["weights_sha256"][:16],
+            }
+        )
     table = pd.DataFrame(rows)
     print(table.to_string(index=False, float_format=lambda v: f"{v:.4f}"))
-    append_record("int8_output_layer", {"items": len(examples), "seed": args.seed,
-                                        "wall_s": round(time.time() - started, 1), "rows": rows})
+    append_record(
+        "int8_output_layer",
+        {"items": len(examples), "seed": args.seed, "wall_s": round(time.time() - started, 1), "rows": rows},
+    )
 
 
 if __name__ == "__main__":

@@ -130,9 +130,7 @@ def run_metric(metric: str, items: list[list[str]]) -> dict:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--items", "--limit", type=int, default=10, help="items (sample sets)")
     parser.add_argument("--n", type=int, default=64, help="samples per item")
     parser.add_argument("--metrics", default="chrf,rouge_l", help="comma-separated utilities")

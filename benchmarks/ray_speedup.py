@@ -110,7 +110,7 @@ def main() -> None:
     outputs = {}
     names = list(engines)
     for round_ in range(args.rounds):
-        for name in names[round_ % len(names):] + names[: round_ % len(names)]:  # rotate the order
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:  # rotate the order
             engine, threads = engines[name]
             torch.set_num_threads(threads)
             sample_s, samples = timed(partial(engine.sample, prompts, args.n, config))
@@ -124,12 +124,20 @@ def main() -> None:
     ray.shutdown()
 
     reference_samples, reference_scores = outputs["single_1_thread"]
-    identical = {name: all((a.texts, a.token_ids) == (b.texts, b.token_ids) for a, b in zip(samples, reference_samples, strict=True))
-                 for name, (samples, _) in outputs.items()}
+    identical = {
+        name: all(
+            (a.texts, a.token_ids) == (b.texts, b.token_ids) for a, b in zip(samples, reference_samples, strict=True)
+        )
+        for name, (samples, _) in outputs.items()
+    }
     score_diff = {name: float(np.abs(scores - reference_scores).max()) for name, (_, scores) in outputs.items()}
-    median = {name: {kind: float(np.median(values)) for kind, values in kinds.items()} for name, kinds in seconds.items()}
-    per_round = {kind: [one / two for one, two in zip(seconds["ray_1_worker"][kind], seconds["ray_2_worker"][kind], strict=True)]
-                 for kind in ("sample", "score")}
+    median = {
+        name: {kind: float(np.median(values)) for kind, values in kinds.items()} for name, kinds in seconds.items()
+    }
+    per_round = {
+        kind: [one / two for one, two in zip(seconds["ray_1_worker"][kind], seconds["ray_2_worker"][kind], strict=True)]
+        for kind in ("sample", "score")
+    }
     record = {
         "versions": {"torch": torch.__version__, "ray": ray.__version__},
         "load_average_before": list(load_before),
@@ -141,21 +149,29 @@ def main() -> None:
         "max_new_tokens": args.max_new_tokens,
         "rounds": args.rounds,
         "seconds": seconds,
-        "median_items_per_s": {name: {kind: args.items / value for kind, value in kinds.items()} for name, kinds in median.items()},
-        "speedup_2_over_1_worker": {kind: median["ray_1_worker"][kind] / median["ray_2_worker"][kind] for kind in ("sample", "score")},
+        "median_items_per_s": {
+            name: {kind: args.items / value for kind, value in kinds.items()} for name, kinds in median.items()
+        },
+        "speedup_2_over_1_worker": {
+            kind: median["ray_1_worker"][kind] / median["ray_2_worker"][kind] for kind in ("sample", "score")
+        },
         "speedup_2_over_1_worker_per_round": per_round,
         "parallel_ceiling_2_over_1_process": ceiling,
         "identical_samples": identical,
         "max_score_diff": score_diff,
     }
     append_record("ray_speedup", record)
-    print(f"{'configuration':<18} {'sample items/s':>15} {'score items/s':>14} {'identical samples':>18}   (medians of {args.rounds} rounds)")
+    print(
+        f"{'configuration':<18} {'sample items/s':>15} {'score items/s':>14} {'identical samples':>18}   (medians of {args.rounds} rounds)"
+    )
     for name, rates in record["median_items_per_s"].items():
         print(f"{name:<18} {rates['sample']:>15.2f} {rates['score']:>14.2f} {str(identical[name]):>18}")
     speedup = record["speedup_2_over_1_worker"]
-    print(f"2 workers over 1: sample {speedup['sample']:.2f}x, score {speedup['score']:.2f}x; per round: "
-          + ", ".join(f"{kind} {[round(r, 2) for r in rounds]}" for kind, rounds in per_round.items())
-          + f" (load {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after)")
+    print(
+        f"2 workers over 1: sample {speedup['sample']:.2f}x, score {speedup['score']:.2f}x; per round: "
+        + ", ".join(f"{kind} {[round(r, 2) for r in rounds]}" for kind, rounds in per_round.items())
+        + f" (load {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after)"
+    )
     print(f"ceiling: 2 processes over 1 on a pure matmul loop, per round: {[round(r, 2) for r in ceiling]}")
 
 

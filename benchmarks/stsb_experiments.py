@@ -30,7 +30,9 @@ from workbench.lifecycle.finetune import FinetuneConfig, finetune, run_dir
 from workbench.paths import RESULTS_DIR
 from workbench.runs import append_record
 
-BASE = FinetuneConfig(method="full", train_layers=8, batch_size=16, lr=3e-4, warmup_fraction=0.05, device="cpu", save_every=0)
+BASE = FinetuneConfig(
+    method="full", train_layers=8, batch_size=16, lr=3e-4, warmup_fraction=0.05, device="cpu", save_every=0
+)
 COARSE = {"task": "stsb", "answer_step": 0.5}
 ARMS = {  # name: what differs from BASE (cross-entropy, top 8 layers, lr 3e-4)
     "ce": {},
@@ -51,7 +53,9 @@ ARMS = {  # name: what differs from BASE (cross-entropy, top 8 layers, lr 3e-4)
 }
 
 
-def arm_config(name: str, tasks: list[str], steps: int, examples: int | dict[str, int] | None, eval_every: int) -> FinetuneConfig:
+def arm_config(
+    name: str, tasks: list[str], steps: int, examples: int | dict[str, int] | None, eval_every: int
+) -> FinetuneConfig:
     changes = dict(ARMS[name])
     coarse = changes.pop("coarse", False)
     specs = tuple(COARSE if (coarse and t == "stsb") else t for t in tasks)
@@ -76,15 +80,22 @@ def main() -> None:
     parser.add_argument("--arms", nargs="+", required=True, choices=sorted(ARMS))
     parser.add_argument("--tasks", nargs="+", default=["stsb"])
     parser.add_argument("--steps", type=int, default=120)
-    parser.add_argument("--examples", nargs="+", default=None,
-                        help="training examples per task: one number for every task, or task=number pairs, e.g. sst5=2500 (default: all)")
+    parser.add_argument(
+        "--examples",
+        nargs="+",
+        default=None,
+        help="training examples per task: one number for every task, or task=number pairs, e.g. sst5=2500 (default: all)",
+    )
     parser.add_argument("--eval-every", type=int, default=40)
     parser.add_argument("--dev", type=int, default=200)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(RESULTS_DIR / "stsb_experiments.jsonl"))
-    parser.add_argument("--save", action="store_true",
-                        help="keep each arm's model under <cache>/finetuned/<key>/model (cached and resumable), to score it on the test sets "
-                             "with benchmarks/finetune_targets.py")
+    parser.add_argument(
+        "--save",
+        action="store_true",
+        help="keep each arm's model under <cache>/finetuned/<key>/model (cached and resumable), to score it on the test sets "
+        "with benchmarks/finetune_targets.py",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     splits, _ = recipe.prepared_splits(args.tasks)
@@ -99,17 +110,30 @@ def main() -> None:
         after = resource.getrusage(resource.RUSAGE_SELF)
         record = {
             "arm": name,
-            "config": {k: v for k, v in asdict(config).items() if k not in ("output_dir",)}, "threads": args.threads,
-            "steps": result.steps, "examples": result.examples, "wall_seconds": time.time() - wall,
-            "cpu_seconds": (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime), "throughput": result.throughput,
-            "load_average_before": load_before, "load_average_after": os.getloadavg(),
-            "dev_history": result.dev_history, "losses": result.losses,
+            "config": {k: v for k, v in asdict(config).items() if k not in ("output_dir",)},
+            "threads": args.threads,
+            "steps": result.steps,
+            "examples": result.examples,
+            "wall_seconds": time.time() - wall,
+            "cpu_seconds": (after.ru_utime + after.ru_stime) - (cpu.ru_utime + cpu.ru_stime),
+            "throughput": result.throughput,
+            "load_average_before": load_before,
+            "load_average_after": os.getloadavg(),
+            "dev_history": result.dev_history,
+            "losses": result.losses,
             "model_dir": str(result.model_dir) if result.model_dir else None,
         }
         append_record("stsb_experiments", record, args.out)
         last = result.dev_history[-1]["scores"]
-        print(name, {t: {k: round(v, 3) for k, v in s.items() if k in ("accuracy", "rmse", "spearman", "outside_mass")} for t, s in last.items()},
-              f"train cpu {result.throughput['train_cpu_seconds']:.0f} s, wall {record['wall_seconds']:.0f} s", flush=True)
+        print(
+            name,
+            {
+                t: {k: round(v, 3) for k, v in s.items() if k in ("accuracy", "rmse", "spearman", "outside_mass")}
+                for t, s in last.items()
+            },
+            f"train cpu {result.throughput['train_cpu_seconds']:.0f} s, wall {record['wall_seconds']:.0f} s",
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

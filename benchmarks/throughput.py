@@ -48,11 +48,19 @@ def decode_runner(model, shape: ModelShape, batch: int, kv_tokens: int, generato
     """(setup, run) for one decode step on a cache of random keys and values."""
     dtype = next(model.parameters()).dtype
     kv_shape = (batch, shape.n_kv_heads, kv_tokens, shape.head_dim)
-    layers = [(torch.randn(kv_shape, generator=generator, dtype=dtype), torch.randn(kv_shape, generator=generator, dtype=dtype)) for _ in range(shape.n_layers)]
+    layers = [
+        (
+            torch.randn(kv_shape, generator=generator, dtype=dtype),
+            torch.randn(kv_shape, generator=generator, dtype=dtype),
+        )
+        for _ in range(shape.n_layers)
+    ]
     ids = torch.randint(0, model.config.vocab_size, (batch, 1), generator=generator)
     # A fresh cache over the same tensors for every step, so that each timed step sees kv_tokens.
     # Building it copies the tensors, which is why it happens in the untimed setup.
-    return (lambda: DynamicCache(ddp_cache_data=layers)), (lambda cache: model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1))
+    return (lambda: DynamicCache(ddp_cache_data=layers)), (
+        lambda cache: model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)
+    )
 
 
 def time_round_robin(runners: list, repeats: int) -> np.ndarray:
@@ -87,9 +95,16 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 4, 16, 64])
     parser.add_argument("--lengths", type=int, nargs="+", default=[64, 256, 512], help="prompt / KV-cache lengths")
-    parser.add_argument("--max-prefill-tokens", type=int, default=2048, help="skip prefills of more tokens (batch x length)")
+    parser.add_argument(
+        "--max-prefill-tokens", type=int, default=2048, help="skip prefills of more tokens (batch x length)"
+    )
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--statistic", default="median", choices=["median", "min"], help="per-point summary of the timings; min resists a busy machine")
+    parser.add_argument(
+        "--statistic",
+        default="median",
+        choices=["median", "min"],
+        help="per-point summary of the timings; min resists a busy machine",
+    )
     parser.add_argument("--quick", action="store_true", help="batches 1,8, lengths 64,256, 3 repeats")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
@@ -104,20 +119,34 @@ def main() -> None:
     lm = load_model(args.model, device="cpu", dtype=args.dtype)
     shape = ModelShape.from_model(lm.model)
     generator = torch.Generator().manual_seed(args.seed)
-    print(f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, load average {load_before[0]:.1f}")
-    print(f"measured peaks: fp32 {hardware.fp32_tflops * 1e3:.0f} GFLOP/s, bf16 {hardware.bf16_tflops * 1e3:.0f} GFLOP/s, copy {hardware.bandwidth_gb_s:.1f} GB/s")
-    print(f"model {args.model} {args.dtype}: {shape.params / 1e6:.1f}M params, {shape.weight_bytes / 1e6:.0f} MB read per pass, {shape.kv_bytes_per_token / 1e3:.1f} kB KV per token")
+    print(
+        f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, load average {load_before[0]:.1f}"
+    )
+    print(
+        f"measured peaks: fp32 {hardware.fp32_tflops * 1e3:.0f} GFLOP/s, bf16 {hardware.bf16_tflops * 1e3:.0f} GFLOP/s, copy {hardware.bandwidth_gb_s:.1f} GB/s"
+    )
+    print(
+        f"model {args.model} {args.dtype}: {shape.params / 1e6:.1f}M params, {shape.weight_bytes / 1e6:.0f} MB read per pass, {shape.kv_bytes_per_token / 1e3:.1f} kB KV per token"
+    )
 
     grid = [("prefill", b, n) for b in args.batches for n in args.lengths if b * n <= args.max_prefill_tokens]
     grid += [("decode", b, n) for b in args.batches for n in args.lengths]
-    runners = [(prefill_runner if phase == "prefill" else decode_runner)(lm.model, shape, batch, tokens, generator) for phase, batch, tokens in grid]
+    runners = [
+        (prefill_runner if phase == "prefill" else decode_runner)(lm.model, shape, batch, tokens, generator)
+        for phase, batch, tokens in grid
+    ]
     raw = time_round_robin(runners, args.repeats)
     del runners  # frees the KV caches
     medians, minima = np.median(raw, axis=1), raw.min(axis=1)
     for (phase, batch, tokens), median, best in zip(grid, medians, minima, strict=True):
-        print(f"  measured {phase:<7} batch {batch:>3} tokens {tokens:>4}: {median * 1e3:9.1f} ms (min {best * 1e3:.1f})")
+        print(
+            f"  measured {phase:<7} batch {batch:>3} tokens {tokens:>4}: {median * 1e3:9.1f} ms (min {best * 1e3:.1f})"
+        )
     seconds = medians if args.statistic == "median" else minima
-    points = [(Measurement.prefill if phase == "prefill" else Measurement.decode)(batch, tokens, float(s)) for (phase, batch, tokens), s in zip(grid, seconds, strict=True)]
+    points = [
+        (Measurement.prefill if phase == "prefill" else Measurement.decode)(batch, tokens, float(s))
+        for (phase, batch, tokens), s in zip(grid, seconds, strict=True)
+    ]
     fit_mask = np.array(checkerboard(grid, args.batches, args.lengths))
 
     models = {}
@@ -142,10 +171,16 @@ def main() -> None:
         if overlap:
             roofline = fitted
     print(f"roofline (max): predicted decode crossover batch at 64 cached tokens {roofline.crossover_batch(64):.1f}")
-    print(f"  {'phase':<7} {'batch':>5} {'tokens':>6} {'measured ms':>12} {'max ms':>8} {'error':>7} {'sum ms':>8} {'error':>7}  role")
+    print(
+        f"  {'phase':<7} {'batch':>5} {'tokens':>6} {'measured ms':>12} {'max ms':>8} {'error':>7} {'sum ms':>8} {'error':>7}  role"
+    )
     for i, (phase, batch, tokens) in enumerate(grid):
-        by_model = "".join(f" {models[m]['predicted_s'][i] * 1e3:8.1f} {models[m]['rel_error'][i]:+7.1%}" for m in ("max", "sum"))
-        print(f"  {phase:<7} {batch:>5} {tokens:>6} {seconds[i] * 1e3:12.1f}{by_model}  {'fit' if fit_mask[i] else 'held out'}")
+        by_model = "".join(
+            f" {models[m]['predicted_s'][i] * 1e3:8.1f} {models[m]['rel_error'][i]:+7.1%}" for m in ("max", "sum")
+        )
+        print(
+            f"  {phase:<7} {batch:>5} {tokens:>6} {seconds[i] * 1e3:12.1f}{by_model}  {'fit' if fit_mask[i] else 'held out'}"
+        )
     load_after = os.getloadavg()
 
     record = {

@@ -34,9 +34,19 @@ def make_tiny_model(folder: str | Path, architecture: str = "qwen2", seed: int =
     """Write the tiny model and its tokenizer to ``folder`` and return the folder as a string."""
     config_class, model_class = ARCHITECTURES[architecture]
     tokenizer = AutoTokenizer.from_pretrained(embedded_model_folder())
-    config = config_class(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
-                          num_key_value_heads=2, max_position_embeddings=2048, tie_word_embeddings=True,
-                          pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    config = config_class(
+        vocab_size=len(tokenizer),
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        max_position_embeddings=2048,
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+    )
     torch.manual_seed(seed)
     model_class(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)

@@ -68,7 +68,10 @@ class CellAnnouncer:
             return
         self.seen += 1
         first = next((line for line in cell.source.splitlines() if line.strip() and not line.startswith("#")), "")
-        print(f"  {self.label} cell {self.seen}/{self.code_cells} at {time.time() - self.started:6.0f} s: {first[:70]}", flush=True)
+        print(
+            f"  {self.label} cell {self.seen}/{self.code_cells} at {time.time() - self.started:6.0f} s: {first[:70]}",
+            flush=True,
+        )
 
 
 def run_one(notebook: Path, profile: str, params: dict, timeout: int) -> dict:
@@ -87,8 +90,13 @@ def run_one(notebook: Path, profile: str, params: dict, timeout: int) -> dict:
     status, error = "finished", None
     try:
         papermill.execute_notebook(
-            str(notebook), str(output), parameters={"PROFILE": profile, "RUN_DIR": str(run_dir), **params},
-            cwd=str(notebook.parent), execution_timeout=timeout, kernel_name="python3", progress_bar=False,
+            str(notebook),
+            str(output),
+            parameters={"PROFILE": profile, "RUN_DIR": str(run_dir), **params},
+            cwd=str(notebook.parent),
+            execution_timeout=timeout,
+            kernel_name="python3",
+            progress_bar=False,
             on_cell_execute=CellAnnouncer(label, notebook),
         )
     except papermill.PapermillExecutionError as exc:
@@ -99,7 +107,13 @@ def run_one(notebook: Path, profile: str, params: dict, timeout: int) -> dict:
     wanted = executed.metadata.get("workbench", {}).get("min_images", {}).get(profile, 0)
     if status == "finished" and (images < wanted or unrendered):
         status, error = "failed", f"{images} figures drawn (at least {wanted} expected), {unrendered} printed as text"
-    record = {"status": status, "error": error, "wall_s": round(wall, 1), "images": images, "executed_notebook": output.name}
+    record = {
+        "status": status,
+        "error": error,
+        "wall_s": round(wall, 1),
+        "images": images,
+        "executed_notebook": output.name,
+    }
     manifest_path = run_dir / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"notebook": notebook.stem}
     manifest["runner"] = record
@@ -110,16 +124,29 @@ def run_one(notebook: Path, profile: str, params: dict, timeout: int) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--profile", default="default", choices=available_profiles(),
-                        help="sizes from workbench/profiles/<profile>.yaml (default: %(default)s)")
+    parser.add_argument(
+        "--profile",
+        default="default",
+        choices=available_profiles(),
+        help="sizes from workbench/profiles/<profile>.yaml (default: %(default)s)",
+    )
     parser.add_argument("--timeout", type=int, default=3600, help="seconds allowed for any one cell")
-    parser.add_argument("-p", "--parameter", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                        help="a notebook parameter (MODEL, DTYPE, DEVICE, THREADS, ...); values are Python literals or strings")
+    parser.add_argument(
+        "-p",
+        "--parameter",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="a notebook parameter (MODEL, DTYPE, DEVICE, THREADS, ...); values are Python literals or strings",
+    )
     parser.add_argument("only", nargs="*", help="notebook number prefixes to run (default: all)")
     args = parser.parse_args()
 
     params = {name: parse_value(value) for name, value in args.parameter}
-    notebooks = sorted(p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if not args.only or p.name[:2] in args.only)
+    notebooks = sorted(
+        p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if not args.only or p.name[:2] in args.only
+    )
     if not notebooks:
         print("no notebooks matched", file=sys.stderr)
         return 1
@@ -130,7 +157,12 @@ def main() -> int:
         summary.append(run_one(notebook, args.profile, params, args.timeout))
         if summary[-1]["status"] != "finished":
             break
-    print("\n".join(f"{s['notebook']:45s} {s['status']:9s} {s['wall_s']:8.0f} s {s['images']:3d} figures  {s['run']}" for s in summary))
+    print(
+        "\n".join(
+            f"{s['notebook']:45s} {s['status']:9s} {s['wall_s']:8.0f} s {s['images']:3d} figures  {s['run']}"
+            for s in summary
+        )
+    )
     return 0 if all(s["status"] == "finished" for s in summary) and len(summary) == len(notebooks) else 1
 
 

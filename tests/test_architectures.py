@@ -28,7 +28,15 @@ from workbench.inference.models import LoadedModel, embedded_model_folder
 from workbench.inference.types import SamplingConfig
 
 WINDOW = 12  # shorter than every prompt below: the window decides what a token sees
-SMALL = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, head_dim=8, max_position_embeddings=512)
+SMALL = dict(
+    hidden_size=32,
+    intermediate_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    num_key_value_heads=2,
+    head_dim=8,
+    max_position_embeddings=512,
+)
 ARCHITECTURES = {
     "llama": ("LlamaConfig", SMALL),
     "mistral": ("MistralConfig", {**SMALL, "sliding_window": WINDOW}),
@@ -38,7 +46,10 @@ ARCHITECTURES = {
     "gemma": ("GemmaConfig", SMALL),
     # Logit soft-capping too; its reference is eager attention (transformers 5.0's default SDPA ignored the soft cap).
     "gemma2": ("Gemma2Config", {**SMALL, "sliding_window": WINDOW, "attn_implementation": "eager"}),
-    "gemma3_text": ("Gemma3TextConfig", {**SMALL, "sliding_window": WINDOW, "layer_types": ["sliding_attention", "full_attention"]}),
+    "gemma3_text": (
+        "Gemma3TextConfig",
+        {**SMALL, "sliding_window": WINDOW, "layer_types": ["sliding_attention", "full_attention"]},
+    ),
     "gpt2": ("GPT2Config", dict(n_embd=32, n_layer=2, n_head=4, n_positions=512)),
 }
 RARE_LETTERS = ("w", "k", "x", "z", "q", "j")  # about 1 token in 8 contains one: samples end at different steps
@@ -53,7 +64,12 @@ def tokenizer():
 
 def tiny_model(name: str, tokenizer, **changes) -> LoadedModel:
     config_class, settings = ARCHITECTURES[name]
-    config = getattr(transformers, config_class)(vocab_size=len(tokenizer), eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id, **{**settings, **changes})
+    config = getattr(transformers, config_class)(
+        vocab_size=len(tokenizer),
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        **{**settings, **changes},
+    )
     torch.manual_seed(0)
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
     with torch.no_grad():  # sharper than the default init, so that greedy decoding has no near-ties
@@ -71,8 +87,19 @@ def models(tokenizer):
 @pytest.fixture(scope="module")
 def prompts(tokenizer):
     system = "You rate how positive a movie review is, from 1 (very negative) to 5 (very positive). Answer with the number only."
-    reviews = ["A gem.", "Two hours I will never get back, and a plot that made no sense at all.", "Fine, I guess, if you like long car chases."]
-    return [tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": r}], tokenize=False, add_generation_prompt=True) for r in reviews]
+    reviews = [
+        "A gem.",
+        "Two hours I will never get back, and a plot that made no sense at all.",
+        "Fine, I guess, if you like long car chases.",
+    ]
+    return [
+        tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": r}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for r in reviews
+    ]
 
 
 def plain_logprobs(lm: LoadedModel, prompt: str, answer_ids: list[int]) -> list[float]:
@@ -118,11 +145,16 @@ def test_every_sampled_token_matches_a_plain_forward_pass(name, models, prompts)
     engine = HFEngine(lm, progress=False)
     # top_k=2: samples share tree nodes for a few steps, then continue as rows; rare stop letters:
     # rows finish at different steps, so the rows are packed as they finish.
-    configs = [SamplingConfig(top_k=2, max_new_tokens=10, seed=1), SamplingConfig(max_new_tokens=16, stop=RARE_LETTERS, seed=2)]
+    configs = [
+        SamplingConfig(top_k=2, max_new_tokens=10, seed=1),
+        SamplingConfig(max_new_tokens=16, stop=RARE_LETTERS, seed=2),
+    ]
     finished_early = 0
     for config in configs:
         for prompt, result in zip(prompts, engine.sample(prompts, 6, config), strict=True):
-            for ids, logprobs, reason in zip(result.token_ids, result.token_logprobs, result.finish_reasons, strict=True):
+            for ids, logprobs, reason in zip(
+                result.token_ids, result.token_logprobs, result.finish_reasons, strict=True
+            ):
                 assert len(ids) == len(logprobs) >= 1
                 assert logprobs == pytest.approx(plain_logprobs(lm, prompt, ids), abs=1e-4)
                 finished_early += reason == "stop"
@@ -164,7 +196,10 @@ def test_the_sliding_window_bites(tokenizer, models, prompts):
     windowed = models["mistral"]
     unwindowed = tiny_model("mistral", tokenizer, sliding_window=None)
     answer = tokenizer("3", add_special_tokens=False)["input_ids"]
-    assert abs(sum(plain_logprobs(windowed, prompts[1], answer)) - sum(plain_logprobs(unwindowed, prompts[1], answer))) > 1e-3
+    assert (
+        abs(sum(plain_logprobs(windowed, prompts[1], answer)) - sum(plain_logprobs(unwindowed, prompts[1], answer)))
+        > 1e-3
+    )
 
 
 def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tokenizer, models, prompts):
@@ -175,9 +210,13 @@ def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tok
     end = gemma_like.convert_tokens_to_ids("<|endoftext|>")
     assert end != gemma_like.eos_token_id and end_of_turn(gemma_like).token_id == end
     lm = models["llama"]
-    engine = HFEngine(LoadedModel(lm.model, gemma_like, "tiny-llama", lm.device, "fp32", None, {"name": "gemma-like"}), progress=False)
+    engine = HFEngine(
+        LoadedModel(lm.model, gemma_like, "tiny-llama", lm.device, "fp32", None, {"name": "gemma-like"}), progress=False
+    )
     assert engine.end_of_turn == end and end in engine.eos_ids
-    prompt = gemma_like.apply_chat_template([{"role": "user", "content": "Rate it."}], tokenize=False, add_generation_prompt=True)
+    prompt = gemma_like.apply_chat_template(
+        [{"role": "user", "content": "Rate it."}], tokenize=False, add_generation_prompt=True
+    )
     scored = engine.score([prompt], ["4"])
     answer = gemma_like("4", add_special_tokens=False)["input_ids"] + [end]
     assert scored.logprobs[0, 0] == pytest.approx(sum(plain_logprobs(lm, prompt, answer)), abs=1e-4)
@@ -189,12 +228,16 @@ def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tok
     assert end_of_turn(plain, generation).token_id == 5
     model = copy.copy(lm.model)
     model.generation_config = generation
-    engine = HFEngine(LoadedModel(model, plain, "tiny-llama", lm.device, "fp32", None, {"name": "plain"}), progress=False)
+    engine = HFEngine(
+        LoadedModel(model, plain, "tiny-llama", lm.device, "fp32", None, {"name": "plain"}), progress=False
+    )
     assert {5, 7} <= engine.eos_ids and engine.end_of_turn == 5
 
 
 def test_untested_architectures_are_refused(tokenizer):
-    config = transformers.GPTNeoXConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    config = transformers.GPTNeoXConfig(
+        vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4
+    )
     model = transformers.AutoModelForCausalLM.from_config(config).eval()
     with pytest.raises(NotImplementedError, match="gpt_neox"):
         HFEngine(LoadedModel(model, tokenizer, "tiny-neox", torch.device("cpu"), "fp32", None, {}), progress=False)
@@ -203,4 +246,6 @@ def test_untested_architectures_are_refused(tokenizer):
 def test_installed_transformers_is_in_the_pinned_range():
     pyproject = (Path(__file__).parents[1] / "pyproject.toml").read_text()
     pin = re.search(r'"transformers([^"]*)"', pyproject).group(1)
-    assert Version(transformers.__version__) in SpecifierSet(pin), f"transformers {transformers.__version__} is outside the tested range {pin}"
+    assert Version(transformers.__version__) in SpecifierSet(pin), (
+        f"transformers {transformers.__version__} is outside the tested range {pin}"
+    )

@@ -21,9 +21,11 @@ def test_priors_are_the_train_statistics():
 def test_tfidf_ridge_learns_words_that_carry_the_label():
     rng = np.random.default_rng(0)
     words = {1.0: ["awful", "dull", "boring"], 5.0: ["great", "superb", "moving"]}
+
     def make(n):
         labels = rng.choice([1.0, 5.0], size=n)
         return [f"the film was {rng.choice(words[y])} and {rng.choice(words[y])}" for y in labels], labels
+
     train_texts, train_labels = make(200)
     test_texts, test_labels = make(50)
     predictions = tfidf_ridge(train_texts, train_labels, test_texts, low=1, high=5)
@@ -84,8 +86,12 @@ def test_pattern_check_decides_from_the_paired_test():
 def test_tuned_temperature_family_and_baselines_in_the_table():
     run = synthetic_run(items=300, k=16)
     run.tuned_temperature = 1.5
-    baselines = baseline_predictions([Example(f"t{i}", "x", float(v)) for i, v in enumerate(run.gold)], [Example(i, "x", 1.0) for i in run.ids],
-                                     grid=run.grid, supervised=())
+    baselines = baseline_predictions(
+        [Example(f"t{i}", "x", float(v)) for i, v in enumerate(run.gold)],
+        [Example(i, "x", 1.0) for i in run.ids],
+        grid=run.grid,
+        supervised=(),
+    )
     table = comparison_table(run, n_resamples=50, baselines=baselines, quantiles=(0.25,))
     assert {"tuned T mean", "tuned T mode", "exact q0.25", "prior mean", "prior mode"} <= set(table.index)
     assert table.loc["tuned T mode", "exact_match"] == table.loc["exact mode", "exact_match"]  # T keeps the ranking

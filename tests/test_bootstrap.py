@@ -40,9 +40,7 @@ def loop_bootstrap(metric, predictions, references, n_resamples, confidence, see
 )
 def test_interval_matches_a_plain_loop_over_the_same_resamples(scored_pairs, metric, params):
     predictions, references = scored_pairs
-    result = bootstrap_ci(
-        metric, predictions, references, n_resamples=300, confidence=0.9, seed=3, **params
-    )
+    result = bootstrap_ci(metric, predictions, references, n_resamples=300, confidence=0.9, seed=3, **params)
     low, high = loop_bootstrap(metric, predictions, references, 300, 0.9, 3, **params)
     assert result.low == pytest.approx(low, abs=1e-12)
     assert result.high == pytest.approx(high, abs=1e-12)

@@ -17,8 +17,12 @@ from workbench.inference.types import SamplingConfig
 from workbench.serving import BackgroundServer, ServerConfig, create_app
 
 KEY = "test-key"
-QUESTIONS = ["Tell me a story about a dog.", "Write a poem about the sea.", "Explain gravity to a child.",
-             "List some fruits."]
+QUESTIONS = [
+    "Tell me a story about a dog.",
+    "Write a poem about the sea.",
+    "Explain gravity to a child.",
+    "List some fruits.",
+]
 LONG = SamplingConfig(temperature=1.0, max_new_tokens=40, seed=5)
 
 
@@ -100,10 +104,17 @@ def test_disconnected_clients_running_jobs_stop_and_the_next_request_does_not_wa
     short = {"prompts": [chat(lm, "What is 2 plus 3?")], "temperature": 0, "max_new_tokens": 4}
     clients, n, new_tokens = 4, 8, 400
     story = chat(lm, "Write a very long story about a dragon and a knight.")
-    long_job = {"prompts": [story], "n": n, "temperature": 1.0,
-                "max_new_tokens": new_tokens, "seed": 3}  # one batch key: one engine call
-    with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, config)) as server, \
-            httpx.Client(base_url=server.url, headers=headers, timeout=300) as client:
+    long_job = {
+        "prompts": [story],
+        "n": n,
+        "temperature": 1.0,
+        "max_new_tokens": new_tokens,
+        "seed": 3,
+    }  # one batch key: one engine call
+    with (
+        BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, config)) as server,
+        httpx.Client(base_url=server.url, headers=headers, timeout=300) as client,
+    ):
         client.post("/generate", json=short).raise_for_status()  # warm-up
         start = time.perf_counter()
         client.post("/generate", json=short).raise_for_status()

@@ -4,13 +4,13 @@ import json
 
 import pandas as pd
 import pytest
-from make_tiny_model import make_tiny_model, make_tiny_rating_model
 
+from make_tiny_model import make_tiny_model, make_tiny_rating_model
 from workbench.cli import main
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
-from workbench.serving import BackgroundServer, ServerConfig, create_app
 from workbench.profiles import load_profile
+from workbench.serving import BackgroundServer, ServerConfig, create_app
 
 
 @pytest.fixture(scope="module")
@@ -21,8 +21,32 @@ def tiny(tmp_path_factory):
 def test_evaluate_prints_the_table_and_writes_csv_and_manifest(tiny, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "run"
-    assert main(["evaluate", "--task", "sst5", "--model", tiny, "--device", "cpu", "--k", "3", "--limit", "4",
-                 "--shots", "1", "--rules", "mean,mode", "--bootstrap", "50", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                "sst5",
+                "--model",
+                tiny,
+                "--device",
+                "cpu",
+                "--k",
+                "3",
+                "--limit",
+                "4",
+                "--shots",
+                "1",
+                "--rules",
+                "mean,mode",
+                "--bootstrap",
+                "50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     table = pd.read_csv(out / "results" / "evaluate_sst5.csv", index_col=0)
     assert {"greedy", "one sample", "mean", "mode (self-consistency)", "exact mean", "exact mode"} <= set(table.index)
     assert not {"median", "exact median"} & set(table.index)  # rules not asked for are left out
@@ -37,16 +61,30 @@ def test_evaluate_through_an_openai_compatible_server_gives_the_in_process_table
     """--base-url: the same decoding on the workbench's own /v1 API, prompts formatted with --model's tokenizer."""
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     rater = make_tiny_rating_model(tmp_path / "rater")  # answers parse, so the sample rules have values to compare
-    common = ["evaluate", "--task", "sst5", "--model", rater, "--k", "4", "--limit", "6", "--shots", "1",
-              "--bootstrap", "50"]
+    common = [
+        "evaluate",
+        "--task",
+        "sst5",
+        "--model",
+        rater,
+        "--k",
+        "4",
+        "--limit",
+        "6",
+        "--shots",
+        "1",
+        "--bootstrap",
+        "50",
+    ]
     assert main([*common, "--device", "cpu", "--out", str(tmp_path / "local")]) == 0
     key = "cli-key"
     engine = HFEngine(load_model(rater, device="cpu"), progress=False)
     with BackgroundServer(create_app(engine, key, ServerConfig(max_total_tokens=1024))) as server:
         remote_options = ["--base-url", f"{server.url}/v1", "--api-key", key, "--out", str(tmp_path / "remote")]
         assert main([*common, *remote_options]) == 0
-    local, remote = (pd.read_csv(tmp_path / run / "results" / "evaluate_sst5.csv", index_col=0)
-                     for run in ("local", "remote"))
+    local, remote = (
+        pd.read_csv(tmp_path / run / "results" / "evaluate_sst5.csv", index_col=0) for run in ("local", "remote")
+    )
     assert (remote.model == "rater").all()  # the served model id
     numbers = [c for c in local.columns if c not in ("model",) and not c.endswith(" CI")]
     assert local["fallback"].lt(6).all()  # the rating model's answers parse
@@ -58,8 +96,32 @@ def test_evaluate_through_an_openai_compatible_server_gives_the_in_process_table
 
 def test_finetune_trains_and_records(tiny, tmp_path, capsys):
     out = tmp_path / "ft"
-    assert main(["finetune", "--model", tiny, "--device", "cpu", "--tasks", "sst5", "--method", "full", "--max-steps", "2",
-                 "--batch-size", "2", "--max-examples", "4", "--save-every", "0", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "finetune",
+                "--model",
+                tiny,
+                "--device",
+                "cpu",
+                "--tasks",
+                "sst5",
+                "--method",
+                "full",
+                "--max-steps",
+                "2",
+                "--batch-size",
+                "2",
+                "--max-examples",
+                "4",
+                "--save-every",
+                "0",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     record = json.loads((out / "results" / "finetune.json").read_text())
     assert record["steps"] == 2 and len(record["losses"]) == 2
     assert (out / "model" / "config.json").exists() or any((out / "model").rglob("config.json"))
@@ -78,8 +140,28 @@ def test_help_of_every_command(capsys):
 def test_evaluate_takes_its_sizes_from_a_profile_unless_given(tiny, tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
     out = tmp_path / "profiled"
-    assert main(["evaluate", "--task", "stsb", "--model", tiny, "--device", "cpu", "--profile", "smoke", "--k", "2",
-                 "--bootstrap", "20", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                "--task",
+                "stsb",
+                "--model",
+                tiny,
+                "--device",
+                "cpu",
+                "--profile",
+                "smoke",
+                "--k",
+                "2",
+                "--bootstrap",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     parameters = json.loads((out / "manifest.json").read_text())["parameters"]
     smoke = load_profile("smoke")["metric_aware"]["base"]["stsb"]
     assert (parameters["limit"], parameters["shots"]) == (smoke["limit"], smoke["shots"]) and parameters["k"] == 2

@@ -22,10 +22,14 @@ def test_openai_backends_give_the_local_greedy_responses(lm, queries, monkeypatc
         variants = [
             Variant("local", lm, temperature=0, max_new_tokens=TOKENS),
             Variant("openai", lm, temperature=0, max_new_tokens=TOKENS, backend="openai"),
-            Variant("elsewhere", lm, temperature=0, max_new_tokens=TOKENS, backend="openai", endpoint=f"{other.url}/v1"),
+            Variant(
+                "elsewhere", lm, temperature=0, max_new_tokens=TOKENS, backend="openai", endpoint=f"{other.url}/v1"
+            ),
         ]
         table = generate_responses(variants, queries, samples_per_query=2, disk_cache=False, progress=False)
-    local, openai, elsewhere = (table[table.stage == name].response.tolist() for name in ("local", "openai", "elsewhere"))
+    local, openai, elsewhere = (
+        table[table.stage == name].response.tolist() for name in ("local", "openai", "elsewhere")
+    )
     assert local == openai == elsewhere and all(local)
     assert set(table[table.stage == "elsewhere"].backend) == {"openai"}
 

@@ -7,9 +7,9 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from workbench.consistency.budget import plan_budget, stratified_head
-from workbench.consistency.power import ScoreCube, t_test_power
 from workbench.consistency.features import FeatureConfig, PairFeaturizer
 from workbench.consistency.pairset import fit_threshold, pair_set, pair_set_auc, score_pair_set, threshold_table
+from workbench.consistency.power import ScoreCube, t_test_power
 from workbench.consistency.responses import synthetic_responses
 
 
@@ -45,7 +45,9 @@ def test_budget_is_the_smallest_grid_count_that_powers_every_target():
     # The t-test formula and the simulation agree within a grid step.
     formula = targets.n_formula["small"]
     assert smaller < formula * 1.3 and formula < plan.n_queries * 1.3
-    assert t_test_power(targets.effect_dz["small"], plan.n_queries) == pytest.approx(curve[("small", plan.n_queries)], abs=0.1)
+    assert t_test_power(targets.effect_dz["small"], plan.n_queries) == pytest.approx(
+        curve[("small", plan.n_queries)], abs=0.1
+    )
 
 
 def test_budget_floor_and_unreachable_targets():
@@ -58,8 +60,12 @@ def test_budget_floor_and_unreachable_targets():
 
 
 def test_stratified_head_keeps_the_mix_and_is_a_prefix():
-    pool = pd.DataFrame({"query_id": [f"q{i}" for i in range(40)],
-                         "source": ["rate"] * 10 + ["math"] * 10 + ["para"] * 10 + ["explain"] * 10})
+    pool = pd.DataFrame(
+        {
+            "query_id": [f"q{i}" for i in range(40)],
+            "source": ["rate"] * 10 + ["math"] * 10 + ["para"] * 10 + ["explain"] * 10,
+        }
+    )
     head = stratified_head(pool, 20)
     assert head.source.value_counts().to_dict() == {"rate": 5, "math": 5, "para": 5, "explain": 5}
     assert stratified_head(pool, 13).query_id.tolist() == head.query_id.tolist()[:13]
@@ -99,7 +105,10 @@ def test_pair_set_auc_with_query_bootstrap_intervals(scored):
     assert (rows.auc_low <= rows.auc).all() and (rows.auc <= rows.auc_high).all()
     assert rows.loc[("B", "rouge1"), "auc"] > rows.loc[("C", "rouge1"), "auc"]  # the larger shift separates better
     assert rows.loc[("B", "rouge1"), "diff_low"] > 0  # better than noise, paired over the same resamples
-    assert rows.loc[("all", "noise"), "diff"] == 0 and rows.loc[("all", "noise"), "auc_low"] < 0.5 < rows.loc[("all", "noise"), "auc_high"]
+    assert (
+        rows.loc[("all", "noise"), "diff"] == 0
+        and rows.loc[("all", "noise"), "auc_low"] < 0.5 < rows.loc[("all", "noise"), "auc_high"]
+    )
 
 
 def test_threshold_baseline(scored):
@@ -110,7 +119,10 @@ def test_threshold_baseline(scored):
     assert table.balanced_accuracy["rouge1"] > table.balanced_accuracy["noise"]
     assert table.low["rouge1"] <= table.balanced_accuracy["rouge1"] <= table.high["rouge1"]
     # The fitted threshold is the best one on its own data.
-    best = max(0.5 * ((scored.rouge1 >= t)[labels == 1].mean() + (scored.rouge1 < t)[labels == 0].mean()) for t in np.unique(scored.rouge1))
+    best = max(
+        0.5 * ((scored.rouge1 >= t)[labels == 1].mean() + (scored.rouge1 < t)[labels == 0].mean())
+        for t in np.unique(scored.rouge1)
+    )
     assert table.balanced_accuracy["rouge1"] == pytest.approx(best)
 
 
@@ -136,7 +148,9 @@ def test_the_score_that_sees_the_targets_with_the_fewest_queries_is_chosen():
     weak, strong = synthetic_cube(0.3, seed=5), synthetic_cube(1.0, seed=6)
     cubes = {"classifier": {"t": weak}, "cosine": {"t": strong}, "rouge": {"t": synthetic_cube(1.0, seed=6)}}
     chosen, plans = plan_score_and_budget(cubes, GRID, n_runs=200)
-    assert chosen == "cosine" and plans["cosine"].n_queries < plans["classifier"].n_queries  # the tie with "rouge" goes to the earlier
+    assert (
+        chosen == "cosine" and plans["cosine"].n_queries < plans["classifier"].n_queries
+    )  # the tie with "rouge" goes to the earlier
     none = {"a": {"t": synthetic_cube(0.0, seed=7)}, "b": {"t": synthetic_cube(0.4, seed=8)}}
     chosen, plans = plan_score_and_budget(none, [10, 20], n_runs=200)
     assert chosen == "b" and not plans["b"].reached  # nobody reaches 0.8: the best worst-target power wins

@@ -30,8 +30,9 @@ TEXTS = [
 
 
 def _pairs(texts, query_type="open"):
-    return pd.DataFrame({"query_type": query_type, "response1": [a for a, _ in texts],
-                         "response2": [b for _, b in texts]})
+    return pd.DataFrame(
+        {"query_type": query_type, "response1": [a for a, _ in texts], "response2": [b for _, b in texts]}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +117,7 @@ class CountingEncoder:
 
     def encode(self, texts, normalize_embeddings, **kwargs):
         self.seen.extend(texts)
-        vectors = np.array([[text.lower().count(c) + 1e-3 for c in "abcdefghijklmnopqrstuvwxyz"]
-                            for text in texts])
+        vectors = np.array([[text.lower().count(c) + 1e-3 for c in "abcdefghijklmnopqrstuvwxyz"] for text in texts])
         return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
 
 

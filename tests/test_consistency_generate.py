@@ -46,7 +46,11 @@ def test_query_set_is_labelled_balanced_and_seeded():
     assert tuple(queries.columns) == QUERY_COLUMNS
     assert queries.groupby("query_type").size().to_dict() == {"closed": 5, "open": 4}
     assert queries.groupby("source").size().to_dict() == {
-        "sst5-rating": 3, "gsm8k": 2, "stsb-paraphrase": 2, "sst5-explain": 2}
+        "sst5-rating": 3,
+        "gsm8k": 2,
+        "stsb-paraphrase": 2,
+        "sst5-explain": 2,
+    }
     kinds = dict(zip(queries.source, queries.query_type, strict=True))
     assert kinds == {"sst5-rating": "closed", "gsm8k": "closed", "stsb-paraphrase": "open", "sst5-explain": "open"}
     assert queries.query_id.is_unique
@@ -60,8 +64,9 @@ def test_query_set_is_labelled_balanced_and_seeded():
 
 
 def test_variant_settings_prompt_and_validation(lm):
-    variant = Variant("hot", lm, temperature=1.2, top_p=0.9, max_new_tokens=7, system_prompt="Be brief.",
-                      template="Q: {query}")
+    variant = Variant(
+        "hot", lm, temperature=1.2, top_p=0.9, max_new_tokens=7, system_prompt="Be brief.", template="Q: {query}"
+    )
     config = variant.sampling_config(seed=11)
     assert (config.temperature, config.top_p, config.max_new_tokens, config.seed) == (1.2, 0.9, 7, 11)
     prompt = variant.prompt("What is 2+2?", lm.tokenizer)
@@ -78,14 +83,20 @@ def test_variant_settings_prompt_and_validation(lm):
         Variant("a/b")
     # Seeds: stable across processes, different per variant name.
     assert variant_seed(0, "reference") == variant_seed(0, "reference") != variant_seed(0, "aa")
-    assert variant_key(variant, 2, 0) != variant_key(Variant("hot", lm, temperature=1.1, top_p=0.9, max_new_tokens=7,
-                                                             system_prompt="Be brief.", template="Q: {query}"), 2, 0)
+    assert variant_key(variant, 2, 0) != variant_key(
+        Variant(
+            "hot", lm, temperature=1.1, top_p=0.9, max_new_tokens=7, system_prompt="Be brief.", template="Q: {query}"
+        ),
+        2,
+        0,
+    )
 
 
 def test_generate_writes_a_valid_response_table_and_resumes(lm, queries, tmp_path, sample_calls):
     variants = [Variant("ref", lm, max_new_tokens=TOKENS), Variant("hot", lm, temperature=1.5, max_new_tokens=TOKENS)]
-    table = generate_responses(variants, queries, samples_per_query=2, seed=0, out_dir=tmp_path,
-                               disk_cache=False, progress=False)
+    table = generate_responses(
+        variants, queries, samples_per_query=2, seed=0, out_dir=tmp_path, disk_cache=False, progress=False
+    )
     assert list(table.columns[:6]) == list(RESPONSE_FIELDS)
     assert len(table) == 2 * 2 * 2
     assert set(table.groupby(["stage", "query_id"]).seed.apply(tuple)) == {(0, 1)}
@@ -112,7 +123,9 @@ def test_generate_writes_a_valid_response_table_and_resumes(lm, queries, tmp_pat
     assert len(path.read_text().splitlines()) == 4 and all(json.loads(line) for line in path.read_text().splitlines())
 
     # A call on a subset of the queries (a pilot) generates nothing and keeps the other queries' records.
-    subset = generate_responses(variants, queries.iloc[:1], 2, seed=0, out_dir=tmp_path, disk_cache=False, progress=False)
+    subset = generate_responses(
+        variants, queries.iloc[:1], 2, seed=0, out_dir=tmp_path, disk_cache=False, progress=False
+    )
     assert len(sample_calls) == 3 and len(subset) == 4 and len(path.read_text().splitlines()) == 4
 
     # Other settings under the same name make the stored records stale: all regenerated.
@@ -122,8 +135,10 @@ def test_generate_writes_a_valid_response_table_and_resumes(lm, queries, tmp_pat
 
 
 def test_served_variant_gives_the_local_greedy_responses(lm, queries):
-    variants = [Variant("local", lm, temperature=0, max_new_tokens=TOKENS),
-                Variant("served", lm, temperature=0, max_new_tokens=TOKENS, backend="served")]
+    variants = [
+        Variant("local", lm, temperature=0, max_new_tokens=TOKENS),
+        Variant("served", lm, temperature=0, max_new_tokens=TOKENS, backend="served"),
+    ]
     table = generate_responses(variants, queries, samples_per_query=2, disk_cache=False, progress=False)
     local, served = (table[table.stage == name].response.tolist() for name in ("local", "served"))
     assert local == served and all(local)
@@ -149,10 +164,20 @@ def test_batch_size_and_attention_variants(lm, queries, monkeypatch, tmp_path):
         original_init(self, lm_, cache=cache, batch_size=batch_size, **kwargs)
 
     monkeypatch.setattr(HFEngine, "__init__", spy_init)
-    monkeypatch.setattr(stages, "load_stage", lambda name, device="auto", base_model=None, attn_implementation=None, **_: loaded.append((name, attn_implementation)) or lm)
-    monkeypatch.setattr("workbench.consistency.generate.stage_fingerprint", lambda stage, base_model=None: {"stub": stage})
-    variants = [Variant("batch-1", "base-fp32", temperature=0, max_new_tokens=TOKENS, batch_size=1),
-                Variant("eager", "base-fp32", temperature=0, max_new_tokens=TOKENS, attn_implementation="eager")]
+    monkeypatch.setattr(
+        stages,
+        "load_stage",
+        lambda name, device="auto", base_model=None, attn_implementation=None, **_: (
+            loaded.append((name, attn_implementation)) or lm
+        ),
+    )
+    monkeypatch.setattr(
+        "workbench.consistency.generate.stage_fingerprint", lambda stage, base_model=None: {"stub": stage}
+    )
+    variants = [
+        Variant("batch-1", "base-fp32", temperature=0, max_new_tokens=TOKENS, batch_size=1),
+        Variant("eager", "base-fp32", temperature=0, max_new_tokens=TOKENS, attn_implementation="eager"),
+    ]
     table = generate_responses(variants, queries, samples_per_query=1, out_dir=tmp_path, progress=False)
     assert built == [(1, True), (8, False)]
     assert loaded == [("base-fp32", None), ("base-fp32", "eager")]

@@ -5,7 +5,6 @@ import pytest
 from model_equality_testing.algorithm import run_two_sample_test
 from model_equality_testing.distribution import CompletionSample
 
-from workbench.consistency.power import power_curve, score_cube
 from workbench.consistency.mmd_baseline import (
     MMDConfig,
     encode_responses,
@@ -14,13 +13,13 @@ from workbench.consistency.mmd_baseline import (
     mmd_test,
     token_cube,
 )
+from workbench.consistency.power import power_curve, score_cube
 from workbench.consistency.responses import synthetic_responses
 
 
 @pytest.fixture(scope="module")
 def table():
-    return synthetic_responses(n_queries=20, n_seeds=6, seed=4,
-                               stage_shifts={"A": 0.0, "A2": 0.0, "B": 0.7})
+    return synthetic_responses(n_queries=20, n_seeds=6, seed=4, stage_shifts={"A": 0.0, "A2": 0.0, "B": 0.7})
 
 
 def test_tokenizers():
@@ -47,14 +46,18 @@ def test_statistic_is_the_packages(table):
     cube = token_cube(table, "A", "B", MMDConfig(max_length=30))
     result = mmd_permutation_test(cube.tokens_a, cube.tokens_b, MMDConfig(n_permutations=20))
     # The Gram-matrix path and the package give the same statistic and the same permutation null.
-    through_package = mmd_permutation_test(cube.tokens_a, cube.tokens_b, MMDConfig(n_permutations=20, stat_type="mmd_hamming_package"))
+    through_package = mmd_permutation_test(
+        cube.tokens_a, cube.tokens_b, MMDConfig(n_permutations=20, stat_type="mmd_hamming_package")
+    )
     assert result.statistic == pytest.approx(through_package.statistic, rel=1e-12)
     assert result.p_value == through_package.p_value
     # The package caches every CompletionSample it sees; the baseline clears that cache.
     assert CompletionSample.sequences.fget.cache_info().currsize == 0
     n_queries, k, length = cube.tokens_a.shape
-    samples = [CompletionSample(np.repeat(np.arange(n_queries), k), tokens.reshape(-1, length), n_queries)
-               for tokens in (cube.tokens_a, cube.tokens_b)]
+    samples = [
+        CompletionSample(np.repeat(np.arange(n_queries), k), tokens.reshape(-1, length), n_queries)
+        for tokens in (cube.tokens_a, cube.tokens_b)
+    ]
     _, statistic = run_two_sample_test(*samples, pvalue_type="dummy", stat_type="mmd_hamming")
     assert result.statistic == pytest.approx(statistic)
 
@@ -72,8 +75,9 @@ def test_detects_a_shift_but_not_a_rerun(table, tokenizer, length):
 def test_power_curve_sits_next_to_simcts(table):
     config = MMDConfig(tokenizer="whitespace", max_length=12, n_permutations=50)
     curve = mmd_power_curve(token_cube(table, "A", "B", config), [5, 20], 3, n_runs=10, config=config)
-    simct = power_curve(score_cube(table, "A", "B", lambda pairs: -pairs.response1.str.len().to_numpy()),
-                        [5, 20], 3, n_runs=10)
+    simct = power_curve(
+        score_cube(table, "A", "B", lambda pairs: -pairs.response1.str.len().to_numpy()), [5, 20], 3, n_runs=10
+    )
     assert list(curve.columns) == list(simct.columns)
     assert curve.n_queries.tolist() == [5, 20] and curve.samples_per_query.tolist() == [3, 3]
     assert curve.rate.iloc[1] >= 0.5 and ((0 <= curve.rate) & (curve.rate <= 1)).all()

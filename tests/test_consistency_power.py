@@ -7,6 +7,7 @@ machinery is score-agnostic and the classifier is exercised in test_consistency_
 import numpy as np
 import pytest
 
+from workbench.consistency.features import FeatureConfig, PairFeaturizer
 from workbench.consistency.power import (
     aa_false_alarm_rate,
     pilot_effect_size,
@@ -16,7 +17,6 @@ from workbench.consistency.power import (
     score_cube,
     t_test_power,
 )
-from workbench.consistency.features import FeatureConfig, PairFeaturizer
 from workbench.consistency.responses import synthetic_responses
 from workbench.consistency.simct import one_sided_paired_t
 
@@ -29,8 +29,7 @@ def rouge1(pairs):
 
 @pytest.fixture(scope="module")
 def table():
-    return synthetic_responses(n_queries=60, n_seeds=12, seed=11,
-                               stage_shifts={"A": 0.0, "A2": 0.0, "B": 0.25})
+    return synthetic_responses(n_queries=60, n_seeds=12, seed=11, stage_shifts={"A": 0.0, "A2": 0.0, "B": 0.25})
 
 
 @pytest.fixture(scope="module")
@@ -58,8 +57,9 @@ def test_cube_checks_sample_counts(table):
 
 @pytest.mark.parametrize("samples_per_query", [2, 6])
 def test_aa_false_alarm_rate_is_near_alpha(cube, samples_per_query):
-    result = aa_false_alarm_rate(cube, samples_per_query=samples_per_query, n_runs=1000, alpha=0.05,
-                                 seed=samples_per_query)
+    result = aa_false_alarm_rate(
+        cube, samples_per_query=samples_per_query, n_runs=1000, alpha=0.05, seed=samples_per_query
+    )
     assert result.n_runs == 1000 and result.n_queries == 60
     assert 0.025 <= result.rate <= 0.075
     assert result.ci_low < result.rate < result.ci_high and result.ci_high - result.ci_low < 0.04
@@ -79,8 +79,9 @@ def test_aa_needs_two_disjoint_halves(cube):
 
 
 def test_power_grows_with_queries_and_samples(cube):
-    curve = power_curve(cube, [5, 20, 60], [3, 8], n_runs=300, seed=1).set_index(
-        ["samples_per_query", "n_queries"]).rate
+    curve = (
+        power_curve(cube, [5, 20, 60], [3, 8], n_runs=300, seed=1).set_index(["samples_per_query", "n_queries"]).rate
+    )
     assert curve[(3, 5)] < curve[(3, 20)] < curve[(3, 60)]
     assert curve[(8, 5)] < curve[(8, 20)] < curve[(8, 60)]
     assert (curve.loc[8].to_numpy() > curve.loc[3].to_numpy()).all()

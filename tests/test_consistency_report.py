@@ -14,7 +14,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench.consistency.power import minimum_detectable_effect, t_test_power
 from workbench.consistency.crossfit import (
     CrossFitScorer,
     featurised_score_fn,
@@ -26,9 +25,17 @@ from workbench.consistency.crossfit import (
 from workbench.consistency.features import FeatureConfig, PairFeaturizer
 from workbench.consistency.mmd_baseline import MMDConfig, MMDResult, mmd_aa_false_alarm_rate, stage_tokens
 from workbench.consistency.plots import plot_change_power, plot_p_values, plot_per_query
-from workbench.consistency.study import Change, ChangeResult, analyse_change, compare_scores, decision_table, pool_stages
+from workbench.consistency.power import minimum_detectable_effect, t_test_power
 from workbench.consistency.responses import synthetic_responses
 from workbench.consistency.simct import ModelWiseResult, StageOverlapError
+from workbench.consistency.study import (
+    Change,
+    ChangeResult,
+    analyse_change,
+    compare_scores,
+    decision_table,
+    pool_stages,
+)
 
 CHANGES = [Change("aa", "A/A", control=True), Change("b", "big change", fold=0), Change("c", "other change", fold=1)]
 MMD = MMDConfig(max_length=20, n_permutations=30)
@@ -36,8 +43,9 @@ MMD = MMDConfig(max_length=20, n_permutations=30)
 
 @pytest.fixture(scope="module")
 def table():
-    return synthetic_responses(n_queries=16, n_seeds=6, seed=5,
-                               stage_shifts={"ref": 0.0, "train-ref": 0.0, "aa": 0.0, "b": 0.8, "c": 0.8})
+    return synthetic_responses(
+        n_queries=16, n_seeds=6, seed=5, stage_shifts={"ref": 0.0, "train-ref": 0.0, "aa": 0.0, "b": 0.8, "c": 0.8}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -91,7 +99,9 @@ def test_response_wise_table_evaluates_on_held_out_changes(pairs):
     assert (report.auc > 0.6).all()
     # per query: "both": ref + c within pairs (2 x 15) and ref-c cross pairs (36); "reference": no c within pairs
     assert report.groupby("positives").n_pairs.unique().map(list).to_dict() == {
-        "both": [16 * (2 * 15 + 36)], "reference": [16 * (15 + 36)]}
+        "both": [16 * (2 * 15 + 36)],
+        "reference": [16 * (15 + 36)],
+    }
 
 
 def test_minimum_detectable_effect_has_the_target_power():
@@ -116,8 +126,10 @@ def test_pooled_stage_and_mmd_false_alarms(table):
 
 def test_analysis_detects_the_change_and_not_the_control(table, featurizer, scorer):
     score_fn = featurised_score_fn(featurizer, scorer)
-    results = [analyse_change(table, "ref", change, score_fn, [8, 16], 6, MMD, simct_runs=100, mmd_runs=4, seed=0)
-               for change in CHANGES]
+    results = [
+        analyse_change(table, "ref", change, score_fn, [8, 16], 6, MMD, simct_runs=100, mmd_runs=4, seed=0)
+        for change in CHANGES
+    ]
     aa, b, _ = results
     assert b.simct.reject and b.simct.p_value < 1e-3 and b.pair_auc > 0.6
     assert not aa.simct.reject
@@ -150,11 +162,28 @@ def _result(stage, p_value, effect, simct_rates, mmd_rates, control=False):
     def curve(rates):
         return pd.DataFrame({"n_queries": grid, "rate": rates, "ci_low": rates, "ci_high": rates})
 
-    simct = ModelWiseResult(p_value=p_value, reject=p_value < 0.05, alpha=0.05, t_statistic=-1.0, n_queries=20,
-                            mean_within=0.6, mean_across=0.5, mean_difference=0.1, effect_size=effect, stage_a="ref",
-                            stage_b=stage)
-    return ChangeResult(Change(stage, stage, control=control), simct, MMDResult(0.5, 0.0, 20, 4, 30),
-                        curve(simct_rates), curve(mmd_rates), 0.5, pd.DataFrame())
+    simct = ModelWiseResult(
+        p_value=p_value,
+        reject=p_value < 0.05,
+        alpha=0.05,
+        t_statistic=-1.0,
+        n_queries=20,
+        mean_within=0.6,
+        mean_across=0.5,
+        mean_difference=0.1,
+        effect_size=effect,
+        stage_a="ref",
+        stage_b=stage,
+    )
+    return ChangeResult(
+        Change(stage, stage, control=control),
+        simct,
+        MMDResult(0.5, 0.0, 20, 4, 30),
+        curve(simct_rates),
+        curve(mmd_rates),
+        0.5,
+        pd.DataFrame(),
+    )
 
 
 def test_consistent_needs_power_against_the_subtlest_detected_change():
@@ -185,16 +214,26 @@ def test_both_labellings_and_the_feature_ablations_run_side_by_side(table):
     featurizer = PairFeaturizer(FeatureConfig())  # with the MiniLM cosine: the paper's set needs it
     pairs = featurizer.transform(study_pairs(table, "ref", "train-ref", CHANGES))
     folds = folds_of(CHANGES)
-    score_fns = {f"labelling {positives}": featurised_score_fn(featurizer, CrossFitScorer.fit(pairs, "train-ref", folds, positives=positives))
-                 for positives in POSITIVES}
+    score_fns = {
+        f"labelling {positives}": featurised_score_fn(
+            featurizer, CrossFitScorer.fit(pairs, "train-ref", folds, positives=positives)
+        )
+        for positives in POSITIVES
+    }
     for name, config in feature_ablations().items():
         scorer = CrossFitScorer.fit(pairs, "train-ref", folds, config)
         used = set(scorer.tests[0].feature_names)
-        expected = {"all features": set(FEATURE_NAMES), "without query type": set(FEATURE_NAMES) - {"query_closed"},
-                    "paper's features (no lengths)": set(PAPER_FEATURES)}[name]
+        expected = {
+            "all features": set(FEATURE_NAMES),
+            "without query type": set(FEATURE_NAMES) - {"query_closed"},
+            "paper's features (no lengths)": set(PAPER_FEATURES),
+        }[name]
         assert used == expected, name
         score_fns[name] = featurised_score_fn(featurizer, scorer)
     table_ = compare_scores(table, "ref", CHANGES, score_fns, samples_per_query=6, n_runs=100)
-    assert set(table_.columns.get_level_values(0)) == set(score_fns) and set(table_.columns.get_level_values(1)) == {"p", "power"}
+    assert set(table_.columns.get_level_values(0)) == set(score_fns) and set(table_.columns.get_level_values(1)) == {
+        "p",
+        "power",
+    }
     for name in score_fns:
         assert table_.loc["b", (name, "p")] < 0.05 and table_.loc["b", (name, "power")] > 0.8, name

@@ -18,8 +18,7 @@ from workbench.consistency.responses import (
 
 
 def _record(**overrides):
-    record = {"query_id": "q1", "query": "2+2?", "query_type": "closed", "stage": "fp32", "seed": 0,
-              "response": "4"}
+    record = {"query_id": "q1", "query": "2+2?", "query_type": "closed", "stage": "fp32", "seed": 0, "response": "4"}
     return {**record, **overrides}
 
 
@@ -44,14 +43,17 @@ def test_several_files_concatenate(tmp_path):
     assert load_responses([first, second]).stage.tolist() == ["fp32", "bf16"]
 
 
-@pytest.mark.parametrize("bad_line, message", [
-    ('{"query_id": "q2", "query": "x"', "invalid JSON"),
-    (json.dumps({k: v for k, v in _record(seed=1).items() if k != "seed"}), "missing field(s) 'seed'"),
-    (json.dumps(_record(seed=1, query_type="essay")), "query_type must be one of"),
-    (json.dumps(_record(seed=1, response=None)), "'response' must be a string"),
-    (json.dumps(_record(seed=True)), "'seed' must be an int or a string"),
-    ("[1, 2]", "expected a JSON object"),
-])
+@pytest.mark.parametrize(
+    "bad_line, message",
+    [
+        ('{"query_id": "q2", "query": "x"', "invalid JSON"),
+        (json.dumps({k: v for k, v in _record(seed=1).items() if k != "seed"}), "missing field(s) 'seed'"),
+        (json.dumps(_record(seed=1, query_type="essay")), "query_type must be one of"),
+        (json.dumps(_record(seed=1, response=None)), "'response' must be a string"),
+        (json.dumps(_record(seed=True)), "'seed' must be an int or a string"),
+        ("[1, 2]", "expected a JSON object"),
+    ],
+)
 def test_malformed_line_is_named(tmp_path, bad_line, message):
     path = _write_lines(tmp_path / "stage.jsonl", [json.dumps(_record()), "", bad_line])
     with pytest.raises(ResponseFormatError) as error:

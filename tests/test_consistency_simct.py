@@ -31,8 +31,9 @@ TRAIN = [("T0", "T1")]
 
 @pytest.fixture(scope="module")
 def pairs():
-    table = synthetic_responses(n_queries=30, n_seeds=5, seed=3,
-                                stage_shifts={"T0": 0.0, "T1": 0.8, "A": 0.0, "A2": 0.0, "B": 0.6})
+    table = synthetic_responses(
+        n_queries=30, n_seeds=5, seed=3, stage_shifts={"T0": 0.0, "T1": 0.8, "A": 0.0, "A2": 0.0, "B": 0.6}
+    )
     return PairFeaturizer().transform(labelled_pairs(table, TRAIN + [("A", "B"), ("A", "A2")]))
 
 
@@ -135,9 +136,14 @@ def test_t_test_false_alarm_rate_is_alpha_under_the_null():
 
 
 def test_per_query_scores_drops_incomplete_queries():
-    scored = pd.DataFrame({
-        "query_id": ["1", "1", "1", "2"], "stage1": ["A", "A", "B", "A"], "stage2": ["A", "B", "A", "A"],
-        "score": [0.9, 0.4, 0.6, 0.8]})
+    scored = pd.DataFrame(
+        {
+            "query_id": ["1", "1", "1", "2"],
+            "stage1": ["A", "A", "B", "A"],
+            "stage2": ["A", "B", "A", "A"],
+            "score": [0.9, 0.4, 0.6, 0.8],
+        }
+    )
     with pytest.warns(UserWarning, match="1 query"):
         means = per_query_scores(scored, "A", "B")
     assert means.index.tolist() == ["1"]

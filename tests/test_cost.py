@@ -24,8 +24,8 @@ from workbench.cost import (
     evaluation_cost_table,
     fit_bootstrap_scaling,
     get_hardware,
-    grid_cost,
     greedy_cost,
+    grid_cost,
     human_rating_budget,
     items_for_half_width,
     load_api_prices,
@@ -60,14 +60,18 @@ def smollm_h100():
 def test_packaged_prices_are_complete():
     prices = load_api_prices()
     assert len(prices) >= 8
-    assert all(p.source_url.startswith("https://") and p.input_usd_per_1m > 0 and p.output_usd_per_1m > 0 for p in prices)
+    assert all(
+        p.source_url.startswith("https://") and p.input_usd_per_1m > 0 and p.output_usd_per_1m > 0 for p in prices
+    )
     assert {"gpt-4o", "gpt-4o-mini", "claude-3-5-sonnet", "gemini-1.5-flash"} <= {p.model for p in prices}
 
 
 def test_price_arithmetic_by_hand(tmp_path):
     # Own table, so that editing the packaged prices never breaks this test.
     path = tmp_path / "prices.csv"
-    path.write_text(HEADER + "Acme,mid,2.50,10.00,2025-01-01,https://acme.test,\nAcme,big,3,15,2025-01,https://acme.test,\n")
+    path.write_text(
+        HEADER + "Acme,mid,2.50,10.00,2025-01-01,https://acme.test,\nAcme,big,3,15,2025-01,https://acme.test,\n"
+    )
     mid = api_price("mid", path)  # 2.50 in, 10.00 out per 1M tokens
     assert mid.cost(1000, 500) == pytest.approx(0.0025 + 0.005)
     assert mid.cost_per_1000(1000, 500) == pytest.approx(7.5)
@@ -84,7 +88,11 @@ def test_packaged_lookup():
 
 def test_own_price_table_and_lookup_errors(tmp_path):
     path = tmp_path / "mine.csv"
-    path.write_text("# my prices\n" + HEADER + "Acme,big,1,2,2025-01-01,https://acme.test,\nOther,big,3,4,2025-02,https://other.test,\n")
+    path.write_text(
+        "# my prices\n"
+        + HEADER
+        + "Acme,big,1,2,2025-01-01,https://acme.test,\nOther,big,3,4,2025-02,https://other.test,\n"
+    )
     assert api_price("Acme/big", path).cost(1e6, 1e6) == pytest.approx(3.0)
     with pytest.raises(KeyError, match="ambiguous"):
         api_price("big", path)
@@ -153,7 +161,14 @@ def test_shape_matches_a_real_llama(bias, tied):
     from transformers import LlamaConfig, LlamaForCausalLM
 
     config = LlamaConfig(
-        hidden_size=64, intermediate_size=96, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=100, attention_bias=bias, tie_word_embeddings=tied
+        hidden_size=64,
+        intermediate_size=96,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+        attention_bias=bias,
+        tie_word_embeddings=tied,
     )
     model = LlamaForCausalLM(config)
     assert ModelShape.from_config(config).params == sum(p.numel() for p in model.parameters())
@@ -210,8 +225,12 @@ def test_generate_time_is_prefill_plus_decode_steps(smollm_h100):
 @pytest.mark.parametrize("overlap", [True, False])
 def test_calibrate_recovers_known_efficiencies(overlap):
     cpu = Hardware("cpu", bf16_tflops=0.5, fp32_tflops=0.1, bandwidth_gb_s=10)
-    truth = Roofline(ModelShape.from_config(SMOLLM2_135M), cpu, Efficiency(0.4, 0.7, 0.003), kv_passes=3, overlap=overlap)
-    points = [Measurement.prefill(b, n, 0) for b in (1, 4) for n in (64, 256)] + [Measurement.decode(b, n, 0) for b in (1, 16) for n in (64, 512)]
+    truth = Roofline(
+        ModelShape.from_config(SMOLLM2_135M), cpu, Efficiency(0.4, 0.7, 0.003), kv_passes=3, overlap=overlap
+    )
+    points = [Measurement.prefill(b, n, 0) for b in (1, 4) for n in (64, 256)] + [
+        Measurement.decode(b, n, 0) for b in (1, 16) for n in (64, 512)
+    ]
     points = [replace(p, seconds=float(t)) for p, t in zip(points, truth.predict(points), strict=True)]
     start = replace(truth, efficiency=Efficiency())
     fitted = calibrate(start, points).efficiency
@@ -230,7 +249,9 @@ def test_self_hosted_cost_by_hand():
 
 
 def test_break_even_curves_cross_at_the_volume():
-    result = break_even(api_usd_per_request=0.003, usd_per_hour=2.0, requests_per_s=1.0, utilisation=0.5, variable_usd_per_request=0.001)
+    result = break_even(
+        api_usd_per_request=0.003, usd_per_hour=2.0, requests_per_s=1.0, utilisation=0.5, variable_usd_per_request=0.001
+    )
     assert result.volume == pytest.approx(2.0 * 730 / 0.002)
     at = break_even(0.003, 2.0, 1.0, 0.5, 0.001, volumes=result.volume * np.array([0.9, 1.0, 1.1]))
     assert at.api_usd[1] == pytest.approx(at.self_hosted_usd[1])
@@ -263,17 +284,23 @@ def test_pareto_mask_against_brute_force():
         quality = rng.integers(0, 8, size).astype(float)  # small integer grids make ties
         cost = rng.integers(0, 8, size).astype(float)
         quality[rng.random(size) < 0.05] = np.nan
-        brute = np.array([
-            np.isfinite(quality[i]) and not any(
-                quality[j] >= quality[i] and cost[j] <= cost[i] and (quality[j] > quality[i] or cost[j] < cost[i]) for j in range(size)
-            )
-            for i in range(size)
-        ])
+        brute = np.array(
+            [
+                np.isfinite(quality[i])
+                and not any(
+                    quality[j] >= quality[i] and cost[j] <= cost[i] and (quality[j] > quality[i] or cost[j] < cost[i])
+                    for j in range(size)
+                )
+                for i in range(size)
+            ]
+        )
         np.testing.assert_array_equal(pareto_mask(quality, cost), brute)
 
 
 def test_pareto_front_table():
-    table = pd.DataFrame({"config": list("abcde"), "accuracy": [0.8, 0.9, 0.7, 0.9, 0.95], "usd": [2.0, 3.0, 2.5, 3.0, 9.0]})
+    table = pd.DataFrame(
+        {"config": list("abcde"), "accuracy": [0.8, 0.9, 0.7, 0.9, 0.95], "usd": [2.0, 3.0, 2.5, 3.0, 9.0]}
+    )
     front = pareto_front(table, "accuracy", "usd")
     assert front["config"].tolist() == ["a", "b", "d", "e"]
 
@@ -287,7 +314,9 @@ def test_evaluation_costs_by_hand():
     judge = MetricCost("judge", 0.5)
     assert bleu.usd_per_1000(3.6) == pytest.approx(0.001 + 400)
     table = evaluation_cost_table([bleu, judge], usd_per_hour=3.6)
-    assert table["metric"].tolist() == ["judge", "bleu"] and table["total_usd_per_1000"].tolist() == pytest.approx([0.5, 400.001])
+    assert table["metric"].tolist() == ["judge", "bleu"] and table["total_usd_per_1000"].tolist() == pytest.approx(
+        [0.5, 400.001]
+    )
     assert human_rating_budget(0.3, 3, 1000) == pytest.approx(900)
 
 

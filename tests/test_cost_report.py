@@ -68,16 +68,27 @@ def test_roofline_requests_share_prefill_and_batch():
     assert alone == pytest.approx(ROOFLINE.generate_time(400, 2, batch=64, prefill_batch=1))
     batched = roofline_seconds_per_request(ROOFLINE, 400, 2, n=1, rows=64)
     assert batched == pytest.approx(ROOFLINE.generate_time(400, 2, batch=64) / 64)
-    options = roofline_options(SHAPE, Efficiency(0.5, 0.5, 0.0), 400, 2, ns=[1, 4], hardware={"box": MACHINE, "free": Hardware("free", 1, 1, 1)})
+    options = roofline_options(
+        SHAPE,
+        Efficiency(0.5, 0.5, 0.0),
+        400,
+        2,
+        ns=[1, 4],
+        hardware={"box": MACHINE, "free": Hardware("free", 1, 1, 1)},
+    )
     assert [o.name for o in options] == ["box (roofline)"]  # machines without a price are skipped
     assert hosting_table(options).loc[0, "requests_per_s"] == pytest.approx(1 / options[0].seconds(1))
 
 
 def test_overhead_table_orders_the_methods():
-    table = overhead_table(ROOFLINE, 400, 2, ns=[4, 16], candidates=5, seconds_per_utility=1e-4).set_index(["method", "n"])
+    table = overhead_table(ROOFLINE, 400, 2, ns=[4, 16], candidates=5, seconds_per_utility=1e-4).set_index(
+        ["method", "n"]
+    )
     assert table.loc[("greedy", 1), "x_greedy"] == 1.0
     for n in (4, 16):
-        assert table.loc[("sample, N prompt copies", n), "total_s"] > table.loc[("sample, shared prefill", n), "total_s"]
+        assert (
+            table.loc[("sample, N prompt copies", n), "total_s"] > table.loc[("sample, shared prefill", n), "total_s"]
+        )
         assert table.loc[("MBR (+ N^2 utilities)", n), "utility_s"] == pytest.approx(n * n * 1e-4)
 
 
@@ -92,7 +103,10 @@ def test_records_rebuild_the_calibrated_roofline(tmp_path):
         "kv_passes": 3.0,
         "statistic": "median",
         "models": {"sum": {"efficiency": asdict(ROOFLINE.efficiency)}},
-        "points": [{"phase": p, "batch": b, "tokens": t, "seconds": [s, s * 2, s / 2], "fit": f} for (p, b, t), s, f in zip(timed.itertuples(index=False), exact, (True, False), strict=True)],
+        "points": [
+            {"phase": p, "batch": b, "tokens": t, "seconds": [s, s * 2, s / 2], "fit": f}
+            for (p, b, t), s, f in zip(timed.itertuples(index=False), exact, (True, False), strict=True)
+        ],
     }
     path = tmp_path / "benchmarks.jsonl"
     older = {**record, "timestamp": "2026-01-01T00:00:00+00:00", "threads": 2}
@@ -111,7 +125,13 @@ def test_mbr_seconds_per_utility():
 
 def test_quality_cost_points_and_pareto():
     run = synthetic_run(items=200, k=16, seed=0)
-    timing = pd.DataFrame({"method": ["greedy", "sample", "sample", "exact"], "n": [1, 4, 16, 5], "seconds_per_item": [0.1, 0.2, 0.4, 0.15]})
+    timing = pd.DataFrame(
+        {
+            "method": ["greedy", "sample", "sample", "exact"],
+            "n": [1, 4, 16, 5],
+            "seconds_per_item": [0.1, 0.2, 0.4, 0.15],
+        }
+    )
     points = quality_cost_points(run, timing, ns=[4, 16])
     assert list(points.strategy) == ["greedy", "sampled mean", "sampled mean", "exact mean"]
     assert list(points.seconds_per_item) == [0.1, 0.2, 0.4, 0.15]
@@ -124,16 +144,35 @@ def test_quality_cost_points_and_pareto():
 def test_bootstrap_scaling_follows_one_over_sqrt_n():
     rng = np.random.default_rng(0)
     gold = rng.normal(size=4000)
-    scaling, table = bootstrap_scaling("mae", gold + rng.normal(size=4000), gold, sizes=[250, 1000, 4000], n_resamples=300)
+    scaling, table = bootstrap_scaling(
+        "mae", gold + rng.normal(size=4000), gold, sizes=[250, 1000, 4000], n_resamples=300
+    )
     assert list(table["items"]) == [250, 1000, 4000]
     assert table.half_width.is_monotonic_decreasing
     assert -0.7 < scaling.exponent < -0.3
 
 
 def test_plots_draw():
-    table = validation_table(ROOFLINE, pd.DataFrame({"phase": ["prefill", "decode"], "batch": [1, 4], "tokens": [64, 64], "seconds": [0.3, 0.05], "role": ["fit", "held out"]}))
+    table = validation_table(
+        ROOFLINE,
+        pd.DataFrame(
+            {
+                "phase": ["prefill", "decode"],
+                "batch": [1, 4],
+                "tokens": [64, 64],
+                "seconds": [0.3, 0.05],
+                "role": ["fit", "held out"],
+            }
+        ),
+    )
     assert plot_validation(Figure().subplots(), table).get_xscale() == "log"
-    points = with_pareto(pd.DataFrame({"rmse": [1.0, 0.8, 0.9], "usd": [1.0, 2.0, 3.0], "stage": ["a", "a", "b"], "label": ["x", "y", "z"]}), "rmse", "usd")
+    points = with_pareto(
+        pd.DataFrame(
+            {"rmse": [1.0, 0.8, 0.9], "usd": [1.0, 2.0, 3.0], "stage": ["a", "a", "b"], "label": ["x", "y", "z"]}
+        ),
+        "rmse",
+        "usd",
+    )
     assert list(points.pareto) == [True, True, False]
     pareto_axes = plot_pareto(Figure().subplots(), points, "rmse", "usd")
     # One scatter per stage, at (cost, quality); the front joins the Pareto points in cost order and labels them.
@@ -157,7 +196,14 @@ def test_time_passes_on_a_tiny_model():
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    config = LlamaConfig(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, vocab_size=100)
+    config = LlamaConfig(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        vocab_size=100,
+    )
     model = LlamaForCausalLM(config).eval()
     timed = time_passes(model, ModelShape.from_model(model), [("prefill", 2, 8), ("decode", 3, 16)], repeats=2)
     assert list(timed.columns) == ["phase", "batch", "tokens", "seconds", "best"]

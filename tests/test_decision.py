@@ -109,9 +109,7 @@ def test_weighted_median_equals_median_of_the_expanded_samples():
         ("pinball", lambda d: quantile(d, 0.9), {"quantile": 0.9}),
     ],
 )
-def test_closed_form_rules_minimise_expected_loss_over_a_fine_grid(
-    skewed_grid, metric, rule, params
-):
+def test_closed_form_rules_minimise_expected_loss_over_a_fine_grid(skewed_grid, metric, rule, params):
     predictions = rule(skewed_grid)
     at_rule = brute_force_expected(metric, predictions, skewed_grid, **params).diagonal()
     over_fine_grid = expected_metric(metric, FINE, skewed_grid, **params)
@@ -141,9 +139,7 @@ def test_mode_pools_equal_values_and_breaks_ties_towards_the_smallest():
 
 
 @pytest.mark.parametrize("metric", list_metrics(kind="item", data="numeric"))
-def test_expected_metric_matches_brute_force_for_every_numeric_item_metric(
-    skewed_grid, sample_lists, metric
-):
+def test_expected_metric_matches_brute_force_for_every_numeric_item_metric(skewed_grid, sample_lists, metric):
     params = {"pinball": {"quantile": 0.3}, "within_tolerance": {"tolerance": 1.0}}.get(metric, {})
     candidates = np.linspace(0.0, 10.0, 41)
     for dist in (skewed_grid, from_samples(sample_lists)):
@@ -155,9 +151,7 @@ def test_expected_metric_matches_brute_force_for_every_numeric_item_metric(
 
 
 def test_grid_search_agrees_with_closed_form_rules(skewed_grid):
-    np.testing.assert_allclose(
-        grid_search("squared_error", FINE, skewed_grid), mean(skewed_grid), atol=0.005
-    )
+    np.testing.assert_allclose(grid_search("squared_error", FINE, skewed_grid), mean(skewed_grid), atol=0.005)
     for metric, rule in (("absolute_error", median), ("exact_match", mode)):
         # Both must be optimal; compare expected losses, since optima need not be unique.
         ours = brute_force_expected(metric, grid_search(metric, FINE, skewed_grid), skewed_grid)

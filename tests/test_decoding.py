@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.types import SamplingConfig
 
 
 @pytest.fixture
@@ -40,7 +40,11 @@ def test_score_matches_brute_force_and_is_batch_invariant(lm, engine, sst5_promp
 
 def test_greedy_matches_hf_generate(lm, engine, sst5):
     prompts = sst5.prompts(sst5.examples("dev", limit=3, seed=5), lm.tokenizer, sst5.fewshot(2))
-    prompts.append(lm.tokenizer.apply_chat_template([{"role": "user", "content": "Name three colours."}], tokenize=False, add_generation_prompt=True))
+    prompts.append(
+        lm.tokenizer.apply_chat_template(
+            [{"role": "user", "content": "Name three colours."}], tokenize=False, add_generation_prompt=True
+        )
+    )
     ours = engine.greedy(prompts, max_new_tokens=12)
     for prompt, text in zip(prompts, ours, strict=True):
         inputs = lm.tokenizer(prompt, return_tensors="pt", add_special_tokens=False)
@@ -96,7 +100,11 @@ def test_temperature_and_top_k_shape_the_distribution(engine, sst5_prompts):
 
 
 def test_stop_strings_cut_the_text(lm, engine):
-    prompt = lm.tokenizer.apply_chat_template([{"role": "user", "content": "Count from 1 to 20, separated by commas."}], tokenize=False, add_generation_prompt=True)
+    prompt = lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": "Count from 1 to 20, separated by commas."}],
+        tokenize=False,
+        add_generation_prompt=True,
+    )
     free = engine.greedy([prompt], max_new_tokens=30)[0]
     assert "\n3" in free
     stopped = engine.sample([prompt], 1, SamplingConfig(temperature=0, max_new_tokens=30, stop=("\n3", "never")))[0]
@@ -136,8 +144,14 @@ def test_long_answers_are_exact_and_seeded(lm, engine):
     """Long free-text answers (tree, hand-over to rows, rows finishing at different steps): every
     token's log-probability matches a plain forward pass, and the samples depend on the seed only."""
     system = "You are a helpful assistant. Answer in one or two short sentences, then stop."
-    prompts = [lm.tokenizer.apply_chat_template([{"role": "system", "content": system}, {"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
-               for q in ("Name three colours.", "What is the capital of France, and why is it famous?")]
+    prompts = [
+        lm.tokenizer.apply_chat_template(
+            [{"role": "system", "content": system}, {"role": "user", "content": q}],
+            tokenize=False,
+            add_generation_prompt=True,
+        )
+        for q in ("Name three colours.", "What is the capital of France, and why is it famous?")
+    ]
     config = SamplingConfig(temperature=1.0, max_new_tokens=40, seed=11)
     results = engine.sample(prompts, 8, config)
     lengths = set()
@@ -145,9 +159,13 @@ def test_long_answers_are_exact_and_seeded(lm, engine):
         for ids, logprobs in zip(result.token_ids, result.token_logprobs, strict=True):
             lengths.add(len(ids))
             assert brute_force_logprob(lm, prompt, ids) == pytest.approx(sum(logprobs), abs=2e-3)
-            assert logprobs[-1] == pytest.approx(brute_force_logprob(lm, prompt, ids) - brute_force_logprob(lm, prompt, ids[:-1]), abs=1e-3)
+            assert logprobs[-1] == pytest.approx(
+                brute_force_logprob(lm, prompt, ids) - brute_force_logprob(lm, prompt, ids[:-1]), abs=1e-3
+            )
     assert len(lengths) >= 3  # rows ended at different steps
-    assert [r.token_ids for r in HFEngine(lm, progress=False).sample(prompts, 8, config)] == [r.token_ids for r in results]
+    assert [r.token_ids for r in HFEngine(lm, progress=False).sample(prompts, 8, config)] == [
+        r.token_ids for r in results
+    ]
     alone = HFEngine(lm, progress=False).sample(prompts[1:], 8, config)[0]  # other batch, other padding: same samples
     assert alone.token_ids == results[1].token_ids
     assert np.allclose(np.concatenate(alone.token_logprobs), np.concatenate(results[1].token_logprobs), atol=1e-4)
@@ -174,8 +192,16 @@ def test_invalid_settings():
         SamplingConfig(top_p=0)
     with pytest.raises(ValueError):
         SamplingConfig(max_new_tokens=0)
-    for bad in (dict(temperature=float("inf")), dict(temperature=float("nan")), dict(temperature=1e-320), dict(top_p=float("nan")),
-                dict(temperature=True), dict(max_new_tokens=5.0), dict(top_k="3"), dict(stop=("",))):
+    for bad in (
+        dict(temperature=float("inf")),
+        dict(temperature=float("nan")),
+        dict(temperature=1e-320),
+        dict(top_p=float("nan")),
+        dict(temperature=True),
+        dict(max_new_tokens=5.0),
+        dict(top_k="3"),
+        dict(stop=("",)),
+    ):
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
     assert SamplingConfig(temperature=1) == SamplingConfig(temperature=1.0)  # one cache key for both spellings

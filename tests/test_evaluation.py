@@ -7,9 +7,10 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from sklearn.metrics import f1_score, precision_score, recall_score, roc_auc_score
-from make_tiny_model import make_tiny_model
 
+from make_tiny_model import make_tiny_model
 from workbench.inference.engine import HFEngine
+from workbench.inference.models import load_model
 from workbench.lifecycle.evaluation import (
     Predictions,
     class_scheme,
@@ -21,7 +22,6 @@ from workbench.lifecycle.evaluation import (
     slice_metrics,
     sliding_windows,
 )
-from workbench.inference.models import load_model
 from workbench.metric_aware.metrics import expected_calibration_error
 from workbench.tasks import Example, get_task
 
@@ -80,7 +80,9 @@ def test_class_schemes():
 def fake_predictions():
     task = get_task("sst5")
     texts = ["a b", "a b c", "w " * 15, "w " * 30]
-    examples = [Example(str(i), text, target) for i, (text, target) in enumerate(zip(texts, [1.0, 2.0, 4.0, 5.0], strict=True))]
+    examples = [
+        Example(str(i), text, target) for i, (text, target) in enumerate(zip(texts, [1.0, 2.0, 4.0, 5.0], strict=True))
+    ]
     probs = np.array([[0.7, 0.3, 0, 0, 0], [0.2, 0.8, 0, 0, 0], [0, 0, 0.5, 0.5, 0], [0, 0, 0, 0.4, 0.6]])
     return Predictions(task, examples, probs, np.array([0.1, 0.2, 0.3, 0.4]), class_scheme(task))
 
@@ -129,7 +131,9 @@ def test_perplexity_matches_brute_force(tiny_lm):
 
 def test_evaluate_stage_tables(tiny_lm):
     sets = {name: (get_task(name), get_task(name).examples("test", limit=6, seed=0)) for name in ("sst5", "stsb")}
-    evaluation = evaluate_stage("tiny", HFEngine(tiny_lm, cache=None, progress=False), sets, ppl_length=32, ppl_stride=16)
+    evaluation = evaluate_stage(
+        "tiny", HFEngine(tiny_lm, cache=None, progress=False), sets, ppl_length=32, ppl_stride=16
+    )
     metrics = evaluation.metrics
     assert metrics["task"].tolist() == ["sst5", "stsb"] and (metrics["n"] == 6).all()
     assert metrics[["perplexity", "accuracy", "macro_f1", "ece", "rmse"]].notna().all().all()

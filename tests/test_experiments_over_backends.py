@@ -28,8 +28,8 @@ machine's core count.
 import numpy as np
 import pandas as pd
 import pytest
-from make_tiny_model import make_tiny_rating_model
 
+from make_tiny_model import make_tiny_rating_model
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model, load_tokenizer
 from workbench.inference.openai_compat import OpenAIEngine
@@ -67,7 +67,12 @@ def reference(rater, sst5, one_torch_thread) -> TaskRun:
 def assert_same_decisions(run: TaskRun, reference: TaskRun) -> None:
     """The checks of the module docstring: equal samples and grid decisions, exact numbers to the tolerance."""
     assert (run.task, run.ids, run.greedy, run.samples, run.texts) == (
-        reference.task, reference.ids, reference.greedy, reference.samples, reference.texts)
+        reference.task,
+        reference.ids,
+        reference.greedy,
+        reference.samples,
+        reference.texts,
+    )
     np.testing.assert_array_equal(run.gold, reference.gold)
     np.testing.assert_allclose(run.exact_probs, reference.exact_probs, rtol=0, atol=TOLERANCE)
     np.testing.assert_allclose(run.outside_mass, reference.outside_mass, rtol=0, atol=TOLERANCE)

@@ -82,7 +82,9 @@ def test_a_full_disk_while_writing_a_checkpoint_names_it_and_keeps_the_previous_
         raise RuntimeError("[enforce fail at inline_container.cc:603] . unexpected pos 64 vs 0")  # torch's wording
 
     monkeypatch.setattr(torch, "save", save_on_a_full_disk)
-    with pytest.raises(OSError, match="could not write checkpoint .*step-000004.pt .*previous checkpoints .* are intact"):
+    with pytest.raises(
+        OSError, match="could not write checkpoint .*step-000004.pt .*previous checkpoints .* are intact"
+    ):
         save_checkpoint(tmp_path, {"step": 4, "weights": torch.zeros(1000)})
     monkeypatch.undo()
     assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["step-000002.pt"]  # no partial file left

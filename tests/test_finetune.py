@@ -10,6 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
+from make_tiny_model import make_tiny_model
+from workbench.inference.models import load_model, weights_sha256
 from workbench.lifecycle.finetune import FinetuneConfig, finetune, resolve_task, run_dir
 from workbench.lifecycle.finetune.batching import batch_schedule
 from workbench.lifecycle.finetune.checkpoints import latest_checkpoint
@@ -17,9 +19,7 @@ from workbench.lifecycle.finetune.encoding import encode, training_set
 from workbench.lifecycle.finetune.loss import answer_nll, mean_answer_loss
 from workbench.lifecycle.finetune.selection import dev_sets, evaluate_dev
 from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
-from workbench.inference.models import load_model, weights_sha256
 from workbench.tasks import Example, get_task
-from make_tiny_model import make_tiny_model
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,17 @@ def tiny(tmp_path_factory):
 
 
 def small(tiny, **changes):
-    settings = dict(base=tiny, tasks=("sst5",), method="full", lr=1e-2, batch_size=4, max_steps=4, max_examples=8, device="cpu", save_every=2)
+    settings = dict(
+        base=tiny,
+        tasks=("sst5",),
+        method="full",
+        lr=1e-2,
+        batch_size=4,
+        max_steps=4,
+        max_examples=8,
+        device="cpu",
+        save_every=2,
+    )
     return FinetuneConfig(**{**settings, **changes})
 
 
@@ -93,10 +103,16 @@ def test_resume_after_interruption_gives_the_same_weights(tiny, tmp_path):
     resumed = finetune(interrupted, progress=False)
     assert resumed.resumed_from == 2
     assert resumed.losses == straight.losses
-    a, b = load_file(tmp_path / "a" / "model" / "model.safetensors"), load_file(tmp_path / "b" / "model" / "model.safetensors")
+    a, b = (
+        load_file(tmp_path / "a" / "model" / "model.safetensors"),
+        load_file(tmp_path / "b" / "model" / "model.safetensors"),
+    )
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert not any("lora" in k for k in a)  # adapters merged into plain weights
-    assert not torch.equal(a["model.layers.0.self_attn.q_proj.weight"], load_file(f"{tiny}/model.safetensors")["model.layers.0.self_attn.q_proj.weight"])
+    assert not torch.equal(
+        a["model.layers.0.self_attn.q_proj.weight"],
+        load_file(f"{tiny}/model.safetensors")["model.layers.0.self_attn.q_proj.weight"],
+    )
 
 
 def test_saved_model_loads_and_a_finished_run_is_reused(tiny, tmp_path):
@@ -138,11 +154,24 @@ def test_the_run_key_of_a_fixed_config_is_pinned(tmp_path):
     fine-tuning module was split by concern and must not move."""
     assert FinetuneConfig().run_id() == "b9a7217d9cb5"
     assert FinetuneConfig(objective="soft", tasks=("sst5",), max_examples={"sst5": 100}).run_id() == "61b813bd664e"
-    final = FinetuneConfig(method="full", train_layers=8, batch_size=16, max_examples=2500, epochs=1, eval_every=80, patience=2,
-                           save_every=40, warmup_fraction=0.05, lr=3e-4, dev_examples=200)
+    final = FinetuneConfig(
+        method="full",
+        train_layers=8,
+        batch_size=16,
+        max_examples=2500,
+        epochs=1,
+        eval_every=80,
+        patience=2,
+        save_every=40,
+        warmup_fraction=0.05,
+        lr=3e-4,
+        dev_examples=200,
+    )
     assert final.run_id() == "eb94c6852384"
-    examples = {"sst5": [Example(id="a", text="good film", target=4.0), Example(id="b", text="bad film", target=1.0)],
-                "stsb": [Example(id="p", text="A man sings.", text_b="A man is singing.", target=4.8)]}
+    examples = {
+        "sst5": [Example(id="a", text="good film", target=4.0), Example(id="b", text="bad film", target=1.0)],
+        "stsb": [Example(id="p", text="A man sings.", text_b="A man is singing.", target=4.8)],
+    }
     dev = {"sst5": examples["sst5"][:1], "stsb": examples["stsb"]}
     assert run_dir(final, examples, tmp_path, dev=dev) == tmp_path / "579ea3bf3e6c"
 
@@ -210,9 +239,14 @@ def test_the_soft_objective_trains_a_mixed_task_run(tiny):
 
 def test_per_task_example_limits(tiny):
     tokenizer = AutoTokenizer.from_pretrained(tiny)
-    encoded = training_set(small(tiny, tasks=("sst5", "stsb"), max_examples={"sst5": 3}), tokenizer, {"sst5": get_task("sst5").examples("train", limit=10),
-                                                                                                       "stsb": get_task("stsb").examples("train", limit=7)})
-    assert [e.task for e in encoded].count("sst5") == 3 and [e.task for e in encoded].count("stsb") == 7  # stsb not named: all
+    encoded = training_set(
+        small(tiny, tasks=("sst5", "stsb"), max_examples={"sst5": 3}),
+        tokenizer,
+        {"sst5": get_task("sst5").examples("train", limit=10), "stsb": get_task("stsb").examples("train", limit=7)},
+    )
+    assert [e.task for e in encoded].count("sst5") == 3 and [e.task for e in encoded].count(
+        "stsb"
+    ) == 7  # stsb not named: all
     assert small(tiny, max_examples={"sst5": 3}).run_id() != small(tiny, max_examples={"sst5": 4}).run_id()
 
 
@@ -229,23 +263,31 @@ def test_coarse_sts_answers_keep_the_fine_grid():
 
 def test_dev_selection_keeps_the_best_evaluation_and_stops_early(tiny, tmp_path):
     dev = {"sst5": get_task("sst5").examples("dev", limit=4, seed=0)}
-    config = small(tiny, max_steps=12, eval_every=2, patience=1, lr=0.3, output_dir=str(tmp_path))  # a large lr: dev gets worse
+    config = small(
+        tiny, max_steps=12, eval_every=2, patience=1, lr=0.3, output_dir=str(tmp_path)
+    )  # a large lr: dev gets worse
     result = finetune(config, dev=dev, progress=False)
     objectives = [record["objective"] for record in result.dev_history]
     best = result.dev_history[int(np.argmin(objectives))]
     assert result.best_step == best["step"] and result.best_objective == min(objectives)
-    assert result.steps < 12 or len(objectives) == 6  # stopped after one evaluation without improvement, or never got worse
+    assert (
+        result.steps < 12 or len(objectives) == 6
+    )  # stopped after one evaluation without improvement, or never got worse
     if result.steps < 12:
         assert objectives[-1] >= min(objectives) and result.steps == result.dev_history[-1]["step"]
     # the saved weights are the kept evaluation's: scoring them again gives its dev objective
-    engine_scores = evaluate_dev(load_model(str(result.model_dir), device="cpu").model, result.tokenizer, dev_sets(config, dev), config.precision)
+    engine_scores = evaluate_dev(
+        load_model(str(result.model_dir), device="cpu").model, result.tokenizer, dev_sets(config, dev), config.precision
+    )
     assert engine_scores[1] == pytest.approx(best["objective"], abs=1e-6)
     assert set(best["scores"]["sst5"]) >= {"accuracy", "rmse", "spearman", "nll", "outside_mass"}
 
 
 def test_a_table_task_given_as_a_spec_trains_and_keys_the_cache_on_its_content(tiny, tmp_path):
     table = tmp_path / "reviews.csv"
-    rows = ["text,label"] + [f"review number {i} is {'great' if i % 2 else 'awful'},{5 if i % 2 else 1}" for i in range(8)]
+    rows = ["text,label"] + [
+        f"review number {i} is {'great' if i % 2 else 'awful'},{5 if i % 2 else 1}" for i in range(8)
+    ]
     table.write_text("\n".join(rows) + "\n")
     spec = {"task": "table", "path": str(table), "text_column": "text", "label_column": "label"}
     assert resolve_task(spec).name == get_task("table", path=str(table), text_column="text", label_column="label").name

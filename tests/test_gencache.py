@@ -20,7 +20,9 @@ def test_roundtrip_and_key_sensitivity(tmp_path):
     key = cache.key("sample", "p", {"t": 1.0}, seed=0, device="cpu")
     assert key != cache.key("sample", "p", {"t": 1.0}, seed=1, device="cpu")
     assert key != cache.key("sample", "p", {"t": 0.5}, seed=0, device="cpu")
-    assert key != GenerationCache(tmp_path, {**FP, "dtype": "bf16"}).key("sample", "p", {"t": 1.0}, seed=0, device="cpu")
+    assert key != GenerationCache(tmp_path, {**FP, "dtype": "bf16"}).key(
+        "sample", "p", {"t": 1.0}, seed=0, device="cpu"
+    )
     cache.put_many("sample", {key: {"texts": ["a"]}})
     assert GenerationCache(tmp_path, FP).get("sample", key) == {"texts": ["a"]}
     assert len(GenerationCache(tmp_path, FP)) == 1
@@ -41,7 +43,9 @@ def test_equal_settings_are_one_key_and_the_device_type_is_part_of_it(tmp_path):
     assert key({}, device="cuda:0") == key({}, device="cuda:1") == key({}, device="cuda") != key({}, device="cpu")
     import torch
 
-    assert key({}, device=torch.device("cpu")) == key({}) and key({}, device=torch.device("cuda", 0)) == key({}, device="cuda")
+    assert key({}, device=torch.device("cpu")) == key({}) and key({}, device=torch.device("cuda", 0)) == key(
+        {}, device="cuda"
+    )
     with pytest.raises(TypeError):
         cache.key("sample", "p", {})  # no device: refused rather than shared across devices
     with pytest.raises(TypeError, match="not a number"):
@@ -107,7 +111,12 @@ else:  # a reader: rereads the whole file until the writers are done and counts 
 def start(tmp_path, role, worker, go, batches=6, per_batch=40):
     env = {**os.environ, "PYTHONPATH": str(Path(workbench.__file__).parent.parent)}
     script = CHILD.replace("BATCHES", str(batches)).replace("PER_BATCH", str(per_batch))
-    child = subprocess.Popen([sys.executable, "-c", script, str(tmp_path), json.dumps(FP), role, str(worker), str(go)], stdout=subprocess.PIPE, text=True, env=env)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, str(tmp_path), json.dumps(FP), role, str(worker), str(go)],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     assert child.stdout.readline().strip() == "ready"
     return child
 
@@ -128,7 +137,9 @@ def test_concurrent_writer_processes_lose_nothing_and_readers_see_no_half_lines(
     assert len((cache.folder / "sample.jsonl").read_bytes().splitlines()) == 4 * 6 * 40
 
 
-@pytest.mark.parametrize(("held", "role"), [(fcntl.LOCK_SH, "writer"), (fcntl.LOCK_EX, "writer"), (fcntl.LOCK_EX, "reader")])
+@pytest.mark.parametrize(
+    ("held", "role"), [(fcntl.LOCK_SH, "writer"), (fcntl.LOCK_EX, "writer"), (fcntl.LOCK_EX, "reader")]
+)
 def test_writers_and_readers_take_the_file_lock(tmp_path, held, role):
     """A writer waits while anyone reads or writes; a reader waits while someone writes."""
     go = tmp_path / "go"

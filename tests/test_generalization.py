@@ -7,8 +7,9 @@ import csv
 import numpy as np
 import pytest
 
-from workbench.inference.types import GridScore
 from workbench.cost.generalization import drop_table, metric_drop, rule_predictions, with_prompt_of
+from workbench.inference.types import GridScore
+from workbench.tasks import Example, Task, get_task
 from workbench.tasks.rating_sets import (
     hutto_snippets_path,
     lexicon_to_csv,
@@ -17,7 +18,6 @@ from workbench.tasks.rating_sets import (
     to_rating_scale,
     vader_lexicon_path,
 )
-from workbench.tasks import Example, Task, get_task
 
 # VADER's format: token, mean (-4..+4), std, raw ratings; Windows line endings like the real file.
 FAKE_LEXICON = "\r\n".join(
@@ -71,7 +71,16 @@ def test_adapter_can_keep_every_token(tmp_path):
 
 
 def test_converted_file_loads_through_the_table_task(lexicon_csv):
-    task = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", low=1, high=5, step=1, fractions=ALL_TEST)
+    task = get_task(
+        "table",
+        path=str(lexicon_csv.path),
+        text_column="text",
+        label_column="rating",
+        low=1,
+        high=5,
+        step=1,
+        fractions=ALL_TEST,
+    )
     examples = task.examples("test")
     assert [e.text for e in examples] == ["good", "awful", "meh"]
     assert [e.target for e in examples] == pytest.approx([3.95, 1.0, 3.0])
@@ -86,7 +95,15 @@ class PlainTokenizer:
 
 def test_with_prompt_of_keeps_the_template_and_swaps_the_data(lexicon_csv):
     template_rows = [Example("t/0", "a fine film", 4.0)]
-    template = Task("template", lambda split: template_rows, "Rate it.", lambda ex: f"Review: {ex.text}", lambda ex: f"{ex.target:.0f}", lambda text: None, grid=[1.0, 2.0, 3.0, 4.0, 5.0])
+    template = Task(
+        "template",
+        lambda split: template_rows,
+        "Rate it.",
+        lambda ex: f"Review: {ex.text}",
+        lambda ex: f"{ex.target:.0f}",
+        lambda text: None,
+        grid=[1.0, 2.0, 3.0, 4.0, 5.0],
+    )
     template.examples("test")  # fills the template's split cache, which the new task must not share
     data = get_task("table", path=str(lexicon_csv.path), text_column="text", label_column="rating", fractions=ALL_TEST)
     transfer = with_prompt_of(template, data)
@@ -138,7 +155,16 @@ class FakeEngine:
 
 
 def test_rule_predictions_apply_each_rule_to_the_exact_distribution():
-    task = Task("t", lambda split: [], "Rate it.", lambda ex: ex.text, lambda ex: "", lambda text: None, grid=[1.0, 2.0, 3.0, 4.0, 5.0], grid_format="{:.0f}")
+    task = Task(
+        "t",
+        lambda split: [],
+        "Rate it.",
+        lambda ex: ex.text,
+        lambda ex: "",
+        lambda text: None,
+        grid=[1.0, 2.0, 3.0, 4.0, 5.0],
+        grid_format="{:.0f}",
+    )
     gold, predictions, outside = rule_predictions(FakeEngine(), task, [Example("a", "x", 4.0), Example("b", "y", 2.0)])
     assert gold.tolist() == [4.0, 2.0]
     assert predictions["exact mean"] == pytest.approx([3.4, 3.4])  # 0.1 + 0.2 + 0.6 + 2.0 + 0.5
@@ -153,8 +179,10 @@ def test_the_packaged_lexicon_is_found():
 
 def test_snippets_convert_to_a_rating_table(tmp_path):
     source = tmp_path / "snippets.txt"
-    source.write_text("id\tsentiment\ttext\r\n1_1\t-4.0\tawful battery.\r\n1_2\t2.0\tgreat screen\r\n"
-                      "1_3\tnot a number\tx\r\n1_4\t1.0\tsame text\r\n1_5\t3.0\tsame text\r\n1_6\t0.5\t\r\n\r\n")
+    source.write_text(
+        "id\tsentiment\ttext\r\n1_1\t-4.0\tawful battery.\r\n1_2\t2.0\tgreat screen\r\n"
+        "1_3\tnot a number\tx\r\n1_4\t1.0\tsame text\r\n1_5\t3.0\tsame text\r\n1_6\t0.5\t\r\n\r\n"
+    )
     conversion = snippets_to_csv(source, tmp_path / "out" / "snippets.csv")
     assert (conversion.kept, conversion.duplicates, conversion.malformed) == (2, 2, 2)
     rows = list(csv.DictReader(open(conversion.path, encoding="utf-8")))
@@ -165,16 +193,27 @@ def test_snippets_convert_to_a_rating_table(tmp_path):
 
 def test_sick_maps_relatedness_onto_the_stsb_scale(tmp_path):
     source = tmp_path / "SICK.txt"
-    source.write_text("pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\r\n"
-                      "1\tA man runs.\tA person runs.\t5.0\tENTAILMENT\r\n2\tA cat.\tThe sea.\t1.0\tNEUTRAL\r\n"
-                      "3\tA dog.\tA puppy.\t3.4\tNEUTRAL\r\n4\tbad\trow\n")
+    source.write_text(
+        "pair_ID\tsentence_A\tsentence_B\trelatedness_score\tentailment_judgment\r\n"
+        "1\tA man runs.\tA person runs.\t5.0\tENTAILMENT\r\n2\tA cat.\tThe sea.\t1.0\tNEUTRAL\r\n"
+        "3\tA dog.\tA puppy.\t3.4\tNEUTRAL\r\n4\tbad\trow\n"
+    )
     conversion = sick_to_csv(source, tmp_path / "sick.csv")
     assert (conversion.kept, conversion.malformed) == (3, 1)
     rows = list(csv.DictReader(open(conversion.path, encoding="utf-8")))
     assert [float(r["score"]) for r in rows] == [5.0, 0.0, 3.0]
     assert rows[0]["text_b"] == "A person runs."
-    task = get_task("table", path=str(conversion.path), text_column="text", text_b_column="text_b", label_column="score",
-                    low=0, high=5, step=0.1, fractions=ALL_TEST)
+    task = get_task(
+        "table",
+        path=str(conversion.path),
+        text_column="text",
+        text_b_column="text_b",
+        label_column="score",
+        low=0,
+        high=5,
+        step=0.1,
+        fractions=ALL_TEST,
+    )
     assert with_prompt_of(get_task("stsb"), task).grid == get_task("stsb").grid
     with pytest.raises(ValueError, match="line 1"):
         bad = tmp_path / "bad.txt"

@@ -30,12 +30,15 @@ def test_no_grid_means_open_answers_unchanged():
     np.testing.assert_array_equal(snap_to_grid([3.75, 1], None), [3.75, 1.0])
 
 
-@pytest.mark.parametrize(("values", "grid", "message"), [
-    ([1.0, np.nan], [1.0, 2.0], "non-finite"),
-    ([1.0], [], "non-empty"),
-    ([1.0], [[1.0, 2.0]], "non-empty 1-d"),
-    ([1.0], [1.0, np.inf], "finite"),
-])
+@pytest.mark.parametrize(
+    ("values", "grid", "message"),
+    [
+        ([1.0, np.nan], [1.0, 2.0], "non-finite"),
+        ([1.0], [], "non-empty"),
+        ([1.0], [[1.0, 2.0]], "non-empty 1-d"),
+        ([1.0], [1.0, np.inf], "finite"),
+    ],
+)
 def test_bad_input_is_refused_with_a_clear_error(values, grid, message):
     with pytest.raises(ValueError, match=message):
         snap_to_grid(values, grid)

@@ -58,8 +58,11 @@ sys.exit(0 if record["status"] == "finished" else 1)
 def fixture_notebook(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("notebook")
     notebook = nbformat.v4.new_notebook()
-    notebook.cells = [nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
-                      nbformat.v4.new_code_cell(TRAIN), nbformat.v4.new_code_cell(DECODE)]
+    notebook.cells = [
+        nbformat.v4.new_code_cell(PARAMETERS, metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell(TRAIN),
+        nbformat.v4.new_code_cell(DECODE),
+    ]
     notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
     path = folder / "90_interrupted.ipynb"
     nbformat.write(notebook, path)
@@ -71,8 +74,15 @@ def start(notebook: Path, model: str, work: Path) -> subprocess.Popen:
     params = {"MODEL": model, "WORK": str(work), "OUT": str(work / "out.json")}
     script = RUN.format(scripts=str(PROJECT_ROOT / "scripts"), root=str(work), notebook=str(notebook), params=params)
     env = {**os.environ, "WORKBENCH_CACHE_DIR": str(work / "cache"), "WORKBENCH_TRACKING": "0"}
-    return subprocess.Popen([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=PROJECT_ROOT,
+        env=env,
+        start_new_session=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def finish(process: subprocess.Popen) -> None:
@@ -120,5 +130,7 @@ def test_a_killed_notebook_run_resumes_from_its_checkpoints_and_cache_with_the_s
     assert resumed["losses"] == uninterrupted["losses"]  # every step's loss, bit for bit
     assert resumed["resumed_from"] == 12  # the third start found the training finished and reused it
     assert cache_lines(broken) == 16  # one line per prompt: no decode was written twice
-    print(f"uninterrupted {straight_s:.1f} s; killed twice and resumed {broken_s:.1f} s; training killed after "
-          f"step >= {steps_done} (checkpoint kept), decoding killed with {cached} of 16 prompts cached")
+    print(
+        f"uninterrupted {straight_s:.1f} s; killed twice and resumed {broken_s:.1f} s; training killed after "
+        f"step >= {steps_done} (checkpoint kept), decoding killed with {cached} of 16 prompts cached"
+    )

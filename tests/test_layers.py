@@ -19,13 +19,23 @@ import pytest
 PACKAGE = Path(__file__).resolve().parent.parent / "workbench"
 LAYERS = {
     "paths": 0,
-    "text": 1, "progress": 1, "tracking": 1, "widgets": 1, "profiles": 1,
-    "inference": 2, "tasks": 2,
-    "metric_aware": 3, "runs": 3,
+    "text": 1,
+    "progress": 1,
+    "tracking": 1,
+    "widgets": 1,
+    "profiles": 1,
+    "inference": 2,
+    "tasks": 2,
+    "metric_aware": 3,
+    "runs": 3,
     "lifecycle": 4,
     "serving": 5,
-    "consistency": 6, "cost": 6, "report": 6,
-    "cli": 7, "notebook": 7, "__init__": 7,
+    "consistency": 6,
+    "cost": 6,
+    "report": 6,
+    "cli": 7,
+    "notebook": 7,
+    "__init__": 7,
     "__main__": 8,
 }
 
@@ -97,7 +107,9 @@ def import_graph(package: Path) -> dict[str, dict[str, list[str]]]:
                 if node.level:  # relative: from the module's own package, up level - 1 more
                     anchor = name.split(".")[: len(name.split(".")) - node.level + is_package]
                     base = ".".join(anchor + ([base] if base else []))
-                targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
+                targets = [
+                    f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names
+                ]
             where = f"line {node.lineno}" + (f" (in {function})" if function else "")
             for target in targets:
                 if target not in modules or target == name:
@@ -183,7 +195,9 @@ def describe(cycle: list[str], graph: dict[str, dict[str, list[str]]]) -> str:
 def test_the_package_has_no_import_cycle():
     graph = import_graph(PACKAGE)
     cycles = [describe(cycle, graph) for cycle in find_cycles(graph)]
-    assert not cycles, "import cycles (break them by moving what both sides need to a module both can import):\n" + "\n".join(cycles)
+    assert not cycles, (
+        "import cycles (break them by moving what both sides need to a module both can import):\n" + "\n".join(cycles)
+    )
 
 
 def test_the_cycle_check_sees_imports_inside_functions(tmp_path):

@@ -45,7 +45,9 @@ def test_gsm8k_bad_json_and_bad_answer(data_dir):
     (data_dir / "gsm8k" / "test.jsonl").write_text(good + "\n{not json\n")
     with pytest.raises(DataFormatError, match=r"test\.jsonl:2: invalid JSON"):
         read_gsm8k("test")
-    (data_dir / "gsm8k" / "test.jsonl").write_text(good + "\n" + json.dumps({"question": "q", "answer": "no final"}) + "\n")
+    (data_dir / "gsm8k" / "test.jsonl").write_text(
+        good + "\n" + json.dumps({"question": "q", "answer": "no final"}) + "\n"
+    )
     with pytest.raises(DataFormatError, match=r"test\.jsonl:2"):
         read_gsm8k("test")
 
@@ -85,7 +87,9 @@ def test_generic_table_errors_name_the_row(tmp_path):
     with pytest.raises(DataFormatError, match=r"pairs\.csv:2: 3 fields, header has 2"):
         read_table(path, "a", "score")
     path.write_text("a,score\nx,1\n")
-    with pytest.raises(DataFormatError, match=r"pairs\.csv:1: column\(s\) \['text'\] not in the header \['a', 'score'\]"):
+    with pytest.raises(
+        DataFormatError, match=r"pairs\.csv:1: column\(s\) \['text'\] not in the header \['a', 'score'\]"
+    ):
         read_table(path, "text", "score", delimiter=",")
 
 
@@ -99,7 +103,11 @@ def test_labels_outside_the_scale_nan_and_inf_are_refused_with_file_and_line(tmp
         read_table(path, "text", "stars", low=1, high=5)
     message = str(caught.value)
     assert "ratings.csv:3: label '17' in column 'stars' is outside the scale [1, 5]" in message
-    assert "ratings.csv:4: label 'nan'" in message and "ratings.csv:5: label 'inf'" in message and "ratings.csv:6: label '1e400'" in message
+    assert (
+        "ratings.csv:4: label 'nan'" in message
+        and "ratings.csv:5: label 'inf'" in message
+        and "ratings.csv:6: label '1e400'" in message
+    )
     assert len(caught.value.problems) == 4  # every bad row, not just the first
     # Without a scale, non-finite labels are still refused (they would crash a metric later).
     path.write_text("text,stars\nfine,3\nmissing,NaN\n")
@@ -115,7 +123,10 @@ def test_non_utf8_bytes_name_file_and_line_and_encoding_option_reads_them(tmp_pa
     assert read_table(path, "text", "stars", encoding="latin-1")[1].text == "caf\u00e9 cr\u00e8me"
 
 
-@pytest.mark.parametrize(("bom", "written", "read_as"), [(b"\xef\xbb\xbf", "utf-8", "utf-8"), (b"", "utf-16", "utf-16"), (b"\xff\xfe", "utf-16-le", "utf-16-le")])
+@pytest.mark.parametrize(
+    ("bom", "written", "read_as"),
+    [(b"\xef\xbb\xbf", "utf-8", "utf-8"), (b"", "utf-16", "utf-16"), (b"\xff\xfe", "utf-16-le", "utf-16-le")],
+)
 def test_byte_order_mark_does_not_hide_the_first_column(tmp_path, bom, written, read_as):
     path = tmp_path / "bom.csv"
     path.write_bytes(bom + "text,stars\r\ngood,4\r\n".encode(written))
@@ -157,9 +168,15 @@ def test_string_labels_through_a_label_map_and_unmapped_values_listed(tmp_path):
     path.write_text("text,label\nawful,Very Negative\nodd,Mixed\nodd again,Mixed\nhuh,???\n")
     with pytest.raises(DataFormatError) as caught:
         read_table(path, "text", "label", label_map=names)
-    assert "reviews.csv:3: label(s) in column 'label' missing from label_map: 'Mixed' (2 row(s), first at line 3), '???' (1 row(s), first at line 5)" in str(caught.value)
+    assert (
+        "reviews.csv:3: label(s) in column 'label' missing from label_map: 'Mixed' (2 row(s), first at line 3), '???' (1 row(s), first at line 5)"
+        in str(caught.value)
+    )
     # Without a label map, string labels are listed with the hint to give one.
-    with pytest.raises(DataFormatError, match=r"reviews\.csv:2: label\(s\) in column 'label' are not numbers: 'Very Negative' .*give a label_map"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"reviews\.csv:2: label\(s\) in column 'label' are not numbers: 'Very Negative' .*give a label_map",
+    ):
         read_table(path, "text", "label")
     with pytest.raises(ValueError, match="differ only in case"):
         read_table(path, "text", "label", label_map={"Mixed": 1, "mixed": 2})
@@ -168,21 +185,40 @@ def test_string_labels_through_a_label_map_and_unmapped_values_listed(tmp_path):
 @pytest.mark.parametrize("delimiter", ["\t", ";", "|", ","])
 def test_delimiter_is_sniffed_from_the_header(tmp_path, delimiter):
     path = tmp_path / "data.dat"
-    path.write_text(f"id{delimiter}sentence{delimiter}score\n1{delimiter}a, b; c{delimiter}2\n".replace("a, b; c", "a b" if delimiter in ",;" else "a, b; c"))
+    path.write_text(
+        f"id{delimiter}sentence{delimiter}score\n1{delimiter}a, b; c{delimiter}2\n".replace(
+            "a, b; c", "a b" if delimiter in ",;" else "a, b; c"
+        )
+    )
     assert read_table(path, "sentence", "score")[0].target == 2.0
-    assert read_table(path, "sentence", "score", delimiter={"\t": "tab", ";": "semicolon", "|": "pipe", ",": "comma"}[delimiter])[0].target == 2.0
+    assert (
+        read_table(
+            path, "sentence", "score", delimiter={"\t": "tab", ";": "semicolon", "|": "pipe", ",": "comma"}[delimiter]
+        )[0].target
+        == 2.0
+    )
 
 
 def test_delimiter_that_fits_no_header_is_reported(tmp_path):
     path = tmp_path / "data.txt"
     path.write_text("sentence score\nhello 2\n")
-    with pytest.raises(DataFormatError, match=r"data\.txt:1: no delimiter .* holding \['sentence', 'score'\]; header is 'sentence score'"):
+    with pytest.raises(
+        DataFormatError,
+        match=r"data\.txt:1: no delimiter .* holding \['sentence', 'score'\]; header is 'sentence score'",
+    ):
         read_table(path, "sentence", "score")
 
 
 def test_jsonl_is_recognised_by_content_and_keeps_numbers(tmp_path):
     path = tmp_path / "rows.data"
-    path.write_text(json.dumps({"t": "x", "y": 4}) + "\n\n" + json.dumps({"t": "z", "y": "2.5"}) + "\n" + json.dumps({"t": 7, "y": 1}) + "\n")
+    path.write_text(
+        json.dumps({"t": "x", "y": 4})
+        + "\n\n"
+        + json.dumps({"t": "z", "y": "2.5"})
+        + "\n"
+        + json.dumps({"t": 7, "y": 1})
+        + "\n"
+    )
     with pytest.raises(DataFormatError, match=r"rows\.data:4: field\(s\) \['t'\] are not text"):
         read_table(path, "t", "y")
     path.write_text(json.dumps({"t": "x", "y": 4}) + "\n" + json.dumps({"t": "z", "y": True}) + "\n")

@@ -10,6 +10,7 @@ from sacrebleu.metrics import BLEU, CHRF
 
 from workbench.metric_aware import mbr
 from workbench.metric_aware.mbr import mbr_select, mbr_select_batch
+from workbench.metric_aware.metrics import get_metric, list_metrics
 from workbench.metric_aware.pairwise import (
     BleuConfig,
     ChrfConfig,
@@ -19,7 +20,6 @@ from workbench.metric_aware.pairwise import (
     lcs_length_matrix,
     rouge_l_matrix,
 )
-from workbench.metric_aware.metrics import get_metric, list_metrics
 
 REALISH = [
     "The committee approved the new budget on Tuesday after a long debate.",
@@ -73,14 +73,10 @@ def test_utility_matrices_reproduce_the_library_scorers(utility):
     matrix_fn = mbr.UTILITIES[utility]
     score = PAIR_SCORERS[utility]
     shared = matrix_fn(HYPOTHESES)
-    np.testing.assert_allclose(
-        shared, pairwise(score, HYPOTHESES, HYPOTHESES), rtol=0, atol=1e-9
-    )
+    np.testing.assert_allclose(shared, pairwise(score, HYPOTHESES, HYPOTHESES), rtol=0, atol=1e-9)
     separate = matrix_fn(HYPOTHESES, REFERENCES)
     assert separate.shape == (len(HYPOTHESES), len(REFERENCES))
-    np.testing.assert_allclose(
-        separate, pairwise(score, HYPOTHESES, REFERENCES), rtol=0, atol=1e-9
-    )
+    np.testing.assert_allclose(separate, pairwise(score, HYPOTHESES, REFERENCES), rtol=0, atol=1e-9)
 
 
 def test_non_default_configs_reproduce_the_library_scorers():
@@ -88,14 +84,14 @@ def test_non_default_configs_reproduce_the_library_scorers():
     chrf_spaces = CHRF(whitespace=True)
     bleu = BLEU(max_ngram_order=3, tokenize="intl", lowercase=True, effective_order=True)
     cases = [
-        (chrf_matrix, ChrfConfig(char_order=4, beta=1, lowercase=True),
-         lambda h, r: chrf.sentence_score(h, [r]).score),
-        (chrf_matrix, ChrfConfig(remove_whitespace=False),
-         lambda h, r: chrf_spaces.sentence_score(h, [r]).score),
-        (rouge_l_matrix, RougeLConfig(use_stemmer=True),
-         lambda h, r: _ROUGE[True].score(r, h)["rougeL"].fmeasure),
-        (bleu_matrix, BleuConfig(max_ngram_order=3, tokenize="intl", lowercase=True),
-         lambda h, r: bleu.sentence_score(h, [r]).score),
+        (chrf_matrix, ChrfConfig(char_order=4, beta=1, lowercase=True), lambda h, r: chrf.sentence_score(h, [r]).score),
+        (chrf_matrix, ChrfConfig(remove_whitespace=False), lambda h, r: chrf_spaces.sentence_score(h, [r]).score),
+        (rouge_l_matrix, RougeLConfig(use_stemmer=True), lambda h, r: _ROUGE[True].score(r, h)["rougeL"].fmeasure),
+        (
+            bleu_matrix,
+            BleuConfig(max_ngram_order=3, tokenize="intl", lowercase=True),
+            lambda h, r: bleu.sentence_score(h, [r]).score,
+        ),
     ]
     for matrix_fn, config, score in cases:
         np.testing.assert_allclose(

@@ -2,7 +2,15 @@ import numpy as np
 import pytest
 
 from workbench.inference.engine import HFEngine
-from workbench.metric_aware.experiments import RunConfig, TaskRun, comparison_table, pattern_check, run_task, strategy_predictions, synthetic_run
+from workbench.metric_aware.experiments import (
+    RunConfig,
+    TaskRun,
+    comparison_table,
+    pattern_check,
+    run_task,
+    strategy_predictions,
+    synthetic_run,
+)
 
 
 def noisy_synthetic_run(items=2000, k=64):

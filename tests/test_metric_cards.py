@@ -31,21 +31,30 @@ def test_every_metric_has_a_complete_card(name):
 
 
 def _card_options(**changes):
-    options = dict(kind="item", data="numeric", higher_is_better=False, bayes_rule="mean", value_range=(0, math.inf),
-                   citation="a paper")
+    options = dict(
+        kind="item",
+        data="numeric",
+        higher_is_better=False,
+        bayes_rule="mean",
+        value_range=(0, math.inf),
+        citation="a paper",
+    )
     return {**options, **changes}
 
 
-@pytest.mark.parametrize(("changes", "message"), [
-    ({"bayes_rule": "average"}, "bayes_rule must be one of"),
-    ({"data": "text", "bayes_rule": "mean"}, "picks a number"),
-    ({"data": "text", "bayes_rule": "mbr"}, "pairwise form"),
-    ({"pairwise": np.outer}, "pairwise forms are for text"),
-    ({"bayes_rule": None}, "rule_note"),
-    ({"value_range": (1, 0)}, "value_range"),
-    ({"citation": " "}, "citation"),
-    ({"kind": "set"}, "kind must be"),
-])
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"bayes_rule": "average"}, "bayes_rule must be one of"),
+        ({"data": "text", "bayes_rule": "mean"}, "picks a number"),
+        ({"data": "text", "bayes_rule": "mbr"}, "pairwise form"),
+        ({"pairwise": np.outer}, "pairwise forms are for text"),
+        ({"bayes_rule": None}, "rule_note"),
+        ({"value_range": (1, 0)}, "value_range"),
+        ({"citation": " "}, "citation"),
+        ({"kind": "set"}, "kind must be"),
+    ],
+)
 def test_registry_refuses_contradictory_cards(changes, message):
     with pytest.raises(ValueError, match=f"'refused_metric'.*{message}"):
         register_metric("refused_metric", **_card_options(**changes))(len)
@@ -62,8 +71,9 @@ def _rule_params(name):
     return [{"quantile": level} for level in (0.1, 0.5, 0.9)] if get_metric(name).bayes_rule == "quantile" else [{}]
 
 
-@pytest.mark.parametrize("name", [n for n in list_metrics(kind="item", data="numeric")
-                                  if get_metric(n).bayes_rule in CLOSED_FORM_RULES])
+@pytest.mark.parametrize(
+    "name", [n for n in list_metrics(kind="item", data="numeric") if get_metric(n).bayes_rule in CLOSED_FORM_RULES]
+)
 def test_closed_form_rule_minimises_the_expected_item_loss(name):
     card = get_metric(name)
     rng = np.random.default_rng(0)
@@ -91,8 +101,10 @@ def test_corpus_metric_rule_beats_the_other_rules_in_expectation(name):
     grid, probs = distribution.values[0], distribution.weights
     draws = (rng.random((4000, len(probs), 1)) > probs.cumsum(axis=1)[None]).sum(axis=2)
     gold = grid[np.minimum(draws, len(grid) - 1)]  # (draws, items)
-    expected = {rule: float(np.mean(card(np.broadcast_to(fn(distribution), gold.shape), gold)))
-                for rule, fn in POINT_RULES.items()}
+    expected = {
+        rule: float(np.mean(card(np.broadcast_to(fn(distribution), gold.shape), gold)))
+        for rule, fn in POINT_RULES.items()
+    }
     winner = (max if card.higher_is_better else min)(expected, key=expected.get)
     assert winner == card.bayes_rule, expected
 

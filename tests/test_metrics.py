@@ -62,8 +62,13 @@ def test_registry_rejects_unknown_and_duplicate_names():
         get_metric("no_such_metric")
     with pytest.raises(ValueError, match="already registered"):
         register_metric(
-            "rmse", kind="corpus", data="numeric", higher_is_better=False, bayes_rule="mean",
-            value_range=(0, 1), citation="x",
+            "rmse",
+            kind="corpus",
+            data="numeric",
+            higher_is_better=False,
+            bayes_rule="mean",
+            value_range=(0, 1),
+            citation="x",
         )(len)
     spec = get_metric("rmse")
     assert get_metric(spec) is spec
@@ -101,21 +106,15 @@ def test_exact_match_uses_tolerance_and_never_matches_nan():
     predictions = [0.1 + 0.2, 1.0, 1.05, np.nan]
     references = [0.3, 1.0, 1.0, np.nan]
     np.testing.assert_array_equal(metrics.exact_match(predictions, references), [1, 1, 0, 0])
-    np.testing.assert_array_equal(
-        metrics.exact_match(predictions, references, tolerance=0.1), [1, 1, 1, 0]
-    )
-    np.testing.assert_array_equal(
-        metrics.exact_match(predictions, references, tolerance=0.0), [0, 1, 0, 0]
-    )
+    np.testing.assert_array_equal(metrics.exact_match(predictions, references, tolerance=0.1), [1, 1, 1, 0])
+    np.testing.assert_array_equal(metrics.exact_match(predictions, references, tolerance=0.0), [0, 1, 0, 0])
 
 
 def test_accuracy_and_within_tolerance():
     np.testing.assert_array_equal(metrics.accuracy(["pos", "neg"], ["pos", "pos"]), [1, 0])
     np.testing.assert_array_equal(metrics.accuracy([1, 2, 3], [1, 2, 4]), [1, 1, 0])
     # The boundary counts as within tolerance.
-    np.testing.assert_array_equal(
-        metrics.within_tolerance([2.0, 2.5, 3.51], [3.0, 3.0, 3.0], tolerance=0.5), [0, 1, 0]
-    )
+    np.testing.assert_array_equal(metrics.within_tolerance([2.0, 2.5, 3.51], [3.0, 3.0, 3.0], tolerance=0.5), [0, 1, 0])
 
 
 def test_numeric_item_metrics_broadcast():
@@ -131,9 +130,7 @@ def test_token_f1_known_values():
     references = ["Denver Broncos", "Denver Broncos", "", "dogs and cats and mice", ""]
     # Second: precision 1, recall 1/2 -> 2/3; fourth: overlap 3 of 3 and 5 -> 0.75;
     # last: normalises to nothing on both sides -> 1 by the SQuAD 2.0 convention.
-    np.testing.assert_allclose(
-        metrics.token_f1(predictions, references), [1.0, 2 / 3, 1.0, 0.75, 1.0]
-    )
+    np.testing.assert_allclose(metrics.token_f1(predictions, references), [1.0, 2 / 3, 1.0, 0.75, 1.0])
     assert metrics.token_f1(["x"], [""])[0] == 0.0
 
 
@@ -167,20 +164,12 @@ def test_text_metrics_reject_mismatched_lengths():
 
 def test_corpus_metrics_match_references(numeric_pair):
     predictions, references = numeric_pair
-    assert metrics.rmse(predictions, references) == pytest.approx(
-        np.sqrt(mean_squared_error(references, predictions))
-    )
-    assert metrics.mae(predictions, references) == pytest.approx(
-        mean_absolute_error(references, predictions)
-    )
-    assert metrics.pearson(predictions, references) == pytest.approx(
-        stats.pearsonr(predictions, references)[0]
-    )
+    assert metrics.rmse(predictions, references) == pytest.approx(np.sqrt(mean_squared_error(references, predictions)))
+    assert metrics.mae(predictions, references) == pytest.approx(mean_absolute_error(references, predictions))
+    assert metrics.pearson(predictions, references) == pytest.approx(stats.pearsonr(predictions, references)[0])
     # Rounding creates ties, which Spearman must rank by their average rank.
     rounded = np.round(predictions)
-    assert metrics.spearman(rounded, references) == pytest.approx(
-        stats.spearmanr(rounded, references)[0]
-    )
+    assert metrics.spearman(rounded, references) == pytest.approx(stats.spearmanr(rounded, references)[0])
 
 
 def test_batched_corpus_metrics_reduce_only_the_last_axis(numeric_pair):

@@ -31,12 +31,20 @@ def test_int8_recipes_keep_what_they_say(tmp_path):
     def fp32(lm, suffix):
         return [type(m) is torch.nn.Linear for name, m in lm.model.named_modules() if name.endswith(suffix)]
 
-    for option, (head, down, q) in {"int8": (True, True, False), "int8-head": (True, False, False), "int8-all": (False, False, False)}.items():
+    for option, (head, down, q) in {
+        "int8": (True, True, False),
+        "int8-head": (True, False, False),
+        "int8-all": (False, False, False),
+    }.items():
         lm = loaded[option]
         assert (type(lm.model.get_output_embeddings()) is torch.nn.Linear) == head, option
         assert set(fp32(lm, "down_proj")) == {down} and set(fp32(lm, "q_proj")) == {q}, option
     assert loaded["int8"].model.model.layers[0].self_attn.q_proj.weight().qscheme() == torch.per_channel_affine
-    assert [loaded[o].quantization for o in loaded] == ["int8-dynamic-keep-head-down", "int8-dynamic-head-fp32", "int8-dynamic-all"]
+    assert [loaded[o].quantization for o in loaded] == [
+        "int8-dynamic-keep-head-down",
+        "int8-dynamic-head-fp32",
+        "int8-dynamic-all",
+    ]
     assert len({lm.fingerprint["weights_sha256"] for lm in loaded.values()}) == 3
 
 

@@ -10,18 +10,23 @@ import os
 import subprocess
 import sys
 
+from make_tiny_model import make_tiny_model  # noqa: E402
 from workbench.inference.models import model_id
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
-
-from make_tiny_model import make_tiny_model  # noqa: E402
 
 
 def test_notebook_02_runs_end_to_end_on_another_model(tmp_path):
     model = make_tiny_model(tmp_path / "tiny-qwen2", "qwen2")
     before = {p: p.stat().st_mtime for p in RESULTS_DIR.glob("*")}
     env = {**os.environ, "WORKBENCH_CACHE_DIR": str(tmp_path / "cache"), "WORKBENCH_TRACKING": "0"}
-    done = subprocess.run([sys.executable, "scripts/run_notebooks.py", "--profile", "smoke", "-p", "MODEL", model, "02"],
-                          cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "scripts/run_notebooks.py", "--profile", "smoke", "-p", "MODEL", model, "02"],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
 
     runs = sorted((PROJECT_ROOT / "runs" / "smoke" / model_id(model)).glob("*-02"))

@@ -3,8 +3,7 @@ models of several architectures, with and without a shared prefix."""
 
 import pytest
 import torch
-from transformers import AutoTokenizer, Gemma2Config, GPT2Config, LlamaConfig, Qwen2Config
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, AutoTokenizer, Gemma2Config, GPT2Config, LlamaConfig, Qwen2Config
 
 from workbench.inference.models import embedded_model_folder
 from workbench.inference.prompt_logprobs import MIN_SHARED_PREFIX, prompt_logprobs
@@ -34,7 +33,9 @@ def test_equal_to_a_plain_forward_pass(tokenizer, kind):
     texts = [prefix + "Answer: 3<|im_end|>", prefix + "Answer: five<|im_end|>", prefix + "Answer:", "short text"]
     assert len(tokenizer(prefix)["input_ids"]) > MIN_SHARED_PREFIX
     # The first three share a prefix (prefilled once, except under a sliding window); the last runs alone.
-    results = prompt_logprobs(model, tokenizer, texts[:3], top_k=3) + prompt_logprobs(model, tokenizer, texts[3:], top_k=3)
+    results = prompt_logprobs(model, tokenizer, texts[:3], top_k=3) + prompt_logprobs(
+        model, tokenizer, texts[3:], top_k=3
+    )
     for text, result in zip(texts, results, strict=True):
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         assert result.token_ids == ids and result.logprobs[0] is None and result.top[0] is None

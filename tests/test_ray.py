@@ -11,16 +11,19 @@ import torch
 
 ray = pytest.importorskip("ray", reason="Ray is an optional extra: pip install -e .[ray]")
 
+from make_tiny_model import make_tiny_model  # noqa: E402
 from workbench.inference.engine import HFEngine  # noqa: E402
-from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.gencache import GenerationCache  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
 from workbench.inference.protocol import Engine as EngineProtocol  # noqa: E402
 from workbench.inference.ray_engine import EngineSpec, RayEngine  # noqa: E402
+from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.paths import cache_dir  # noqa: E402
-from make_tiny_model import make_tiny_model  # noqa: E402
 
-PROMPTS = [f"<|im_start|>user\nQuestion number {i}: what is {i} plus {2 * i}?<|im_end|>\n<|im_start|>assistant\n" for i in range(10)]
+PROMPTS = [
+    f"<|im_start|>user\nQuestion number {i}: what is {i} plus {2 * i}?<|im_end|>\n<|im_start|>assistant\n"
+    for i in range(10)
+]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +71,14 @@ def assert_same_samples(sharded: list, single: list) -> None:
     """Same tokens and texts; log-probabilities equal up to summation order (the batches differ)."""
     assert len(sharded) == len(single)
     for theirs, mine in zip(sharded, single, strict=True):
-        assert (theirs.texts, theirs.token_ids, theirs.finish_reasons) == (mine.texts, mine.token_ids, mine.finish_reasons)
-        np.testing.assert_allclose(np.concatenate(theirs.token_logprobs), np.concatenate(mine.token_logprobs), atol=1e-5)
+        assert (theirs.texts, theirs.token_ids, theirs.finish_reasons) == (
+            mine.texts,
+            mine.token_ids,
+            mine.finish_reasons,
+        )
+        np.testing.assert_allclose(
+            np.concatenate(theirs.token_logprobs), np.concatenate(mine.token_logprobs), atol=1e-5
+        )
 
 
 def test_sharded_samples_and_scores_equal_a_single_process_run(sharded, tiny, worker_threads):
@@ -78,7 +87,9 @@ def test_sharded_samples_and_scores_equal_a_single_process_run(sharded, tiny, wo
     assert_same_samples(sharded.sample(PROMPTS, 4, config), single.sample(PROMPTS, 4, config))
     assert sharded.greedy(PROMPTS, max_new_tokens=4) == single.greedy(PROMPTS, max_new_tokens=4)
     candidates = ["1", "2", "12", "five"]
-    np.testing.assert_allclose(sharded.score(PROMPTS, candidates, 0.8).logprobs, single.score(PROMPTS, candidates, 0.8).logprobs, atol=1e-5)
+    np.testing.assert_allclose(
+        sharded.score(PROMPTS, candidates, 0.8).logprobs, single.score(PROMPTS, candidates, 0.8).logprobs, atol=1e-5
+    )
 
 
 def test_results_land_in_the_generation_cache_a_single_process_run_reads(sharded, tiny, cache_root, monkeypatch):
@@ -98,8 +109,9 @@ def test_results_land_in_the_generation_cache_a_single_process_run_reads(sharded
     assert str(cache_root) in str(single.cache.folder)
 
 
-def test_a_killed_worker_loses_at_most_one_batch_and_a_rerun_computes_nothing(tiny, ray_cluster, cache_root,
-                                                                              worker_threads):
+def test_a_killed_worker_loses_at_most_one_batch_and_a_rerun_computes_nothing(
+    tiny, ray_cluster, cache_root, worker_threads
+):
     """Issue 22: kill one of two workers while it decodes. Its chunk goes to the other worker,
     which reads the batches it had finished from the cache: the results equal an undisturbed
     single-process run, at most one batch is computed twice, and a rerun computes nothing."""

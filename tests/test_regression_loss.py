@@ -4,8 +4,8 @@ and their gradients equal a finite difference; the soft (ordinal) target's prope
 import numpy as np
 import pytest
 import torch
-from make_tiny_model import make_tiny_model
 
+from make_tiny_model import make_tiny_model
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
 from workbench.lifecycle.finetune import FinetuneConfig
@@ -33,7 +33,9 @@ def _batch(lm, task_name, n=3):
 def test_grid_logprobs_equal_engine_score(tiny_lm, task_name, share_prefix):
     task, encoded, prompts, candidates = _batch(tiny_lm, task_name)
     with torch.no_grad():
-        ours = grid_logprobs(tiny_lm.model, prompts, candidates, tiny_lm.tokenizer.pad_token_id, share_prefix=share_prefix)
+        ours = grid_logprobs(
+            tiny_lm.model, prompts, candidates, tiny_lm.tokenizer.pad_token_id, share_prefix=share_prefix
+        )
     texts = [tiny_lm.tokenizer.decode(p) for p in prompts]
     reference = HFEngine(tiny_lm, cache=None, progress=False, share_prefix=False).score(texts, task.candidates)
     np.testing.assert_allclose(ours.double().numpy(), reference.logprobs, atol=2e-4)
@@ -50,7 +52,9 @@ def test_gradient_matches_a_finite_difference(tiny_lm):
     pad = tiny_lm.tokenizer.pad_token_id
 
     def loss(weight: float, soft_sd: float | None):
-        return grid_loss(grid_logprobs(model, prompts, candidates, pad), grid, gold, gold_index, mse_weight=weight, soft_sd=soft_sd)[0]
+        return grid_loss(
+            grid_logprobs(model, prompts, candidates, pad), grid, gold, gold_index, mse_weight=weight, soft_sd=soft_sd
+        )[0]
 
     parameter = model.model.layers[1].mlp.down_proj.weight
     direction = torch.randn(parameter.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
@@ -76,7 +80,10 @@ def test_soft_targets_are_an_ordinal_distribution_around_the_gold():
     q = soft_targets(grid, torch.tensor([0.0, 2.5, 3.75, 5.0], dtype=torch.float64), sd=0.4)
     assert torch.allclose(q.sum(-1), torch.ones(4, dtype=torch.float64))
     assert float(q[1] @ grid) == pytest.approx(2.5, abs=1e-9)  # symmetric inside the range
-    assert float(q[2, 37]) == pytest.approx(float(q[2, 38])) and q[2].argmax() in (37, 38)  # 3.75 is split between 3.7 and 3.8
+    assert float(q[2, 37]) == pytest.approx(float(q[2, 38])) and q[2].argmax() in (
+        37,
+        38,
+    )  # 3.75 is split between 3.7 and 3.8
     assert float(q[0] @ grid) > 0.0 and float(q[3] @ grid) < 5.0  # at the ends, the grid cuts the Gaussian
     assert float(q[1, 26]) > float(q[1, 30]) > float(q[1, 45])  # nearer answers get more weight: ordinal
     with pytest.raises(ValueError, match="sd"):
@@ -108,7 +115,12 @@ def test_the_trainer_reads_the_soft_objective_from_the_config(tiny_lm):
     gold_index = torch.tensor([candidates.index(e.input_ids[e.answer_start :]) for e in encoded])
     with torch.no_grad():
         logprobs = grid_logprobs(tiny_lm.model, prompts, candidates, tiny_lm.tokenizer.pad_token_id)
-        for objective, weight, soft_sd in (("soft", 0.0, 0.3), ("soft_mix", 0.25, 0.3), ("mix", 0.25, None), ("mse", 1.0, None)):
+        for objective, weight, soft_sd in (
+            ("soft", 0.0, 0.3),
+            ("soft_mix", 0.25, 0.3),
+            ("mix", 0.25, None),
+            ("mse", 1.0, None),
+        ):
             config = FinetuneConfig(base="unused", tasks=("stsb",), objective=objective, mse_weight=0.25, soft_sd=0.3)
             ours, _ = ObjectiveLoss(tiny_lm.model, tiny_lm.tokenizer, config).loss(encoded)
             expected, _ = grid_loss(logprobs, grid, gold, gold_index, mse_weight=weight, soft_sd=soft_sd)

@@ -95,8 +95,17 @@ def _executed(*outputs):
 
 
 def test_the_runner_counts_drawn_figures_and_figures_printed_as_text():
-    drawn = {"output_type": "display_data", "data": {"image/png": "iVBOR", "text/plain": "<Figure size 640x480 with 1 Axes>"}, "metadata": {}}
-    printed = {"output_type": "execute_result", "data": {"text/plain": "<Figure size 600x350 with 1 Axes>"}, "metadata": {}, "execution_count": 1}
+    drawn = {
+        "output_type": "display_data",
+        "data": {"image/png": "iVBOR", "text/plain": "<Figure size 640x480 with 1 Axes>"},
+        "metadata": {},
+    }
+    printed = {
+        "output_type": "execute_result",
+        "data": {"text/plain": "<Figure size 600x350 with 1 Axes>"},
+        "metadata": {},
+        "execution_count": 1,
+    }
     assert run_notebooks.count_images(_executed(drawn, drawn)) == (2, 0)
     assert run_notebooks.count_images(_executed(drawn, printed)) == (1, 1)
 

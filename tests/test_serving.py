@@ -16,8 +16,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.models import load_model
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.serving import BackgroundServer, RemoteEngine, RemoteEngineError, ServerConfig, create_app
 from workbench.serving.batching import BatchQueue, QueueFull
 from workbench.serving.loadtest import declared_body_post, run_load_test
@@ -47,7 +47,9 @@ def local(lm):
 
 
 def chat(lm, question: str) -> str:
-    return lm.tokenizer.apply_chat_template([{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True)
+    return lm.tokenizer.apply_chat_template(
+        [{"role": "user", "content": question}], tokenize=False, add_generation_prompt=True
+    )
 
 
 @pytest.fixture(scope="module")
@@ -168,7 +170,9 @@ def test_concurrent_requests_each_get_their_own_answer_in_shared_batches(lm, loc
     bodies = []
     for number, question in enumerate(QUESTIONS):
         # Half the requests send a chat, half the formatted prompt: both must give the same answers.
-        source = {"messages": [{"role": "user", "content": question}]} if number % 2 else {"prompts": [chat(lm, question)]}
+        source = (
+            {"messages": [{"role": "user", "content": question}]} if number % 2 else {"prompts": [chat(lm, question)]}
+        )
         bodies.append({**source, "temperature": 0, "max_new_tokens": NEW_TOKENS, "request_id": f"req-{number}"})
     responses = post_all_at_once(f"{server.url}/generate", bodies, dict(http.headers))
     assert [r.status_code for r in responses] == [200] * len(QUESTIONS)
@@ -202,11 +206,20 @@ def test_remote_engine_matches_the_local_engine(lm, local, server):
         remote_sets, local_sets = remote.sample(prompts[:2], 2, config), local.sample(prompts[:2], 2, config)
         assert all(isinstance(s, SampleSet) for s in remote_sets)
         for mine, theirs in zip(remote_sets, local_sets, strict=True):
-            assert (mine.texts, mine.token_ids, mine.finish_reasons) == (theirs.texts, theirs.token_ids, theirs.finish_reasons)
-            np.testing.assert_allclose(np.concatenate(mine.token_logprobs), np.concatenate(theirs.token_logprobs), atol=1e-4)
+            assert (mine.texts, mine.token_ids, mine.finish_reasons) == (
+                theirs.texts,
+                theirs.token_ids,
+                theirs.finish_reasons,
+            )
+            np.testing.assert_allclose(
+                np.concatenate(mine.token_logprobs), np.concatenate(theirs.token_logprobs), atol=1e-4
+            )
 
         yes_no = [chat(lm, "Is fire hot? Answer yes or no."), chat(lm, "Is ice hot? Answer yes or no.")]
-        remote_grid, local_grid = remote.score(yes_no, ["yes", "no", "Yes"], 0.7), local.score(yes_no, ["yes", "no", "Yes"], 0.7)
+        remote_grid, local_grid = (
+            remote.score(yes_no, ["yes", "no", "Yes"], 0.7),
+            local.score(yes_no, ["yes", "no", "Yes"], 0.7),
+        )
         assert isinstance(remote_grid, GridScore) and remote_grid.candidates == ["yes", "no", "Yes"]
         np.testing.assert_allclose(remote_grid.logprobs, local_grid.logprobs, atol=1e-4)
         np.testing.assert_allclose(remote_grid.probs, local_grid.probs, atol=1e-5)
@@ -214,17 +227,25 @@ def test_remote_engine_matches_the_local_engine(lm, local, server):
 
 
 def test_score_endpoint_returns_a_distribution(http):
-    answer = http.post("/score", json={"messages": [{"role": "user", "content": "Pick a or b."}], "candidates": ["a", "b"]}).json()
+    answer = http.post(
+        "/score", json={"messages": [{"role": "user", "content": "Pick a or b."}], "candidates": ["a", "b"]}
+    ).json()
     assert answer["candidates"] == ["a", "b"] and len(answer["probs"]) == 1
     assert sum(answer["probs"][0]) == pytest.approx(1.0)
     assert sum(np.exp(answer["logprobs"][0])) + answer["outside_mass"][0] == pytest.approx(1.0, abs=1e-6)
 
 
 def test_remote_engine_errors_are_clear(server):
-    with RemoteEngine(server.url, "wrong") as remote, pytest.raises(RemoteEngineError, match="403: invalid API key") as caught:
+    with (
+        RemoteEngine(server.url, "wrong") as remote,
+        pytest.raises(RemoteEngineError, match="403: invalid API key") as caught,
+    ):
         remote.greedy(["x"])
     assert caught.value.status == 403
-    with RemoteEngine("http://127.0.0.1:9", KEY, timeout_s=2) as unreachable, pytest.raises(RemoteEngineError, match="cannot reach"):
+    with (
+        RemoteEngine("http://127.0.0.1:9", KEY, timeout_s=2) as unreachable,
+        pytest.raises(RemoteEngineError, match="cannot reach"),
+    ):
         unreachable.health()
 
 
@@ -310,7 +331,8 @@ def test_oversized_body_is_refused_with_413_before_it_is_read(server):
     max_discard_bytes (64 MiB) is refused from its declared length, before it is sent."""
     start_of_body = b'{"prompts": ["' + b"x" * 65536
     status, text, seconds = declared_body_post(
-        server.url, "/generate", 200_000_000, KEY, sent=start_of_body, expect_continue=False)
+        server.url, "/generate", 200_000_000, KEY, sent=start_of_body, expect_continue=False
+    )
     assert status == 413 and seconds < 5  # the other 199.9 MB were never sent
     (problem,) = json.loads(text)["detail"]
     assert problem["loc"] == ["body"] and "max_body_bytes=4194304" in problem["msg"]
@@ -327,7 +349,9 @@ def test_oversized_body_is_refused_with_413_before_it_is_read(server):
             yield b"x" * 65536
         yield b'"]}'
 
-    cut = httpx.post(f"{server.url}/generate", content=chunked(), headers={"Authorization": f"Bearer {KEY}"}, timeout=60)
+    cut = httpx.post(
+        f"{server.url}/generate", content=chunked(), headers={"Authorization": f"Bearer {KEY}"}, timeout=60
+    )
     assert cut.status_code == 413 and "more than 4194304 bytes" in cut.json()["detail"][0]["msg"]
 
 
@@ -347,8 +371,12 @@ def test_plain_clients_that_upload_before_reading_get_the_413(server, chunked):
     import urllib.request
 
     data = twenty_mb_in_chunks() if chunked else TWENTY_MB  # an iterable without a length: urllib sends it chunked
-    request = urllib.request.Request(f"{server.url}/generate", data=data, method="POST",
-                                     headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{server.url}/generate",
+        data=data,
+        method="POST",
+        headers={"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(request, timeout=60)
     assert refused.value.code == 413
@@ -372,8 +400,13 @@ def test_health_answers_within_a_second_while_a_huge_prompt_is_tokenised(lm):
     prompt = "word " * 400_000  # 2 MB, about 400k tokens
     with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, config)) as big:
         with ThreadPoolExecutor(1) as pool:
-            pending = pool.submit(httpx.post, f"{big.url}/generate", json={"prompts": [prompt]},
-                                  headers={"Authorization": f"Bearer {KEY}"}, timeout=120)
+            pending = pool.submit(
+                httpx.post,
+                f"{big.url}/generate",
+                json={"prompts": [prompt]},
+                headers={"Authorization": f"Bearer {KEY}"},
+                timeout=120,
+            )
             health_times = []
             while not pending.done():
                 start = time.perf_counter()
@@ -424,11 +457,17 @@ def test_work_of_clients_that_hung_up_is_dropped_before_it_is_computed(lm):
     config = ServerConfig(max_batch=1, batch_wait_ms=0, queue_size=16)
     headers = {"Authorization": f"Bearer {KEY}"}
     body = lambda q: {"prompts": [chat(lm, q)], "temperature": 0, "max_new_tokens": 4}  # noqa: E731
-    with BackgroundServer(create_app(gated, KEY, config)) as small, ThreadPoolExecutor(8) as pool, \
-            httpx.Client(base_url=small.url, headers=headers, timeout=30) as client:
+    with (
+        BackgroundServer(create_app(gated, KEY, config)) as small,
+        ThreadPoolExecutor(8) as pool,
+        httpx.Client(base_url=small.url, headers=headers, timeout=30) as client,
+    ):
         first = pool.submit(client.post, "/generate", json=body(QUESTIONS[0]))
         assert gated.entered.wait(30)  # the engine is busy with the first request
-        quitters = [pool.submit(httpx.post, f"{small.url}/generate", json=body(q), headers=headers, timeout=1.5) for q in QUESTIONS[1:7]]
+        quitters = [
+            pool.submit(httpx.post, f"{small.url}/generate", json=body(q), headers=headers, timeout=1.5)
+            for q in QUESTIONS[1:7]
+        ]
         for quitter in quitters:
             with pytest.raises(httpx.TimeoutException):
                 quitter.result()
@@ -460,9 +499,16 @@ def test_a_running_batch_stops_early_when_its_client_leaves(lm):
     gated.sample = slow_sample
     with BackgroundServer(create_app(gated, KEY, config)) as small:
         with pytest.raises(httpx.TimeoutException):
-            httpx.post(f"{small.url}/generate", json={"prompts": prompts, "max_new_tokens": 2}, headers={"X-API-Key": KEY}, timeout=1.0)
+            httpx.post(
+                f"{small.url}/generate",
+                json={"prompts": prompts, "max_new_tokens": 2},
+                headers={"X-API-Key": KEY},
+                timeout=1.0,
+            )
         with httpx.Client(base_url=small.url, headers={"X-API-Key": KEY}) as client:
-            wait_until(lambda: metric_samples(client)[("workbench_abandoned_requests_total", (("when", "running"),))] == 1)
+            wait_until(
+                lambda: metric_samples(client)[("workbench_abandoned_requests_total", (("when", "running"),))] == 1
+            )
             samples = metric_samples(client)
     assert 1 <= len(gated.computed) < len(prompts)
     assert samples[("workbench_abandoned_prompts_total", ())] == len(prompts) - len(gated.computed)
@@ -490,17 +536,30 @@ def test_tiny_and_non_finite_temperatures_are_422(http, path, raw, words):
 
 def test_temperature_at_the_floor_is_served_with_finite_numbers(lm, local, http):
     prompt = chat(lm, QUESTIONS[2])
-    sampled = http.post("/generate", json={"prompts": [prompt], "temperature": 1e-4, "max_new_tokens": NEW_TOKENS, "logprobs": True}).json()
+    sampled = http.post(
+        "/generate", json={"prompts": [prompt], "temperature": 1e-4, "max_new_tokens": NEW_TOKENS, "logprobs": True}
+    ).json()
     assert sampled["results"][0]["texts"][0] == local.greedy([prompt], max_new_tokens=NEW_TOKENS)[0]
     assert np.isfinite(np.concatenate(sampled["results"][0]["token_logprobs"])).all()
-    scored = http.post("/score", json={"prompts": [prompt], "candidates": ["Paris", "London"], "temperature": 1e-4}).json()
+    scored = http.post(
+        "/score", json={"prompts": [prompt], "candidates": ["Paris", "London"], "temperature": 1e-4}
+    ).json()
     assert np.isfinite(scored["probs"][0]).all() and sum(scored["probs"][0]) == pytest.approx(1.0)
     assert scored["probs"][0][0] == pytest.approx(1.0)
 
 
 @pytest.mark.parametrize(
     ("field", "value"),
-    [("n", "2"), ("n", True), ("n", 2.0), ("max_new_tokens", "4"), ("seed", "7"), ("temperature", "0.5"), ("temperature", False), ("logprobs", 1)],
+    [
+        ("n", "2"),
+        ("n", True),
+        ("n", 2.0),
+        ("max_new_tokens", "4"),
+        ("seed", "7"),
+        ("temperature", "0.5"),
+        ("temperature", False),
+        ("logprobs", 1),
+    ],
 )
 def test_no_silent_type_coercion(http, field, value):
     response = http.post("/generate", json={"prompts": ["x"], field: value})
@@ -525,8 +584,12 @@ def test_health_reveals_no_filesystem_path(lm):
 def test_abandoned_clients_phase_reports_the_dropped_work(lm):
     from workbench.serving.loadtest import abandoned_clients_test
 
-    with BackgroundServer(create_app(HFEngine(lm, progress=False), KEY, ServerConfig(max_batch=8, chunk_prompts=2))) as small:
-        result = asyncio.run(abandoned_clients_test(small.url, KEY, clients=3, give_up_after_s=0.3, blocker_prompts=8, max_new_tokens=12))
+    with BackgroundServer(
+        create_app(HFEngine(lm, progress=False), KEY, ServerConfig(max_batch=8, chunk_prompts=2))
+    ) as small:
+        result = asyncio.run(
+            abandoned_clients_test(small.url, KEY, clients=3, give_up_after_s=0.3, blocker_prompts=8, max_new_tokens=12)
+        )
     assert result.gave_up == 3 and result.dropped, result.table()
     assert result.queue_depth_after == 0 and "abandoned work dropped" in result.table()
 

@@ -4,10 +4,18 @@ import json
 
 import pytest
 import torch
-from make_tiny_model import make_tiny_model
 from transformers import AutoModelForCausalLM
 
-from workbench.lifecycle.stages import FingerprintMismatch, get_stage, list_stages, load_stage, register_stage, register_variants, registry_path
+from make_tiny_model import make_tiny_model
+from workbench.lifecycle.stages import (
+    FingerprintMismatch,
+    get_stage,
+    list_stages,
+    load_stage,
+    register_stage,
+    register_variants,
+    registry_path,
+)
 
 
 @pytest.fixture()
@@ -21,7 +29,9 @@ def test_register_list_load_round_trip(tmp_path, registry):
     assert [s.name for s in stages] == ["tiny-fp32", "tiny-bf16", "tiny-int8"]
     assert len({s.fingerprint["weights_sha256"] for s in stages}) == 3
     stored = json.loads(registry.read_text())
-    assert stored["tiny-int8"]["quantize"] == "int8" and stored["tiny-int8"]["source"] == str((tmp_path / "tiny").resolve())
+    assert stored["tiny-int8"]["quantize"] == "int8" and stored["tiny-int8"]["source"] == str(
+        (tmp_path / "tiny").resolve()
+    )
 
     table = list_stages(registry)
     assert {"tiny-fp32", "tiny-bf16", "tiny-int8", "base-fp32", "base-bf16", "base-int8"} <= set(table["name"])
@@ -44,21 +54,32 @@ def test_changed_weights_are_refused(tmp_path, registry):
     with pytest.raises(FingerprintMismatch, match="weights_sha256 changed"):
         load_stage("tiny-fp32", device="cpu", registry=registry)
     register_stage("tiny-fp32", folder, registry=registry)  # re-registering accepts the new weights
-    assert load_stage("tiny-fp32", device="cpu", registry=registry).fingerprint["weights_sha256"] == get_stage("tiny-fp32", registry).fingerprint["weights_sha256"]
+    assert (
+        load_stage("tiny-fp32", device="cpu", registry=registry).fingerprint["weights_sha256"]
+        == get_stage("tiny-fp32", registry).fingerprint["weights_sha256"]
+    )
 
 
 def test_a_base_stage_follows_a_new_quantisation_recipe(tmp_path, registry):
     folder = str(make_tiny_model(tmp_path / "tiny", "llama"))
     stage = get_stage("base-int8", registry, base_model=folder)
     stored = json.loads(registry.read_text())
-    stored["base-int8"]["fingerprint"] = {**stage.fingerprint, "quantization": "int8-dynamic", "weights_sha256": "0" * 64}  # an older recipe
+    stored["base-int8"]["fingerprint"] = {
+        **stage.fingerprint,
+        "quantization": "int8-dynamic",
+        "weights_sha256": "0" * 64,
+    }  # an older recipe
     registry.write_text(json.dumps(stored))
     lm = load_stage("base-int8", registry=registry, base_model=folder)
     assert get_stage("base-int8", registry, base_model=folder).fingerprint == lm.fingerprint == stage.fingerprint
     # Other weights under the same recipe are still refused, and so is a trained stage with a new recipe.
     stored = json.loads(registry.read_text())
     stored["base-int8"]["fingerprint"]["weights_sha256"] = "0" * 64
-    stored["tuned-int8"] = {**stored["base-int8"], "name": "tuned-int8", "fingerprint": {**stage.fingerprint, "quantization": "int8-dynamic"}}
+    stored["tuned-int8"] = {
+        **stored["base-int8"],
+        "name": "tuned-int8",
+        "fingerprint": {**stage.fingerprint, "quantization": "int8-dynamic"},
+    }
     registry.write_text(json.dumps(stored))
     for name in ("base-int8", "tuned-int8"):
         with pytest.raises(FingerprintMismatch):

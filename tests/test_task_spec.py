@@ -54,15 +54,21 @@ def test_sst5_with_label_names_loads_through_a_spec(tmp_path):
     No PyPI package ships such a file, so it is derived from the shared SST-5 copy at test time.
     """
     gold = read_sst5("test")
-    write(tmp_path / "data" / "sst5_names.txt", "sentence\tlabel\n" + "".join(f"{ex.text}\t{SST5_NAMES[int(ex.target) - 1]}\n" for ex in gold))
-    spec = write(tmp_path / "specs" / "sst5_names.yaml", """
+    write(
+        tmp_path / "data" / "sst5_names.txt",
+        "sentence\tlabel\n" + "".join(f"{ex.text}\t{SST5_NAMES[int(ex.target) - 1]}\n" for ex in gold),
+    )
+    spec = write(
+        tmp_path / "specs" / "sst5_names.yaml",
+        """
 name: sst5-names
 path: ../data/sst5_names.txt       # relative to this spec; tab-separated, sniffed
 text_column: sentence
 label_column: label
 label_map: {Very Negative: 1, Negative: 2, Neutral: 3, Positive: 4, Very Positive: 5}
 fractions: {train: 0.5, dev: 0.1, test: 0.4}
-""")
+""",
+    )
     task = get_task(str(spec))
     rows = [ex for split in ("train", "dev", "test") for ex in task.examples(split)]
     assert len(rows) == len(gold) == 2210
@@ -71,7 +77,9 @@ fractions: {train: 0.5, dev: 0.1, test: 0.4}
     assert abs(len(task.examples("test")) - 884) < 10
     assert "1 very negative, 2 negative, 3 neutral, 4 positive, 5 very positive" in task.instruction
     shots = task.fewshot(5, seed=0)
-    assert sorted(s.target for s in shots) == [1, 2, 3, 4, 5] and not {s.id for s in shots} & {e.id for e in task.examples("test")}
+    assert sorted(s.target for s in shots) == [1, 2, 3, 4, 5] and not {s.id for s in shots} & {
+        e.id for e in task.examples("test")
+    }
 
 
 # ------------------------------------------------------------------ the spec format
@@ -79,7 +87,13 @@ fractions: {train: 0.5, dev: 0.1, test: 0.4}
 
 def test_yaml_and_json_specs_agree_and_identity_follows_content(tmp_path):
     write(tmp_path / "reviews.tsv", REVIEWS)
-    fields = {"name": "reviews", "path": "reviews.tsv", "text_column": "review", "label_column": "stars", "instruction": "Rate it."}
+    fields = {
+        "name": "reviews",
+        "path": "reviews.tsv",
+        "text_column": "review",
+        "label_column": "stars",
+        "instruction": "Rate it.",
+    }
     yaml_spec = write(tmp_path / "a.yaml", "\n".join(f"{k}: {v}" for k, v in fields.items()) + "\n")
     json_spec = write(tmp_path / "b.json", json.dumps(fields))
     a, b = get_task(str(yaml_spec)), get_task(json_spec)
@@ -93,7 +107,10 @@ def test_yaml_and_json_specs_agree_and_identity_follows_content(tmp_path):
 def test_paths_from_the_data_folder(tmp_path, monkeypatch):
     monkeypatch.setenv("WORKBENCH_DATA_DIR", str(tmp_path / "data"))
     write(tmp_path / "data" / "mine" / "all.tsv", REVIEWS)
-    spec = write(tmp_path / "elsewhere" / "mine.yaml", 'path: "{data_dir}/mine/all.tsv"\ntext_column: review\nlabel_column: stars\n')
+    spec = write(
+        tmp_path / "elsewhere" / "mine.yaml",
+        'path: "{data_dir}/mine/all.tsv"\ntext_column: review\nlabel_column: stars\n',
+    )
     task = get_task(spec)
     assert task.name == "mine" and sum(len(task.examples(s)) for s in ("train", "dev", "test")) == 60
     monkeypatch.setattr("workbench.tasks.spec.data_dir", lambda: None)
@@ -104,7 +121,11 @@ def test_paths_from_the_data_folder(tmp_path, monkeypatch):
 @pytest.mark.parametrize(
     ("drop", "text", "message"),
     [
-        ("label_column", "lable_column: stars\n", r"unknown field\(s\) 'lable_column' \(did you mean 'label_column'\?\)"),
+        (
+            "label_column",
+            "lable_column: stars\n",
+            r"unknown field\(s\) 'lable_column' \(did you mean 'label_column'\?\)",
+        ),
         ("label_column", "", r"missing field\(s\) \['label_column'\]"),
         ("", "low: '1'\n", r"field 'low' must be int or float, got '1'"),
         ("", "multiline: 1\n", r"field 'multiline' must be bool"),
@@ -129,9 +150,17 @@ def test_bad_specs_name_the_spec_and_the_field(tmp_path, drop, text, message):
 
 def test_grid_rounding_and_off_grid_report(tmp_path):
     write(tmp_path / "scores.csv", "text,score\na,1\nb,2.5\nc,5\nd,4.9\n")
-    with pytest.warns(UserWarning, match=r"off the answer grid \(3 values from 1 to 5\): test 2 of 4; e\.g\. 2\.5 at .*scores\.csv:3"):
-        task = TaskSpec(name="coarse", path=str(tmp_path / "scores.csv"), text_column="text", label_column="score",
-                        grid=[1, 3, 5], fractions={"train": 0, "dev": 0, "test": 1}).task()
+    with pytest.warns(
+        UserWarning, match=r"off the answer grid \(3 values from 1 to 5\): test 2 of 4; e\.g\. 2\.5 at .*scores\.csv:3"
+    ):
+        task = TaskSpec(
+            name="coarse",
+            path=str(tmp_path / "scores.csv"),
+            text_column="text",
+            label_column="score",
+            grid=[1, 3, 5],
+            fractions={"train": 0, "dev": 0, "test": 1},
+        ).task()
     assert [ex.text for ex in task.off_grid("test")] == ["b", "d"]
     assert [task.answer(ex) for ex in task.examples("test")] == ["1", "3", "5", "5"]
 

@@ -71,7 +71,16 @@ def test_table_task_from_a_file(tmp_path):
     path = tmp_path / "ratings.tsv"
     path.write_text("text\tscore\nlovely\t9\nawful\t2\n")
     everything_is_test = {"train": 0, "dev": 0, "test": 1}
-    task = get_task("table", path=str(path), text_column="text", label_column="score", low=0, high=10, fractions=everything_is_test, name="mine")
+    task = get_task(
+        "table",
+        path=str(path),
+        text_column="text",
+        label_column="score",
+        low=0,
+        high=10,
+        fractions=everything_is_test,
+        name="mine",
+    )
     assert task.name == "mine"  # get_task's own first parameter no longer swallows name=
     assert task.candidates == [str(i) for i in range(11)]
     assert [ex.target for ex in task.examples("test")] == [9.0, 2.0]
@@ -108,7 +117,9 @@ def test_fewshot_demos_never_come_from_the_evaluated_split(tmp_path):
     assert (leaked, demos) == (0, 250)
     # The same file and settings give the same split (and a rebuilt task the same identity).
     again = get_task("table", path=str(path), text_column="review", label_column="stars")
-    assert [ex.id for ex in again.examples("test")] == [ex.id for ex in splits["test"]] and again.identity == task.identity
+    assert [ex.id for ex in again.examples("test")] == [
+        ex.id for ex in splits["test"]
+    ] and again.identity == task.identity
 
 
 def test_one_file_per_split(tmp_path):

@@ -9,9 +9,9 @@ vllm = pytest.importorskip("vllm", reason="vLLM is not installed (pip install -e
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="vLLM needs a CUDA GPU")
 
 from workbench.inference.engine import HFEngine  # noqa: E402
-from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.models import load_model  # noqa: E402
 from workbench.inference.protocol import Engine as EngineProtocol  # noqa: E402
+from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.inference.vllm_engine import VLLMEngine  # noqa: E402
 from workbench.tasks import get_task  # noqa: E402
 
@@ -36,7 +36,9 @@ def test_vllm_engine_follows_the_protocol(engines):
 def test_grid_scores_equal_the_hf_engine(engines, prompts):
     hf, fast = engines
     candidates = get_task("sst5").candidates
-    np.testing.assert_allclose(fast.score(prompts, candidates).logprobs, hf.score(prompts, candidates).logprobs, atol=2e-3)
+    np.testing.assert_allclose(
+        fast.score(prompts, candidates).logprobs, hf.score(prompts, candidates).logprobs, atol=2e-3
+    )
     with pytest.raises(ValueError, match="temperature 1 only"):
         fast.score(prompts, candidates, temperature=0.5)
 

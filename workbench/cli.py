@@ -33,7 +33,9 @@ PROFILE = "cli"  # run folders of the command line: runs/cli/<model id>/...
 
 
 def _add_model_options(parser: argparse.ArgumentParser, dtype: bool = True) -> None:
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, local folder or hub id (default: %(default)s)")
+    parser.add_argument(
+        "--model", default=DEFAULT_MODEL, help="embedded name, local folder or hub id (default: %(default)s)"
+    )
     if dtype:
         parser.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, ...")
@@ -50,10 +52,23 @@ def _evaluate(args: argparse.Namespace) -> int:
     task = get_task(args.task)
     rules = [rule.strip() for rule in args.rules.split(",") if rule.strip()]
     metrics = tuple(m.strip() for m in args.metrics.split(",") if m.strip())
-    config = RunConfig(split=args.split, limit=args.limit, shots=args.shots, k=args.k, temperature=args.temperature,
-                       max_new_tokens=args.max_new_tokens, seed=args.seed)
+    config = RunConfig(
+        split=args.split,
+        limit=args.limit,
+        shots=args.shots,
+        k=args.k,
+        temperature=args.temperature,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
     # The API key is a secret: the manifest records only whether one was given.
-    parameters = {"PROFILE": PROFILE, "MODEL": args.model, **vars(args), "func": None, "api_key": args.api_key is not None}
+    parameters = {
+        "PROFILE": PROFILE,
+        "MODEL": args.model,
+        **vars(args),
+        "func": None,
+        "api_key": args.api_key is not None,
+    }
     run = Run.start("evaluate", parameters, args.out)
     engine = _engine(args)
     try:
@@ -107,11 +122,18 @@ def _profile_defaults(argv: list[str]) -> dict:
         return {}
     plans = stage_plans(known.profile)["base"]
     if known.task not in plans:
-        raise SystemExit(f"profile {known.profile!r} plans no run of task {known.task!r} (it plans {sorted(plans)}): "
-                         "leave out --profile and give the sizes")
+        raise SystemExit(
+            f"profile {known.profile!r} plans no run of task {known.task!r} (it plans {sorted(plans)}): "
+            "leave out --profile and give the sizes"
+        )
     config = plans[known.task]
-    return {"limit": config.limit, "shots": config.shots, "k": config.k, "temperature": config.temperature,
-            "max_new_tokens": config.max_new_tokens}
+    return {
+        "limit": config.limit,
+        "shots": config.shots,
+        "k": config.k,
+        "temperature": config.temperature,
+        "max_new_tokens": config.max_new_tokens,
+    }
 
 
 _PROFILE_PARSER = argparse.ArgumentParser(add_help=False)
@@ -131,7 +153,9 @@ def _finetune_options(parser: argparse.ArgumentParser) -> None:
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         flag = f"--{field.name.replace('_', '-')}"
         if isinstance(default, tuple):
-            parser.add_argument(flag, default=",".join(map(str, default)), help="comma-separated (default: %(default)s)")
+            parser.add_argument(
+                flag, default=",".join(map(str, default)), help="comma-separated (default: %(default)s)"
+            )
         elif hint is bool or isinstance(default, bool):
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
@@ -151,15 +175,21 @@ def _finetune(args: argparse.Namespace) -> int:
             continue
         value = getattr(args, field.name)
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
-        values[field.name] = tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(default, tuple) else value
+        values[field.name] = (
+            tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(default, tuple) else value
+        )
     run = Run.start("finetune", {"PROFILE": PROFILE, "MODEL": args.model, **values}, args.out)
     config = FinetuneConfig(base=args.model, device=args.device, output_dir=str(run.folder / "model"), **values)
     result = finetune(config)
-    run.save_json({"model_dir": str(result.model_dir), "steps": result.steps, "seconds": result.seconds,
-                   "losses": result.losses}, "finetune.json")
+    run.save_json(
+        {"model_dir": str(result.model_dir), "steps": result.steps, "seconds": result.seconds, "losses": result.losses},
+        "finetune.json",
+    )
     run.finish()
-    print(f"{result.steps} steps in {result.seconds:.0f} s; model in {result.model_dir} "
-          f"(load it with --model {result.model_dir}; id {model_id(str(result.model_dir))})")
+    print(
+        f"{result.steps} steps in {result.seconds:.0f} s; model in {result.model_dir} "
+        f"(load it with --model {result.model_dir}; id {model_id(str(result.model_dir))})"
+    )
     return 0
 
 
@@ -184,20 +214,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,finetune,serve,report}")
 
-    evaluate = commands.add_parser("evaluate", help="one task through the metric-aware strategies",
-                                   description="Decode greedy answers, K samples and the exact grid distribution for one task; "
-                                               "print every strategy's metrics with bootstrap intervals.")
+    evaluate = commands.add_parser(
+        "evaluate",
+        help="one task through the metric-aware strategies",
+        description="Decode greedy answers, K samples and the exact grid distribution for one task; "
+        "print every strategy's metrics with bootstrap intervals.",
+    )
     evaluate.add_argument("--task", required=True, help="sst5, stsb, gsm8k, or a path to a table-task spec (YAML/JSON)")
     _add_model_options(evaluate)
-    evaluate.add_argument("--base-url", default=None, metavar="URL",
-                          help="decode on an OpenAI-compatible completions server at this API root (e.g. "
-                               "http://127.0.0.1:8000/v1) instead of in process; --model then names the tokenizer "
-                               "whose chat template formats the prompts, and --dtype/--device/--threads do not apply")
+    evaluate.add_argument(
+        "--base-url",
+        default=None,
+        metavar="URL",
+        help="decode on an OpenAI-compatible completions server at this API root (e.g. "
+        "http://127.0.0.1:8000/v1) instead of in process; --model then names the tokenizer "
+        "whose chat template formats the prompts, and --dtype/--device/--threads do not apply",
+    )
     evaluate.add_argument("--api-key", default=None, help="bearer token for --base-url (not recorded in the manifest)")
-    evaluate.add_argument("--served-model", default=None, metavar="ID",
-                          help="model id on the --base-url server (default: the first one its /v1/models lists)")
+    evaluate.add_argument(
+        "--served-model",
+        default=None,
+        metavar="ID",
+        help="model id on the --base-url server (default: the first one its /v1/models lists)",
+    )
     evaluate.add_argument("--k", type=int, default=32, help="samples per item (default: %(default)s)")
-    evaluate.add_argument("--rules", default="mean,median,mode", help="decision rules to compare (default: %(default)s)")
+    evaluate.add_argument(
+        "--rules", default="mean,median,mode", help="decision rules to compare (default: %(default)s)"
+    )
     evaluate.add_argument("--metrics", default="rmse,mae,exact_match,spearman", help="metrics (default: %(default)s)")
     evaluate.add_argument("--limit", type=int, default=200, help="items, a seeded subset (default: %(default)s)")
     evaluate.add_argument("--split", default="test")
@@ -206,23 +249,37 @@ def main(argv: list[str] | None = None) -> int:
     evaluate.add_argument("--max-new-tokens", type=int, default=None)
     evaluate.add_argument("--seed", type=int, default=0)
     evaluate.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
-    evaluate.add_argument("--profile", choices=available_profiles(), default=None,
-                          help="start from the task's sizes in this profile (limit, shots, k, temperature, max new tokens); "
-                               "options given explicitly win")
+    evaluate.add_argument(
+        "--profile",
+        choices=available_profiles(),
+        default=None,
+        help="start from the task's sizes in this profile (limit, shots, k, temperature, max new tokens); "
+        "options given explicitly win",
+    )
     evaluate.set_defaults(func=_evaluate, **(_profile_defaults(argv[1:]) if argv[:1] == ["evaluate"] else {}))
 
-    finetune = commands.add_parser("finetune", help="fine-tune a model on tasks (cached by configuration)",
-                                   description="Fine-tune with checkpoints and resume; a finished run of the same configuration is reused.")
+    finetune = commands.add_parser(
+        "finetune",
+        help="fine-tune a model on tasks (cached by configuration)",
+        description="Fine-tune with checkpoints and resume; a finished run of the same configuration is reused.",
+    )
     _add_model_options(finetune, dtype=False)  # training runs in fp32
     _finetune_options(finetune)
     finetune.set_defaults(func=_finetune)
 
     # serve keeps its own options (python -m workbench.serving): they are passed through untouched.
-    commands.add_parser("serve", help="serve a model over HTTP (options: python -m workbench serve --help)", add_help=False)
+    commands.add_parser(
+        "serve", help="serve a model over HTTP (options: python -m workbench serve --help)", add_help=False
+    )
 
-    rendered = commands.add_parser("report", help="render docs/results.md and the README's results block from results/",
-                                   description="Render the results documents from results/ and results/provenance.json.")
-    rendered.add_argument("--check", action="store_true", help="only compare; exit 1 when a document differs from a fresh render")
+    rendered = commands.add_parser(
+        "report",
+        help="render docs/results.md and the README's results block from results/",
+        description="Render the results documents from results/ and results/provenance.json.",
+    )
+    rendered.add_argument(
+        "--check", action="store_true", help="only compare; exit 1 when a document differs from a fresh render"
+    )
     rendered.set_defaults(func=_report)
 
     if argv[:1] == ["serve"]:

@@ -36,16 +36,37 @@ from workbench import tracking
 from workbench.inference.models import DEFAULT_MODEL, model_id
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
 
-PACKAGES = ("workbench", "torch", "transformers", "numpy", "pandas", "scipy", "scikit-learn", "lightgbm", "datasets",
-            "peft", "optuna", "mlflow", "sentence-transformers")
+PACKAGES = (
+    "workbench",
+    "torch",
+    "transformers",
+    "numpy",
+    "pandas",
+    "scipy",
+    "scikit-learn",
+    "lightgbm",
+    "datasets",
+    "peft",
+    "optuna",
+    "mlflow",
+    "sentence-transformers",
+)
 REFERENCE_PROFILE = "default"
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict:
     """The commit checked out and whether tracked files differ from it ({} outside a git checkout)."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root, capture_output=True, text=True, check=True).stdout
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=root,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
         return {}
     return {"commit": commit, "dirty": bool(dirty.strip())}
@@ -76,8 +97,13 @@ def machine() -> dict:
 
     The one machine schema of run manifests and benchmark records (:func:`append_record`).
     """
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpu": cpu_name(),
-            "cpus": os.cpu_count(), "load_average_1min": round(os.getloadavg()[0], 2)}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpu": cpu_name(),
+        "cpus": os.cpu_count(),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+    }
     try:
         import torch
 
@@ -92,7 +118,9 @@ BENCHMARK_RECORDS = RESULTS_DIR / "benchmarks.jsonl"
 RECORD_FIELDS = ("benchmark", "timestamp", "writer", "commit", "clean", "machine")
 
 
-def append_record(benchmark: str, record: dict, path: str | Path | None = None, writer: str | Path | None = None) -> dict:
+def append_record(
+    benchmark: str, record: dict, path: str | Path | None = None, writer: str | Path | None = None
+) -> dict:
     """Append one benchmark record as a JSON line, with what every record says about itself.
 
     The line holds, before the benchmark's own fields: ``benchmark``; ``timestamp`` (UTC, ISO 8601);
@@ -120,9 +148,15 @@ def append_record(benchmark: str, record: dict, path: str | Path | None = None, 
         writer = getattr(sys.modules.get("__main__"), "__file__", None) or "interactive session"
     writer_path = Path(writer).resolve()
     git = git_state()
-    line = {"benchmark": benchmark, "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "writer": _shown(writer_path) if writer_path.exists() else str(writer),
-            "commit": git.get("commit"), "clean": (not git["dirty"]) if git else None, "machine": machine(), **record}
+    line = {
+        "benchmark": benchmark,
+        "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "writer": _shown(writer_path) if writer_path.exists() else str(writer),
+        "commit": git.get("commit"),
+        "clean": (not git["dirty"]) if git else None,
+        "machine": machine(),
+        **record,
+    }
     path = Path(path) if path is not None else BENCHMARK_RECORDS
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
@@ -191,8 +225,12 @@ class Run:
         results = RESULTS_DIR if is_reference(profile, model) else folder / "results"
         folder.mkdir(parents=True, exist_ok=True)
         results.mkdir(parents=True, exist_ok=True)
-        tracker = tracking.start(f"{profile}/{model_id(model)}/{folder.name}", experiment=notebook, params=params,
-                                 tags={"profile": profile, "model": model, **git_state()})
+        tracker = tracking.start(
+            f"{profile}/{model_id(model)}/{folder.name}",
+            experiment=notebook,
+            params=params,
+            tags={"profile": profile, "model": model, **git_state()},
+        )
         run = cls(notebook, dict(params), folder, results, tracker=tracker)
         run.write_manifest("running")
         return run
@@ -220,8 +258,14 @@ class Run:
     def _record(self, path: Path) -> None:
         provenance_file = self.results / "provenance.json"
         provenance = json.loads(provenance_file.read_text()) if provenance_file.exists() else {}
-        provenance[path.name] = {"notebook": self.notebook, "profile": self.params["PROFILE"], "run": _shown(self.folder),
-                                 "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "git": git_state(), "models": self.models}
+        provenance[path.name] = {
+            "notebook": self.notebook,
+            "profile": self.params["PROFILE"],
+            "run": _shown(self.folder),
+            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "git": git_state(),
+            "models": self.models,
+        }
         tmp = provenance_file.with_name(provenance_file.name + ".tmp")
         tmp.write_text(json.dumps(provenance, indent=1, sort_keys=True))
         os.replace(tmp, provenance_file)
@@ -231,11 +275,20 @@ class Run:
         self.write_manifest("running")
 
     def manifest(self, status: str) -> dict:
-        return {"notebook": self.notebook, "status": status, "parameters": self.params, "models": self.models,
-                "git": git_state(), "packages": package_versions(), "machine": machine(),
-                "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
-                "wall_s": round(time.time() - self.started, 1), "results": _shown(self.results), "files": self.files,
-                "mlflow_run_id": self.tracker.run_id}
+        return {
+            "notebook": self.notebook,
+            "status": status,
+            "parameters": self.params,
+            "models": self.models,
+            "git": git_state(),
+            "packages": package_versions(),
+            "machine": machine(),
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
+            "wall_s": round(time.time() - self.started, 1),
+            "results": _shown(self.results),
+            "files": self.files,
+            "mlflow_run_id": self.tracker.run_id,
+        }
 
     def write_manifest(self, status: str) -> Path:
         path = self.folder / "manifest.json"
@@ -248,8 +301,12 @@ class Run:
         """Record files written into :attr:`results` without :meth:`save_table` (by a library call,
         say), write the final manifest, track it and end the tracked run; returns the manifest."""
         for written in sorted(self.results.iterdir()):
-            if written.is_file() and written.name != "provenance.json" and written.name not in self.files \
-                    and written.stat().st_mtime >= self.started:
+            if (
+                written.is_file()
+                and written.name != "provenance.json"
+                and written.name not in self.files
+                and written.stat().st_mtime >= self.started
+            ):
                 self._record(written)
         path = self.write_manifest("finished")
         self.tracker.log_metrics({"wall_s": time.time() - self.started})

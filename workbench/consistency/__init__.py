@@ -25,6 +25,16 @@ several changes, its decision table), :mod:`~workbench.consistency.plots`.
 
 import importlib
 
+from workbench.consistency.features import (
+    FEATURE_NAMES,
+    PAPER_FEATURES,
+    FeatureConfig,
+    PairFeaturizer,
+    default_encoder_path,
+    load_encoder,
+    meteor_no_wordnet,
+    tokenize,
+)
 from workbench.consistency.power import (
     QueryPlan,
     RejectionRate,
@@ -38,16 +48,6 @@ from workbench.consistency.power import (
     score_cube,
     simulate_differences,
     t_test_power,
-)
-from workbench.consistency.features import (
-    FEATURE_NAMES,
-    PAPER_FEATURES,
-    FeatureConfig,
-    PairFeaturizer,
-    default_encoder_path,
-    load_encoder,
-    meteor_no_wordnet,
-    tokenize,
 )
 from workbench.consistency.responses import (
     PAIR_COLUMNS,
@@ -75,22 +75,68 @@ from workbench.consistency.simct import (
 )
 
 __all__ = [
-    "FEATURE_NAMES", "PAIR_COLUMNS", "PAPER_FEATURES", "QUERY_TYPES", "RESPONSE_FIELDS",
-    "FeatureConfig", "MMDConfig", "MMDResult", "ModelWiseResult", "PairFeaturizer", "QueryPlan",
-    "RejectionRate", "ResponseFormatError", "ResponseWiseConfig", "ResponseWiseMetrics",
-    "ResponseWiseTest", "ScoreCube", "StageOverlapError", "TokenCube",
-    "aa_false_alarm_rate", "default_encoder_path", "encode_responses", "labelled_pairs", "load_encoder",
-    "load_responses", "make_pairs", "meteor_no_wordnet", "mmd_permutation_test", "mmd_power_curve",
-    "mmd_test", "model_wise_test", "one_sided_paired_t", "paired_consistency_t_test", "per_query_scores",
-    "pilot_effect_size", "plan_queries", "power_curve", "queries_for_power", "query_type_ablation",
-    "rejection_rate", "save_responses", "score_cube", "simulate_differences", "synthetic_responses",
-    "t_test_power", "token_cube", "tokenize", "validate_responses",
+    "FEATURE_NAMES",
+    "PAIR_COLUMNS",
+    "PAPER_FEATURES",
+    "QUERY_TYPES",
+    "RESPONSE_FIELDS",
+    "FeatureConfig",
+    "MMDConfig",
+    "MMDResult",
+    "ModelWiseResult",
+    "PairFeaturizer",
+    "QueryPlan",
+    "RejectionRate",
+    "ResponseFormatError",
+    "ResponseWiseConfig",
+    "ResponseWiseMetrics",
+    "ResponseWiseTest",
+    "ScoreCube",
+    "StageOverlapError",
+    "TokenCube",
+    "aa_false_alarm_rate",
+    "default_encoder_path",
+    "encode_responses",
+    "labelled_pairs",
+    "load_encoder",
+    "load_responses",
+    "make_pairs",
+    "meteor_no_wordnet",
+    "mmd_permutation_test",
+    "mmd_power_curve",
+    "mmd_test",
+    "model_wise_test",
+    "one_sided_paired_t",
+    "paired_consistency_t_test",
+    "per_query_scores",
+    "pilot_effect_size",
+    "plan_queries",
+    "power_curve",
+    "queries_for_power",
+    "query_type_ablation",
+    "rejection_rate",
+    "save_responses",
+    "score_cube",
+    "simulate_differences",
+    "synthetic_responses",
+    "t_test_power",
+    "token_cube",
+    "tokenize",
+    "validate_responses",
 ]
 
 # The MMD baseline pulls in torch and transformers (through model-equality-testing), seconds of
 # import time: its names are loaded on first use.
-_MMD_NAMES = ("MMDConfig", "MMDResult", "TokenCube", "encode_responses", "mmd_permutation_test",
-              "mmd_power_curve", "mmd_test", "token_cube")
+_MMD_NAMES = (
+    "MMDConfig",
+    "MMDResult",
+    "TokenCube",
+    "encode_responses",
+    "mmd_permutation_test",
+    "mmd_power_curve",
+    "mmd_test",
+    "token_cube",
+)
 
 
 def __getattr__(name: str):

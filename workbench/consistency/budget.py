@@ -72,8 +72,16 @@ class BudgetPlan:
     curves: pd.DataFrame = dataclasses.field(repr=False)
 
 
-def plan_budget(cubes: Mapping[str, ScoreCube], n_queries_grid: Sequence[int], power: float = 0.8, alpha: float = 0.05,
-                samples_per_query: int | None = None, min_queries: int = 0, n_runs: int = 500, seed: int = 0) -> BudgetPlan:
+def plan_budget(
+    cubes: Mapping[str, ScoreCube],
+    n_queries_grid: Sequence[int],
+    power: float = 0.8,
+    alpha: float = 0.05,
+    samples_per_query: int | None = None,
+    min_queries: int = 0,
+    n_runs: int = 500,
+    seed: int = 0,
+) -> BudgetPlan:
     """Plans the number of queries so that SimCT has ``power`` against every target change.
 
     Args:
@@ -102,8 +110,16 @@ def plan_budget(cubes: Mapping[str, ScoreCube], n_queries_grid: Sequence[int], p
             formula = np.nan
         curve = power_curve(cube, grid, k, n_runs, alpha, seed).assign(target=name)
         reached = curve[curve.rate >= power].n_queries
-        rows.append({"target": name, "pilot_queries": len(cube.query_ids), "samples_per_query": k, "effect_dz": effect,
-                     "n_formula": formula, "n_simulated": float(reached.min()) if len(reached) else np.nan})
+        rows.append(
+            {
+                "target": name,
+                "pilot_queries": len(cube.query_ids),
+                "samples_per_query": k,
+                "effect_dz": effect,
+                "n_formula": formula,
+                "n_simulated": float(reached.min()) if len(reached) else np.nan,
+            }
+        )
         curves.append(curve)
     targets, curves = pd.DataFrame(rows), pd.concat(curves, ignore_index=True)
     needed = targets.n_simulated.max() if targets.n_simulated.notna().all() else np.nan
@@ -115,12 +131,21 @@ def plan_budget(cubes: Mapping[str, ScoreCube], n_queries_grid: Sequence[int], p
     n_queries = min(n for n in grid if n >= n_queries)
     at_budget = curves[curves.n_queries == n_queries].set_index("target").rate
     targets["power_at_budget"] = targets.target.map(at_budget)
-    return BudgetPlan(n_queries, reached, power, alpha, int(targets.samples_per_query.min()), min_queries, targets, curves)
+    return BudgetPlan(
+        n_queries, reached, power, alpha, int(targets.samples_per_query.min()), min_queries, targets, curves
+    )
 
 
-def plan_score_and_budget(cubes: Mapping[str, Mapping[str, ScoreCube]], n_queries_grid: Sequence[int], power: float = 0.8,
-                          alpha: float = 0.05, samples_per_query: int | None = None, min_queries: int = 0, n_runs: int = 500,
-                          seed: int = 0) -> tuple[str, dict[str, BudgetPlan]]:
+def plan_score_and_budget(
+    cubes: Mapping[str, Mapping[str, ScoreCube]],
+    n_queries_grid: Sequence[int],
+    power: float = 0.8,
+    alpha: float = 0.05,
+    samples_per_query: int | None = None,
+    min_queries: int = 0,
+    n_runs: int = 500,
+    seed: int = 0,
+) -> tuple[str, dict[str, BudgetPlan]]:
     """Plans the budget for each candidate pair score and picks the score that needs the fewest queries.
 
     The model-wise test takes any pair score; which one sees the target changes best is an
@@ -136,8 +161,10 @@ def plan_score_and_budget(cubes: Mapping[str, Mapping[str, ScoreCube]], n_querie
     Returns:
         (the chosen score's name, score name -> its :class:`BudgetPlan`).
     """
-    plans = {name: plan_budget(targets, n_queries_grid, power, alpha, samples_per_query, min_queries, n_runs, seed)
-             for name, targets in cubes.items()}
+    plans = {
+        name: plan_budget(targets, n_queries_grid, power, alpha, samples_per_query, min_queries, n_runs, seed)
+        for name, targets in cubes.items()
+    }
     reached = [name for name, plan in plans.items() if plan.reached]
     if reached:
         return min(reached, key=lambda name: (plans[name].n_queries, list(plans).index(name))), plans

@@ -33,6 +33,7 @@ def study_pairs(table: pd.DataFrame, reference: str, train_reference: str, chang
     stage_pairs += [(reference, c.stage) for c in changes]
     return labelled_pairs(table, stage_pairs)
 
+
 def folds_of(changes: Sequence[Change]) -> dict[int, list[str]]:
     """Fold -> the stages of the real changes in it."""
     folds: dict[int, list[str]] = {}
@@ -41,7 +42,9 @@ def folds_of(changes: Sequence[Change]) -> dict[int, list[str]]:
             folds.setdefault(change.fold, []).append(change.stage)
     return folds
 
+
 POSITIVES = ("reference", "both")
+
 
 def training_pairs(pairs: pd.DataFrame, reference: str, positives: str = "reference") -> pd.DataFrame:
     """The labelled pairs a classifier learns from (or is evaluated on) under a labelling.
@@ -68,6 +71,7 @@ def training_pairs(pairs: pd.DataFrame, reference: str, positives: str = "refere
         return pairs
     return pairs[(pairs.stage1 != pairs.stage2) | (pairs.stage1 == reference)]
 
+
 class CrossFitScorer:
     """Response-wise classifiers, one per fold of changes, each scoring only unseen stages.
 
@@ -79,8 +83,14 @@ class CrossFitScorer:
         self.tests = list(tests)
 
     @classmethod
-    def fit(cls, pairs: pd.DataFrame, train_reference: str, folds: Mapping[int, Sequence[str]],
-            config: ResponseWiseConfig | None = None, positives: str = "reference") -> CrossFitScorer:
+    def fit(
+        cls,
+        pairs: pd.DataFrame,
+        train_reference: str,
+        folds: Mapping[int, Sequence[str]],
+        config: ResponseWiseConfig | None = None,
+        positives: str = "reference",
+    ) -> CrossFitScorer:
         """Fits fold f's classifier on (``train_reference``, change) for the changes of fold f.
 
         Args:
@@ -92,8 +102,12 @@ class CrossFitScorer:
             positives: which within-stage pairs are labelled consistent (see :func:`training_pairs`).
         """
         train = training_pairs(pairs, train_reference, positives)
-        return cls([ResponseWiseTest(config).fit(train, [(train_reference, stage) for stage in stages])
-                    for _, stages in sorted(folds.items())])
+        return cls(
+            [
+                ResponseWiseTest(config).fit(train, [(train_reference, stage) for stage in stages])
+                for _, stages in sorted(folds.items())
+            ]
+        )
 
     def usable(self, stages: set[str]) -> list[ResponseWiseTest]:
         """The classifiers that saw none of ``stages`` in training."""
@@ -111,13 +125,17 @@ class CrossFitScorer:
             raise StageOverlapError(f"every fold's classifier was trained on one of {sorted(stages)}")
         return np.mean([test.predict_proba(pairs) for test in tests], axis=0)
 
+
 def feature_ablations(base: ResponseWiseConfig | None = None) -> dict[str, ResponseWiseConfig]:
     """The classifier settings of the feature ablation: all features, without the query type, and
     the paper's feature set alone (no length features)."""
     base = base or ResponseWiseConfig()
-    return {"all features": base,
-            "without query type": dataclasses.replace(base, use_query_type=False),
-            "paper's features (no lengths)": dataclasses.replace(base, feature_names=PAPER_FEATURES)}
+    return {
+        "all features": base,
+        "without query type": dataclasses.replace(base, use_query_type=False),
+        "paper's features (no lengths)": dataclasses.replace(base, feature_names=PAPER_FEATURES),
+    }
+
 
 def featurised_score_fn(featurizer, scorer: CrossFitScorer) -> Callable[[pd.DataFrame], np.ndarray]:
     """pairs -> consistency scores: featurise (cached per text and pair), then score with the cross-fitted classifiers.
@@ -128,9 +146,15 @@ def featurised_score_fn(featurizer, scorer: CrossFitScorer) -> Callable[[pd.Data
     """
     return lambda pairs: scorer.predict(featurizer.transform(pairs))
 
-def response_wise_table(pairs: pd.DataFrame, train_reference: str, reference: str,
-                        folds: Mapping[int, Sequence[str]], config: ResponseWiseConfig | None = None,
-                        positives: Sequence[str] = POSITIVES) -> pd.DataFrame:
+
+def response_wise_table(
+    pairs: pd.DataFrame,
+    train_reference: str,
+    reference: str,
+    folds: Mapping[int, Sequence[str]],
+    config: ResponseWiseConfig | None = None,
+    positives: Sequence[str] = POSITIVES,
+) -> pd.DataFrame:
     """Accuracy, F1 and AUC of the response-wise test on held-out changes, with and without the query type.
 
     For every fold f, the classifier trains on (``train_reference``, change) for the changes
@@ -146,14 +170,22 @@ def response_wise_table(pairs: pd.DataFrame, train_reference: str, reference: st
         train = training_pairs(pairs, train_reference, labelling)
         for fold, stages in sorted(folds.items()):
             held_out = [stage for other, others in folds.items() if other != fold for stage in others]
-            evaluation = training_pairs(pairs[_pairs_of(pairs, [(reference, stage) for stage in held_out])],
-                                        reference, labelling)
+            evaluation = training_pairs(
+                pairs[_pairs_of(pairs, [(reference, stage) for stage in held_out])], reference, labelling
+            )
             table = query_type_ablation(train, [(train_reference, stage) for stage in stages], evaluation, config)
             for use_query_type, metrics in table.iterrows():
-                rows.append({"positives": labelling, "trained on": ", ".join(stages),
-                             "evaluated on": ", ".join(held_out), "use_query_type": use_query_type,
-                             **metrics.to_dict()})
+                rows.append(
+                    {
+                        "positives": labelling,
+                        "trained on": ", ".join(stages),
+                        "evaluated on": ", ".join(held_out),
+                        "use_query_type": use_query_type,
+                        **metrics.to_dict(),
+                    }
+                )
     return pd.DataFrame(rows)
+
 
 def _pairs_of(pairs: pd.DataFrame, stage_pairs: Sequence[tuple[str, str]]) -> pd.Series:
     """Rows that are within-stage pairs of these stages or cross pairs of exactly these stage pairs."""

@@ -48,8 +48,9 @@ from rouge_score import rouge_scorer, tokenizers
 from sacrebleu.metrics import BLEU
 
 LEXICAL_FEATURES = ("rouge1", "rouge2", "rougeL", "bleu", "meteor")
-LENGTH_FEATURES = tuple(f"{unit}_{kind}" for unit in ("tokens", "chars")
-                        for kind in ("min", "max", "absdiff", "reldiff"))
+LENGTH_FEATURES = tuple(
+    f"{unit}_{kind}" for unit in ("tokens", "chars") for kind in ("min", "max", "absdiff", "reldiff")
+)
 FEATURE_NAMES = LEXICAL_FEATURES + ("cosine",) + LENGTH_FEATURES + ("query_closed",)
 # The paper's feature set: lexical overlap, embedding similarity and the query type; the length
 # features above are this workbench's addition (notebook 06 ablates them).
@@ -115,7 +116,8 @@ def default_encoder_path() -> Path:
     spec = importlib.util.find_spec(DEFAULT_ENCODER_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            f"{DEFAULT_ENCODER_PACKAGE} is not installed; install it or pass FeatureConfig(encoder=...)")
+            f"{DEFAULT_ENCODER_PACKAGE} is not installed; install it or pass FeatureConfig(encoder=...)"
+        )
     path = Path(spec.submodule_search_locations[0]) / "model"
     if not (path / "modules.json").is_file():
         raise FileNotFoundError(f"no sentence-transformers model in {path}")
@@ -179,8 +181,9 @@ class PairFeaturizer:
     @property
     def feature_names(self) -> tuple[str, ...]:
         """The feature columns :meth:`transform` adds."""
-        return FEATURE_NAMES if self.config.use_embeddings else tuple(
-            name for name in FEATURE_NAMES if name != "cosine")
+        return (
+            FEATURE_NAMES if self.config.use_embeddings else tuple(name for name in FEATURE_NAMES if name != "cosine")
+        )
 
     @property
     def encoder(self) -> Encoder:
@@ -200,8 +203,13 @@ class PairFeaturizer:
         """
         new = [text for text in dict.fromkeys(texts) if text not in self._embeddings]
         if new:
-            vectors = self.encoder.encode(new, batch_size=self.config.batch_size, convert_to_numpy=True,
-                                          normalize_embeddings=True, show_progress_bar=False)
+            vectors = self.encoder.encode(
+                new,
+                batch_size=self.config.batch_size,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
             self._embeddings.update(zip(new, np.asarray(vectors, dtype=np.float32)))
         return np.stack([self._embeddings[text] for text in texts])
 
@@ -219,12 +227,19 @@ class PairFeaturizer:
         key = (response1, response2) if response1 <= response2 else (response2, response1)
         if key not in self._lexical:
             rouge = self._rouge.score(response1, response2)
-            bleu = (self._bleu.sentence_score(response1, [response2]).score
-                    + self._bleu.sentence_score(response2, [response1]).score) / 200
+            bleu = (
+                self._bleu.sentence_score(response1, [response2]).score
+                + self._bleu.sentence_score(response2, [response1]).score
+            ) / 200
             tokens1, tokens2 = self._tokens(response1), self._tokens(response2)
             meteor = (meteor_no_wordnet(tokens1, tokens2) + meteor_no_wordnet(tokens2, tokens1)) / 2
-            self._lexical[key] = (rouge["rouge1"].fmeasure, rouge["rouge2"].fmeasure,
-                                  rouge["rougeL"].fmeasure, bleu, meteor)
+            self._lexical[key] = (
+                rouge["rouge1"].fmeasure,
+                rouge["rouge2"].fmeasure,
+                rouge["rougeL"].fmeasure,
+                bleu,
+                meteor,
+            )
         return dict(zip(LEXICAL_FEATURES, self._lexical[key]))
 
     def length_features(self, texts1: Sequence[str], texts2: Sequence[str]) -> dict[str, np.ndarray]:
@@ -236,8 +251,9 @@ class PairFeaturizer:
             shorter, longer = np.minimum(first, second), np.maximum(first, second)
             features[f"{unit}_min"], features[f"{unit}_max"] = shorter, longer
             features[f"{unit}_absdiff"] = longer - shorter
-            features[f"{unit}_reldiff"] = np.divide(longer - shorter, longer,
-                                                    out=np.zeros_like(longer), where=longer > 0)
+            features[f"{unit}_reldiff"] = np.divide(
+                longer - shorter, longer, out=np.zeros_like(longer), where=longer > 0
+            )
         return features
 
     def transform(self, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -255,8 +271,9 @@ class PairFeaturizer:
             raise KeyError(f"pairs lack column(s) {sorted(missing)}")
         texts1, texts2 = pairs["response1"].tolist(), pairs["response2"].tolist()
         out = pairs.copy()
-        lexical = np.array([list(self.lexical_features(a, b).values()) for a, b in zip(texts1, texts2)],
-                           dtype=float).reshape(len(pairs), len(LEXICAL_FEATURES))
+        lexical = np.array(
+            [list(self.lexical_features(a, b).values()) for a, b in zip(texts1, texts2)], dtype=float
+        ).reshape(len(pairs), len(LEXICAL_FEATURES))
         for column, name in enumerate(LEXICAL_FEATURES):
             out[name] = lexical[:, column]
         if self.config.use_embeddings:

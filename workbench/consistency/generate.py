@@ -46,22 +46,24 @@ from pathlib import Path
 import pandas as pd
 
 from workbench.consistency.responses import RESPONSE_FIELDS, validate_responses
-from workbench.text import clean_text
 from workbench.inference.engine import HFEngine
-from workbench.inference.types import SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.models import DEFAULT_MODEL, LoadedModel, embedded_model_folder
 from workbench.inference.protocol import Engine as EngineProtocol
+from workbench.inference.types import SamplingConfig
 from workbench.paths import cache_dir
 from workbench.progress import tqdm
 from workbench.tasks import get_task
+from workbench.text import clean_text
 
 BACKENDS = ("local", "served", "openai")
 QUERY_COLUMNS = ("query_id", "query", "query_type", "source")
 
 # The query kinds of build_queries: (source label, query type, instruction before the text).
-RATING_INSTRUCTION = ("Rate the sentiment of this movie review on a scale from 1 (very negative) to 5 "
-                      "(very positive). Answer with the digit only.\nReview: ")
+RATING_INSTRUCTION = (
+    "Rate the sentiment of this movie review on a scale from 1 (very negative) to 5 "
+    "(very positive). Answer with the digit only.\nReview: "
+)
 MATH_INSTRUCTION = "Answer with the final number only.\nQuestion: "
 PARAPHRASE_INSTRUCTION = "Paraphrase this sentence: "
 EXPLAIN_INSTRUCTION = "Explain what this sentence means: "
@@ -96,8 +98,13 @@ def build_queries(n_closed: int, n_open: int, seed: int = 0, split: str = "test"
 
     add("sst5-rating", "closed", RATING_INSTRUCTION, sst5[:n_rate], ptb=True)
     add("gsm8k", "closed", MATH_INSTRUCTION, get_task("gsm8k").examples(split, limit=n_math, seed=seed), ptb=False)
-    add("stsb-paraphrase", "open", PARAPHRASE_INSTRUCTION,
-        get_task("stsb").examples(split, limit=n_paraphrase, seed=seed), ptb=False)
+    add(
+        "stsb-paraphrase",
+        "open",
+        PARAPHRASE_INSTRUCTION,
+        get_task("stsb").examples(split, limit=n_paraphrase, seed=seed),
+        ptb=False,
+    )
     add("sst5-explain", "open", EXPLAIN_INSTRUCTION, sst5[n_rate:], ptb=True)
     return pd.DataFrame(rows, columns=list(QUERY_COLUMNS))
 
@@ -227,8 +234,12 @@ _OPTIONAL_FIELDS = ("batch_size", "attn_implementation", "endpoint", "endpoint_m
 def variant_key(variant: Variant, samples_per_query: int, seed: int, base_model: str = DEFAULT_MODEL) -> str:
     """A hash of everything that determines a variant's responses (records carry it)."""
     settings = {k: v for k, v in variant.describe().items() if not (k in _OPTIONAL_FIELDS and v is None)}
-    blob = {**settings, "fingerprint": stage_fingerprint(variant.stage, base_model),
-            "samples_per_query": samples_per_query, "sampling_seed": variant_seed(seed, variant.name)}
+    blob = {
+        **settings,
+        "fingerprint": stage_fingerprint(variant.stage, base_model),
+        "samples_per_query": samples_per_query,
+        "sampling_seed": variant_seed(seed, variant.name),
+    }
     return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -245,8 +256,9 @@ def _read_records(path: Path) -> list[dict]:
         except json.JSONDecodeError:
             bad += 1
     if bad:
-        warnings.warn(f"{path}: skipped {bad} unreadable line(s) (an interrupted write); they are regenerated",
-                      stacklevel=3)
+        warnings.warn(
+            f"{path}: skipped {bad} unreadable line(s) (an interrupted write); they are regenerated", stacklevel=3
+        )
     return records
 
 
@@ -256,8 +268,11 @@ def _complete_queries(records: list[dict], query_ids: set[str], samples_per_quer
     for record in records:
         if record["query_id"] in query_ids:
             by_query.setdefault(record["query_id"], {})[record["seed"]] = record
-    return {query: [samples[i] for i in range(samples_per_query)] for query, samples in by_query.items()
-            if set(samples) >= set(range(samples_per_query))}
+    return {
+        query: [samples[i] for i in range(samples_per_query)]
+        for query, samples in by_query.items()
+        if set(samples) >= set(range(samples_per_query))
+    }
 
 
 def _write_records(path: Path, records: list[dict], mode: str) -> None:
@@ -269,8 +284,14 @@ def _write_records(path: Path, records: list[dict], mode: str) -> None:
 class _Engines:
     """Loads each model stage once per :func:`generate_responses` call and serves it when asked."""
 
-    def __init__(self, device: str, disk_cache: bool, queries_per_call: int, samples_per_query: int,
-                 base_model: str = DEFAULT_MODEL):
+    def __init__(
+        self,
+        device: str,
+        disk_cache: bool,
+        queries_per_call: int,
+        samples_per_query: int,
+        base_model: str = DEFAULT_MODEL,
+    ):
         self.device, self.disk_cache, self.base_model = device, disk_cache, base_model
         self.queries_per_call, self.samples_per_query = queries_per_call, samples_per_query
         self._models: dict[tuple[str, str | None], LoadedModel] = {}
@@ -283,12 +304,17 @@ class _Engines:
         if (stage, attn_implementation) not in self._models:
             from workbench.lifecycle.stages import load_stage
 
-            self._models[(stage, attn_implementation)] = load_stage(stage, device=self.device, base_model=self.base_model,
-                                                                    attn_implementation=attn_implementation)
+            self._models[(stage, attn_implementation)] = load_stage(
+                stage, device=self.device, base_model=self.base_model, attn_implementation=attn_implementation
+            )
         return self._models[(stage, attn_implementation)]
 
     def local(self, lm: LoadedModel, batch_size: int | None = None) -> HFEngine:
-        cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if self.disk_cache and batch_size is None else None
+        cache = (
+            GenerationCache(cache_dir() / "generations", lm.fingerprint)
+            if self.disk_cache and batch_size is None
+            else None
+        )
         return HFEngine(lm, cache=cache, progress=False, **({"batch_size": batch_size} if batch_size else {}))
 
     @contextmanager
@@ -297,8 +323,13 @@ class _Engines:
         if variant.endpoint is not None:  # another server: only the chat template is needed here
             from workbench.inference.openai_compat import OpenAIEngine
 
-            with OpenAIEngine(variant.endpoint, variant.endpoint_model, os.environ.get("OPENAI_API_KEY"),
-                              timeout_s=24 * 3600, max_prompts_per_request=self.queries_per_call) as remote:
+            with OpenAIEngine(
+                variant.endpoint,
+                variant.endpoint_model,
+                os.environ.get("OPENAI_API_KEY"),
+                timeout_s=24 * 3600,
+                max_prompts_per_request=self.queries_per_call,
+            ) as remote:
                 yield stage_tokenizer(variant.stage, self.base_model), remote
             return
         lm = self.model(variant.stage, variant.attn_implementation)
@@ -307,8 +338,12 @@ class _Engines:
             return
         from workbench.serving import BackgroundServer, RemoteEngine, ServerConfig, create_app
 
-        config = ServerConfig(max_n=max(16, self.samples_per_query), max_prompts=self.queries_per_call,
-                              max_total_tokens=8192, request_timeout_s=24 * 3600)
+        config = ServerConfig(
+            max_n=max(16, self.samples_per_query),
+            max_prompts=self.queries_per_call,
+            max_total_tokens=8192,
+            request_timeout_s=24 * 3600,
+        )
         api_key = secrets.token_urlsafe(16)
         with BackgroundServer(create_app(self.local(lm), api_key, config)) as server:
             if variant.backend == "served":
@@ -317,8 +352,12 @@ class _Engines:
             else:
                 from workbench.inference.openai_compat import OpenAIEngine
 
-                with OpenAIEngine(f"{server.url}/v1", api_key=api_key, timeout_s=24 * 3600,
-                                  max_prompts_per_request=self.queries_per_call) as remote:
+                with OpenAIEngine(
+                    f"{server.url}/v1",
+                    api_key=api_key,
+                    timeout_s=24 * 3600,
+                    max_prompts_per_request=self.queries_per_call,
+                ) as remote:
                     yield lm.tokenizer, remote
 
 
@@ -328,22 +367,44 @@ def _records(variant: Variant, rows: pd.DataFrame, sample_sets, key: str, sampli
     out = []
     for (_, query), samples in zip(rows.iterrows(), sample_sets):
         for index, (text, reason) in enumerate(zip(samples.texts, samples.finish_reasons)):
-            out.append({
-                "query_id": query.query_id, "query": query.query, "query_type": query.query_type,
-                "stage": variant.name, "seed": index, "response": text,
-                "source": query.source, "model_stage": settings["stage"], "backend": variant.backend,
-                "temperature": variant.temperature, "top_p": variant.top_p,
-                "max_new_tokens": variant.max_new_tokens, "system_prompt": variant.system_prompt,
-                "template": variant.template, "sampling_seed": sampling_seed, "finish_reason": reason,
-                "batch_size": variant.batch_size, "attn_implementation": variant.attn_implementation,
-                "variant_key": key,
-            })
+            out.append(
+                {
+                    "query_id": query.query_id,
+                    "query": query.query,
+                    "query_type": query.query_type,
+                    "stage": variant.name,
+                    "seed": index,
+                    "response": text,
+                    "source": query.source,
+                    "model_stage": settings["stage"],
+                    "backend": variant.backend,
+                    "temperature": variant.temperature,
+                    "top_p": variant.top_p,
+                    "max_new_tokens": variant.max_new_tokens,
+                    "system_prompt": variant.system_prompt,
+                    "template": variant.template,
+                    "sampling_seed": sampling_seed,
+                    "finish_reason": reason,
+                    "batch_size": variant.batch_size,
+                    "attn_implementation": variant.attn_implementation,
+                    "variant_key": key,
+                }
+            )
     return out
 
 
-def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, samples_per_query: int, seed: int = 0,
-                       out_dir: str | Path | None = None, device: str = "auto", queries_per_call: int = 16,
-                       disk_cache: bool = True, progress: bool = True, base_model: str = DEFAULT_MODEL) -> pd.DataFrame:
+def generate_responses(
+    variants: Sequence[Variant],
+    queries: pd.DataFrame,
+    samples_per_query: int,
+    seed: int = 0,
+    out_dir: str | Path | None = None,
+    device: str = "auto",
+    queries_per_call: int = 16,
+    disk_cache: bool = True,
+    progress: bool = True,
+    base_model: str = DEFAULT_MODEL,
+) -> pd.DataFrame:
     """Draws ``samples_per_query`` responses per query from every variant.
 
     Args:
@@ -397,7 +458,7 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
             with engines.open(variant) as (tokenizer, engine):
                 config = variant.sampling_config(sampling_seed)
                 for start in range(0, len(todo), queries_per_call):
-                    rows = todo.iloc[start:start + queries_per_call]
+                    rows = todo.iloc[start : start + queries_per_call]
                     prompts = [variant.prompt(text, tokenizer) for text in rows["query"]]
                     new = _records(variant, rows, engine.sample(prompts, samples_per_query, config), key, sampling_seed)
                     if path is not None:
@@ -409,4 +470,3 @@ def generate_responses(variants: Sequence[Variant], queries: pd.DataFrame, sampl
     bar.close()
     table = pd.concat(tables, ignore_index=True)
     return validate_responses(table[list(RESPONSE_FIELDS) + [c for c in table.columns if c not in RESPONSE_FIELDS]])
-

@@ -42,9 +42,15 @@ from model_equality_testing.tests import IMPLEMENTED_TESTS
 
 from workbench.consistency.power import rejection_rate
 
-TWO_SAMPLE_STATISTICS = ("mmd_hamming", "mmd_kspectrum", "mmd_all_subsequences",
-                         "two_sample_L1", "two_sample_L2", "two_sample_chi_squared",
-                         "mmd_hamming_package")  # the last: mmd_hamming computed by the package (slow; for checks)
+TWO_SAMPLE_STATISTICS = (
+    "mmd_hamming",
+    "mmd_kspectrum",
+    "mmd_all_subsequences",
+    "two_sample_L1",
+    "two_sample_L2",
+    "two_sample_chi_squared",
+    "mmd_hamming_package",
+)  # the last: mmd_hamming computed by the package (slow; for checks)
 
 
 @dataclasses.dataclass
@@ -137,8 +143,9 @@ def _encode(texts: Sequence[str], tokenize: Callable[[str], Sequence[int]], conf
     return out
 
 
-def token_cube(table: pd.DataFrame, stage_a: str, stage_b: str, config: MMDConfig | None = None,
-               n_samples: int | None = None) -> TokenCube:
+def token_cube(
+    table: pd.DataFrame, stage_a: str, stage_b: str, config: MMDConfig | None = None, n_samples: int | None = None
+) -> TokenCube:
     """Tokenises the first ``n_samples`` responses per query of both stages (queries in both).
 
     Args:
@@ -160,8 +167,13 @@ def token_cube(table: pd.DataFrame, stage_a: str, stage_b: str, config: MMDConfi
     tokenize = _tokenizer(config, rows.response.tolist())  # one vocabulary for both stages
     cubes = []
     for stage in (stage_a, stage_b):
-        first = (rows[rows.stage == stage].groupby("query_id", sort=False).head(n_samples)
-                 .set_index("query_id").loc[list(query_ids)])
+        first = (
+            rows[rows.stage == stage]
+            .groupby("query_id", sort=False)
+            .head(n_samples)
+            .set_index("query_id")
+            .loc[list(query_ids)]
+        )
         tokens = _encode(first.response.tolist(), tokenize, config)
         cubes.append(tokens.reshape(len(query_ids), n_samples, config.max_length))
     return TokenCube(query_ids, cubes[0], cubes[1])
@@ -170,12 +182,14 @@ def token_cube(table: pd.DataFrame, stage_a: str, stage_b: str, config: MMDConfi
 def _completion_sample(tokens: np.ndarray) -> CompletionSample:
     """A package sample from (n_queries, k, L) tokens: query q is prompt index q."""
     n_queries, k, length = tokens.shape
-    return CompletionSample(prompts=np.repeat(np.arange(n_queries), k),
-                            completions=tokens.reshape(n_queries * k, length), m=n_queries)
+    return CompletionSample(
+        prompts=np.repeat(np.arange(n_queries), k), completions=tokens.reshape(n_queries * k, length), m=n_queries
+    )
 
 
-def mmd_permutation_test(tokens_a: np.ndarray, tokens_b: np.ndarray, config: MMDConfig | None = None,
-                         seed: int = 0) -> MMDResult:
+def mmd_permutation_test(
+    tokens_a: np.ndarray, tokens_b: np.ndarray, config: MMDConfig | None = None, seed: int = 0
+) -> MMDResult:
     """The package's two-sample statistic with a within-query permutation null.
 
     Args:
@@ -191,8 +205,9 @@ def mmd_permutation_test(tokens_a: np.ndarray, tokens_b: np.ndarray, config: MMD
     if config.stat_type not in TWO_SAMPLE_STATISTICS:
         raise ValueError(f"stat_type must be one of {TWO_SAMPLE_STATISTICS}, got {config.stat_type!r}")
     if tokens_a.shape != tokens_b.shape or tokens_a.ndim != 3:
-        raise ValueError("tokens_a and tokens_b must both be (n_queries, k, L), "
-                         f"got {tokens_a.shape} and {tokens_b.shape}")
+        raise ValueError(
+            f"tokens_a and tokens_b must both be (n_queries, k, L), got {tokens_a.shape} and {tokens_b.shape}"
+        )
     n_queries, k, _ = tokens_a.shape
     rng = np.random.default_rng(seed)
     # The permutations: per query, which k of the 2k pooled responses form the first sample.
@@ -206,12 +221,16 @@ def mmd_permutation_test(tokens_a: np.ndarray, tokens_b: np.ndarray, config: MMD
         statistics = hamming_mmd_from_gram(gram, first)
         observed, null = float(statistics[0]), statistics[1:]
     else:
-        observed, null = _package_null(tokens_a, tokens_b, orders, IMPLEMENTED_TESTS[config.stat_type.removesuffix("_package")])
+        observed, null = _package_null(
+            tokens_a, tokens_b, orders, IMPLEMENTED_TESTS[config.stat_type.removesuffix("_package")]
+        )
     p_value = (1 + np.sum(null >= observed - 1e-12 * abs(observed))) / (1 + config.n_permutations)
     return MMDResult(float(p_value), observed, n_queries, k, config.n_permutations)
 
 
-def _package_null(tokens_a: np.ndarray, tokens_b: np.ndarray, orders: list[np.ndarray], statistic) -> tuple[float, np.ndarray]:
+def _package_null(
+    tokens_a: np.ndarray, tokens_b: np.ndarray, orders: list[np.ndarray], statistic
+) -> tuple[float, np.ndarray]:
     """The package's statistic on the observed split and on each permutation ``orders[b]``."""
     k = tokens_a.shape[1]
     pooled = np.concatenate([tokens_a, tokens_b], axis=1)  # (n_queries, 2k, L)
@@ -224,8 +243,11 @@ def _package_null(tokens_a: np.ndarray, tokens_b: np.ndarray, orders: list[np.nd
     finally:
         # CompletionSample.sequences is a property over functools.cache keyed by the instance, so
         # every sample ever built stays alive; thousands of permutations would pile up otherwise.
-        for cached in (CompletionSample.sequences.fget, CompletionSample.sample.fget,
-                       CompletionSample._prompt_completion_to_sample):
+        for cached in (
+            CompletionSample.sequences.fget,
+            CompletionSample.sample.fget,
+            CompletionSample._prompt_completion_to_sample,
+        ):
             cached.cache_clear()
     return observed, null
 
@@ -266,16 +288,30 @@ def hamming_mmd_from_gram(gram: np.ndarray, first: np.ndarray) -> np.ndarray:
     return xx / within - 2 * xy / (q_count * k * k) + yy / within
 
 
-def mmd_test(table: pd.DataFrame, stage_a: str, stage_b: str, config: MMDConfig | None = None,
-             n_samples: int | None = None, seed: int = 0) -> MMDResult:
+def mmd_test(
+    table: pd.DataFrame,
+    stage_a: str,
+    stage_b: str,
+    config: MMDConfig | None = None,
+    n_samples: int | None = None,
+    seed: int = 0,
+) -> MMDResult:
     """MMD baseline on all queries of a response table (first ``n_samples`` responses each)."""
     cube = token_cube(table, stage_a, stage_b, config, n_samples)
     return mmd_permutation_test(cube.tokens_a, cube.tokens_b, config, seed)
 
 
-def mmd_power_curve(cube: TokenCube, n_queries: Sequence[int], samples_per_query: Sequence[int] | int | None = None,
-                    n_runs: int = 100, alpha: float = 0.05, config: MMDConfig | None = None, seed: int = 0,
-                    replace: bool = True, confidence: float = 0.95) -> pd.DataFrame:
+def mmd_power_curve(
+    cube: TokenCube,
+    n_queries: Sequence[int],
+    samples_per_query: Sequence[int] | int | None = None,
+    n_runs: int = 100,
+    alpha: float = 0.05,
+    config: MMDConfig | None = None,
+    seed: int = 0,
+    replace: bool = True,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Rejection rate of the MMD baseline, resampled like :func:`~workbench.consistency.power.power_curve`.
 
     Each run draws ``n`` queries (with replacement by default) and, per drawn query, ``k``
@@ -330,8 +366,15 @@ def stage_tokens(table: pd.DataFrame, stage: str, config: MMDConfig) -> np.ndarr
     return encode_responses(ordered.response.tolist(), config).reshape(-1, n, config.max_length)
 
 
-def mmd_aa_false_alarm_rate(tokens: np.ndarray, n_queries: int, samples_per_query: int, n_runs: int = 100,
-                            alpha: float = 0.05, config: MMDConfig | None = None, seed: int = 0):
+def mmd_aa_false_alarm_rate(
+    tokens: np.ndarray,
+    n_queries: int,
+    samples_per_query: int,
+    n_runs: int = 100,
+    alpha: float = 0.05,
+    config: MMDConfig | None = None,
+    seed: int = 0,
+):
     """Rejection rate of the MMD baseline between random halves of one stage's responses.
 
     The counterpart of :func:`~workbench.consistency.power.aa_false_alarm_rate`: each run
@@ -353,7 +396,8 @@ def mmd_aa_false_alarm_rate(tokens: np.ndarray, n_queries: int, samples_per_quer
     for run in range(n_runs):
         queries = rng.choice(q_count, size=n_queries, replace=True)
         order = np.argsort(rng.random((n_queries, n)), axis=1)
-        first, second = order[:, :samples_per_query], order[:, samples_per_query:2 * samples_per_query]
-        p_values[run] = mmd_permutation_test(tokens[queries[:, None], first], tokens[queries[:, None], second],
-                                             config, seed=int(rng.integers(2**32))).p_value
+        first, second = order[:, :samples_per_query], order[:, samples_per_query : 2 * samples_per_query]
+        p_values[run] = mmd_permutation_test(
+            tokens[queries[:, None], first], tokens[queries[:, None], second], config, seed=int(rng.integers(2**32))
+        ).p_value
     return rejection_rate(p_values, alpha, n_queries, samples_per_query)

@@ -64,8 +64,15 @@ def _query_bootstrap(query_ids: np.ndarray, n_resamples: int, seed: int) -> list
     return [np.concatenate([rows_of[q] for q in rng.integers(0, len(unique), len(unique))]) for _ in range(n_resamples)]
 
 
-def pair_set_auc(scored: pd.DataFrame, scores: Sequence[str], reference_score: str | None = None, by: str | None = None,
-                 n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def pair_set_auc(
+    scored: pd.DataFrame,
+    scores: Sequence[str],
+    reference_score: str | None = None,
+    by: str | None = None,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """AUC of each score at telling same-stage pairs from cross-stage pairs, with query-bootstrap intervals.
 
     Args:
@@ -97,12 +104,24 @@ def pair_set_auc(scored: pd.DataFrame, scores: Sequence[str], reference_score: s
             aucs[name] = (roc_auc_score(labels, x), boot)
         for name in scores:
             estimate, boot = aucs[name]
-            row = {"group": group, "score": name, "auc": estimate, "auc_low": np.nanquantile(boot, tail),
-                   "auc_high": np.nanquantile(boot, 1 - tail), "n_pairs": len(part), "n_queries": part.query_id.nunique()}
+            row = {
+                "group": group,
+                "score": name,
+                "auc": estimate,
+                "auc_low": np.nanquantile(boot, tail),
+                "auc_high": np.nanquantile(boot, 1 - tail),
+                "n_pairs": len(part),
+                "n_queries": part.query_id.nunique(),
+            }
             if reference_score is not None:
                 diff = boot - aucs[reference_score][1]
-                row.update({"diff": estimate - aucs[reference_score][0], "diff_low": np.nanquantile(diff, tail),
-                            "diff_high": np.nanquantile(diff, 1 - tail)})
+                row.update(
+                    {
+                        "diff": estimate - aucs[reference_score][0],
+                        "diff_low": np.nanquantile(diff, tail),
+                        "diff_high": np.nanquantile(diff, 1 - tail),
+                    }
+                )
             rows.append(row)
     return pd.DataFrame(rows)
 
@@ -127,8 +146,13 @@ def balanced_accuracy(called: np.ndarray, labels: np.ndarray) -> float:
     return float(0.5 * (called[labels == 1].mean() + (~called[labels == 0]).mean()))
 
 
-def threshold_table(scored: pd.DataFrame, thresholds: Mapping[str, float], n_resamples: int = 1000,
-                    confidence: float = 0.95, seed: int = 0) -> pd.DataFrame:
+def threshold_table(
+    scored: pd.DataFrame,
+    thresholds: Mapping[str, float],
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Balanced accuracy of "same stage if score >= threshold" for each score, with query-bootstrap intervals.
 
     Args:
@@ -143,6 +167,13 @@ def threshold_table(scored: pd.DataFrame, thresholds: Mapping[str, float], n_res
     for name, threshold in thresholds.items():
         called = scored[name].to_numpy(dtype=float) >= threshold
         boot = np.array([balanced_accuracy(called[r], labels[r]) for r in resamples])
-        rows.append({"score": name, "threshold": threshold, "balanced_accuracy": balanced_accuracy(called, labels),
-                     "low": np.quantile(boot, tail), "high": np.quantile(boot, 1 - tail)})
+        rows.append(
+            {
+                "score": name,
+                "threshold": threshold,
+                "balanced_accuracy": balanced_accuracy(called, labels),
+                "low": np.quantile(boot, tail),
+                "high": np.quantile(boot, 1 - tail),
+            }
+        )
     return pd.DataFrame(rows)

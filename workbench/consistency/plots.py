@@ -30,8 +30,12 @@ def plot_power(ax: Axes, curves: Mapping[str, pd.DataFrame], alpha: float = 0.05
 def plot_change_power(ax: Axes, result: ChangeResult, alpha: float = 0.05) -> Axes:
     """Power curves (false alarm rates for a control) of SimCT and the MMD baseline for one change."""
     kind = "false alarm rate" if result.change.control else "power"
-    return plot_power(ax, {"SimCT": result.simct_curve, "MMD (Hamming)": result.mmd_curve}, alpha,
-                      f"{result.change.description}: {kind}, k={result.mmd.samples_per_query}")
+    return plot_power(
+        ax,
+        {"SimCT": result.simct_curve, "MMD (Hamming)": result.mmd_curve},
+        alpha,
+        f"{result.change.description}: {kind}, k={result.mmd.samples_per_query}",
+    )
 
 
 def plot_per_query(ax: Axes, result: ChangeResult) -> Axes:
@@ -71,8 +75,12 @@ def plot_budget(ax: Axes, curves: pd.DataFrame, n_queries: int, power: float = 0
         curves: :attr:`~workbench.consistency.budget.BudgetPlan.curves` (columns target, n_queries, rate, ci_low, ci_high).
         n_queries: the budget chosen.
     """
-    plot_power(ax, {target: part for target, part in curves.groupby("target", sort=False)}, alpha,
-               f"planner (pilot, simulated): budget {n_queries} queries")
+    plot_power(
+        ax,
+        {target: part for target, part in curves.groupby("target", sort=False)},
+        alpha,
+        f"planner (pilot, simulated): budget {n_queries} queries",
+    )
     ax.axhline(power, color="black", ls=":", lw=1)
     ax.axvline(n_queries, color="black", lw=1)
     return ax
@@ -87,8 +95,15 @@ def plot_pair_set_auc(ax: Axes, aucs: pd.DataFrame, title: str = "") -> Axes:
     for index, score in enumerate(scores):
         part = aucs[aucs.score == score].set_index("group").loc[groups]
         errors = np.vstack([part.auc - part.auc_low, part.auc_high - part.auc]).clip(min=0)
-        ax.barh(y + (index - (len(scores) - 1) / 2) * width, part.auc - 0.5, width, left=0.5, xerr=errors,
-                capsize=2, label=score)
+        ax.barh(
+            y + (index - (len(scores) - 1) / 2) * width,
+            part.auc - 0.5,
+            width,
+            left=0.5,
+            xerr=errors,
+            capsize=2,
+            label=score,
+        )
     ax.axvline(0.5, color="grey", lw=1)
     ax.set_yticks(y, groups, fontsize=8)
     ax.invert_yaxis()

@@ -63,8 +63,9 @@ def _stage_responses(table: pd.DataFrame, stage: str, query_ids: Sequence[str], 
     return rows
 
 
-def score_cube(table: pd.DataFrame, stage_a: str, stage_b: str | None, score_fn: ScoreFunction,
-               n_samples: int | None = None) -> ScoreCube:
+def score_cube(
+    table: pd.DataFrame, stage_a: str, stage_b: str | None, score_fn: ScoreFunction, n_samples: int | None = None
+) -> ScoreCube:
     """Scores every within-A pair and every A-B pair of every query once.
 
     Args:
@@ -86,13 +87,16 @@ def score_cube(table: pd.DataFrame, stage_a: str, stage_b: str | None, score_fn:
     if complete.empty:
         raise ValueError(f"no query has responses from all of {stages}")
     if len(complete) < len(counts):
-        warnings.warn(f"{len(counts) - len(complete)} query(ies) lack responses from one of {stages} "
-                      "and are left out", stacklevel=2)
+        warnings.warn(
+            f"{len(counts) - len(complete)} query(ies) lack responses from one of {stages} and are left out",
+            stacklevel=2,
+        )
     available = int(complete.values.min())
     n_samples = n_samples or available
     if n_samples > available or n_samples < 2:
-        raise ValueError(f"need 2 <= n_samples <= {available} (the fewest responses of a query "
-                         f"and stage), got {n_samples}")
+        raise ValueError(
+            f"need 2 <= n_samples <= {available} (the fewest responses of a query and stage), got {n_samples}"
+        )
     query_ids = tuple(query for query in dict.fromkeys(table.query_id) if query in complete.index)
     q_count = len(query_ids)
     a = _stage_responses(table, stage_a, query_ids, n_samples)
@@ -107,15 +111,23 @@ def score_cube(table: pd.DataFrame, stage_a: str, stage_b: str | None, score_fn:
         q = np.repeat(np.arange(q_count), len(rows))
         first_row = q * n_samples + np.tile(rows, q_count)
         second_row = q * n_samples + np.tile(cols, q_count)
-        frames.append(pd.DataFrame({
-            "query_id": a.query_id.to_numpy()[first_row], "query": a["query"].to_numpy()[first_row],
-            "query_type": a.query_type.to_numpy()[first_row],
-            "stage1": stage_a, "seed1": a.seed.to_numpy()[first_row],
-            "response1": a.response.to_numpy()[first_row],
-            "stage2": second.stage.to_numpy()[second_row], "seed2": second.seed.to_numpy()[second_row],
-            "response2": second.response.to_numpy()[second_row],
-            "same_stage": int(second is a),
-        }, columns=list(PAIR_COLUMNS)))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "query_id": a.query_id.to_numpy()[first_row],
+                    "query": a["query"].to_numpy()[first_row],
+                    "query_type": a.query_type.to_numpy()[first_row],
+                    "stage1": stage_a,
+                    "seed1": a.seed.to_numpy()[first_row],
+                    "response1": a.response.to_numpy()[first_row],
+                    "stage2": second.stage.to_numpy()[second_row],
+                    "seed2": second.seed.to_numpy()[second_row],
+                    "response2": second.response.to_numpy()[second_row],
+                    "same_stage": int(second is a),
+                },
+                columns=list(PAIR_COLUMNS),
+            )
+        )
     pairs = pd.concat(frames, ignore_index=True)
     scores = np.asarray(score_fn(pairs), dtype=float)
     if scores.shape != (len(pairs),):
@@ -152,13 +164,23 @@ class RejectionRate:
     confidence: float = 0.95
 
 
-def rejection_rate(p_values: np.ndarray, alpha: float, n_queries: int, samples_per_query: int,
-                   confidence: float = 0.95) -> RejectionRate:
+def rejection_rate(
+    p_values: np.ndarray, alpha: float, n_queries: int, samples_per_query: int, confidence: float = 0.95
+) -> RejectionRate:
     """Summarises simulated p-values as a :class:`RejectionRate` (rejection: ``p < alpha``)."""
     rejections = int((p_values < alpha).sum())
     interval = stats.binomtest(rejections, len(p_values)).proportion_ci(confidence, method="exact")
-    return RejectionRate(rejections / len(p_values), float(interval.low), float(interval.high), rejections,
-                         len(p_values), alpha, n_queries, samples_per_query, confidence)
+    return RejectionRate(
+        rejections / len(p_values),
+        float(interval.low),
+        float(interval.high),
+        rejections,
+        len(p_values),
+        alpha,
+        n_queries,
+        samples_per_query,
+        confidence,
+    )
 
 
 def _block_means(matrix: np.ndarray, queries: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -187,9 +209,15 @@ def _draw_queries(rng: np.random.Generator, q_count: int, n_queries: int, replac
     return rng.choice(q_count, size=n_queries, replace=replace)
 
 
-def simulate_differences(cube: ScoreCube, n_queries: int, samples_per_query: int, n_runs: int,
-                         seed: int | Sequence[int] = 0, replace: bool = True,
-                         aa: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def simulate_differences(
+    cube: ScoreCube,
+    n_queries: int,
+    samples_per_query: int,
+    n_runs: int,
+    seed: int | Sequence[int] = 0,
+    replace: bool = True,
+    aa: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-query within and across means of simulated model-wise test runs.
 
     Args:
@@ -230,9 +258,16 @@ def simulate_differences(cube: ScoreCube, n_queries: int, samples_per_query: int
     return within, across
 
 
-def aa_false_alarm_rate(cube: ScoreCube, n_queries: int | None = None, samples_per_query: int | None = None,
-                        n_runs: int = 500, alpha: float = 0.05, seed: int = 0, replace: bool = True,
-                        confidence: float = 0.95) -> RejectionRate:
+def aa_false_alarm_rate(
+    cube: ScoreCube,
+    n_queries: int | None = None,
+    samples_per_query: int | None = None,
+    n_runs: int = 500,
+    alpha: float = 0.05,
+    seed: int = 0,
+    replace: bool = True,
+    confidence: float = 0.95,
+) -> RejectionRate:
     """Fraction of A/A runs (same stage, disjoint seeds, resampled queries) that reject.
 
     Args:
@@ -255,9 +290,16 @@ def aa_false_alarm_rate(cube: ScoreCube, n_queries: int | None = None, samples_p
     return rejection_rate(p_values, alpha, n_queries, samples_per_query, confidence)
 
 
-def power_curve(cube: ScoreCube, n_queries: Sequence[int], samples_per_query: Sequence[int] | int | None = None,
-                n_runs: int = 200, alpha: float = 0.05, seed: int = 0, replace: bool = True,
-                confidence: float = 0.95) -> pd.DataFrame:
+def power_curve(
+    cube: ScoreCube,
+    n_queries: Sequence[int],
+    samples_per_query: Sequence[int] | int | None = None,
+    n_runs: int = 200,
+    alpha: float = 0.05,
+    seed: int = 0,
+    replace: bool = True,
+    confidence: float = 0.95,
+) -> pd.DataFrame:
     """Empirical power of the model-wise test against the cube's stage B.
 
     Args:
@@ -306,8 +348,7 @@ def t_test_power(effect_size: float, n_queries: int | np.ndarray, alpha: float =
     return stats.nct.sf(critical, df, effect_size * np.sqrt(n))
 
 
-def queries_for_power(effect_size: float, power: float = 0.8, alpha: float = 0.05,
-                      max_queries: int = 1_000_000) -> int:
+def queries_for_power(effect_size: float, power: float = 0.8, alpha: float = 0.05, max_queries: int = 1_000_000) -> int:
     """Smallest number of queries whose t-test power reaches ``power`` (noncentral t formula).
 
     Args:
@@ -334,8 +375,9 @@ def queries_for_power(effect_size: float, power: float = 0.8, alpha: float = 0.0
     return low
 
 
-def pilot_effect_size(cube: ScoreCube, samples_per_query: int | None = None, n_draws: int = 100,
-                      seed: int = 0) -> float:
+def pilot_effect_size(
+    cube: ScoreCube, samples_per_query: int | None = None, n_draws: int = 100, seed: int = 0
+) -> float:
     """Cohen's d_z of the per-query differences (within - across) at a given samples per query.
 
     Each draw uses every query once with a random subset of k responses per stage; pooling the
@@ -371,8 +413,15 @@ class QueryPlan:
     curve: pd.DataFrame | None = dataclasses.field(default=None, repr=False)
 
 
-def plan_queries(cube: ScoreCube, power: float = 0.8, alpha: float = 0.05, samples_per_query: int | None = None,
-                 n_queries_grid: Sequence[int] | None = None, n_runs: int = 200, seed: int = 0) -> QueryPlan:
+def plan_queries(
+    cube: ScoreCube,
+    power: float = 0.8,
+    alpha: float = 0.05,
+    samples_per_query: int | None = None,
+    n_queries_grid: Sequence[int] | None = None,
+    n_runs: int = 200,
+    seed: int = 0,
+) -> QueryPlan:
     """Plans the number of queries from a pilot cube (A vs B), by formula and by simulation.
 
     Args:
@@ -391,8 +440,7 @@ def plan_queries(cube: ScoreCube, power: float = 0.8, alpha: float = 0.05, sampl
         return QueryPlan(effect_size, k, alpha, power, n_formula)
     curve = power_curve(cube, sorted(n_queries_grid), k, n_runs, alpha, seed)
     reached = curve[curve.rate >= power].n_queries
-    return QueryPlan(effect_size, k, alpha, power, n_formula,
-                     int(reached.min()) if len(reached) else None, curve)
+    return QueryPlan(effect_size, k, alpha, power, n_formula, int(reached.min()) if len(reached) else None, curve)
 
 
 def minimum_detectable_effect(n_queries: int, alpha: float = 0.05, power: float = 0.8) -> float:

@@ -46,9 +46,15 @@ import pandas as pd
 RESPONSE_FIELDS = ("query_id", "query", "query_type", "stage", "seed", "response")
 QUERY_TYPES = ("closed", "open")
 PAIR_COLUMNS = (
-    "query_id", "query", "query_type",
-    "stage1", "seed1", "response1",
-    "stage2", "seed2", "response2",
+    "query_id",
+    "query",
+    "query_type",
+    "stage1",
+    "seed1",
+    "response1",
+    "stage2",
+    "seed2",
+    "response2",
     "same_stage",
 )
 
@@ -68,8 +74,7 @@ def _check_record(record: object, where: str) -> dict:
         if not isinstance(record[name], str):
             raise ResponseFormatError(f"{where}: field {name!r} must be a string, got {record[name]!r}")
     if record["query_type"] not in QUERY_TYPES:
-        raise ResponseFormatError(
-            f"{where}: query_type must be one of {QUERY_TYPES}, got {record['query_type']!r}")
+        raise ResponseFormatError(f"{where}: query_type must be one of {QUERY_TYPES}, got {record['query_type']!r}")
     for name in ("query_id", "seed"):
         value = record[name]
         # bool is an int subclass; True as a seed is almost certainly a bug upstream.
@@ -86,7 +91,8 @@ def _check_table_consistency(table: pd.DataFrame, locations: list[str]) -> None:
         if key in first_seen:
             raise ResponseFormatError(
                 f"{locations[row]}: duplicate response for query_id={key[0]!r}, stage={key[1]!r}, "
-                f"seed={table.seed.iloc[row]!r} (first at {locations[first_seen[key]]})")
+                f"seed={table.seed.iloc[row]!r} (first at {locations[first_seen[key]]})"
+            )
         first_seen[key] = row
     reference: dict[str, int] = {}
     for row, query_id in enumerate(table.query_id):
@@ -95,7 +101,8 @@ def _check_table_consistency(table: pd.DataFrame, locations: list[str]) -> None:
             if table[name].iloc[row] != table[name].iloc[first]:
                 raise ResponseFormatError(
                     f"{locations[row]}: query_id={query_id!r} has {name}={table[name].iloc[row]!r} "
-                    f"but {table[name].iloc[first]!r} at {locations[first]}")
+                    f"but {table[name].iloc[first]!r} at {locations[first]}"
+                )
 
 
 def validate_responses(table: pd.DataFrame) -> pd.DataFrame:
@@ -110,8 +117,7 @@ def validate_responses(table: pd.DataFrame) -> pd.DataFrame:
     Raises:
         ResponseFormatError: naming the first bad row (by position).
     """
-    records = [_check_record(record, f"row {row}")
-               for row, record in enumerate(table.to_dict(orient="records"))]
+    records = [_check_record(record, f"row {row}") for row, record in enumerate(table.to_dict(orient="records"))]
     checked = pd.DataFrame.from_records(records, columns=list(table.columns))
     _check_table_consistency(checked, [f"row {row}" for row in range(len(checked))])
     return checked
@@ -168,8 +174,9 @@ def save_responses(table: pd.DataFrame, path: str | Path) -> None:
             handle.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
-def make_pairs(table: pd.DataFrame, stage1: str, stage2: str, max_pairs_per_query: int | None = None,
-               seed: int = 0) -> pd.DataFrame:
+def make_pairs(
+    table: pd.DataFrame, stage1: str, stage2: str, max_pairs_per_query: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """Builds response pairs per query, within one stage or across two.
 
     Args:
@@ -208,13 +215,27 @@ def make_pairs(table: pd.DataFrame, stage1: str, stage2: str, max_pairs_per_quer
         query, query_type = rows1["query"].iloc[0], rows1["query_type"].iloc[0]
         seeds1, texts1 = rows1.seed.tolist(), rows1.response.tolist()
         seeds2, texts2 = rows2.seed.tolist(), rows2.response.tolist()
-        rows.extend((query_id, query, query_type, stage1, seeds1[i], texts1[i],
-                     stage2, seeds2[j], texts2[j], int(stage1 == stage2)) for i, j in index_pairs)
+        rows.extend(
+            (
+                query_id,
+                query,
+                query_type,
+                stage1,
+                seeds1[i],
+                texts1[i],
+                stage2,
+                seeds2[j],
+                texts2[j],
+                int(stage1 == stage2),
+            )
+            for i, j in index_pairs
+        )
     return pd.DataFrame(rows, columns=list(PAIR_COLUMNS))
 
 
-def labelled_pairs(table: pd.DataFrame, stage_pairs: Iterable[tuple[str, str]],
-                   max_pairs_per_query: int | None = None, seed: int = 0) -> pd.DataFrame:
+def labelled_pairs(
+    table: pd.DataFrame, stage_pairs: Iterable[tuple[str, str]], max_pairs_per_query: int | None = None, seed: int = 0
+) -> pd.DataFrame:
     """All pairs needed to train or evaluate the response-wise test on some stage pairs.
 
     For every ``(a, b)`` in ``stage_pairs`` this gives the within-stage pairs of ``a`` and of
@@ -250,9 +271,14 @@ def _pseudo_words(rng: np.random.Generator, count: int) -> list[str]:
     return sorted(words)
 
 
-def synthetic_responses(n_queries: int = 20, stage_shifts: Mapping[str, float] | None = None,
-                        n_seeds: int = 5, seed: int = 0, closed_fraction: float = 0.5,
-                        vocabulary_size: int = 40) -> pd.DataFrame:
+def synthetic_responses(
+    n_queries: int = 20,
+    stage_shifts: Mapping[str, float] | None = None,
+    n_seeds: int = 5,
+    seed: int = 0,
+    closed_fraction: float = 0.5,
+    vocabulary_size: int = 40,
+) -> pd.DataFrame:
     """A toy response table with a known truth, for tests and demonstrations.
 
     Each query has its own pseudo-word vocabulary and two Zipf distributions over it. A stage

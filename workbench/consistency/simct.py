@@ -123,8 +123,10 @@ class ResponseWiseTest:
             names = tuple(name for name in names if name != "query_closed")
         missing = set(names) - set(columns)
         if missing or not names:
-            raise KeyError(f"pairs lack feature column(s) {sorted(missing) or list(FEATURE_NAMES)}; "
-                           "run PairFeaturizer.transform on them first")
+            raise KeyError(
+                f"pairs lack feature column(s) {sorted(missing) or list(FEATURE_NAMES)}; "
+                "run PairFeaturizer.transform on them first"
+            )
         return names
 
     def fit(self, pairs: pd.DataFrame, train_stage_pairs: Sequence[tuple[str, str]]) -> ResponseWiseTest:
@@ -144,20 +146,29 @@ class ResponseWiseTest:
             raise ValueError(f"train_stage_pairs must be pairs of different stages, got {train_stage_pairs}")
         wanted = {_stage_pair_key(a, b) for a, b in self.train_stage_pairs}
         within = (pairs.stage1 == pairs.stage2) & pairs.stage1.isin(self.train_stages)
-        across = pd.Series([_stage_pair_key(a, b) in wanted for a, b in zip(pairs.stage1, pairs.stage2)],
-                           index=pairs.index)
+        across = pd.Series(
+            [_stage_pair_key(a, b) in wanted for a, b in zip(pairs.stage1, pairs.stage2)], index=pairs.index
+        )
         train = pairs[within | across]
         labels = _same_stage(train)
         if len(set(labels)) < 2:
-            raise ValueError(f"training pairs for {self.train_stage_pairs} need both within-stage and "
-                             f"cross-stage pairs; got {len(train)} pairs with labels {sorted(set(labels))}")
+            raise ValueError(
+                f"training pairs for {self.train_stage_pairs} need both within-stage and "
+                f"cross-stage pairs; got {len(train)} pairs with labels {sorted(set(labels))}"
+            )
         self.feature_names = self._select_features(train.columns)
         c = self.config
         self.model = lightgbm.LGBMClassifier(
-            n_estimators=c.n_estimators, learning_rate=c.learning_rate, num_leaves=c.num_leaves,
-            min_child_samples=c.min_child_samples, random_state=c.random_state,
+            n_estimators=c.n_estimators,
+            learning_rate=c.learning_rate,
+            num_leaves=c.num_leaves,
+            min_child_samples=c.min_child_samples,
+            random_state=c.random_state,
             # Within-stage pairs are n(n-1)/2 per query against n^2 cross pairs: reweight.
-            class_weight="balanced", n_jobs=1, verbose=-1)
+            class_weight="balanced",
+            n_jobs=1,
+            verbose=-1,
+        )
         self.model.fit(train[list(self.feature_names)], labels)
         return self
 
@@ -170,7 +181,8 @@ class ResponseWiseTest:
             raise StageOverlapError(
                 f"stage(s) {sorted(overlap)} were used to train this response-wise classifier "
                 f"(train_stage_pairs={list(self.train_stage_pairs)}); scoring their pairs would be "
-                "optimistic. Evaluate on pairs from other stages, or train on other stages.")
+                "optimistic. Evaluate on pairs from other stages, or train on other stages."
+            )
 
     def predict_proba(self, pairs: pd.DataFrame) -> np.ndarray:
         """Probability that each pair is consistent, shape (n_pairs,).
@@ -190,11 +202,18 @@ class ResponseWiseTest:
         return ResponseWiseMetrics(
             accuracy=float(accuracy_score(labels, predictions)),
             f1=float(f1_score(labels, predictions, zero_division=0.0)),
-            auc=float(auc), n_pairs=len(labels), n_consistent=int(labels.sum()))
+            auc=float(auc),
+            n_pairs=len(labels),
+            n_consistent=int(labels.sum()),
+        )
 
 
-def query_type_ablation(pairs: pd.DataFrame, train_stage_pairs: Sequence[tuple[str, str]],
-                        eval_pairs: pd.DataFrame, config: ResponseWiseConfig | None = None) -> pd.DataFrame:
+def query_type_ablation(
+    pairs: pd.DataFrame,
+    train_stage_pairs: Sequence[tuple[str, str]],
+    eval_pairs: pd.DataFrame,
+    config: ResponseWiseConfig | None = None,
+) -> pd.DataFrame:
     """Response-wise metrics with and without the ``query_closed`` feature.
 
     Args:
@@ -272,8 +291,9 @@ def one_sided_paired_t(within: np.ndarray, across: np.ndarray) -> tuple[np.ndarr
     return t, p
 
 
-def paired_consistency_t_test(within: np.ndarray, across: np.ndarray, alpha: float = 0.05,
-                              stage_a: str = "", stage_b: str = "") -> ModelWiseResult:
+def paired_consistency_t_test(
+    within: np.ndarray, across: np.ndarray, alpha: float = 0.05, stage_a: str = "", stage_b: str = ""
+) -> ModelWiseResult:
     """The model-wise test on per-query mean scores.
 
     Args:
@@ -289,15 +309,23 @@ def paired_consistency_t_test(within: np.ndarray, across: np.ndarray, alpha: flo
     difference = within - across
     sd = difference.std(ddof=1)
     return ModelWiseResult(
-        p_value=float(p), reject=bool(p < alpha), alpha=alpha, t_statistic=float(t),
-        n_queries=len(within), mean_within=float(within.mean()), mean_across=float(across.mean()),
+        p_value=float(p),
+        reject=bool(p < alpha),
+        alpha=alpha,
+        t_statistic=float(t),
+        n_queries=len(within),
+        mean_within=float(within.mean()),
+        mean_across=float(across.mean()),
         mean_difference=float(difference.mean()),
         effect_size=float(difference.mean() / sd) if sd > 0 else float("nan"),
-        stage_a=stage_a, stage_b=stage_b)
+        stage_a=stage_a,
+        stage_b=stage_b,
+    )
 
 
-def per_query_scores(scored_pairs: pd.DataFrame, stage_a: str, stage_b: str,
-                     score_column: str = "score") -> pd.DataFrame:
+def per_query_scores(
+    scored_pairs: pd.DataFrame, stage_a: str, stage_b: str, score_column: str = "score"
+) -> pd.DataFrame:
     """Mean score per query of the A-vs-A pairs and of the A-vs-B pairs.
 
     Args:
@@ -313,21 +341,28 @@ def per_query_scores(scored_pairs: pd.DataFrame, stage_a: str, stage_b: str,
     if stage_a == stage_b:
         raise ValueError("stage_a and stage_b must differ")
     is_within = (scored_pairs.stage1 == stage_a) & (scored_pairs.stage2 == stage_a)
-    is_across = (((scored_pairs.stage1 == stage_a) & (scored_pairs.stage2 == stage_b))
-                 | ((scored_pairs.stage1 == stage_b) & (scored_pairs.stage2 == stage_a)))
-    means = pd.DataFrame({
-        "within": scored_pairs[is_within].groupby("query_id")[score_column].mean(),
-        "across": scored_pairs[is_across].groupby("query_id")[score_column].mean(),
-    })
+    is_across = ((scored_pairs.stage1 == stage_a) & (scored_pairs.stage2 == stage_b)) | (
+        (scored_pairs.stage1 == stage_b) & (scored_pairs.stage2 == stage_a)
+    )
+    means = pd.DataFrame(
+        {
+            "within": scored_pairs[is_within].groupby("query_id")[score_column].mean(),
+            "across": scored_pairs[is_across].groupby("query_id")[score_column].mean(),
+        }
+    )
     complete = means.dropna()
     if len(complete) < len(means):
-        warnings.warn(f"{len(means) - len(complete)} query(ies) lack {stage_a!r}-vs-{stage_a!r} or "
-                      f"{stage_a!r}-vs-{stage_b!r} pairs and are left out", stacklevel=2)
+        warnings.warn(
+            f"{len(means) - len(complete)} query(ies) lack {stage_a!r}-vs-{stage_a!r} or "
+            f"{stage_a!r}-vs-{stage_b!r} pairs and are left out",
+            stacklevel=2,
+        )
     return complete
 
 
-def model_wise_test(scored_pairs: pd.DataFrame, stage_a: str, stage_b: str, alpha: float = 0.05,
-                    score_column: str = "score") -> ModelWiseResult:
+def model_wise_test(
+    scored_pairs: pd.DataFrame, stage_a: str, stage_b: str, alpha: float = 0.05, score_column: str = "score"
+) -> ModelWiseResult:
     """SimCT's model-wise test: does ``stage_b`` behave differently from ``stage_a``?
 
     Args:
@@ -342,5 +377,6 @@ def model_wise_test(scored_pairs: pd.DataFrame, stage_a: str, stage_b: str, alph
         The :class:`ModelWiseResult`.
     """
     means = per_query_scores(scored_pairs, stage_a, stage_b, score_column)
-    return paired_consistency_t_test(means.within.to_numpy(), means.across.to_numpy(), alpha,
-                                     stage_a=stage_a, stage_b=stage_b)
+    return paired_consistency_t_test(
+        means.within.to_numpy(), means.across.to_numpy(), alpha, stage_a=stage_a, stage_b=stage_b
+    )

@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score
 
-from workbench.consistency.power import ScoreCube, minimum_detectable_effect, power_curve, score_cube
 from workbench.consistency.mmd_baseline import MMDConfig, MMDResult, mmd_permutation_test, mmd_power_curve, token_cube
+from workbench.consistency.power import ScoreCube, minimum_detectable_effect, power_curve, score_cube
 from workbench.consistency.simct import ModelWiseResult, paired_consistency_t_test
 
 
@@ -47,11 +47,13 @@ class Change:
     fold: int | None = None
     control: bool = False
 
+
 def model_wise_from_cube(cube: ScoreCube, alpha: float = 0.05) -> ModelWiseResult:
     """SimCT's model-wise test on all queries and responses of a score cube."""
     within = np.nanmean(cube.within, axis=(1, 2))
     across = cube.across.mean(axis=(1, 2))
     return paired_consistency_t_test(within, across, alpha, cube.stage_a, cube.stage_b)
+
 
 def pair_auc(cube: ScoreCube) -> float:
     """AUC of the pair scores at telling within-reference pairs (positive) from cross pairs."""
@@ -59,6 +61,7 @@ def pair_auc(cube: ScoreCube) -> float:
     within, across = cube.within[:, i, j].ravel(), cube.across.ravel()
     labels = np.r_[np.ones(len(within)), np.zeros(len(across))]
     return float(roc_auc_score(labels, np.r_[within, across]))
+
 
 @dataclasses.dataclass
 class ChangeResult:
@@ -82,9 +85,20 @@ class ChangeResult:
     pair_auc: float
     per_query: pd.DataFrame
 
-def analyse_change(table: pd.DataFrame, reference: str, change: Change, score_fn: Callable[[pd.DataFrame], np.ndarray],
-                   n_queries_grid: Sequence[int], samples_per_query: int, mmd_config: MMDConfig,
-                   simct_runs: int = 500, mmd_runs: int = 50, alpha: float = 0.05, seed: int = 0) -> ChangeResult:
+
+def analyse_change(
+    table: pd.DataFrame,
+    reference: str,
+    change: Change,
+    score_fn: Callable[[pd.DataFrame], np.ndarray],
+    n_queries_grid: Sequence[int],
+    samples_per_query: int,
+    mmd_config: MMDConfig,
+    simct_runs: int = 500,
+    mmd_runs: int = 50,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> ChangeResult:
     """Model-wise tests and power curves of SimCT and of the MMD baseline for one change.
 
     Both tests see the same queries and the same ``samples_per_query`` responses per stage and
@@ -108,13 +122,23 @@ def analyse_change(table: pd.DataFrame, reference: str, change: Change, score_fn
     mmd = mmd_permutation_test(tokens.tokens_a, tokens.tokens_b, mmd_config, seed)
     simct_curve = power_curve(cube, n_queries_grid, samples_per_query, simct_runs, alpha, seed)
     mmd_curve = mmd_power_curve(tokens, n_queries_grid, samples_per_query, mmd_runs, alpha, mmd_config, seed)
-    per_query = pd.DataFrame({"within": np.nanmean(cube.within, axis=(1, 2)), "across": cube.across.mean(axis=(1, 2))},
-                             index=pd.Index(cube.query_ids, name="query_id"))
+    per_query = pd.DataFrame(
+        {"within": np.nanmean(cube.within, axis=(1, 2)), "across": cube.across.mean(axis=(1, 2))},
+        index=pd.Index(cube.query_ids, name="query_id"),
+    )
     return ChangeResult(change, simct, mmd, simct_curve, mmd_curve, pair_auc(cube), per_query)
 
-def compare_scores(table: pd.DataFrame, reference: str, changes: Sequence[Change],
-                   score_fns: Mapping[str, Callable[[pd.DataFrame], np.ndarray]], samples_per_query: int,
-                   n_runs: int = 500, alpha: float = 0.05, seed: int = 0) -> pd.DataFrame:
+
+def compare_scores(
+    table: pd.DataFrame,
+    reference: str,
+    changes: Sequence[Change],
+    score_fns: Mapping[str, Callable[[pd.DataFrame], np.ndarray]],
+    samples_per_query: int,
+    n_runs: int = 500,
+    alpha: float = 0.05,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The model-wise test with several pair scores: p-value and power on all queries, per change.
 
     The t-test accepts any per-pair score, so the same responses can be judged with the trained
@@ -134,6 +158,7 @@ def compare_scores(table: pd.DataFrame, reference: str, changes: Sequence[Change
         rows[change.stage] = row
     return pd.DataFrame.from_dict(rows, orient="index").rename_axis("change")
 
+
 def pool_stages(table: pd.DataFrame, stages: Sequence[str], name: str) -> pd.DataFrame:
     """The responses of several stages as one stage ``name`` (seeds become ``"<stage>:<seed>"``).
 
@@ -144,15 +169,19 @@ def pool_stages(table: pd.DataFrame, stages: Sequence[str], name: str) -> pd.Dat
     pooled = rows.assign(stage=name, seed=rows.stage + ":" + rows.seed.astype(str))
     return pooled.sort_values("query_id", kind="stable").reset_index(drop=True)
 
+
 def _rate_at(curve: pd.DataFrame, n: int) -> float:
     return float(curve.set_index("n_queries").rate.get(n, np.nan))
+
 
 def _queries_for(curve: pd.DataFrame, power: float) -> float:
     reached = curve[curve.rate >= power].n_queries
     return float(reached.min()) if len(reached) else np.nan
 
-def decision_table(results: Sequence[ChangeResult], alpha: float = 0.05, power: float = 0.8,
-                   margin: float = 0.1) -> pd.DataFrame:
+
+def decision_table(
+    results: Sequence[ChangeResult], alpha: float = 0.05, power: float = 0.8, margin: float = 0.1
+) -> pd.DataFrame:
     """One row per change: decisions, p-values, power, and which test is more powerful.
 
     Columns:
@@ -179,19 +208,33 @@ def decision_table(results: Sequence[ChangeResult], alpha: float = 0.05, power: 
         else:
             decision = "consistent" if power_vs >= power else "consistent (underpowered)"
         gap = r.simct_curve.rate.mean() - r.mmd_curve.rate.mean()
-        winner = "n/a (control)" if r.change.control else (
-            "similar" if abs(gap) <= margin else ("SimCT" if gap > 0 else "MMD"))
-        rows.append({
-            "change": r.change.stage, "description": r.change.description, "control": r.change.control,
-            "n_queries": n, "samples_per_query": r.mmd.samples_per_query,
-            "simct_p": r.simct.p_value, "mmd_p": r.mmd.p_value, "decision": decision,
-            "mmd_decision": "different" if r.mmd.p_value < alpha else "consistent",
-            "effect_dz": r.simct.effect_size, "mean_drop": r.simct.mean_difference, "pair_auc": r.pair_auc,
-            "mde_dz": minimum_detectable_effect(n, alpha, power),
-            "comparable": comparable.change.stage if comparable is not None else "",
-            "power_vs_comparable": power_vs,
-            "simct_power": _rate_at(r.simct_curve, n), "mmd_power": _rate_at(r.mmd_curve, n),
-            "simct_n80": _queries_for(r.simct_curve, power), "mmd_n80": _queries_for(r.mmd_curve, power),
-            "more_powerful": winner,
-        })
+        winner = (
+            "n/a (control)"
+            if r.change.control
+            else ("similar" if abs(gap) <= margin else ("SimCT" if gap > 0 else "MMD"))
+        )
+        rows.append(
+            {
+                "change": r.change.stage,
+                "description": r.change.description,
+                "control": r.change.control,
+                "n_queries": n,
+                "samples_per_query": r.mmd.samples_per_query,
+                "simct_p": r.simct.p_value,
+                "mmd_p": r.mmd.p_value,
+                "decision": decision,
+                "mmd_decision": "different" if r.mmd.p_value < alpha else "consistent",
+                "effect_dz": r.simct.effect_size,
+                "mean_drop": r.simct.mean_difference,
+                "pair_auc": r.pair_auc,
+                "mde_dz": minimum_detectable_effect(n, alpha, power),
+                "comparable": comparable.change.stage if comparable is not None else "",
+                "power_vs_comparable": power_vs,
+                "simct_power": _rate_at(r.simct_curve, n),
+                "mmd_power": _rate_at(r.mmd_curve, n),
+                "simct_n80": _queries_for(r.simct_curve, power),
+                "mmd_n80": _queries_for(r.mmd_curve, power),
+                "more_powerful": winner,
+            }
+        )
     return pd.DataFrame(rows)

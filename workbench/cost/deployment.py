@@ -112,7 +112,14 @@ def sampling_cost(
     return InferenceCost(model_s, utility_calls * seconds_per_utility)
 
 
-def mbr_cost(roofline: Roofline, prompt_tokens: int, new_tokens: int, n: int, seconds_per_utility: float, shared_prefill: bool = True) -> InferenceCost:
+def mbr_cost(
+    roofline: Roofline,
+    prompt_tokens: int,
+    new_tokens: int,
+    n: int,
+    seconds_per_utility: float,
+    shared_prefill: bool = True,
+) -> InferenceCost:
     """Minimum-Bayes-risk decoding: N samples and the full N x N utility matrix
     (``workbench.metric_aware.mbr`` scores every pair, the diagonal included)."""
     return sampling_cost(roofline, prompt_tokens, new_tokens, n, shared_prefill, n * n, seconds_per_utility)

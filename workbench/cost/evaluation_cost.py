@@ -54,7 +54,9 @@ class MetricCost:
 
     def usd_per_1000(self, usd_per_hour: float, utilisation: float = 1.0) -> float:
         """Compute plus references for 1,000 items."""
-        return metric_usd_per_1000(self.seconds_per_item, usd_per_hour, utilisation) + 1000 * self.reference_usd_per_item
+        return (
+            metric_usd_per_1000(self.seconds_per_item, usd_per_hour, utilisation) + 1000 * self.reference_usd_per_item
+        )
 
 
 def evaluation_cost_table(metrics: Sequence[MetricCost], usd_per_hour: float, utilisation: float = 1.0) -> pd.DataFrame:
@@ -148,7 +150,9 @@ def fit_bootstrap_scaling(items: Sequence[int], intervals: Sequence) -> Bootstra
     return BootstrapScaling(scale, exponent)
 
 
-def bootstrap_scaling(metric: str, predictions, gold, sizes: Sequence[int], n_resamples: int = 500, seed: int = 0) -> tuple[BootstrapScaling, pd.DataFrame]:
+def bootstrap_scaling(
+    metric: str, predictions, gold, sizes: Sequence[int], n_resamples: int = 500, seed: int = 0
+) -> tuple[BootstrapScaling, pd.DataFrame]:
     """Bootstrap half-widths on seeded random subsets of several sizes, and the 1/sqrt(n) fit.
 
     Returns:

@@ -22,10 +22,10 @@ from dataclasses import dataclass, replace
 import numpy as np
 import pandas as pd
 
-from workbench.metric_aware.bootstrap import BootstrapResult
-from workbench.metric_aware.decision import from_grid
 from workbench.inference.protocol import ChatEngine
 from workbench.lifecycle.evaluation import predict
+from workbench.metric_aware.bootstrap import BootstrapResult
+from workbench.metric_aware.decision import from_grid
 from workbench.metric_aware.experiments import RULES
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Example, Task
@@ -49,13 +49,21 @@ def with_prompt_of(template: Task, data: Task, name: str | None = None) -> Task:
     if list(template.grid or []) != list(data.grid or []):
         raise ValueError(f"grids differ: {template.name} has {template.grid}, {data.name} has {data.grid}")
     # A fresh _cache: replace() would otherwise share the template's cache of loaded splits.
-    return replace(template, name=name or f"{data.name} (as {template.name})", load=data.load, fewshot_split=data.fewshot_split, _cache={})
+    return replace(
+        template,
+        name=name or f"{data.name} (as {template.name})",
+        load=data.load,
+        fewshot_split=data.fewshot_split,
+        _cache={},
+    )
 
 
 # ------------------------------------------------------------------------------- the drop
 
 
-def rule_predictions(engine: ChatEngine, task: Task, examples: list[Example], shots: list[Example] = ()) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
+def rule_predictions(
+    engine: ChatEngine, task: Task, examples: list[Example], shots: list[Example] = ()
+) -> tuple[np.ndarray, dict[str, np.ndarray], np.ndarray]:
     """Exact answer distribution of each example (:meth:`Engine.score`) and each rule's answer.
 
     Returns:
@@ -85,7 +93,9 @@ class Drop:
     drop: BootstrapResult
 
 
-def _resampled(spec, predictions: np.ndarray, references: np.ndarray, n_resamples: int, rng: np.random.Generator) -> tuple[float, np.ndarray]:
+def _resampled(
+    spec, predictions: np.ndarray, references: np.ndarray, n_resamples: int, rng: np.random.Generator
+) -> tuple[float, np.ndarray]:
     """The metric on the full set and on ``n_resamples`` bootstrap resamples of it."""
     n = len(references)
     indices = np.vstack([np.arange(n), rng.integers(0, n, size=(n_resamples, n))])  # row 0: the full set
@@ -107,7 +117,16 @@ def _interval(estimate: float, scores: np.ndarray, confidence: float) -> Bootstr
     return BootstrapResult(estimate, float(low), float(high), confidence, int(finite.size))
 
 
-def metric_drop(metric: str, in_predictions, in_gold, out_predictions, out_gold, n_resamples: int = 1000, confidence: float = 0.95, seed: int = 0) -> Drop:
+def metric_drop(
+    metric: str,
+    in_predictions,
+    in_gold,
+    out_predictions,
+    out_gold,
+    n_resamples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Drop:
     """A metric on two independent item sets and the drop from the first to the second.
 
     Args:
@@ -169,10 +188,19 @@ def drop_table(
         for metric in metrics:
             gold_in, gold_out = in_domain[0], out_of_domain[0]
             if metric == "exact_match":
-                gold_in, gold_out = snap_to_grid(np.asarray(gold_in, float), grid), snap_to_grid(np.asarray(gold_out, float), grid)
-            result = metric_drop(metric, in_predictions, gold_in, out_of_domain[1][rule], gold_out, n_resamples, confidence, seed)
+                gold_in, gold_out = (
+                    snap_to_grid(np.asarray(gold_in, float), grid),
+                    snap_to_grid(np.asarray(gold_out, float), grid),
+                )
+            result = metric_drop(
+                metric, in_predictions, gold_in, out_of_domain[1][rule], gold_out, n_resamples, confidence, seed
+            )
             row = {"rule": rule, "metric": metric}
-            for column, value in (("in_domain", result.in_domain), ("out_of_domain", result.out_of_domain), ("drop", result.drop)):
+            for column, value in (
+                ("in_domain", result.in_domain),
+                ("out_of_domain", result.out_of_domain),
+                ("drop", result.drop),
+            ):
                 row.update({column: value.estimate, f"{column}_low": value.low, f"{column}_high": value.high})
             row["significant"] = bool(result.drop.low > 0 or result.drop.high < 0)
             rows.append(row)

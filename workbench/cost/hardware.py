@@ -97,7 +97,14 @@ def load_hardware(path: str | Path | None = None) -> dict[str, Hardware]:
     rows = read_cost_table(
         path or packaged(HARDWARE_FILE),
         required={"name": str},
-        optional={**{s: number for s in _SPECS}, "memory_gb": number, "usd_per_hour": number, "price_source": str, "price_date": month_or_day, "note": str},
+        optional={
+            **{s: number for s in _SPECS},
+            "memory_gb": number,
+            "usd_per_hour": number,
+            "price_source": str,
+            "price_date": month_or_day,
+            "note": str,
+        },
         check=_check_specs,
     )
     return {row["name"]: Hardware(**{**row, "note": row["note"] or ""}) for row in rows if not _placeholder(row)}

@@ -28,7 +28,9 @@ from workbench.cost.prices import ApiPrice, load_api_prices
 from workbench.cost.roofline import Efficiency, ModelShape, Roofline
 
 
-def api_cost_table(input_tokens: float, output_tokens: float, n: int = 1, prices: Sequence[ApiPrice] | None = None) -> pd.DataFrame:
+def api_cost_table(
+    input_tokens: float, output_tokens: float, n: int = 1, prices: Sequence[ApiPrice] | None = None
+) -> pd.DataFrame:
     """Cost per request and per 1,000 requests of every API in a price table.
 
     Args:
@@ -51,6 +53,7 @@ def api_cost_table(input_tokens: float, output_tokens: float, n: int = 1, prices
     table = pd.DataFrame(rows)
     table["usd_per_1000"] = 1000 * table["usd_per_request"]
     return table.sort_values("usd_per_request", ignore_index=True)
+
 
 @dataclass(frozen=True)
 class HostingOption:
@@ -82,7 +85,10 @@ class HostingOption:
     def usd_per_request(self, n: int = 1, utilisation: float = 1.0) -> float:
         return self_hosted_usd_per_request(self.usd_per_hour, self.requests_per_s(n), utilisation)
 
-def roofline_seconds_per_request(roofline: Roofline, prompt_tokens: int, new_tokens: int, n: int = 1, rows: int = 64) -> float:
+
+def roofline_seconds_per_request(
+    roofline: Roofline, prompt_tokens: int, new_tokens: int, n: int = 1, rows: int = 64
+) -> float:
     """Predicted machine seconds per request with N samples each, batching requests statically.
 
     ``max(1, rows // n)`` requests share a batch: each prompt is prefilled once and its KV cache
@@ -90,6 +96,7 @@ def roofline_seconds_per_request(roofline: Roofline, prompt_tokens: int, new_tok
     """
     prompts = max(1, rows // n)
     return roofline.generate_time(prompt_tokens, new_tokens, batch=prompts * n, prefill_batch=prompts) / prompts
+
 
 def roofline_options(
     shape: ModelShape,
@@ -119,8 +126,16 @@ def roofline_options(
             continue
         roofline = Roofline(shape, machine, efficiency)
         seconds = {n: roofline_seconds_per_request(roofline, prompt_tokens, new_tokens, n, rows) for n in ns}
-        options.append(HostingOption(f"{name} (roofline)", machine.usd_per_hour, seconds, f"roofline, {shape.dtype}, {rows} rows, assumed efficiency"))
+        options.append(
+            HostingOption(
+                f"{name} (roofline)",
+                machine.usd_per_hour,
+                seconds,
+                f"roofline, {shape.dtype}, {rows} rows, assumed efficiency",
+            )
+        )
     return options
+
 
 def hosting_table(options: Sequence[HostingOption], n: int = 1, utilisation: float = 1.0) -> pd.DataFrame:
     """Throughput and cost per 1,000 requests of each hosting option at ``n`` samples per request."""
@@ -137,7 +152,10 @@ def hosting_table(options: Sequence[HostingOption], n: int = 1, utilisation: flo
         ]
     )
 
-def break_even_table(apis: pd.DataFrame, options: Sequence[HostingOption], n: int = 1, utilisation: float = 1.0) -> pd.DataFrame:
+
+def break_even_table(
+    apis: pd.DataFrame, options: Sequence[HostingOption], n: int = 1, utilisation: float = 1.0
+) -> pd.DataFrame:
     """Monthly volume at which each hosting option becomes cheaper than each API.
 
     Args:
@@ -169,7 +187,15 @@ def break_even_table(apis: pd.DataFrame, options: Sequence[HostingOption], n: in
             )
     return pd.DataFrame(rows)
 
-def overhead_table(roofline: Roofline, prompt_tokens: int, new_tokens: int, ns: Sequence[int], candidates: int, seconds_per_utility: float | None = None) -> pd.DataFrame:
+
+def overhead_table(
+    roofline: Roofline,
+    prompt_tokens: int,
+    new_tokens: int,
+    ns: Sequence[int],
+    candidates: int,
+    seconds_per_utility: float | None = None,
+) -> pd.DataFrame:
     """Predicted machine seconds per prompt of metric-aware inference, against greedy decoding.
 
     Rows: greedy; N samples with one shared prefill; N samples from N prompt copies (what
@@ -177,13 +203,30 @@ def overhead_table(roofline: Roofline, prompt_tokens: int, new_tokens: int, ns: 
     and, when ``seconds_per_utility`` is given, MBR on N samples (N x N utilities on top).
     All requests run one at a time (batch 1), the worst case for the extra rows.
     """
-    entries = [("greedy", 1, greedy_cost(roofline, prompt_tokens, new_tokens)), ("exact grid scoring", candidates, grid_cost(roofline, prompt_tokens, candidates))]
+    entries = [
+        ("greedy", 1, greedy_cost(roofline, prompt_tokens, new_tokens)),
+        ("exact grid scoring", candidates, grid_cost(roofline, prompt_tokens, candidates)),
+    ]
     for n in ns:
         entries.append(("sample, shared prefill", n, sampling_cost(roofline, prompt_tokens, new_tokens, n)))
-        entries.append(("sample, N prompt copies", n, sampling_cost(roofline, prompt_tokens, new_tokens, n, shared_prefill=False)))
+        entries.append(
+            ("sample, N prompt copies", n, sampling_cost(roofline, prompt_tokens, new_tokens, n, shared_prefill=False))
+        )
         if seconds_per_utility is not None:
-            entries.append(("MBR (+ N^2 utilities)", n, mbr_cost(roofline, prompt_tokens, new_tokens, n, seconds_per_utility)))
+            entries.append(
+                ("MBR (+ N^2 utilities)", n, mbr_cost(roofline, prompt_tokens, new_tokens, n, seconds_per_utility))
+            )
     greedy_s = entries[0][2].total_s
     return pd.DataFrame(
-        [{"method": m, "n": n, "model_s": c.model_s, "utility_s": c.utility_s, "total_s": c.total_s, "x_greedy": c.total_s / greedy_s} for m, n, c in entries]
+        [
+            {
+                "method": m,
+                "n": n,
+                "model_s": c.model_s,
+                "utility_s": c.utility_s,
+                "total_s": c.total_s,
+                "x_greedy": c.total_s / greedy_s,
+            }
+            for m, n, c in entries
+        ]
     )

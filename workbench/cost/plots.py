@@ -22,8 +22,18 @@ def plot_validation(ax: Axes, table: pd.DataFrame, target: float = 0.25, title: 
     """
     for index, ((phase, role), part) in enumerate(table.groupby(["phase", "role"])):
         color = f"C{index}"
-        ax.scatter(part.measured_s, part.predicted_s, marker="o" if phase == "prefill" else "s", edgecolors=color, facecolors="none" if role == "fit" else color, label=f"{phase}, {role}")
-    low, high = table[["measured_s", "predicted_s"]].min().min() / 1.5, table[["measured_s", "predicted_s"]].max().max() * 1.5
+        ax.scatter(
+            part.measured_s,
+            part.predicted_s,
+            marker="o" if phase == "prefill" else "s",
+            edgecolors=color,
+            facecolors="none" if role == "fit" else color,
+            label=f"{phase}, {role}",
+        )
+    low, high = (
+        table[["measured_s", "predicted_s"]].min().min() / 1.5,
+        table[["measured_s", "predicted_s"]].max().max() * 1.5,
+    )
     line = np.array([low, high])
     ax.plot(line, line, "k-", lw=1)
     ax.fill_between(line, line * (1 - target), line * (1 + target), color="0.85", label=f"within {target:.0%}")
@@ -32,20 +42,28 @@ def plot_validation(ax: Axes, table: pd.DataFrame, target: float = 0.25, title: 
     ax.legend(fontsize=7)
     return ax
 
-def plot_break_even(ax: Axes, result: BreakEven, api_label: str, hosting_label: str, volume: float | None = None) -> Axes:
+
+def plot_break_even(
+    ax: Axes, result: BreakEven, api_label: str, hosting_label: str, volume: float | None = None
+) -> Axes:
     """Monthly cost against monthly requests: the API line, the self-hosting steps, the crossing."""
     ax.plot(result.volumes, result.api_usd, label=api_label)
     ax.step(result.volumes, result.self_hosted_usd, where="post", label=hosting_label)
     if np.isfinite(result.volume):
         ax.axvline(result.volume, color="k", ls=":", lw=1)
-        ax.annotate(f"break-even\n{result.volume:,.0f}/month", (result.volume, ax.get_ylim()[1] * 0.85), fontsize=7, ha="left")
+        ax.annotate(
+            f"break-even\n{result.volume:,.0f}/month", (result.volume, ax.get_ylim()[1] * 0.85), fontsize=7, ha="left"
+        )
     if volume is not None:
         ax.axvline(volume, color="C3", lw=1, label=f"your volume {volume:,.0f}")
     ax.set(xlabel="requests per month", ylabel="US$ per month")
     ax.legend(fontsize=7)
     return ax
 
-def plot_pareto(ax: Axes, table: pd.DataFrame, quality: str, cost: str, group: str = "stage", label: str = "label") -> Axes:
+
+def plot_pareto(
+    ax: Axes, table: pd.DataFrame, quality: str, cost: str, group: str = "stage", label: str = "label"
+) -> Axes:
     """Quality against cost, one colour per ``group``; the Pareto front (column ``pareto``) joined."""
     for index, (name, part) in enumerate(table.groupby(group, sort=False)):
         ax.scatter(part[cost], part[quality], color=f"C{index}", label=name, s=18)
@@ -58,8 +76,16 @@ def plot_pareto(ax: Axes, table: pd.DataFrame, quality: str, cost: str, group: s
     return ax
 
 
-def plot_api_vs_hosting(ax: Axes, api: ApiPrice, input_tokens: float, output_tokens: float, option: HostingOption, n: int,
-                        volume: float, utilisation: float = 1.0) -> Axes:
+def plot_api_vs_hosting(
+    ax: Axes,
+    api: ApiPrice,
+    input_tokens: float,
+    output_tokens: float,
+    option: HostingOption,
+    n: int,
+    volume: float,
+    utilisation: float = 1.0,
+) -> Axes:
     """Monthly cost of one API against one self-hosting option at N samples per request, with the break-even volume.
 
     Args:
@@ -73,15 +99,32 @@ def plot_api_vs_hosting(ax: Axes, api: ApiPrice, input_tokens: float, output_tok
         utilisation: average share of the machine's throughput the traffic fills.
     """
     api_usd = api.cost(input_tokens, n * output_tokens)
-    result = break_even(api_usd, option.usd_per_hour, option.requests_per_s(n), utilisation, volumes=np.linspace(0, 3 * max(volume, 1.0), 200))
+    result = break_even(
+        api_usd,
+        option.usd_per_hour,
+        option.requests_per_s(n),
+        utilisation,
+        volumes=np.linspace(0, 3 * max(volume, 1.0), 200),
+    )
     plot_break_even(ax, result, f"{api.provider}/{api.model} ({api.price_date})", option.name, volume)
     # Escaped dollar signs: a bare pair of them would start matplotlib's math mode.
-    ax.set_title(f"N={n}: API \\${1000 * api_usd:.4f} vs self-hosted \\${1000 * option.usd_per_request(n, utilisation):.4f} per 1,000 requests", fontsize=9)
+    ax.set_title(
+        f"N={n}: API \\${1000 * api_usd:.4f} vs self-hosted \\${1000 * option.usd_per_request(n, utilisation):.4f} per 1,000 requests",
+        fontsize=9,
+    )
     return ax
 
 
-def plot_cost_vs_samples(ax: Axes, api: ApiPrice, input_tokens: float, output_tokens: float, option: HostingOption,
-                         n: int | None = None, utilisation: float = 1.0, ns: Sequence[int] | None = None) -> Axes:
+def plot_cost_vs_samples(
+    ax: Axes,
+    api: ApiPrice,
+    input_tokens: float,
+    output_tokens: float,
+    option: HostingOption,
+    n: int | None = None,
+    utilisation: float = 1.0,
+    ns: Sequence[int] | None = None,
+) -> Axes:
     """Cost per 1,000 requests against the samples per request N, for one API and one machine.
 
     Args:
@@ -109,13 +152,34 @@ def plot_scorecard(ax: Axes, card: pd.DataFrame, ranking: pd.Series | None = Non
     ax.scatter(card.serving_usd_per_1000, card.generalization, s=area, alpha=0.6, c=[f"C{i}" for i in range(len(card))])
     if "pareto" in card:
         front = card[card.pareto]
-        ax.scatter(front.serving_usd_per_1000, front.generalization, s=area[card.pareto] + 120, facecolors="none", edgecolors="black", label="Pareto-optimal")
+        ax.scatter(
+            front.serving_usd_per_1000,
+            front.generalization,
+            s=area[card.pareto] + 120,
+            facecolors="none",
+            edgecolors="black",
+            label="Pareto-optimal",
+        )
     if ranking is not None:
         best = ranking.idxmax()
-        ax.scatter([card.serving_usd_per_1000[best]], [card.generalization[best]], marker="*", s=220, color="gold", edgecolors="black", zorder=3, label=f"best weighted: {best}")
+        ax.scatter(
+            [card.serving_usd_per_1000[best]],
+            [card.generalization[best]],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolors="black",
+            zorder=3,
+            label=f"best weighted: {best}",
+        )
     for stage, row in card.iterrows():
-        ax.annotate(f"{stage}\neval ${row.evaluation_usd:,.0f}", (row.serving_usd_per_1000, row.generalization), fontsize=7,
-                    xytext=(5, 3), textcoords="offset points")
+        ax.annotate(
+            f"{stage}\neval ${row.evaluation_usd:,.0f}",
+            (row.serving_usd_per_1000, row.generalization),
+            fontsize=7,
+            xytext=(5, 3),
+            textcoords="offset points",
+        )
     ax.axhline(0, color="grey", lw=1, ls=":")
     ax.set_xlabel("serving US$ per 1,000 requests, this machine (measured)")
     ax.set_ylabel("skill on unseen data (0 = constant prior)")
@@ -150,7 +214,9 @@ def plot_generalization_drop(ax: Axes, table: pd.DataFrame, in_domain_set: str, 
 def plot_weighted_ranking(ax: Axes, ranking: pd.Series) -> Axes:
     """Horizontal bars of the weighted scores of :func:`workbench.cost.scorecard.weighted_ranking`, the best in gold."""
     ordered = ranking.sort_values()
-    ax.barh(ordered.index, ordered.values, color=["gold" if stage == ranking.idxmax() else "C0" for stage in ordered.index])
+    ax.barh(
+        ordered.index, ordered.values, color=["gold" if stage == ranking.idxmax() else "C0" for stage in ordered.index]
+    )
     ax.set_xlabel("weighted score (1 = best on every weighted axis)")
     return ax
 
@@ -166,7 +232,12 @@ def plot_half_width_fit(ax: Axes, half_widths: pd.DataFrame, scaling, max_items:
     """
     ax.plot(half_widths["items"], half_widths.half_width, "o", label="bootstrap half-width")
     items = np.geomspace(half_widths["items"].min(), max(half_widths["items"].max(), max_items), 50)
-    ax.plot(items, scaling.half_width(items), "-", label=f"{scaling.scale:.2f} / sqrt(n) (free exponent {scaling.exponent:.2f})")
+    ax.plot(
+        items,
+        scaling.half_width(items),
+        "-",
+        label=f"{scaling.scale:.2f} / sqrt(n) (free exponent {scaling.exponent:.2f})",
+    )
     ax.set(xscale="log", yscale="log", xlabel="labelled items", ylabel="95% CI half-width")
     ax.legend(fontsize=7)
     return ax

@@ -54,7 +54,10 @@ class ApiPrice:
             input_tokens: prompt tokens per request (scalar or array).
             output_tokens: generated tokens per request (scalar or array).
         """
-        usd = (np.asarray(input_tokens, float) * self.input_usd_per_1m + np.asarray(output_tokens, float) * self.output_usd_per_1m) / 1e6
+        usd = (
+            np.asarray(input_tokens, float) * self.input_usd_per_1m
+            + np.asarray(output_tokens, float) * self.output_usd_per_1m
+        ) / 1e6
         return float(usd) if usd.ndim == 0 else usd
 
     def cost_per_1000(self, input_tokens, output_tokens):
@@ -74,7 +77,14 @@ def load_api_prices(path: str | Path | None = None) -> list[ApiPrice]:
     """
     rows = read_cost_table(
         path or packaged(PRICES_FILE),
-        required={"provider": str, "model": str, "input_usd_per_1m": number, "output_usd_per_1m": number, "price_date": month_or_day, "source_url": str},
+        required={
+            "provider": str,
+            "model": str,
+            "input_usd_per_1m": number,
+            "output_usd_per_1m": number,
+            "price_date": month_or_day,
+            "source_url": str,
+        },
         optional={"note": str},
     )
     return [ApiPrice(**{**row, "note": row["note"] or ""}) for row in rows]

@@ -46,9 +46,12 @@ def record_machine(record: dict) -> dict:
     """
     machine = record.get("machine")
     machine = {"cpu": machine} if isinstance(machine, str) else dict(machine or {})
-    return {"cpu": machine.get("cpu"), "cpus": machine.get("cpus", machine.get("cpu_count")),
-            "torch_threads": machine.get("torch_threads", record.get("threads")),
-            "device": record.get("device", machine.get("device"))}
+    return {
+        "cpu": machine.get("cpu"),
+        "cpus": machine.get("cpus", machine.get("cpu_count")),
+        "torch_threads": machine.get("torch_threads", record.get("threads")),
+        "device": record.get("device", machine.get("device")),
+    }
 
 
 def latest_record(benchmark: str, path: str | Path | None = None, **where) -> dict | None:
@@ -56,19 +59,34 @@ def latest_record(benchmark: str, path: str | Path | None = None, **where) -> di
     matching = [r for r in read_records(benchmark, path) if all(r.get(key) == value for key, value in where.items())]
     return matching[-1] if matching else None
 
+
 def record_roofline(record: dict, shape: ModelShape, fit: str = "sum") -> Roofline:
     """The roofline a ``throughput_roofline`` record calibrated: its measured CPU peaks, its
     ``kv_passes`` and the efficiencies of its ``fit`` ("sum" or "max" of compute and memory time)."""
-    return Roofline(shape, Hardware(**record["hardware"]), Efficiency(**record["models"][fit]["efficiency"]), record["kv_passes"], overlap=fit == "max")
+    return Roofline(
+        shape,
+        Hardware(**record["hardware"]),
+        Efficiency(**record["models"][fit]["efficiency"]),
+        record["kv_passes"],
+        overlap=fit == "max",
+    )
+
 
 def record_points(record: dict, roofline: Roofline) -> pd.DataFrame:
     """The record's timed passes (its own per-point statistic) against ``roofline``'s predictions."""
     statistic = np.min if record.get("statistic") == "min" else np.median
     rows = [
-        {"phase": p["phase"], "batch": p["batch"], "tokens": p["tokens"], "seconds": float(statistic(p["seconds"])), "role": "fit" if p["fit"] else "held out"}
+        {
+            "phase": p["phase"],
+            "batch": p["batch"],
+            "tokens": p["tokens"],
+            "seconds": float(statistic(p["seconds"])),
+            "role": "fit" if p["fit"] else "held out",
+        }
         for p in record["points"]
     ]
     return validation_table(roofline, pd.DataFrame(rows))
+
 
 def mbr_seconds_per_utility(record: dict, path: str = "vectorised") -> float:
     """Seconds per utility evaluation (one pair of samples) in an ``mbr_speed`` record."""

@@ -186,7 +186,10 @@ class ModelShape:
         batch, new, past, logits = (np.asarray(x, dtype=float) for x in (batch, new_tokens, past_tokens, logits_tokens))
         # Causal attention: fed token i (1-based) attends to past + i keys.
         pairs = new * past + new * (new + 1) / 2
-        flops = batch * (2 * (new * self.n_layers * self.layer_params + logits * self.lm_head_params) + self.attention_flops_per_pair * pairs)
+        flops = batch * (
+            2 * (new * self.n_layers * self.layer_params + logits * self.lm_head_params)
+            + self.attention_flops_per_pair * pairs
+        )
         memory = self.weight_bytes + batch * self.kv_bytes_per_token * (kv_passes * past + new)
         return _plain(flops), _plain(memory)
 
@@ -293,11 +296,17 @@ class Roofline:
         """
         f, _ = self.shape.forward_cost(1, 1, kv_tokens)
         m = self.shape.kv_bytes_per_token * (self.kv_passes * kv_tokens + 1)
-        ridge = self.efficiency.compute * self.hardware.peak_flops(self.shape.dtype) / (self.efficiency.memory * self.hardware.bandwidth)
+        ridge = (
+            self.efficiency.compute
+            * self.hardware.peak_flops(self.shape.dtype)
+            / (self.efficiency.memory * self.hardware.bandwidth)
+        )
         margin = f / ridge - m
         return self.shape.weight_bytes / margin if margin > 0 else float("inf")
 
-    def generate_time(self, prompt_tokens: int, new_tokens: int, batch: int = 1, prefill_batch: int | None = None) -> float:
+    def generate_time(
+        self, prompt_tokens: int, new_tokens: int, batch: int = 1, prefill_batch: int | None = None
+    ) -> float:
         """Seconds to generate ``new_tokens`` for each of ``batch`` rows (static batching).
 
         The prefill yields the first token; each further token is one decode step whose cache

@@ -138,8 +138,13 @@ def spearman_permutation_p(a, b, n_permutations: int = 10_000, seed: int = 0) ->
     return float(np.mean(np.nan_to_num(null, nan=0.0) >= observed - 1e-12))
 
 
-def rank_correlations(axes: pd.DataFrame, replicates: Sequence[pd.DataFrame], columns: Sequence[str] = tuple(AXES),
-                      confidence: float = 0.95, alpha: float = 0.05) -> pd.DataFrame:
+def rank_correlations(
+    axes: pd.DataFrame,
+    replicates: Sequence[pd.DataFrame],
+    columns: Sequence[str] = tuple(AXES),
+    confidence: float = 0.95,
+    alpha: float = 0.05,
+) -> pd.DataFrame:
     """Spearman correlation of every pair of axes across stages, with a permutation p-value and bootstrap intervals.
 
     Args:
@@ -160,14 +165,25 @@ def rank_correlations(axes: pd.DataFrame, replicates: Sequence[pd.DataFrame], co
     tail = (1 - confidence) / 2
     rows = []
     for i, a in enumerate(columns):
-        for b in columns[i + 1:]:
+        for b in columns[i + 1 :]:
             rho = stats.spearmanr(axes[a], axes[b]).statistic
             boot = np.array([stats.spearmanr(r[a], r[b]).statistic for r in replicates], dtype=float)
             boot = boot[np.isfinite(boot)]
-            low, high = (np.quantile(boot, [tail, 1 - tail]) if len(boot) else (np.nan, np.nan))
+            low, high = np.quantile(boot, [tail, 1 - tail]) if len(boot) else (np.nan, np.nan)
             p = spearman_permutation_p(axes[a], axes[b])
-            rows.append({"axis_a": a, "axis_b": b, "rho": float(rho), "p": p, "low": float(low), "high": float(high),
-                         "stages": len(axes), "replicates": len(boot), "verdict": "correlated" if p < alpha else "orthogonal-compatible"})
+            rows.append(
+                {
+                    "axis_a": a,
+                    "axis_b": b,
+                    "rho": float(rho),
+                    "p": p,
+                    "low": float(low),
+                    "high": float(high),
+                    "stages": len(axes),
+                    "replicates": len(boot),
+                    "verdict": "correlated" if p < alpha else "orthogonal-compatible",
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -188,9 +204,17 @@ class StageScores:
     seconds_per_request: float
 
 
-def scorecard(stages: Sequence[StageScores], own: Sequence[str], unseen: Sequence[str], prior: Mapping[str, float],
-              half_width: float, label_usd_per_item: float, usd_per_hour: float, utilisation: float = 1.0,
-              rows: Mapping[str, np.ndarray] | None = None) -> pd.DataFrame:
+def scorecard(
+    stages: Sequence[StageScores],
+    own: Sequence[str],
+    unseen: Sequence[str],
+    prior: Mapping[str, float],
+    half_width: float,
+    label_usd_per_item: float,
+    usd_per_hour: float,
+    utilisation: float = 1.0,
+    rows: Mapping[str, np.ndarray] | None = None,
+) -> pd.DataFrame:
     """One row per stage: skill on its own tasks and on unseen data, evaluation cost and serving cost.
 
     Args:
@@ -226,15 +250,27 @@ def scorecard(stages: Sequence[StageScores], own: Sequence[str], unseen: Sequenc
         row["drop"] = row["quality"] - row["generalization"]
         labels = items * label_usd_per_item
         compute = items * scores.seconds_per_request * usd_per_hour / 3600
-        row.update({"evaluation_items": items, "evaluation_label_usd": labels, "evaluation_compute_usd": compute,
-                    "evaluation_usd": labels + compute,
-                    "serving_usd_per_1000": metric_usd_per_1000(scores.seconds_per_request, usd_per_hour, utilisation)})
+        row.update(
+            {
+                "evaluation_items": items,
+                "evaluation_label_usd": labels,
+                "evaluation_compute_usd": compute,
+                "evaluation_usd": labels + compute,
+                "serving_usd_per_1000": metric_usd_per_1000(scores.seconds_per_request, usd_per_hour, utilisation),
+            }
+        )
         table[scores.stage] = row
     return pd.DataFrame.from_dict(table, orient="index").rename_axis("stage")
 
 
-def bootstrap_scorecards(stages: Sequence[StageScores], own: Sequence[str], unseen: Sequence[str], n_resamples: int = 200,
-                         seed: int = 0, **options) -> list[pd.DataFrame]:
+def bootstrap_scorecards(
+    stages: Sequence[StageScores],
+    own: Sequence[str],
+    unseen: Sequence[str],
+    n_resamples: int = 200,
+    seed: int = 0,
+    **options,
+) -> list[pd.DataFrame]:
     """Scorecards on bootstrap resamples of the items, the same resample for every stage (paired).
 
     Each set is resampled on its own; serving seconds are measured once and not resampled. The
@@ -242,5 +278,7 @@ def bootstrap_scorecards(stages: Sequence[StageScores], own: Sequence[str], unse
     """
     rng = np.random.default_rng(seed)
     sizes = {name: len(stages[0].gold[name]) for name in list(own) + list(unseen)}
-    return [scorecard(stages, own, unseen, rows={n: rng.integers(0, size, size) for n, size in sizes.items()}, **options)
-            for _ in range(n_resamples)]
+    return [
+        scorecard(stages, own, unseen, rows={n: rng.integers(0, size, size) for n, size in sizes.items()}, **options)
+        for _ in range(n_resamples)
+    ]

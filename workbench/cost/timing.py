@@ -14,7 +14,9 @@ from workbench.inference.protocol import Engine
 from workbench.inference.types import SamplingConfig
 
 
-def time_passes(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], repeats: int = 3, seed: int = 0) -> pd.DataFrame:
+def time_passes(
+    model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], repeats: int = 3, seed: int = 0
+) -> pd.DataFrame:
     """Time prefill passes and single decode steps of ``model``, as ``benchmarks/throughput.py`` does.
 
     A decode step runs on a transformers ``DynamicCache`` of random keys and values (its time does
@@ -45,10 +47,21 @@ def time_passes(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]]
             runs.append((lambda: None, lambda _, ids=ids: model(ids, use_cache=True, logits_to_keep=1)))
         else:
             kv_shape = (batch, shape.n_kv_heads, tokens, shape.head_dim)
-            layers = [(torch.randn(kv_shape, generator=generator, dtype=dtype), torch.randn(kv_shape, generator=generator, dtype=dtype)) for _ in range(shape.n_layers)]
+            layers = [
+                (
+                    torch.randn(kv_shape, generator=generator, dtype=dtype),
+                    torch.randn(kv_shape, generator=generator, dtype=dtype),
+                )
+                for _ in range(shape.n_layers)
+            ]
             ids = torch.randint(0, model.config.vocab_size, (batch, 1), generator=generator)
             # Building the cache copies the tensors, so it happens outside the timed call.
-            runs.append((lambda layers=layers: DynamicCache(ddp_cache_data=layers), lambda cache, ids=ids: model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1)))
+            runs.append(
+                (
+                    lambda layers=layers: DynamicCache(ddp_cache_data=layers),
+                    lambda cache, ids=ids: model(ids, past_key_values=cache, use_cache=True, logits_to_keep=1),
+                )
+            )
     seconds = np.zeros((len(runs), repeats))
     with torch.inference_mode():
         for setup, run in runs:
@@ -59,17 +72,34 @@ def time_passes(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]]
                 start = time.perf_counter()
                 run(state)
                 seconds[index, repeat] = time.perf_counter() - start
-    return pd.DataFrame([{"phase": p, "batch": b, "tokens": t} for p, b, t in passes]).assign(seconds=np.median(seconds, axis=1), best=seconds.min(axis=1))
+    return pd.DataFrame([{"phase": p, "batch": b, "tokens": t} for p, b, t in passes]).assign(
+        seconds=np.median(seconds, axis=1), best=seconds.min(axis=1)
+    )
+
 
 def validation_table(roofline: Roofline, timed: pd.DataFrame, column: str = "seconds") -> pd.DataFrame:
     """``timed`` (phase, batch, tokens and a seconds column) with the roofline's prediction and
     the relative error (predicted - measured) / measured."""
-    points = [(Measurement.prefill if row.phase == "prefill" else Measurement.decode)(int(row.batch), int(row.tokens), float(row[column])) for _, row in timed.iterrows()]
+    points = [
+        (Measurement.prefill if row.phase == "prefill" else Measurement.decode)(
+            int(row.batch), int(row.tokens), float(row[column])
+        )
+        for _, row in timed.iterrows()
+    ]
     predicted = roofline.predict(points)
     measured = timed[column].to_numpy(dtype=float)
     return timed.assign(measured_s=measured, predicted_s=predicted, rel_error=(predicted - measured) / measured)
 
-def time_methods(engine: Engine, prompts: list[str], candidates: list[str], ns: Sequence[int], max_new_tokens: int, repeats: int = 3, warmup: list[str] | None = None) -> pd.DataFrame:
+
+def time_methods(
+    engine: Engine,
+    prompts: list[str],
+    candidates: list[str],
+    ns: Sequence[int],
+    max_new_tokens: int,
+    repeats: int = 3,
+    warmup: list[str] | None = None,
+) -> pd.DataFrame:
     """Machine seconds per prompt of greedy decoding, N samples and exact grid scoring.
 
     Use an engine without a disk cache (``HFEngine(lm, cache=None)``), or every repeat after the
@@ -101,10 +131,20 @@ def time_methods(engine: Engine, prompts: list[str], candidates: list[str], ns: 
             start = time.perf_counter()
             run(prompts)
             best[index] = min(best[index], (time.perf_counter() - start) / len(prompts))
-    return pd.DataFrame({"method": [m for m, _, _ in methods], "n": [n for _, n, _ in methods], "seconds_per_item": best})
+    return pd.DataFrame(
+        {"method": [m for m, _, _ in methods], "n": [n for _, n, _ in methods], "seconds_per_item": best}
+    )
 
-def validate_threads(model, shape: ModelShape, passes: Sequence[tuple[str, int, int]], threads: Sequence[int] = (1, 2),
-                     repeats: int = 3, kv_passes: float = 3.0, seed: int = 0) -> pd.DataFrame:
+
+def validate_threads(
+    model,
+    shape: ModelShape,
+    passes: Sequence[tuple[str, int, int]],
+    threads: Sequence[int] = (1, 2),
+    repeats: int = 3,
+    kv_passes: float = 3.0,
+    seed: int = 0,
+) -> pd.DataFrame:
     """The roofline checked against this CPU at several thread counts, timed side by side.
 
     For every repeat, all passes are timed at each thread count in turn, so that load from other
@@ -143,9 +183,15 @@ def validate_threads(model, shape: ModelShape, passes: Sequence[tuple[str, int, 
         role = np.where(np.arange(len(passes)) % 2 == 0, "fit", "held out")
         for count in threads:
             torch.set_num_threads(count)
-            timed = pd.DataFrame([{"phase": p, "batch": b, "tokens": t} for p, b, t in passes]).assign(seconds=best[count], role=role)
-            points = [(Measurement.prefill if r.phase == "prefill" else Measurement.decode)(int(r.batch), int(r.tokens), float(r.seconds))
-                      for r in timed[timed.role == "fit"].itertuples()]
+            timed = pd.DataFrame([{"phase": p, "batch": b, "tokens": t} for p, b, t in passes]).assign(
+                seconds=best[count], role=role
+            )
+            points = [
+                (Measurement.prefill if r.phase == "prefill" else Measurement.decode)(
+                    int(r.batch), int(r.tokens), float(r.seconds)
+                )
+                for r in timed[timed.role == "fit"].itertuples()
+            ]
             roofline = calibrate(Roofline(shape, measure_cpu(), kv_passes=kv_passes, overlap=False), points)
             frames.append(validation_table(roofline, timed).assign(threads=count))
     finally:

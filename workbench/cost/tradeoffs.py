@@ -26,12 +26,38 @@ def quality_cost_points(run, timing: pd.DataFrame, ns: Sequence[int], metric: st
     sweep = k_sweep(run, list(ns), (metric,)).set_index(["k", "strategy"])["value"]
     seconds = timing.set_index(["method", "n"])["seconds_per_item"]
     k_max = max(ns)
-    rows = [{"strategy": "greedy", "method": "greedy", "n": 1, metric: sweep[(k_max, "greedy")], "seconds_per_item": seconds[("greedy", 1)]}]
-    rows += [{"strategy": "sampled mean", "method": "sample", "n": n, metric: sweep[(n, "mean")], "seconds_per_item": seconds[("sample", n)]} for n in ns]
+    rows = [
+        {
+            "strategy": "greedy",
+            "method": "greedy",
+            "n": 1,
+            metric: sweep[(k_max, "greedy")],
+            "seconds_per_item": seconds[("greedy", 1)],
+        }
+    ]
+    rows += [
+        {
+            "strategy": "sampled mean",
+            "method": "sample",
+            "n": n,
+            metric: sweep[(n, "mean")],
+            "seconds_per_item": seconds[("sample", n)],
+        }
+        for n in ns
+    ]
     if run.exact_probs is not None:
         k = len(run.grid)
-        rows.append({"strategy": "exact mean", "method": "exact", "n": k, metric: sweep[(k_max, "exact mean")], "seconds_per_item": seconds[("exact", k)]})
+        rows.append(
+            {
+                "strategy": "exact mean",
+                "method": "exact",
+                "n": k,
+                metric: sweep[(k_max, "exact mean")],
+                "seconds_per_item": seconds[("exact", k)],
+            }
+        )
     return pd.DataFrame(rows)
+
 
 def with_pareto(table: pd.DataFrame, quality: str, cost: str, lower_is_better: bool = True) -> pd.DataFrame:
     """``table`` with a boolean column ``pareto``: no other row is at least as cheap and as good."""

@@ -42,7 +42,7 @@ _HARMLESS_KWARGS = {"position_ids", "use_cache", "cache_position", "output_atten
 # Upper bound on one block of attention scores (floats); longer query grids are processed in chunks.
 _MAX_SCORES = 1 << 26
 
-_ACTIVE: contextvars.ContextVar["Pass | None"] = contextvars.ContextVar("workbench_attention_pass", default=None)
+_ACTIVE: contextvars.ContextVar[Pass | None] = contextvars.ContextVar("workbench_attention_pass", default=None)
 
 
 def check_architecture(model) -> None:
@@ -102,7 +102,16 @@ class Pass:
             in PyTorch's fused SDPA kernel over the materialised keys (not when soft-capping).
     """
 
-    def __init__(self, segments: list[Segment], write: tuple, query_positions: torch.Tensor, slots: torch.Tensor | None = None, visible: dict | None = None, allocate=None, prefill: bool = False):
+    def __init__(
+        self,
+        segments: list[Segment],
+        write: tuple,
+        query_positions: torch.Tensor,
+        slots: torch.Tensor | None = None,
+        visible: dict | None = None,
+        allocate=None,
+        prefill: bool = False,
+    ):
         self.segments, self.write, self.query_positions, self.slots = segments, write, query_positions, slots
         self.visible, self.allocate, self.prefill = visible or {}, allocate, prefill
         # One unpadded sequence and nothing before it: plain causal attention, SDPA's fastest case.
@@ -122,14 +131,18 @@ class Pass:
             )
         return out
 
-    def attend(self, module, query, key, value, scaling: float, softcap: float | None, window: int | None) -> torch.Tensor:
+    def attend(
+        self, module, query, key, value, scaling: float, softcap: float | None, window: int | None
+    ) -> torch.Tensor:
         """Store this call's keys, then attend. query: (batch, q_heads, q_len, dim); returns (batch, q_len, q_heads, dim)."""
         self.layers_seen.add(id(module))
         self._store(module, key, value)
         batch, q_heads, q_len, dim = query.shape
         kv_heads = key.shape[1]
         grid_b, grid_m = self.query_positions.shape
-        q = (query * scaling).view(batch, kv_heads, q_heads // kv_heads, q_len, dim).transpose(2, 3)  # (batch, kv, q_len, g, dim)
+        q = (
+            (query * scaling).view(batch, kv_heads, q_heads // kv_heads, q_len, dim).transpose(2, 3)
+        )  # (batch, kv, q_len, g, dim)
         if self.slots is not None:  # model rows -> grid slots (unused slots stay zero)
             grid = q.new_zeros((grid_b * grid_m, kv_heads, q_heads // kv_heads, dim))
             grid[self.slots] = q[:, :, 0]
@@ -137,16 +150,25 @@ class Pass:
         if self.prefill and softcap is None:
             causal = self.causal and window is None
             hidden = None if causal else self._hidden(window)
-            return _fused(query, [(s.keys[module], s.values[module]) for s in self.segments if s.length], hidden, scaling, causal)
+            return _fused(
+                query, [(s.keys[module], s.values[module]) for s in self.segments if s.length], hidden, scaling, causal
+            )
         hidden = self._hidden(window)
         # Row segments are preallocated buffers: only their first ``length`` columns hold keys.
-        parts = [(s.kind, s.keys[module][:, :, : s.length], s.values[module][:, :, : s.length]) for s in self.segments if s.length]
+        parts = [
+            (s.kind, s.keys[module][:, :, : s.length], s.values[module][:, :, : s.length])
+            for s in self.segments
+            if s.length
+        ]
         keys = sum(s.length for s in self.segments)
         chunk = max(1, _MAX_SCORES // max(1, grid_b * q_heads * keys))
         if chunk >= grid_m:
             out = _attend(q, parts, hidden, softcap)
         else:  # long prefills: bounded score memory
-            pieces = [_attend(q[:, :, m : m + chunk], parts, None if hidden is None else hidden[:, m : m + chunk], softcap, m) for m in range(0, grid_m, chunk)]
+            pieces = [
+                _attend(q[:, :, m : m + chunk], parts, None if hidden is None else hidden[:, m : m + chunk], softcap, m)
+                for m in range(0, grid_m, chunk)
+            ]
             out = torch.cat(pieces, dim=2)
         out = out.transpose(1, 2).reshape(grid_b, grid_m, q_heads, dim)  # (B, M, q_heads, dim)
         if self.slots is not None:
@@ -196,7 +218,9 @@ class Pass:
         return self.hidden[window]
 
 
-def _attend(q: torch.Tensor, parts, hidden: torch.Tensor | None, softcap: float | None, offset: int = 0) -> torch.Tensor:
+def _attend(
+    q: torch.Tensor, parts, hidden: torch.Tensor | None, softcap: float | None, offset: int = 0
+) -> torch.Tensor:
     """Softmax attention of a query grid over segments.
 
     Args:
@@ -225,14 +249,18 @@ def _attend(q: torch.Tensor, parts, hidden: torch.Tensor | None, softcap: float 
     return out
 
 
-def _fused(query: torch.Tensor, parts, hidden: torch.Tensor | None, scaling: float, causal: bool = False) -> torch.Tensor:
+def _fused(
+    query: torch.Tensor, parts, hidden: torch.Tensor | None, scaling: float, causal: bool = False
+) -> torch.Tensor:
     """Prefill attention in PyTorch's SDPA kernel: keys materialised per prompt, (B, M, q_heads, dim) out."""
     batch, q_heads = query.shape[:2]
     keys = torch.cat([k.expand(batch, -1, -1, -1) for k, _ in parts], dim=2)
     values = torch.cat([v.expand(batch, -1, -1, -1) for _, v in parts], dim=2)
     mask = None if hidden is None else ~hidden[:, None]
     # Grouped-query attention: each key/value head serves q_heads / kv_heads query heads.
-    out = torch.nn.functional.scaled_dot_product_attention(query, keys, values, attn_mask=mask, scale=scaling, is_causal=causal, enable_gqa=keys.shape[1] != q_heads)
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, keys, values, attn_mask=mask, scale=scaling, is_causal=causal, enable_gqa=keys.shape[1] != q_heads
+    )
     return out.transpose(1, 2)
 
 
@@ -257,7 +285,9 @@ def _weighted(probs: torch.Tensor, kind: str, values: torch.Tensor, offset: int,
         flat = probs.transpose(0, 1).reshape(heads, -1, length)
         return torch.matmul(flat, values[0]).view(heads, grid_b, grid_m, groups, -1).transpose(0, 1)
     if kind == "prompt":
-        return torch.matmul(probs.reshape(grid_b, heads, grid_m * groups, length), values).view(grid_b, heads, grid_m, groups, -1)
+        return torch.matmul(probs.reshape(grid_b, heads, grid_m * groups, length), values).view(
+            grid_b, heads, grid_m, groups, -1
+        )
     rows = _slot_rows(values, offset, grid_b, grid_m)
     flat = probs.transpose(1, 2).reshape(grid_b * grid_m, heads, groups, length)
     return torch.matmul(flat, rows).view(grid_b, grid_m, heads, groups, -1).transpose(1, 2)
@@ -268,18 +298,46 @@ def _slot_rows(tensor: torch.Tensor, offset: int, grid_b: int, grid_m: int) -> t
     if offset == 0 and tensor.shape[0] == grid_b * grid_m:
         return tensor
     full_m = tensor.shape[0] // grid_b
-    return tensor.view(grid_b, full_m, *tensor.shape[1:])[:, offset : offset + grid_m].reshape(grid_b * grid_m, *tensor.shape[1:])
+    return tensor.view(grid_b, full_m, *tensor.shape[1:])[:, offset : offset + grid_m].reshape(
+        grid_b * grid_m, *tensor.shape[1:]
+    )
 
 
 # ---------------------------------------------------------------------------- transformers glue
-def attention(module, query, key, value, attention_mask, scaling=None, dropout=0.0, softcap=None, sliding_window=None, *, fallback: str, **kwargs):
+def attention(
+    module,
+    query,
+    key,
+    value,
+    attention_mask,
+    scaling=None,
+    dropout=0.0,
+    softcap=None,
+    sliding_window=None,
+    *,
+    fallback: str,
+    **kwargs,
+):
     """The attention kernel registered with transformers: the active :class:`Pass`, else ``fallback``."""
     current = _ACTIVE.get()
     if current is None:  # a call from outside the engine (another thread): the model's own kernel
-        return _fallback(fallback)(module, query, key, value, attention_mask, scaling=scaling, dropout=dropout, softcap=softcap, sliding_window=sliding_window, **kwargs)
+        return _fallback(fallback)(
+            module,
+            query,
+            key,
+            value,
+            attention_mask,
+            scaling=scaling,
+            dropout=dropout,
+            softcap=softcap,
+            sliding_window=sliding_window,
+            **kwargs,
+        )
     unknown = sorted(k for k, v in kwargs.items() if v is not None and k not in _HARMLESS_KWARGS)
     if unknown or dropout or kwargs.get("is_causal") is False:
-        raise NotImplementedError(f"attention options {unknown or ['dropout/non-causal']} of {type(module).__name__} are not supported by the workbench engine")
+        raise NotImplementedError(
+            f"attention options {unknown or ['dropout/non-causal']} of {type(module).__name__} are not supported by the workbench engine"
+        )
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
     return current.attend(module, query, key, value, scaling, softcap, sliding_window), None
 
@@ -288,7 +346,9 @@ def _fallback(name: str):
     from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 
     if name == "eager":  # each model file defines its own eager kernel
-        return lambda module, *args, **kwargs: importlib.import_module(type(module).__module__).eager_attention_forward(module, *args, **kwargs)
+        return lambda module, *args, **kwargs: importlib.import_module(type(module).__module__).eager_attention_forward(
+            module, *args, **kwargs
+        )
     return ALL_ATTENTION_FUNCTIONS[name]
 
 

@@ -87,5 +87,11 @@ def sampling_key(n: int, config) -> dict:
     >>> sampling_key(4, SamplingConfig(temperature=0.7, stop=("\\n",)))["stop"]
     ['\\n']
     """
-    return {"n": n, "temperature": config.temperature, "top_p": config.top_p, "top_k": config.top_k,
-            "max_new_tokens": config.max_new_tokens, "stop": list(config.stop)}
+    return {
+        "n": n,
+        "temperature": config.temperature,
+        "top_p": config.top_p,
+        "top_k": config.top_k,
+        "max_new_tokens": config.max_new_tokens,
+        "stop": list(config.stop),
+    }

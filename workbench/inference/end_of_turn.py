@@ -74,7 +74,9 @@ def end_of_turn(tokenizer, generation_config=None) -> EndOfTurn:
         return EndOfTurn(int(configured), tokenizer.convert_ids_to_tokens(int(configured)), "generation config")
     if tokenizer.eos_token_id is not None:
         return EndOfTurn(tokenizer.eos_token_id, tokenizer.eos_token, "tokenizer eos")
-    raise ValueError("the model names no end-of-turn token: no chat template, no eos_token_id in its generation config or tokenizer")
+    raise ValueError(
+        "the model names no end-of-turn token: no chat template, no eos_token_id in its generation config or tokenizer"
+    )
 
 
 def _from_chat_template(tokenizer) -> int | None:

@@ -90,7 +90,15 @@ class HFEngine:
         self._prefix: tuple[tuple[int, ...], Segment] | None = None
 
     @classmethod
-    def load(cls, name_or_path: str = "smollm2-135m-instruct", device: str = "auto", dtype: str = "fp32", quantize: str | None = None, disk_cache: bool = True, **options) -> "HFEngine":
+    def load(
+        cls,
+        name_or_path: str = "smollm2-135m-instruct",
+        device: str = "auto",
+        dtype: str = "fp32",
+        quantize: str | None = None,
+        disk_cache: bool = True,
+        **options,
+    ) -> HFEngine:
         """Load a model and wrap it in an engine whose generations are cached under the user cache folder."""
         lm = load_model(name_or_path, device=device, dtype=dtype, quantize=quantize)
         cache = GenerationCache(cache_dir() / "generations", lm.fingerprint) if disk_cache else None
@@ -261,7 +269,9 @@ class HFEngine:
         positions = torch.arange(len(shared), device=self.device)[None]
         segment = Segment("shared", positions, torch.ones_like(positions, dtype=torch.bool))
         ids = torch.tensor([shared], device=self.device)
-        Pass([segment], ("set", segment), positions, prefill=True).run(self.model, input_ids=ids, position_ids=positions, logits_to_keep=1)
+        Pass([segment], ("set", segment), positions, prefill=True).run(
+            self.model, input_ids=ids, position_ids=positions, logits_to_keep=1
+        )
         self._prefix = (tuple(shared), segment)
 
     @torch.inference_mode()
@@ -282,7 +292,9 @@ class HFEngine:
         positions = prefix_len + (valid.long().cumsum(-1) - 1).clamp(min=0)
         input_ids, valid, positions = (t.to(self.device) for t in (input_ids, valid, positions))
         prompt = Segment("prompt", positions, valid)
-        out = Pass(segments + [prompt], ("set", prompt), positions, prefill=True).run(self.model, input_ids=input_ids, position_ids=positions, logits_to_keep=1)
+        out = Pass(segments + [prompt], ("set", prompt), positions, prefill=True).run(
+            self.model, input_ids=input_ids, position_ids=positions, logits_to_keep=1
+        )
         return PromptBatch(segments + [prompt], positions[:, -1] + 1, out.logits[:, -1, :].float())
 
     # ------------------------------------------------------------------ sampling
@@ -291,7 +303,11 @@ class HFEngine:
         prefilled = self._prefill(token_ids)
         # Chunks of one prompt's samples, each with its own seeded generator, so that a prompt's
         # samples do not depend on which other prompts share its batch.
-        chunks = [(p, start, min(rows_per_chunk, n - start)) for p in range(len(prompts)) for start in range(0, n, rows_per_chunk)]
+        chunks = [
+            (p, start, min(rows_per_chunk, n - start))
+            for p in range(len(prompts))
+            for start in range(0, n, rows_per_chunk)
+        ]
         results = [_empty_result() for _ in prompts]
         group: list[tuple[int, int, int]] = []
         for chunk in chunks + [None]:
@@ -414,7 +430,9 @@ class HFEngine:
         """
         prefilled = self._prefill(token_ids)
         batch = len(token_ids)
-        answers = [[answer_tokens(self.tokenizer, ids, c) + [self.end_of_turn] for c in candidates] for ids in token_ids]
+        answers = [
+            [answer_tokens(self.tokenizer, ids, c) + [self.end_of_turn] for c in candidates] for ids in token_ids
+        ]
         tries: list[dict[tuple[int, ...], int]] = []
         for per_prompt in answers:
             trie: dict[tuple[int, ...], int] = {}
@@ -438,7 +456,9 @@ class HFEngine:
         input_ids, positions, filled, sees = (t.to(self.device) for t in (input_ids, positions, filled, sees))
         tree = Segment("prompt", positions, filled)
         segments = prefilled.segments + [tree]
-        out = Pass(segments, ("append", tree), positions, visible={len(segments) - 1: sees}).run(self.model, input_ids=input_ids, position_ids=positions)
+        out = Pass(segments, ("append", tree), positions, visible={len(segments) - 1: sees}).run(
+            self.model, input_ids=input_ids, position_ids=positions
+        )
         node_logprobs = tempered_log_softmax(out.logits, temperature)
         first = tempered_log_softmax(prefilled.last_logits, temperature)
         # Gather every (prompt, node, next token) term, then add them up per (prompt, candidate).
@@ -450,9 +470,13 @@ class HFEngine:
                     nodes.append(trie[tuple(answer[:length])])
                     tokens.append(answer[length])
                     owners.append(row * len(candidates) + k)
-        totals = first.gather(1, torch.tensor([[a[0] for a in per_prompt] for per_prompt in answers], device=self.device)).double()
+        totals = first.gather(
+            1, torch.tensor([[a[0] for a in per_prompt] for per_prompt in answers], device=self.device)
+        ).double()
         terms = node_logprobs[torch.tensor(rows), torch.tensor(nodes), torch.tensor(tokens)].double()
-        totals = totals.flatten().index_add(0, torch.tensor(owners, device=self.device), terms).view(batch, len(candidates))
+        totals = (
+            totals.flatten().index_add(0, torch.tensor(owners, device=self.device), terms).view(batch, len(candidates))
+        )
         return [{"logprobs": row} for row in totals.cpu().tolist()]
 
 

@@ -40,7 +40,7 @@ class PromptBatch:
     next_position: torch.Tensor
     last_logits: torch.Tensor
 
-    def select(self, index: list[int]) -> "PromptBatch":
+    def select(self, index: list[int]) -> PromptBatch:
         """The prompts ``index`` (the shared prefix is kept as it is; nothing copied when all are kept)."""
         if index == list(range(len(self.next_position))):
             return self
@@ -71,7 +71,11 @@ class TreeFrontier:
         self.model, self.prompts = model, prompts
         batch = len(prompts.next_position)
         device = prompts.next_position.device
-        self.tree = Segment("prompt", torch.zeros((batch, 0), dtype=torch.long, device=device), torch.zeros((batch, 0), dtype=torch.bool, device=device))
+        self.tree = Segment(
+            "prompt",
+            torch.zeros((batch, 0), dtype=torch.long, device=device),
+            torch.zeros((batch, 0), dtype=torch.bool, device=device),
+        )
         self.logits = prompts.last_logits
         # Per frontier node: its prompt, and the tree columns of its ancestors and itself.
         self.node_prompt = list(range(batch))
@@ -111,7 +115,7 @@ class TreeFrontier:
         self.logits = out.logits[prompt_index, column_index].float()
         return self.logits
 
-    def to_rows(self, row_node: torch.Tensor) -> "RowFrontier":
+    def to_rows(self, row_node: torch.Tensor) -> RowFrontier:
         """One row per sample, sample ``i`` standing on frontier node ``row_node[i]``.
 
         Rows must come grouped by prompt (prompt-major order), as the engine lays them out.
@@ -129,7 +133,9 @@ class TreeFrontier:
                     buffer[rows.slots, :, : self.depth] = picked
                     target[module] = buffer
             rows.length = self.depth
-            rows.own.positions = (rows.prompts.next_position[:, None] + torch.arange(self.depth, device=device)).repeat_interleave(rows.width, dim=0)
+            rows.own.positions = (
+                rows.prompts.next_position[:, None] + torch.arange(self.depth, device=device)
+            ).repeat_interleave(rows.width, dim=0)
             rows.own.valid = torch.ones_like(rows.own.positions, dtype=torch.bool)
         return rows
 
@@ -148,7 +154,11 @@ class RowFrontier:
         self.model, self.logits = model, logits
         self.length = 0  # tokens each row has generated into its own buffer
         device = prompts.next_position.device
-        self.own = Segment("row", torch.zeros((0, 0), dtype=torch.long, device=device), torch.zeros((0, 0), dtype=torch.bool, device=device))
+        self.own = Segment(
+            "row",
+            torch.zeros((0, 0), dtype=torch.long, device=device),
+            torch.zeros((0, 0), dtype=torch.bool, device=device),
+        )
         self._lay_out(prompts, row_prompt, None)
         self.own.positions = torch.zeros((self.grid_size, 0), dtype=torch.long, device=device)
         self.own.valid = torch.zeros((self.grid_size, 0), dtype=torch.bool, device=device)
@@ -194,10 +204,21 @@ class RowFrontier:
                 store[module] = _buffer(buffer, self.grid_size, self.length + 1, buffer)
         slot_position = (self.prompts.next_position + self.length).repeat_interleave(self.width)
         self.own.positions = torch.cat([self.own.positions.reshape(self.grid_size, -1), slot_position[:, None]], dim=1)
-        self.own.valid = torch.cat([self.own.valid.reshape(self.grid_size, -1), torch.ones_like(slot_position[:, None], dtype=torch.bool)], dim=1)
+        self.own.valid = torch.cat(
+            [self.own.valid.reshape(self.grid_size, -1), torch.ones_like(slot_position[:, None], dtype=torch.bool)],
+            dim=1,
+        )
         query_positions = slot_position.view(-1, self.width)
-        step = Pass(self.prompts.segments + [self.own], ("column", self.own, self.length), query_positions, slots=self.slots, allocate=self._allocate)
-        out = step.run(self.model, input_ids=tokens.to(device)[:, None], position_ids=slot_position[self.slots][:, None])
+        step = Pass(
+            self.prompts.segments + [self.own],
+            ("column", self.own, self.length),
+            query_positions,
+            slots=self.slots,
+            allocate=self._allocate,
+        )
+        out = step.run(
+            self.model, input_ids=tokens.to(device)[:, None], position_ids=slot_position[self.slots][:, None]
+        )
         self.length += 1
         self.logits = out.logits[:, -1].float()
         return self.logits

@@ -77,7 +77,7 @@ def canonical(value):
 
 
 def device_type(device) -> str:
-    """"cpu", "cuda", "mps", ... from a ``torch.device`` or a string such as "cuda:1"."""
+    """ "cpu", "cuda", "mps", ... from a ``torch.device`` or a string such as "cuda:1"."""
     return str(getattr(device, "type", device)).split(":")[0]
 
 
@@ -119,7 +119,14 @@ class GenerationCache:
     def key(self, kind: str, prompt: str, settings: dict, seed: int | None = None, *, device) -> str:
         """The cache key of one prompt under the given settings, on a device ("cpu", "cuda:0", a torch.device)."""
         return _digest(
-            {"fp": self.fingerprint, "kind": kind, "prompt": prompt, "settings": canonical(settings), "seed": canonical(seed), "device": device_type(device)}
+            {
+                "fp": self.fingerprint,
+                "kind": kind,
+                "prompt": prompt,
+                "settings": canonical(settings),
+                "seed": canonical(seed),
+                "device": device_type(device),
+            }
         )
 
     def _path(self, kind: str) -> Path:
@@ -141,7 +148,7 @@ class GenerationCache:
         if size < offset:  # the file was deleted or replaced: start over
             entries.clear()
             offset = self._lines[kind] = 0
-        with open(path, "rb") as handle, (nullcontext() if locked else _locked(handle, exclusive=False)):
+        with open(path, "rb") as handle, nullcontext() if locked else _locked(handle, exclusive=False):
             handle.seek(offset)
             data = handle.read()
         self._offsets[kind] = offset + len(data)
@@ -190,7 +197,10 @@ class GenerationCache:
         if not values:
             return
         path = self._path(kind)
-        lines = [json.dumps({"key": key, "value": value, "check": _digest([key, value])[:16]}, ensure_ascii=False) + "\n" for key, value in values.items()]
+        lines = [
+            json.dumps({"key": key, "value": value, "check": _digest([key, value])[:16]}, ensure_ascii=False) + "\n"
+            for key, value in values.items()
+        ]
         with open(path, "ab") as handle, _locked(handle, exclusive=True):
             self._refresh(kind, locked=True)  # take in other writers' entries first
             # A run killed mid-line leaves no trailing newline: start on a fresh line so the next
@@ -204,8 +214,11 @@ class GenerationCache:
                 os.fsync(handle.fileno())
             except OSError as error:
                 _cut_back(handle, length)
-                raise OSError(error.errno, f"could not append {len(values)} entries to the generation cache {path} "
-                              f"({error.strerror or error}); the entries already there are intact") from error
+                raise OSError(
+                    error.errno,
+                    f"could not append {len(values)} entries to the generation cache {path} "
+                    f"({error.strerror or error}); the entries already there are intact",
+                ) from error
             self._offsets[kind] = os.fstat(handle.fileno()).st_size
         self._lines[kind] = self._lines.get(kind, 0) + len(lines)
         entries = self._entries[kind]

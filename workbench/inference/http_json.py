@@ -24,8 +24,17 @@ class EngineHTTPError(RuntimeError):
         self.status = status
 
 
-def request_json(http: httpx.Client, method: str, path: str, body: dict | None = None, *, retries: int,
-                 retry_statuses: tuple[int, ...], timeout_s: float, error: type[EngineHTTPError] = EngineHTTPError) -> dict:
+def request_json(
+    http: httpx.Client,
+    method: str,
+    path: str,
+    body: dict | None = None,
+    *,
+    retries: int,
+    retry_statuses: tuple[int, ...],
+    timeout_s: float,
+    error: type[EngineHTTPError] = EngineHTTPError,
+) -> dict:
     """Send one request and return its JSON answer.
 
     A status in ``retry_statuses`` (the server is busy) is retried up to ``retries`` times, after

@@ -38,7 +38,9 @@ def check_temperature(temperature: float) -> float:
     if isinstance(temperature, bool) or not isinstance(temperature, numbers.Real) or not math.isfinite(temperature):
         raise ValueError(f"temperature must be a finite number, got {temperature!r}")
     if temperature < MIN_TEMPERATURE:
-        raise ValueError(f"temperature must be >= {MIN_TEMPERATURE:g} (0 means greedy decoding where that applies), got {temperature!r}")
+        raise ValueError(
+            f"temperature must be >= {MIN_TEMPERATURE:g} (0 means greedy decoding where that applies), got {temperature!r}"
+        )
     return float(temperature)
 
 

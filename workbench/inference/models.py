@@ -42,7 +42,11 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # down-projections, whose inputs carry a few huge activation outliers that a per-tensor activation
 # scale flattens. "int8" keeps the output layer and the down-projections in fp32 and quantises the
 # other block layers with per-channel weight scales (see the README for its perplexity).
-QUANTIZATIONS = {"int8": "int8-dynamic-keep-head-down", "int8-head": "int8-dynamic-head-fp32", "int8-all": "int8-dynamic-all"}
+QUANTIZATIONS = {
+    "int8": "int8-dynamic-keep-head-down",
+    "int8-head": "int8-dynamic-head-fp32",
+    "int8-all": "int8-dynamic-all",
+}
 # Linear layers (by name suffix) each option leaves in fp32, besides the output layer for all but "int8-all".
 _KEPT_IN_FP32 = {"int8": ("down_proj",), "int8-head": (), "int8-all": ()}
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
@@ -101,7 +105,7 @@ def _safe(text: str) -> str:
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """"auto" picks CUDA when present, else CPU; anything else is passed to ``torch.device``."""
+    """ "auto" picks CUDA when present, else CPU; anything else is passed to ``torch.device``."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return torch.device(device)
@@ -198,7 +202,9 @@ def load_model(
     if quantize is not None and (torch_device.type != "cpu" or dtype != "fp32"):
         raise ValueError("int8 dynamic quantisation runs on CPU with an fp32 model only")
     if attn_implementation is not None and attn_implementation not in ATTENTION_IMPLEMENTATIONS:
-        raise ValueError(f"attn_implementation must be None or one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}")
+        raise ValueError(
+            f"attn_implementation must be None or one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}"
+        )
 
     source = embedded_model_folder(name_or_path) if name_or_path in _EMBEDDED else name_or_path
     tokenizer = load_tokenizer(name_or_path)
@@ -207,8 +213,12 @@ def load_model(
     model.eval()
     quantization = None
     if quantize is not None:
-        model = quantize_int8(model, keep_output_layer=quantize != "int8-all", keep=_KEPT_IN_FP32[quantize],
-                              per_channel=quantize == "int8")
+        model = quantize_int8(
+            model,
+            keep_output_layer=quantize != "int8-all",
+            keep=_KEPT_IN_FP32[quantize],
+            per_channel=quantize == "int8",
+        )
         quantization = QUANTIZATIONS[quantize]
     model.to(torch_device)
     fingerprint = {
@@ -239,8 +249,9 @@ def load_tokenizer(name_or_path: str = DEFAULT_MODEL) -> PreTrainedTokenizerBase
     return tokenizer
 
 
-def quantize_int8(model: PreTrainedModel, keep_output_layer: bool = True, keep: tuple[str, ...] = (),
-                  per_channel: bool = False) -> PreTrainedModel:
+def quantize_int8(
+    model: PreTrainedModel, keep_output_layer: bool = True, keep: tuple[str, ...] = (), per_channel: bool = False
+) -> PreTrainedModel:
     """PyTorch dynamic int8 quantisation of linear layers (int8 weights, activations quantised on the fly).
 
     Args:
@@ -256,6 +267,9 @@ def quantize_int8(model: PreTrainedModel, keep_output_layer: bool = True, keep: 
 
     output = model.get_output_embeddings() if keep_output_layer else None
     qconfig = per_channel_dynamic_qconfig if per_channel else default_dynamic_qconfig
-    spec = {name: qconfig for name, module in model.named_modules()
-            if isinstance(module, torch.nn.Linear) and module is not output and not name.endswith(keep)}
+    spec = {
+        name: qconfig
+        for name, module in model.named_modules()
+        if isinstance(module, torch.nn.Linear) and module is not output and not name.endswith(keep)
+    }
     return quantize_dynamic(model, spec, dtype=torch.qint8)

@@ -111,9 +111,13 @@ def _score_chunk(model, ids: list[list[int]], top_k: int, device) -> list[tuple[
     kwargs = {}
     if cache is not None:
         kwargs[_cache_argument(model)] = DynamicCache(
-            ddp_cache_data=[(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers]
+            ddp_cache_data=[
+                (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
+            ]
         )
-    out = model(input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), **kwargs)
+    out = model(
+        input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), **kwargs
+    )
     logits = out.logits.float()  # (B, width, vocab)
     results = []
     for row, seq in enumerate(ids):
@@ -121,7 +125,11 @@ def _score_chunk(model, ids: list[list[int]], top_k: int, device) -> list[tuple[
             results.append(([], []))
             continue
         # Distributions that predict tokens 1..T-1: the prefix rows, then this row's own positions.
-        rows = [logits[row, : len(rests[row]) - 1]] if prefix_len == 0 else [prefix_logits, logits[row, : len(rests[row]) - 1]]
+        rows = (
+            [logits[row, : len(rests[row]) - 1]]
+            if prefix_len == 0
+            else [prefix_logits, logits[row, : len(rests[row]) - 1]]
+        )
         predicting = torch.log_softmax(torch.cat(rows), dim=-1)  # (T-1, vocab)
         targets = torch.tensor(seq[1:], device=predicting.device)
         chosen = predicting.gather(1, targets[:, None])[:, 0].double().tolist()
@@ -146,7 +154,9 @@ def _common_prefix(sequences: list[list[int]]) -> list[int]:
 def _has_sliding_window(model) -> bool:
     config = getattr(model, "config", None)
     text_config = config.get_text_config() if hasattr(config, "get_text_config") else config
-    return bool(getattr(text_config, "sliding_window", None)) or "sliding_attention" in (getattr(text_config, "layer_types", None) or ())
+    return bool(getattr(text_config, "sliding_window", None)) or "sliding_attention" in (
+        getattr(text_config, "layer_types", None) or ()
+    )
 
 
 def _cache_argument(model) -> str:

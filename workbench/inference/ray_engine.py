@@ -35,10 +35,10 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from workbench.inference.protocol import greedy_by_sampling
-from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.models import DEFAULT_MODEL
+from workbench.inference.protocol import greedy_by_sampling
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.paths import cache_dir
 from workbench.progress import tqdm
 
@@ -203,8 +203,10 @@ class RayEngine:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             here = NodeAffinitySchedulingStrategy(node_id=ray.get_runtime_context().get_node_id(), soft=False)
-            self._cache_actor = ray.remote(_CacheServer).options(num_cpus=0, scheduling_strategy=here).remote(
-                str(cache_dir() / "generations"), self._fingerprint
+            self._cache_actor = (
+                ray.remote(_CacheServer)
+                .options(num_cpus=0, scheduling_strategy=here)
+                .remote(str(cache_dir() / "generations"), self._fingerprint)
             )
             ray.get([actor.attach_cache.remote(self._cache_actor, self._fingerprint) for actor in self.actors])
 
@@ -231,7 +233,11 @@ class RayEngine:
         """Exact grid scores, prompts sharded over the actors."""
         if not candidates:
             raise ValueError("score needs at least one candidate")
-        rows = self._map(prompts, lambda actor, chunk: actor.score.remote(chunk, list(candidates), temperature), lambda a: list(np.asarray(a)))
+        rows = self._map(
+            prompts,
+            lambda actor, chunk: actor.score.remote(chunk, list(candidates), temperature),
+            lambda a: list(np.asarray(a)),
+        )
         return GridScore(list(candidates), np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(candidates)))
 
     def close(self) -> None:

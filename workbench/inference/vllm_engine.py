@@ -36,10 +36,9 @@ import numpy as np
 
 from workbench.inference.cachemap import cached_map, sampling_key
 from workbench.inference.end_of_turn import end_of_turn
-from workbench.inference.protocol import greedy_by_sampling
-from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.inference.gencache import GenerationCache
-from workbench.inference.protocol import sampling_seed
+from workbench.inference.protocol import greedy_by_sampling, sampling_seed
+from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.paths import cache_dir
 
 VLLM_DTYPES = {"fp32": "float32", "bf16": "bfloat16", "fp16": "float16", "auto": "auto"}
@@ -58,8 +57,15 @@ class VLLMEngine:
             ``tensor_parallel_size``...). ``enable_prefix_caching`` is on unless set here.
     """
 
-    def __init__(self, model: str = "smollm2-135m-instruct", dtype: str = "bf16", disk_cache: bool = True,
-                 batch_size: int = 256, progress: bool = False, **llm_options):
+    def __init__(
+        self,
+        model: str = "smollm2-135m-instruct",
+        dtype: str = "bf16",
+        disk_cache: bool = True,
+        batch_size: int = 256,
+        progress: bool = False,
+        **llm_options,
+    ):
         try:
             from vllm import LLM
         except ImportError as error:
@@ -83,7 +89,12 @@ class VLLMEngine:
             generation_config = None
         self.end_of_turn = end_of_turn(self.tokenizer, generation_config)
         self.batch_size, self.progress = batch_size, progress
-        self._fingerprint = {"name": model, "backend": "vllm", "dtype": dtype, "weights_files_sha256": _weights_files_sha256(source)}
+        self._fingerprint = {
+            "name": model,
+            "backend": "vllm",
+            "dtype": dtype,
+            "weights_files_sha256": _weights_files_sha256(source),
+        }
         self.cache = GenerationCache(cache_dir() / "generations", self._fingerprint) if disk_cache else None
 
     @property
@@ -96,8 +107,16 @@ class VLLMEngine:
         """``n`` samples per prompt (see :meth:`workbench.inference.engine.HFEngine.sample`)."""
         config = config or SamplingConfig()
         settings = sampling_key(n, config)
-        values = cached_map(self.cache, "sample", list(prompts), settings, config.seed,
-                            lambda batch: self._sample_batch(batch, n, config), "cuda", self.batch_size)
+        values = cached_map(
+            self.cache,
+            "sample",
+            list(prompts),
+            settings,
+            config.seed,
+            lambda batch: self._sample_batch(batch, n, config),
+            "cuda",
+            self.batch_size,
+        )
         return [SampleSet(**value) for value in values]
 
     def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
@@ -109,11 +128,24 @@ class VLLMEngine:
         if not candidates:
             raise ValueError("score needs at least one candidate")
         if temperature != 1.0:
-            raise ValueError(f"vLLM reports prompt log-probabilities at temperature 1 only; score at {temperature} with the HF engine")
+            raise ValueError(
+                f"vLLM reports prompt log-probabilities at temperature 1 only; score at {temperature} with the HF engine"
+            )
         settings = {"candidates": list(candidates), "temperature": 1.0, "end_of_turn": self.end_of_turn.token_id}
-        values = cached_map(self.cache, "score", list(prompts), settings, None,
-                            lambda batch: self._score_batch(batch, list(candidates)), "cuda", max(1, self.batch_size // len(candidates)))
-        return GridScore(list(candidates), np.array([v["logprobs"] for v in values], dtype=np.float64).reshape(len(prompts), len(candidates)))
+        values = cached_map(
+            self.cache,
+            "score",
+            list(prompts),
+            settings,
+            None,
+            lambda batch: self._score_batch(batch, list(candidates)),
+            "cuda",
+            max(1, self.batch_size // len(candidates)),
+        )
+        return GridScore(
+            list(candidates),
+            np.array([v["logprobs"] for v in values], dtype=np.float64).reshape(len(prompts), len(candidates)),
+        )
 
     # ------------------------------------------------------------------ vLLM calls
     def _tokens(self, text: str) -> list[int]:
@@ -126,26 +158,32 @@ class VLLMEngine:
         requests, params = [], []
         for prompt in prompts:
             requests.append({"prompt_token_ids": self._tokens(prompt)})
-            params.append(SamplingParams(
-                n=1 if greedy else n,  # vLLM refuses n > 1 when greedy; the copies are identical anyway
-                temperature=config.temperature,
-                top_p=config.top_p,
-                top_k=config.top_k,
-                max_tokens=config.max_new_tokens,
-                stop=list(config.stop) or None,
-                seed=sampling_seed(config.seed, prompt),
-                logprobs=0,
-            ))
+            params.append(
+                SamplingParams(
+                    n=1 if greedy else n,  # vLLM refuses n > 1 when greedy; the copies are identical anyway
+                    temperature=config.temperature,
+                    top_p=config.top_p,
+                    top_k=config.top_k,
+                    max_tokens=config.max_new_tokens,
+                    stop=list(config.stop) or None,
+                    seed=sampling_seed(config.seed, prompt),
+                    logprobs=0,
+                )
+            )
         outputs = self.llm.generate(requests, params, use_tqdm=self.progress)
         results = []
         for output in outputs:
             completions = [c for c in output.outputs for _ in range(n if greedy else 1)]
-            results.append({
-                "texts": [c.text for c in completions],
-                "token_ids": [list(c.token_ids) for c in completions],
-                "token_logprobs": [[float(step[t].logprob) for t, step in zip(c.token_ids, c.logprobs)] for c in completions],
-                "finish_reasons": [_finish_reason(c) for c in completions],
-            })
+            results.append(
+                {
+                    "texts": [c.text for c in completions],
+                    "token_ids": [list(c.token_ids) for c in completions],
+                    "token_logprobs": [
+                        [float(step[t].logprob) for t, step in zip(c.token_ids, c.logprobs)] for c in completions
+                    ],
+                    "finish_reasons": [_finish_reason(c) for c in completions],
+                }
+            )
         return results
 
     def _score_batch(self, prompts: list[str], candidates: list[str]) -> list[dict]:

@@ -160,7 +160,9 @@ def split_dataset(
     ['neg', 'pos', 'pos', 'pos', 'pos']
     """
     if dev_fraction < 0 or test_fraction < 0 or dev_fraction + test_fraction > 1:
-        raise ValueError(f"need 0 <= dev_fraction, test_fraction and their sum <= 1, got {dev_fraction}, {test_fraction}")
+        raise ValueError(
+            f"need 0 <= dev_fraction, test_fraction and their sum <= 1, got {dev_fraction}, {test_fraction}"
+        )
     count = len(items)
     rng = np.random.default_rng(seed)
     read_label = _getter(label) if label is not None else (lambda item: None)
@@ -236,7 +238,7 @@ def label_distribution(labels: Sequence) -> pd.DataFrame:
 
     >>> label_distribution([2, 1, 2, 2])
            count  share
-    label              
+    label
     1          1   0.25
     2          3   0.75
     """
@@ -275,7 +277,14 @@ def plot_token_lengths(
     edges = np.histogram_bin_edges(everything, bins=bins)
     for name, values in series.items():
         p95 = np.percentile(values, 95)
-        axes.hist(values, bins=edges, density=True, histtype="step", linewidth=1.5, label=f"{name} (n={len(values)}, p95={p95:.0f})")
+        axes.hist(
+            values,
+            bins=edges,
+            density=True,
+            histtype="step",
+            linewidth=1.5,
+            label=f"{name} (n={len(values)}, p95={p95:.0f})",
+        )
     axes.set(title=title, xlabel="tokens", ylabel="density")
     axes.legend()
     return axes
@@ -302,7 +311,12 @@ def plot_label_distribution(
     width = 0.8 / len(series)
     x = np.arange(len(shares))
     for offset, name in enumerate(shares.columns):
-        axes.bar(x + (offset - (len(series) - 1) / 2) * width, shares[name], width=width, label=f"{name} (n={len(series[name])})")
+        axes.bar(
+            x + (offset - (len(series) - 1) / 2) * width,
+            shares[name],
+            width=width,
+            label=f"{name} (n={len(series[name])})",
+        )
     axes.set_xticks(x, [str(label) for label in shares.index])
     axes.set(title=title, xlabel="label", ylabel="share")
     axes.legend()

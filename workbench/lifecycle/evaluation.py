@@ -171,7 +171,10 @@ def selection_loss(scores: dict[str, dict[str, float]], rating_tasks: set[str]) 
     >>> selection_loss({"a": {"accuracy": 0.5}, "b": {"rmse": 1.0, "target_sd": 2.0}}, {"a"})
     0.5
     """
-    terms = [1.0 - s["accuracy"] if name in rating_tasks else s["rmse"] / max(s["target_sd"], 1e-9) for name, s in scores.items()]
+    terms = [
+        1.0 - s["accuracy"] if name in rating_tasks else s["rmse"] / max(s["target_sd"], 1e-9)
+        for name, s in scores.items()
+    ]
     return float(np.mean(terms))
 
 
@@ -218,7 +221,9 @@ def slice_metrics(predictions: Predictions, slicer: Callable[[Example], str], sl
 
 
 @torch.inference_mode()
-def perplexity(lm: LoadedModel, texts: Sequence[str], max_length: int = 128, stride: int = 64, batch_size: int = 8) -> dict[str, float]:
+def perplexity(
+    lm: LoadedModel, texts: Sequence[str], max_length: int = 128, stride: int = 64, batch_size: int = 8
+) -> dict[str, float]:
     """Token-weighted perplexity of ``texts`` with a sliding window.
 
     The texts form one stream, each preceded by the end-of-turn token, so every token of every
@@ -249,7 +254,12 @@ def perplexity(lm: LoadedModel, texts: Sequence[str], max_length: int = 128, str
             input_ids[row, width - (end - begin) :] = torch.tensor(stream[begin:end])
             mask[row, width - (end - begin) :] = 1
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
-        out = model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device), position_ids=positions.to(lm.device), logits_to_keep=scored + 1)
+        out = model(
+            input_ids=input_ids.to(lm.device),
+            attention_mask=mask.to(lm.device),
+            position_ids=positions.to(lm.device),
+            logits_to_keep=scored + 1,
+        )
         logprobs = torch.log_softmax(out.logits[:, :-1].float(), dim=-1).cpu()
         targets = input_ids[:, width - scored :]
         picked = logprobs.gather(2, targets[:, :, None])[:, :, 0]
@@ -328,7 +338,9 @@ def evaluate_stage(
     return Evaluation(pd.DataFrame(rows), slice_table, predictions)
 
 
-def plot_metric(axes: Axes, table: pd.DataFrame, metric: str, x: str = "task", hue: str = "stage", title: str = "") -> Axes:
+def plot_metric(
+    axes: Axes, table: pd.DataFrame, metric: str, x: str = "task", hue: str = "stage", title: str = ""
+) -> Axes:
     """Grouped bars of ``metric``: one group per value of column ``x``, one bar per ``hue``.
 
     >>> table = pd.DataFrame({"stage": ["a", "b"], "task": ["t", "t"], "accuracy": [0.2, 0.5]})

@@ -19,9 +19,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import optuna
@@ -59,7 +59,12 @@ class SearchSpace:
         return {"lr": list(self.lr_grid), "batch_size": list(self.batch_size), "max_steps": list(self.max_steps)}
 
 
-def dev_objective(dev: dict[str, list[Example]], train: dict[str, list[Example]] | None = None, metric: str = "selection", cache: bool = False) -> Callable[[FinetuneConfig], float]:
+def dev_objective(
+    dev: dict[str, list[Example]],
+    train: dict[str, list[Example]] | None = None,
+    metric: str = "selection",
+    cache: bool = False,
+) -> Callable[[FinetuneConfig], float]:
     """An objective that trains a config and scores it on dev examples.
 
     Args:
@@ -80,7 +85,11 @@ def dev_objective(dev: dict[str, list[Example]], train: dict[str, list[Example]]
             return finetune(config, examples=train, dev=dev, progress=False).best_objective
         result = finetune(config, examples=train, progress=False)
         if metric == "loss":
-            encoded = [encode(get_task(name), example, result.tokenizer) for name, examples in dev.items() for example in examples]
+            encoded = [
+                encode(get_task(name), example, result.tokenizer)
+                for name, examples in dev.items()
+                for example in examples
+            ]
             return mean_answer_loss(result.model, result.tokenizer, encoded)
         engine = HFEngine(result.loaded(), cache=None, progress=False)
         errors = []
@@ -92,7 +101,14 @@ def dev_objective(dev: dict[str, list[Example]], train: dict[str, list[Example]]
     return objective
 
 
-def search(method: str, objective: Callable[[FinetuneConfig], float], base: FinetuneConfig, space: SearchSpace, n_trials: int, seed: int = 0) -> pd.DataFrame:
+def search(
+    method: str,
+    objective: Callable[[FinetuneConfig], float],
+    base: FinetuneConfig,
+    space: SearchSpace,
+    n_trials: int,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Run ``n_trials`` trials of one search method.
 
     Args:
@@ -126,7 +142,11 @@ def search(method: str, objective: Callable[[FinetuneConfig], float], base: Fine
         )
         started = time.time()
         # Every trial is a tracked run (nested under the notebook's run when there is one).
-        with tracking.run(f"{method} trial {trial.number}", experiment="hpo", params={"method": method, "trial": trial.number, **trial.params}) as tracker:
+        with tracking.run(
+            f"{method} trial {trial.number}",
+            experiment="hpo",
+            params={"method": method, "trial": trial.number, **trial.params},
+        ) as tracker:
             value = objective(config)
             trial.set_user_attr("seconds", time.time() - started)
             tracker.log_metrics({"objective": value, "seconds": trial.user_attrs["seconds"]})
@@ -134,17 +154,30 @@ def search(method: str, objective: Callable[[FinetuneConfig], float], base: Fine
 
     study.optimize(trial_objective, n_trials=n_trials)
     return pd.DataFrame(
-        [{"method": method, "trial": t.number, **t.params, "objective": t.value, "seconds": t.user_attrs["seconds"]} for t in study.trials]
+        [
+            {"method": method, "trial": t.number, **t.params, "objective": t.value, "seconds": t.user_attrs["seconds"]}
+            for t in study.trials
+        ]
     )
 
 
-def search_all(objective: Callable[[FinetuneConfig], float], base: FinetuneConfig, space: SearchSpace, n_trials: int, methods=METHODS, seed: int = 0) -> pd.DataFrame:
+def search_all(
+    objective: Callable[[FinetuneConfig], float],
+    base: FinetuneConfig,
+    space: SearchSpace,
+    n_trials: int,
+    methods=METHODS,
+    seed: int = 0,
+) -> pd.DataFrame:
     """:func:`search` with each method in turn, one table.
 
     Each method gets its own sampler seed (``seed + its index``): with one seed, random search and
     TPE's random start-up trials would propose the very same first configurations.
     """
-    return pd.concat([search(method, objective, base, space, n_trials, seed + i) for i, method in enumerate(methods)], ignore_index=True)
+    return pd.concat(
+        [search(method, objective, base, space, n_trials, seed + i) for i, method in enumerate(methods)],
+        ignore_index=True,
+    )
 
 
 def best_config(table: pd.DataFrame, base: FinetuneConfig) -> FinetuneConfig:
@@ -159,5 +192,9 @@ def save_search(table: pd.DataFrame, chosen: FinetuneConfig, folder: Path, stem:
     table_path, config_path = folder / f"{stem}.csv", folder / f"{stem}_chosen_config.json"
     table.to_csv(table_path, index=False)
     best = table.loc[table["objective"].idxmin()]
-    config_path.write_text(json.dumps({"config": asdict(chosen), "objective": float(best["objective"]), "found_by": best["method"]}, indent=1))
+    config_path.write_text(
+        json.dumps(
+            {"config": asdict(chosen), "objective": float(best["objective"]), "found_by": best["method"]}, indent=1
+        )
+    )
     return table_path, config_path

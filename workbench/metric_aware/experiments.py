@@ -29,12 +29,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.inference.protocol import Engine
+from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.metric_aware.baselines import Baselines
 from workbench.metric_aware.bootstrap import bootstrap_ci, paired_bootstrap
 from workbench.metric_aware.calibration import fit_temperature, with_temperature
 from workbench.metric_aware.decision import POINT_RULES, from_grid, from_samples, quantile
-from workbench.inference.protocol import Engine
-from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.metric_aware.metrics import get_metric
 from workbench.tasks import Task
 from workbench.tasks.grid import nearest_grid_index, snap_to_grid
@@ -118,7 +118,7 @@ class TaskRun:
         Path(path).write_text(json.dumps(record))
 
     @classmethod
-    def load(cls, path: str | Path) -> "TaskRun":
+    def load(cls, path: str | Path) -> TaskRun:
         record = json.loads(Path(path).read_text())
         record["config"] = RunConfig(**record["config"])
         for key in ("gold", "grid", "exact_probs", "outside_mass"):
@@ -151,8 +151,12 @@ def run_task(engine: Engine, task: Task, config: RunConfig, tokenizer=None) -> T
     prompts = task.prompts(examples, tokenizer, task.fewshot(config.shots, seed=config.seed))
     budget = config.max_new_tokens or task.max_new_tokens
     greedy_texts = engine.greedy(prompts, max_new_tokens=budget, stop=task.stop) if config.greedy else []
-    sampling = SamplingConfig(temperature=config.temperature, top_p=config.top_p, max_new_tokens=budget, stop=task.stop, seed=config.seed)
-    sample_sets = engine.sample(prompts, config.k, sampling) if config.k else [SampleSet([], [], [], []) for _ in prompts]
+    sampling = SamplingConfig(
+        temperature=config.temperature, top_p=config.top_p, max_new_tokens=budget, stop=task.stop, seed=config.seed
+    )
+    sample_sets = (
+        engine.sample(prompts, config.k, sampling) if config.k else [SampleSet([], [], [], []) for _ in prompts]
+    )
     run = TaskRun(
         task=task.name,
         config=config,
@@ -161,7 +165,9 @@ def run_task(engine: Engine, task: Task, config: RunConfig, tokenizer=None) -> T
         gold=np.array([float(ex.target) for ex in examples]),
         greedy=[task.parse(text) for text in greedy_texts],
         samples=[[task.parse(text) for text in s.texts] for s in sample_sets],
-        texts=[[g] + s.texts[:4] for g, s in zip(greedy_texts, sample_sets)] if greedy_texts else [s.texts[:4] for s in sample_sets],
+        texts=[[g] + s.texts[:4] for g, s in zip(greedy_texts, sample_sets)]
+        if greedy_texts
+        else [s.texts[:4] for s in sample_sets],
     )
     if task.grid is not None:
         exact = engine.score(prompts, task.candidates, temperature=config.temperature)
@@ -184,7 +190,11 @@ def outside_mass_summary(run: TaskRun) -> dict[str, float]:
     if run.outside_mass is None:
         return {}
     mass = np.asarray(run.outside_mass)
-    return {"outside mass (mean)": float(mass.mean()), "outside mass (max)": float(mass.max()), f"items > {OUTSIDE_FLAG}": int((mass > OUTSIDE_FLAG).sum())}
+    return {
+        "outside mass (mean)": float(mass.mean()),
+        "outside mass (max)": float(mass.max()),
+        f"items > {OUTSIDE_FLAG}": int((mass > OUTSIDE_FLAG).sum()),
+    }
 
 
 @dataclass
@@ -223,7 +233,9 @@ def strategy_predictions(run: TaskRun, k: int | None = None, quantiles: tuple[fl
         strategies["greedy"] = _filled(np.array([np.nan if g is None else g for g in run.greedy], dtype=float), default)
     if any(len(row) for row in samples):
         distribution = from_samples(samples)
-        strategies["one sample"] = _filled(np.array([np.nan if not row or row[0] is None else row[0] for row in samples], dtype=float), default)
+        strategies["one sample"] = _filled(
+            np.array([np.nan if not row or row[0] is None else row[0] for row in samples], dtype=float), default
+        )
         for name, rule in RULES.items():
             label = "mode (self-consistency)" if name == "mode" else name
             strategies[label] = _filled(rule(distribution), default)
@@ -241,25 +253,36 @@ def strategy_predictions(run: TaskRun, k: int | None = None, quantiles: tuple[fl
     return strategies
 
 
-def point_estimates(run: TaskRun, k: int | None = None, metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman")) -> pd.DataFrame:
+def point_estimates(
+    run: TaskRun, k: int | None = None, metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman")
+) -> pd.DataFrame:
     """Metric values (no intervals) of every strategy using the first ``k`` samples: cheap enough for sweeps."""
     rows = []
     for name, strategy in strategy_predictions(run, k).items():
         for metric in metrics:
             gold = snap_to_grid(run.gold, run.grid) if metric == "exact_match" else run.gold
             value = get_metric(metric)(strategy.predictions, gold)
-            rows.append({"k": k or len(run.samples[0]), "strategy": name, "metric": metric, "value": float(np.mean(value))})
+            rows.append(
+                {"k": k or len(run.samples[0]), "strategy": name, "metric": metric, "value": float(np.mean(value))}
+            )
     return pd.DataFrame(rows)
 
 
-def k_sweep(run: TaskRun, ks: list[int], metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman")) -> pd.DataFrame:
+def k_sweep(
+    run: TaskRun, ks: list[int], metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman")
+) -> pd.DataFrame:
     """:func:`point_estimates` for each number of samples in ``ks`` (first-k prefixes of the same samples)."""
     return pd.concat([point_estimates(run, k, metrics) for k in ks if k <= run.config.k], ignore_index=True)
 
 
-def temperature_sweep(engine: Engine, task: Task, config: RunConfig, temperatures: list[float],
-                      metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman"),
-                      tokenizer=None) -> pd.DataFrame:
+def temperature_sweep(
+    engine: Engine,
+    task: Task,
+    config: RunConfig,
+    temperatures: list[float],
+    metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman"),
+    tokenizer=None,
+) -> pd.DataFrame:
     """Decode at each temperature (samples and exact distribution) and score every strategy.
 
     ``engine`` and ``tokenizer`` are as for :func:`run_task`.
@@ -289,13 +312,18 @@ def comparison_table(
     """
     metrics = tuple(metrics) + tuple(f"pinball@{level:g}" for level in quantiles)
     rows = []
-    named = {name: (s.predictions, s.predictions, int(s.fallback.sum())) for name, s in strategy_predictions(run, k, quantiles).items()}
+    named = {
+        name: (s.predictions, s.predictions, int(s.fallback.sum()))
+        for name, s in strategy_predictions(run, k, quantiles).items()
+    }
     if baselines is not None:
         named.update({name: (values, baselines.on_grid[name], 0) for name, values in baselines.predictions.items()})
     for name, (predictions, on_grid, fallback) in named.items():
         row = {"strategy": name, "fallback": fallback}
         for metric in metrics:
-            result = _bootstrap(metric, on_grid if metric == "exact_match" else predictions, run, n_resamples, confidence)
+            result = _bootstrap(
+                metric, on_grid if metric == "exact_match" else predictions, run, n_resamples, confidence
+            )
             row[metric] = result.estimate
             row[f"{metric} CI"] = f"[{result.low:.3f}, {result.high:.3f}]"
         rows.append(row)
@@ -325,8 +353,15 @@ def family_names(family: str) -> dict[str, str]:
     return {rule: f"{FAMILY_PREFIX[family]} {rule}" for rule in RULES}
 
 
-def pattern_check(run: TaskRun, family: str = "exact", k: int | None = None, quantiles: tuple[float, ...] = (),
-                  alpha: float = 0.05, n_resamples: int = 1000, seed: int = 0) -> pd.DataFrame:
+def pattern_check(
+    run: TaskRun,
+    family: str = "exact",
+    k: int | None = None,
+    quantiles: tuple[float, ...] = (),
+    alpha: float = 0.05,
+    n_resamples: int = 1000,
+    seed: int = 0,
+) -> pd.DataFrame:
     """Does the paper's pattern hold? Each Bayes-optimal rule against every other rule of its family.
 
     For each metric of :data:`PATTERN_METRICS` (the rule on its card: RMSE -> mean, MAE -> median,
@@ -366,17 +401,32 @@ def pattern_check(run: TaskRun, family: str = "exact", k: int | None = None, qua
             candidates[expected] = f"exact {expected}"
         name, params, gold = _metric_call(metric, run)
         higher = get_metric(name).higher_is_better
-        point = {rule: float(np.mean(_score(name, strategies[s].predictions, gold, params))) for rule, s in candidates.items()}
+        point = {
+            rule: float(np.mean(_score(name, strategies[s].predictions, gold, params)))
+            for rule, s in candidates.items()
+        }
         best = (max if higher else min)(point.values())
-        row = {"metric": metric, "family": family, "expected winner": expected,
-               "observed winner": " = ".join(r for r, v in point.items() if np.isclose(v, best, rtol=0, atol=1e-12)),
-               "expected rule's strategy": candidates[expected], "n": len(gold)}
+        row = {
+            "metric": metric,
+            "family": family,
+            "expected winner": expected,
+            "observed winner": " = ".join(r for r, v in point.items() if np.isclose(v, best, rtol=0, atol=1e-12)),
+            "expected rule's strategy": candidates[expected],
+            "n": len(gold),
+        }
         better, worse = [], []
         for rule, strategy in candidates.items():
             if rule == expected:
                 continue
-            test = paired_bootstrap(name, strategies[candidates[expected]].predictions, strategies[strategy].predictions, gold,
-                                    n_resamples=n_resamples, seed=seed, **params)
+            test = paired_bootstrap(
+                name,
+                strategies[candidates[expected]].predictions,
+                strategies[strategy].predictions,
+                gold,
+                n_resamples=n_resamples,
+                seed=seed,
+                **params,
+            )
             difference, p = test.difference.estimate, test.p_value
             row[f"diff vs {rule}"], row[f"p vs {rule}"] = difference, p
             in_favour = difference > 0 if higher else difference < 0

@@ -7,7 +7,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 
-def rating_distribution(ax: plt.Axes, candidates: list[str], probs: np.ndarray, gold: float | None = None, sampled: np.ndarray | None = None, title: str = "") -> plt.Axes:
+def rating_distribution(
+    ax: plt.Axes,
+    candidates: list[str],
+    probs: np.ndarray,
+    gold: float | None = None,
+    sampled: np.ndarray | None = None,
+    title: str = "",
+) -> plt.Axes:
     """Bar chart of a distribution over answer candidates.
 
     Args:
@@ -56,10 +63,16 @@ def strategy_bars(ax: plt.Axes, table, metric: str, highlight: str | None = None
     return ax
 
 
-def metric_vs_samples(ax: plt.Axes, curves: dict[str, tuple[list[int], list[float]]], exact: dict[str, float] | None = None, metric: str = "", title: str = "") -> plt.Axes:
+def metric_vs_samples(
+    ax: plt.Axes,
+    curves: dict[str, tuple[list[int], list[float]]],
+    exact: dict[str, float] | None = None,
+    metric: str = "",
+    title: str = "",
+) -> plt.Axes:
     """A metric against the number of samples K, one line per rule, exact values as dashed lines."""
     for index, (name, (ks, values)) in enumerate(curves.items()):
-        line, = ax.plot(ks, values, "o-", label=name, color=f"C{index}")
+        (line,) = ax.plot(ks, values, "o-", label=name, color=f"C{index}")
         if exact and name in exact:
             ax.axhline(exact[name], color=line.get_color(), ls="--", lw=1)
     ax.set_xscale("log", base=2)
@@ -74,17 +87,22 @@ def metric_vs_samples(ax: plt.Axes, curves: dict[str, tuple[list[int], list[floa
 SWEEP_RULES = {"mean": "exact mean", "median": "exact median", "mode (self-consistency)": "exact mode"}
 
 
-def k_sweep_panel(ax: plt.Axes, sweeps, stage: str, task: str, metric: str, rules: dict[str, str] = SWEEP_RULES) -> plt.Axes:
+def k_sweep_panel(
+    ax: plt.Axes, sweeps, stage: str, task: str, metric: str, rules: dict[str, str] = SWEEP_RULES
+) -> plt.Axes:
     """One stage and task of a K sweep (:func:`workbench.metric_aware.experiments.k_sweep` rows with ``model`` and
     ``task`` columns): each sampled rule against K, its exact counterpart dashed."""
     frame = sweeps[(sweeps.model == stage) & (sweeps.task == task) & (sweeps.metric == metric)]
     curves = {rule: (list(g.k), list(g.value)) for rule, g in frame[frame.strategy.isin(rules)].groupby("strategy")}
     exact = {rule: frame[frame.strategy == name].value.iloc[-1] for rule, name in rules.items()}
-    return metric_vs_samples(ax, curves, exact, metric=metric, title=f"{stage} · {task}: {metric} vs K (measured; dashed: exact)")
+    return metric_vs_samples(
+        ax, curves, exact, metric=metric, title=f"{stage} · {task}: {metric} vs K (measured; dashed: exact)"
+    )
 
 
-def temperature_panel(ax: plt.Axes, temperatures, stage: str, task: str, metric: str, k: int,
-                      rules: dict[str, str] = SWEEP_RULES) -> plt.Axes:
+def temperature_panel(
+    ax: plt.Axes, temperatures, stage: str, task: str, metric: str, k: int, rules: dict[str, str] = SWEEP_RULES
+) -> plt.Axes:
     """One stage and task of a temperature sweep: each rule on the exact distribution (dashed) and on ``k`` samples."""
     frame = temperatures[(temperatures.model == stage) & (temperatures.task == task) & (temperatures.metric == metric)]
     for index, (rule, exact_name) in enumerate(rules.items()):
@@ -107,5 +125,9 @@ def sampled_vs_exact(ax_scatter: plt.Axes, ax_tv: plt.Axes, run, total_variation
     ax_scatter.set(xlabel="exact mean", ylabel=f"mean of {run.config.k} samples", title=title)
     for k, tv in total_variation.items():
         ax_tv.plot(k, tv, "ko")
-    ax_tv.set(xscale="log", xlabel="K", ylabel="mean total variation",
-              title=f"{title}: sampled vs exact (outside mass {run.outside_mass.mean():.2f})")
+    ax_tv.set(
+        xscale="log",
+        xlabel="K",
+        ylabel="mean total variation",
+        title=f"{title}: sampled vs exact (outside mass {run.outside_mass.mean():.2f})",
+    )

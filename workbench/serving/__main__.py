@@ -38,9 +38,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     server.add_argument("--no-auth", action="store_true", help="serve without an API key")
     server.add_argument("--public-metrics", action="store_true", help="serve /metrics without the API key")
     server.add_argument("--log-level", default="info")
-    server.add_argument("--served-model-name", default=None, help="model id of the OpenAI-compatible API (default: the model's name)")
+    server.add_argument(
+        "--served-model-name", default=None, help="model id of the OpenAI-compatible API (default: the model's name)"
+    )
     limits = parser.add_argument_group("batching and limits")
-    for name in ("max_batch", "queue_size", "max_body_bytes", "max_total_tokens", "max_n", "max_prompts", "max_candidates", "chunk_prompts"):
+    for name in (
+        "max_batch",
+        "queue_size",
+        "max_body_bytes",
+        "max_total_tokens",
+        "max_n",
+        "max_prompts",
+        "max_candidates",
+        "chunk_prompts",
+    ):
         limits.add_argument(f"--{name.replace('_', '-')}", type=int, default=_DEFAULTS[name])
     for name in ("batch_wait_ms", "request_timeout_s"):
         limits.add_argument(f"--{name.replace('_', '-')}", type=float, default=_DEFAULTS[name])

@@ -13,9 +13,9 @@ from dataclasses import asdict
 import httpx
 import numpy as np
 
+from workbench.inference.http_json import EngineHTTPError, request_json
 from workbench.inference.protocol import greedy_by_sampling
 from workbench.inference.types import GridScore, SampleSet, SamplingConfig
-from workbench.inference.http_json import EngineHTTPError, request_json
 
 
 class RemoteEngineError(EngineHTTPError):
@@ -37,7 +37,9 @@ class RemoteEngine:
         self.base_url = base_url.rstrip("/")
         self.timeout_s = timeout_s
         self.busy_retries = busy_retries
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0))
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=headers, timeout=httpx.Timeout(timeout_s, connect=10.0)
+        )
         self._max_prompts: int | None = None
         self._fingerprint: dict | None = None
 
@@ -70,7 +72,9 @@ class RemoteEngine:
             raise ValueError("score needs at least one candidate")
         rows = []
         for chunk in self._chunks(prompts):
-            rows += self._request("POST", "/score", {"prompts": chunk, "candidates": list(candidates), "temperature": temperature})["logprobs"]
+            rows += self._request(
+                "POST", "/score", {"prompts": chunk, "candidates": list(candidates), "temperature": temperature}
+            )["logprobs"]
         return GridScore(list(candidates), np.asarray(rows, dtype=np.float64).reshape(len(prompts), len(candidates)))
 
     # ------------------------------------------------------------------ server information
@@ -105,5 +109,13 @@ class RemoteEngine:
         return [list(prompts[start : start + size]) for start in range(0, len(prompts), size)]
 
     def _request(self, method: str, path: str, body: dict | None = None) -> dict:
-        return request_json(self._http, method, path, body, retries=self.busy_retries, retry_statuses=(503,),
-                            timeout_s=self.timeout_s, error=RemoteEngineError)
+        return request_json(
+            self._http,
+            method,
+            path,
+            body,
+            retries=self.busy_retries,
+            retry_statuses=(503,),
+            timeout_s=self.timeout_s,
+            error=RemoteEngineError,
+        )

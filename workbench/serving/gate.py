@@ -41,8 +41,15 @@ class Gate:
             hears the 413; a larger body is refused at once and its connection closed.
     """
 
-    def __init__(self, app, api_key: str | None, open_paths: frozenset[str], max_body_bytes: int,
-                 metrics: ServerMetrics, max_discard_bytes: int = 64 * 2**20):
+    def __init__(
+        self,
+        app,
+        api_key: str | None,
+        open_paths: frozenset[str],
+        max_body_bytes: int,
+        metrics: ServerMetrics,
+        max_discard_bytes: int = 64 * 2**20,
+    ):
         self.app = app
         self.api_key = api_key
         self.open_paths = open_paths
@@ -147,7 +154,9 @@ def error_body(path: str, status: int, message: str, location: list | None = Non
     {'detail': [{'loc': ['body'], 'msg': 'too big', 'type': 'limit_exceeded'}]}
     """
     if path.startswith("/v1/"):
-        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(status, "invalid_request_error")
+        kind = {401: "authentication_error", 403: "permission_error", 404: "not_found_error"}.get(
+            status, "invalid_request_error"
+        )
         kind = "server_error" if status >= 500 else kind
         param = ".".join(str(part) for part in location[1:]) or None if location else None
         return {"error": {"message": message, "type": kind, "param": param, "code": status}}

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import math
 import os
 import time
 import uuid
@@ -131,7 +130,9 @@ async def load_test(
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     limits = httpx.Limits(max_connections=concurrency)
     run = uuid.uuid4().hex[:8]
-    async with httpx.AsyncClient(base_url=base_url, headers=headers, timeout=request_timeout_s, limits=limits) as client:
+    async with httpx.AsyncClient(
+        base_url=base_url, headers=headers, timeout=request_timeout_s, limits=limits
+    ) as client:
         reference: dict[str, str] = {}
         if verify:  # one request at a time: the answer each question gets on its own
             for number, question in enumerate(questions):
@@ -171,7 +172,11 @@ async def load_test(
 def _summarise(outcomes, reference: dict[str, str], requests: int, concurrency: int, wall_s: float) -> LoadTestResult:
     statuses = Counter(status for _, status, _, _ in outcomes)
     echoed = Counter(answer["id"] for _, _, answer, _ in outcomes if answer is not None)
-    own = [(answer, latency) for request_id, _, answer, latency in outcomes if answer is not None and answer["id"] == request_id]
+    own = [
+        (answer, latency)
+        for request_id, _, answer, latency in outcomes
+        if answer is not None and answer["id"] == request_id
+    ]
     rejected = sum(statuses[s] for s in OVERLOAD_STATUSES)
     mismatched = sum(
         1 for answer, _ in own if reference and answer["results"][0]["texts"][0] != reference[answer["question"]]
@@ -281,8 +286,11 @@ async def abandoned_clients_test(
         must_last_s = 3 * (0.2 + give_up_after_s)
 
         def heavy_request(prompts: int) -> dict:
-            return {"prompts": [f"Tell me a short story about the number {i}." for i in range(prompts)],
-                    "temperature": 0.0, "max_new_tokens": 2 * max_new_tokens}
+            return {
+                "prompts": [f"Tell me a short story about the number {i}." for i in range(prompts)],
+                "temperature": 0.0,
+                "max_new_tokens": 2 * max_new_tokens,
+            }
 
         blocker_prompts = min(limit, blocker_prompts)
         while blocker_prompts < limit and await timed_post(heavy_request(blocker_prompts)) < must_last_s:
@@ -308,9 +316,16 @@ async def abandoned_clients_test(
         after = await _abandoned_counters(client)
     delta = {name: after[name] - before[name] for name in after}
     return AbandonedClientsResult(
-        clients=clients, gave_up=gave_up, dropped_queued=int(delta["queued"]), dropped_running=int(delta["running"]),
-        computed_for_nobody=int(delta["late"]), prompts_skipped=int(delta["prompts"]), blocker_s=blocker_s,
-        next_request_s=next_s, next_request_alone_s=alone_s, queue_depth_after=depth,
+        clients=clients,
+        gave_up=gave_up,
+        dropped_queued=int(delta["queued"]),
+        dropped_running=int(delta["running"]),
+        computed_for_nobody=int(delta["late"]),
+        prompts_skipped=int(delta["prompts"]),
+        blocker_s=blocker_s,
+        next_request_s=next_s,
+        next_request_alone_s=alone_s,
+        queue_depth_after=depth,
     )
 
 
@@ -329,8 +344,15 @@ async def _abandoned_counters(client: httpx.AsyncClient) -> dict[str, float]:
     return counters
 
 
-def declared_body_post(base_url: str, path: str, declared_bytes: int, api_key: str | None = None, sent: bytes = b"",
-                       timeout_s: float = 10.0, expect_continue: bool = True) -> tuple[int, str, float]:
+def declared_body_post(
+    base_url: str,
+    path: str,
+    declared_bytes: int,
+    api_key: str | None = None,
+    sent: bytes = b"",
+    timeout_s: float = 10.0,
+    expect_continue: bool = True,
+) -> tuple[int, str, float]:
     """POST that declares ``declared_bytes`` of body but sends only ``sent``, then reads the answer.
 
     A server that refuses an oversized body from its declared length answers at once (413); one
@@ -348,8 +370,10 @@ def declared_body_post(base_url: str, path: str, declared_bytes: int, api_key: s
     url = urlsplit(base_url)
     key = f"Authorization: Bearer {api_key}\r\n" if api_key else ""
     expect = "Expect: 100-continue\r\n" if expect_continue else ""
-    head = (f"POST {url.path.rstrip('/')}{path} HTTP/1.1\r\nHost: {url.hostname}\r\n{key}Content-Type: application/json\r\n"
-            f"Content-Length: {declared_bytes}\r\n{expect}Connection: close\r\n\r\n").encode()
+    head = (
+        f"POST {url.path.rstrip('/')}{path} HTTP/1.1\r\nHost: {url.hostname}\r\n{key}Content-Type: application/json\r\n"
+        f"Content-Length: {declared_bytes}\r\n{expect}Connection: close\r\n\r\n"
+    ).encode()
     start, answer = time.perf_counter(), b""
     with socket.create_connection((url.hostname, url.port or 80), timeout=timeout_s) as sock:
         sock.sendall(head + sent)

@@ -54,7 +54,10 @@ MAX_TOP_LOGPROBS = 5
 
 TokenIds = Annotated[list[Annotated[int, Field(ge=0)]], Field(min_length=1)]
 PromptField = (
-    NonEmptyText | Annotated[list[NonEmptyText], Field(min_length=1)] | TokenIds | Annotated[list[TokenIds], Field(min_length=1)]
+    NonEmptyText
+    | Annotated[list[NonEmptyText], Field(min_length=1)]
+    | TokenIds
+    | Annotated[list[TokenIds], Field(min_length=1)]
 )
 
 
@@ -85,7 +88,9 @@ class CompletionRequest(_Strict):
         if self.stream:
             raise ValueError("stream: streaming is not served; send stream=false")
         if self.presence_penalty or self.frequency_penalty:
-            raise ValueError("presence_penalty/frequency_penalty: penalties are not served (they change the distribution)")
+            raise ValueError(
+                "presence_penalty/frequency_penalty: penalties are not served (they change the distribution)"
+            )
         if self.best_of not in (None, 1):
             raise ValueError("best_of: only 1 is served")
         if self.suffix:
@@ -155,11 +160,15 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
     async def completions(body: CompletionRequest, request: Request) -> dict:
         """OpenAI completions: sample, or (``echo`` with ``max_tokens=0``) score the prompt."""
         if body.model not in (served_name, service.model_id):
-            raise HTTPException(404, detail=f"the model {body.model!r} does not exist; this server serves {served_name!r}")
+            raise HTTPException(
+                404, detail=f"the model {body.model!r} does not exist; this server serves {served_name!r}"
+            )
         prompts, n = body.prompts, body.n or 1
         max_tokens = 16 if body.max_tokens is None else body.max_tokens
         if len(prompts) > config.max_prompts:
-            raise limit_error(["prompt"], f"{len(prompts)} prompts exceed the limit of {config.max_prompts} per request")
+            raise limit_error(
+                ["prompt"], f"{len(prompts)} prompts exceed the limit of {config.max_prompts} per request"
+            )
         if n > config.max_n:
             raise limit_error(["n"], f"n={n} exceeds the limit of {config.max_n} samples per prompt")
         if body.token_prompts:
@@ -171,8 +180,12 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
         if max_tokens > 0:
             sampling = body.sampling_config()
             samples, _ = await service.run(
-                request, "/v1/completions", ("generate", body.token_prompts, n, astuple(sampling)), prompts,
-                service.sampler(n, sampling, token_ids=body.token_prompts), interruptible=True,
+                request,
+                "/v1/completions",
+                ("generate", body.token_prompts, n, astuple(sampling)),
+                prompts,
+                service.sampler(n, sampling, token_ids=body.token_prompts),
+                interruptible=True,
             )
         scored, tokenized = None, None
         if body.logprobs is not None:
@@ -183,9 +196,14 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
         if per_sample or (body.echo and body.logprobs is not None):
             top = body.logprobs
             ids = [token_ids for token_ids, _ in tokenized]
-            sequences = [ids[p] + s.token_ids[k] for p, s in enumerate(samples) for k in range(n)] if per_sample else ids
+            sequences = (
+                [ids[p] + s.token_ids[k] for p, s in enumerate(samples) for k in range(n)] if per_sample else ids
+            )
             scored, _ = await service.run(
-                request, "/v1/completions", ("logprobs", top), sequences,
+                request,
+                "/v1/completions",
+                ("logprobs", top),
+                sequences,
                 lambda batch, cancelled: sequence_logprobs(engine.model, batch, top),
             )
         choices = await service.off_loop(_choices, service.tokenizer, body, n, tokenized, scored, per_sample, samples)
@@ -199,7 +217,11 @@ def add_openai_routes(app: FastAPI, service: Service) -> None:
             "model": served_name,
             "system_fingerprint": service.model_id,
             "choices": choices,
-            "usage": {"prompt_tokens": sum(counts), "completion_tokens": generated, "total_tokens": sum(counts) + generated},
+            "usage": {
+                "prompt_tokens": sum(counts),
+                "completion_tokens": generated,
+                "total_tokens": sum(counts) + generated,
+            },
         }
 
 
@@ -284,7 +306,15 @@ def _choices(tokenizer, body: CompletionRequest, n: int, tokenized, scored, per_
                         add(logprobs, generated, sample.token_logprobs[k], [None] * len(generated), offsets)
             if logprobs is not None and body.logprobs == 0:
                 logprobs["top_logprobs"] = None
-            choices.append({"index": len(choices), "text": text, "logprobs": logprobs, "finish_reason": finish, "stop_reason": stop_reason})
+            choices.append(
+                {
+                    "index": len(choices),
+                    "text": text,
+                    "logprobs": logprobs,
+                    "finish_reason": finish,
+                    "stop_reason": stop_reason,
+                }
+            )
     return choices
 
 

@@ -96,8 +96,14 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
         if request.url.path.startswith("/v1/"):
             detail = error.detail
             if isinstance(detail, list):  # a limit problem: name the field
-                return JSONResponse(error_body(request.url.path, error.status_code, detail[0]["msg"], detail[0]["loc"]), error.status_code, headers)
-            return JSONResponse(error_body(request.url.path, error.status_code, str(detail)), error.status_code, headers)
+                return JSONResponse(
+                    error_body(request.url.path, error.status_code, detail[0]["msg"], detail[0]["loc"]),
+                    error.status_code,
+                    headers,
+                )
+            return JSONResponse(
+                error_body(request.url.path, error.status_code, str(detail)), error.status_code, headers
+            )
         return JSONResponse({"detail": error.detail}, error.status_code, headers)
 
     @app.exception_handler(RequestValidationError)
@@ -107,7 +113,9 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
         for problem in problems:
             if problem["type"] == "json_invalid":
                 reason = problem.get("ctx", {}).get("error", "invalid JSON")
-                return JSONResponse(error_body(path, 400, f"the request body is not valid JSON: {reason}"), status_code=400)
+                return JSONResponse(
+                    error_body(path, 400, f"the request body is not valid JSON: {reason}"), status_code=400
+                )
             if tuple(problem["loc"]) == ("body",) and problem["type"] in _NOT_AN_OBJECT:
                 message = "the request body must be a JSON object sent with 'Content-Type: application/json'"
                 return JSONResponse(error_body(path, 400, message), status_code=400)
@@ -124,7 +132,9 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
         if body.n > config.max_n:
             raise limit_error(["n"], f"n={body.n} exceeds the limit of {config.max_n} samples per prompt")
         prompts = await service.prompts_of(body)
-        prompt_tokens = await service.count_prompt_tokens(prompts, _input_location(body), body.max_new_tokens, "max_new_tokens")
+        prompt_tokens = await service.count_prompt_tokens(
+            prompts, _input_location(body), body.max_new_tokens, "max_new_tokens"
+        )
         sampling = body.sampling_config()
         sample_sets, batch_size = await service.run(
             request,
@@ -159,11 +169,17 @@ def create_app(engine: HFEngine, api_key: str | None, config: ServerConfig | Non
     async def score(body: ScoreRequest, request: Request) -> ScoreResponse:
         """Exact probability of each candidate as a complete answer, and the mass outside them."""
         if len(body.candidates) > config.max_candidates:
-            raise limit_error(["candidates"], f"{len(body.candidates)} candidates exceed the limit of {config.max_candidates}")
+            raise limit_error(
+                ["candidates"], f"{len(body.candidates)} candidates exceed the limit of {config.max_candidates}"
+            )
         prompts = await service.prompts_of(body)
         candidates = list(body.candidates)
-        longest = max(await service.count_prompt_tokens(candidates, lambda i: ["candidates", i], 1, "1 end-of-turn token"))
-        prompt_tokens = await service.count_prompt_tokens(prompts, _input_location(body), longest + 1, "candidate tokens + 1")
+        longest = max(
+            await service.count_prompt_tokens(candidates, lambda i: ["candidates", i], 1, "1 end-of-turn token")
+        )
+        prompt_tokens = await service.count_prompt_tokens(
+            prompts, _input_location(body), longest + 1, "candidate tokens + 1"
+        )
         rows, batch_size = await service.run(
             request,
             "/score",

@@ -122,7 +122,12 @@ class Service:
         self._engine_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="engine")
         self._cpu_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tokenize")
         self._worker = asyncio.create_task(
-            serve_batches(self.queue, self._engine_thread, lambda batch: self.metrics.observe_batch(len(batch)), self.config.chunk_prompts)
+            serve_batches(
+                self.queue,
+                self._engine_thread,
+                lambda batch: self.metrics.observe_batch(len(batch)),
+                self.config.chunk_prompts,
+            )
         )
 
     async def stop(self) -> None:
@@ -138,7 +143,9 @@ class Service:
         """Run CPU work (chat formatting, tokenisation) on the tokenizer thread, not the event loop."""
         return await asyncio.get_running_loop().run_in_executor(self._cpu_thread, function, *args)
 
-    def check_characters(self, texts: Sequence[str], location: Callable[[int], list], extra_tokens: int, extra_field: str) -> None:
+    def check_characters(
+        self, texts: Sequence[str], location: Callable[[int], list], extra_tokens: int, extra_field: str
+    ) -> None:
         """413 for a text too long to fit the token limit whatever its tokenisation (no tokenising)."""
         limit = self.config.max_total_tokens - extra_tokens
         if limit <= 0:
@@ -156,28 +163,46 @@ class Service:
         """The request's prompts; a chat is formatted with the model's chat template (off the loop)."""
         if body.prompts is not None:
             if len(body.prompts) > self.config.max_prompts:
-                raise limit_error(["prompts"], f"{len(body.prompts)} prompts exceed the limit of {self.config.max_prompts} per request")
+                raise limit_error(
+                    ["prompts"],
+                    f"{len(body.prompts)} prompts exceed the limit of {self.config.max_prompts} per request",
+                )
             return body.prompts
         if not self.tokenizer.chat_template:
-            raise HTTPException(422, detail="this model has no chat template: send formatted 'prompts' instead of 'messages'")
+            raise HTTPException(
+                422, detail="this model has no chat template: send formatted 'prompts' instead of 'messages'"
+            )
         self.check_characters(["".join(m.content for m in body.messages)], lambda i: ["messages"], 0, "")
         chat = [message.model_dump() for message in body.messages]
-        return [await self.off_loop(lambda: self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True))]
+        return [
+            await self.off_loop(
+                lambda: self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+            )
+        ]
 
-    async def count_prompt_tokens(self, prompts: list[str], location: Callable[[int], list], extra_tokens: int, extra_field: str) -> list[int]:
+    async def count_prompt_tokens(
+        self, prompts: list[str], location: Callable[[int], list], extra_tokens: int, extra_field: str
+    ) -> list[int]:
         """Prompt token counts; 413 naming the field when a sequence would exceed the token limit."""
         self.check_characters(prompts, location, extra_tokens, extra_field)
-        counts = await self.off_loop(lambda: [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]])
+        counts = await self.off_loop(
+            lambda: [len(ids) for ids in self.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        )
         limit = self.config.max_total_tokens
         for index, count in enumerate(counts):
             if count + extra_tokens > limit:
                 where = location(index)
                 name = f"{where[0]}[{index}]" if len(where) > 1 or where[0] == "messages" else where[0]
-                raise limit_error(where, f"{name} has {count} tokens, and {count} + {extra_field} ({extra_tokens}) exceeds max_total_tokens={limit}")
+                raise limit_error(
+                    where,
+                    f"{name} has {count} tokens, and {count} + {extra_field} ({extra_tokens}) exceeds max_total_tokens={limit}",
+                )
         return counts
 
     # ------------------------------------------------------------------ running
-    def sampler(self, n: int, sampling: SamplingConfig, token_ids: bool = False) -> Callable[[list, list], list[SampleSet]]:
+    def sampler(
+        self, n: int, sampling: SamplingConfig, token_ids: bool = False
+    ) -> Callable[[list, list], list[SampleSet]]:
         """The engine call of a sampling job: prompts whose client left stop within one decoding step.
 
         Args:
@@ -195,8 +220,15 @@ class Service:
 
         return sample
 
-    async def run(self, request: Request, endpoint: str, key: tuple, prompts: list[str], compute: Callable,
-                  interruptible: bool = False):
+    async def run(
+        self,
+        request: Request,
+        endpoint: str,
+        key: tuple,
+        prompts: list[str],
+        compute: Callable,
+        interruptible: bool = False,
+    ):
         """Queue the prompts and wait for their results and the batch size they were served in.
 
         Args:
@@ -221,7 +253,9 @@ class Service:
             return await asyncio.wait_for(future, self.config.request_timeout_s)
         except TimeoutError as timeout:
             self.metrics.errors.labels(endpoint, "timeout").inc()
-            raise HTTPException(504, detail=f"no result within request_timeout_s={self.config.request_timeout_s}") from timeout
+            raise HTTPException(
+                504, detail=f"no result within request_timeout_s={self.config.request_timeout_s}"
+            ) from timeout
         except asyncio.CancelledError:
             if not watcher.done() or not watcher.result():
                 raise  # the server itself is cancelling this handler

@@ -35,10 +35,16 @@ class ServerMetrics:
             "workbench_requests", "HTTP requests by endpoint and status code", ["endpoint", "status"], registry=registry
         )
         self.latency = Histogram(
-            "workbench_request_latency_seconds", "Request latency by endpoint", ["endpoint"], buckets=LATENCY_BUCKETS, registry=registry
+            "workbench_request_latency_seconds",
+            "Request latency by endpoint",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
         )
         self.prompt_tokens = Counter("workbench_prompt_tokens", "Prompt tokens of served requests", registry=registry)
-        self.generated_tokens = Counter("workbench_generated_tokens", "Tokens generated (all samples)", registry=registry)
+        self.generated_tokens = Counter(
+            "workbench_generated_tokens", "Tokens generated (all samples)", registry=registry
+        )
         self.abandoned_tokens = Counter(
             "workbench_abandoned_tokens",
             "Tokens decoded for samples whose client left, before their decoding stopped (not in generated_tokens)",
@@ -56,7 +62,9 @@ class ServerMetrics:
             "workbench_batch_requests", "Requests served per engine call", buckets=BATCH_BUCKETS, registry=registry
         )
         self.batched_requests = Counter(
-            "workbench_batched_requests", "Requests that shared their engine call with other requests", registry=registry
+            "workbench_batched_requests",
+            "Requests that shared their engine call with other requests",
+            registry=registry,
         )
         registry.register(_AbandonedCollector(abandoned))
 
@@ -95,5 +103,7 @@ class _AbandonedCollector:
         requests.add_metric(["late"], counts.late if counts else 0)
         yield requests
         yield CounterMetricFamily(
-            "workbench_abandoned_prompts", "Prompts not computed because their client left", value=counts.prompts_skipped if counts else 0
+            "workbench_abandoned_prompts",
+            "Prompts not computed because their client left",
+            value=counts.prompts_skipped if counts else 0,
         )

@@ -36,7 +36,10 @@ def main(argv: list[str] | None = None) -> int:
             continue
         # Gold values per grid value, or per whole number when the grid is fine.
         bins = task.grid if task.grid and len(task.grid) <= 11 else None
-        counts = Counter(min(bins, key=lambda g: abs(g - float(ex.target))) if bins else round(float(ex.target)) for ex in loaded[split])
+        counts = Counter(
+            min(bins, key=lambda g: abs(g - float(ex.target))) if bins else round(float(ex.target))
+            for ex in loaded[split]
+        )
         labels = "  ".join(f"{g:g}:{n}" for g, n in sorted(counts.items())) if len(counts) <= 11 else ""
         print(f"{split:>5}: {len(loaded[split])} rows, {len(task.off_grid(split))} off the grid  {labels}")
     evaluated = next((loaded[s] for s in ("test", "dev") if s in loaded), None)

@@ -15,12 +15,12 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 from workbench.tasks.loaders import Example
 
-TASKS: dict[str, Callable[..., "Task"]] = {}
+TASKS: dict[str, Callable[..., Task]] = {}
 
 
 def register_task(name: str):
@@ -96,7 +96,11 @@ class Task:
         """The examples of ``split`` whose gold value is not on the answer grid (exact match can't hit them)."""
         if self.grid is None:
             return []
-        return [ex for ex in self.examples(split) if min(abs(float(ex.target) - g) for g in self.grid) > 1e-9 * max(1.0, abs(float(ex.target)))]
+        return [
+            ex
+            for ex in self.examples(split)
+            if min(abs(float(ex.target) - g) for g in self.grid) > 1e-9 * max(1.0, abs(float(ex.target)))
+        ]
 
     def fewshot(self, k: int, seed: int = 0) -> list[Example]:
         """``k`` demonstration examples, spread over the answer range when there is a grid."""
@@ -125,7 +129,9 @@ class Task:
             ValueError: when ``example`` is one of its own demonstrations (its answer would be in the prompt).
         """
         if any(shot.id == example.id for shot in shots):
-            raise ValueError(f"{self.name}: item {example.id!r} is one of its own few-shot demonstrations; draw shots from another split")
+            raise ValueError(
+                f"{self.name}: item {example.id!r} is one of its own few-shot demonstrations; draw shots from another split"
+            )
         if getattr(tokenizer, "chat_template", None):
             messages = [{"role": "system", "content": self.instruction}]
             for shot in shots:

@@ -5,10 +5,11 @@ from __future__ import annotations
 import re
 from functools import partial
 
-from workbench.text import clean_text
 from workbench.tasks.base import Task, register_task
 from workbench.tasks.loaders import read_gsm8k, read_sst5, read_stsb
 from workbench.tasks.parsers import parse_gsm8k, parse_rating
+from workbench.text import clean_text
+
 
 @register_task("sst5")
 def sst5() -> Task:

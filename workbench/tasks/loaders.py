@@ -80,8 +80,15 @@ def read_sst5(split: str) -> list[Example]:
     with open(path, encoding="utf-8") as handle:
         for number, line in enumerate(handle, start=1):
             label, sep, text = line.rstrip("\n").partition("\t")
-            if not sep or not label.startswith("__label__") or label[9:] not in {"1", "2", "3", "4", "5"} or not text.strip():
-                raise DataFormatError(f"{path}:{number}: expected '__label__K<TAB>sentence' with K in 1..5, got {line[:60]!r}")
+            if (
+                not sep
+                or not label.startswith("__label__")
+                or label[9:] not in {"1", "2", "3", "4", "5"}
+                or not text.strip()
+            ):
+                raise DataFormatError(
+                    f"{path}:{number}: expected '__label__K<TAB>sentence' with K in 1..5, got {line[:60]!r}"
+                )
             examples.append(Example(f"sst5/{split}/{len(examples)}", text.strip(), float(label[9:])))
     return examples
 
@@ -94,7 +101,8 @@ def read_stsb(split: str) -> list[Example]:
         rows = _hub("sentence-transformers/stsb", None, {"dev": "validation"}.get(split, split))
         # The hub copy scales scores to 0..1.
         return [
-            Example(f"stsb/{split}/{i}", r["sentence1"], round(5.0 * r["score"], 3), r["sentence2"]) for i, r in enumerate(rows)
+            Example(f"stsb/{split}/{i}", r["sentence1"], round(5.0 * r["score"], 3), r["sentence2"])
+            for i, r in enumerate(rows)
         ]
     examples = []
     with open(path, encoding="utf-8") as handle:
@@ -105,10 +113,14 @@ def read_stsb(split: str) -> list[Example]:
                 genre, _, year, _, score, first, second = row[:7]
                 target = float(score)
             except ValueError as error:
-                raise DataFormatError(f"{path}:{number}: expected 7 tab-separated fields with a numeric score ({error})") from None
+                raise DataFormatError(
+                    f"{path}:{number}: expected 7 tab-separated fields with a numeric score ({error})"
+                ) from None
             if not 0.0 <= target <= 5.0:
                 raise DataFormatError(f"{path}:{number}: score {target} outside 0..5")
-            examples.append(Example(f"stsb/{split}/{len(examples)}", first, target, second, {"genre": genre, "year": year}))
+            examples.append(
+                Example(f"stsb/{split}/{len(examples)}", first, target, second, {"genre": genre, "year": year})
+            )
     return examples
 
 
@@ -121,7 +133,10 @@ def read_gsm8k(split: str) -> list[Example]:
     if path is None:
         records = [dict(r) for r in _hub("openai/gsm8k", "main", split)]
         return [_gsm8k_example(r, split, i, "hub", i + 1) for i, r in enumerate(records)]
-    return [_gsm8k_example(record, split, i, path, number) for i, (number, record) in enumerate(jsonl_records(path, path.read_text(encoding="utf-8")))]
+    return [
+        _gsm8k_example(record, split, i, path, number)
+        for i, (number, record) in enumerate(jsonl_records(path, path.read_text(encoding="utf-8")))
+    ]
 
 
 def _gsm8k_example(record: dict, split: str, index: int, path, number: int) -> Example:

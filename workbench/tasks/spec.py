@@ -112,7 +112,9 @@ class TaskSpec:
             if isinstance(getattr(self, name), Path):
                 setattr(self, name, str(getattr(self, name)))
         if isinstance(self.label_map, dict):  # YAML reads `0: 1` with an integer key
-            self.label_map = {str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in self.label_map.items()}
+            self.label_map = {
+                str(k) if isinstance(k, int) and not isinstance(k, bool) else k: v for k, v in self.label_map.items()
+            }
         if isinstance(self.fractions, (list, tuple)) and len(self.fractions) == 3:
             self.fractions = dict(zip(SPLITS, self.fractions))
         if self.fractions is None and self.path:  # written out, so the identity records the split
@@ -128,12 +130,30 @@ class TaskSpec:
     def _check_types(self) -> None:
         number, text, optional_text = (int, float), (str,), (str, type(None))
         expected = {
-            "name": text, "text_column": text, "label_column": text, "text_b_column": optional_text,
-            "path": optional_text, "train": optional_text, "dev": optional_text, "test": optional_text,
-            "fractions": (dict, type(None)), "split_seed": (int,), "delimiter": optional_text, "encoding": text,
-            "quoting": text, "multiline": (bool,), "label_map": (dict, type(None)), "low": number, "high": number,
-            "step": number, "grid": (list, tuple, type(None)), "instruction": optional_text, "template": optional_text,
-            "max_new_tokens": (int,), "metrics": (list, tuple), "description": text,
+            "name": text,
+            "text_column": text,
+            "label_column": text,
+            "text_b_column": optional_text,
+            "path": optional_text,
+            "train": optional_text,
+            "dev": optional_text,
+            "test": optional_text,
+            "fractions": (dict, type(None)),
+            "split_seed": (int,),
+            "delimiter": optional_text,
+            "encoding": text,
+            "quoting": text,
+            "multiline": (bool,),
+            "label_map": (dict, type(None)),
+            "low": number,
+            "high": number,
+            "step": number,
+            "grid": (list, tuple, type(None)),
+            "instruction": optional_text,
+            "template": optional_text,
+            "max_new_tokens": (int,),
+            "metrics": (list, tuple),
+            "description": text,
         }
         for name, types in expected.items():
             value = getattr(self, name)
@@ -148,11 +168,15 @@ class TaskSpec:
     def _check_values(self) -> None:
         files = {s: getattr(self, s) for s in SPLITS if getattr(self, s)}
         if bool(self.path) == bool(files):
-            self._fail("give either 'path' (one file, split by 'fractions') or one file per split ('train', 'dev', 'test')")
+            self._fail(
+                "give either 'path' (one file, split by 'fractions') or one file per split ('train', 'dev', 'test')"
+            )
         if self.fractions is not None:
             if files:
                 self._fail("'fractions' splits 'path'; it does not apply to one file per split")
-            if set(self.fractions) != set(SPLITS) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.fractions.values()):
+            if set(self.fractions) != set(SPLITS) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in self.fractions.values()
+            ):
                 self._fail(f"fractions must give a number for each of {list(SPLITS)}, got {self.fractions!r}")
             if min(self.fractions.values()) < 0 or not math.isclose(sum(self.fractions.values()), 1.0, abs_tol=1e-6):
                 self._fail(f"fractions must be non-negative and sum to 1, got {self.fractions!r}")
@@ -170,25 +194,42 @@ class TaskSpec:
                 folded = fold_label_map(self.label_map)
             except ValueError as error:
                 self._fail(f"{error} (quote YAML keys such as yes, no, on, off)")
-            outside = {label: value for label, value in self.label_map.items() if not self.low <= folded[label.strip().casefold()] <= self.high}
+            outside = {
+                label: value
+                for label, value in self.label_map.items()
+                if not self.low <= folded[label.strip().casefold()] <= self.high
+            }
             if outside:
                 self._fail(f"label_map values {outside} lie outside the scale [{self.low:g}, {self.high:g}]")
         if self.max_new_tokens < 1:
             self._fail("max_new_tokens must be at least 1")
-        if self.text_b_column and self.text_b_column in (self.text_column, self.label_column) or self.text_column == self.label_column:
+        if (
+            self.text_b_column
+            and self.text_b_column in (self.text_column, self.label_column)
+            or self.text_column == self.label_column
+        ):
             self._fail("text_column, text_b_column and label_column must be different columns")
         self.grid_values()
         if self.template is not None:
             names = {name for _, name, _, _ in string.Formatter().parse(self.template) if name is not None}
             allowed = {"text", "text_b"} if self.text_b_column else {"text"}
             if not names <= allowed or "text" not in names:
-                self._fail(f"template must use {{text}}{' and {text_b}' if self.text_b_column else ''} only, got fields {sorted(names)}")
+                self._fail(
+                    f"template must use {{text}}{' and {text_b}' if self.text_b_column else ''} only, got fields {sorted(names)}"
+                )
 
     def grid_values(self) -> list[float]:
         """The answer grid: ``grid`` when given, else low..high in steps of ``step``."""
         if self.grid is not None:
             values = [float(v) for v in self.grid if isinstance(v, (int, float)) and not isinstance(v, bool)]
-            if len(values) != len(self.grid) or not values or not all(map(math.isfinite, values)) or values != sorted(set(values)) or values[0] < self.low or values[-1] > self.high:
+            if (
+                len(values) != len(self.grid)
+                or not values
+                or not all(map(math.isfinite, values))
+                or values != sorted(set(values))
+                or values[0] < self.low
+                or values[-1] > self.high
+            ):
                 self._fail(f"grid must be increasing numbers within [{self.low:g}, {self.high:g}], got {self.grid!r}")
             return values
         steps = (self.high - self.low) / self.step if self.step > 0 else -1
@@ -229,9 +270,16 @@ class TaskSpec:
         decimals = max(_decimals(v) for v in grid)
         files = self.files()
         read = {
-            "text_column": self.text_column, "label_column": self.label_column, "text_b_column": self.text_b_column,
-            "delimiter": self.delimiter, "encoding": self.encoding, "quoting": self.quoting, "multiline": self.multiline,
-            "label_map": self.label_map, "low": self.low, "high": self.high,
+            "text_column": self.text_column,
+            "label_column": self.label_column,
+            "text_b_column": self.text_b_column,
+            "delimiter": self.delimiter,
+            "encoding": self.encoding,
+            "quoting": self.quoting,
+            "multiline": self.multiline,
+            "label_map": self.label_map,
+            "low": self.low,
+            "high": self.high,
         }
         if "path" in files:
             fractions = self.fractions
@@ -246,7 +294,11 @@ class TaskSpec:
             if split not in SPLITS:
                 raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
             if not splits.get(split):
-                hint = " Few-shot demonstrations come from 'train': give a train file or use 0 shots." if split == "train" else ""
+                hint = (
+                    " Few-shot demonstrations come from 'train': give a train file or use 0 shots."
+                    if split == "train"
+                    else ""
+                )
                 raise ValueError(f"task {self.name!r} has no {split!r} rows (it reads {where}).{hint}")
             return splits[split]
 
@@ -280,7 +332,9 @@ class TaskSpec:
     def _default_instruction(self, decimals: int) -> str:
         scale = f"on a scale from {self.low:g} to {self.high:g}"
         if self.label_map:
-            names = ", ".join(f"{value:g} {label.lower()}" for label, value in sorted(self.label_map.items(), key=lambda kv: kv[1]))
+            names = ", ".join(
+                f"{value:g} {label.lower()}" for label, value in sorted(self.label_map.items(), key=lambda kv: kv[1])
+            )
             scale += f" ({names})"
         what = "how the two texts relate" if self.text_b_column else "the text"
         precision = f", with {decimals} decimal{'s' if decimals > 1 else ''}" if decimals else ""
@@ -314,7 +368,9 @@ def load_task_spec(path: str | Path, **overrides) -> TaskSpec:
             raw = yaml.safe_load(text)
         except yaml.YAMLError as error:
             mark = getattr(error, "problem_mark", None)
-            raise SpecError(f"{path}:{mark.line + 1 if mark else 1}: invalid YAML ({getattr(error, 'problem', None) or error})") from None
+            raise SpecError(
+                f"{path}:{mark.line + 1 if mark else 1}: invalid YAML ({getattr(error, 'problem', None) or error})"
+            ) from None
     if not isinstance(raw, dict):
         raise SpecError(f"{path}: expected a mapping of fields, got {type(raw).__name__}")
     raw = {**raw, **overrides}

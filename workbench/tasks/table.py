@@ -102,7 +102,11 @@ def read_table(
 
 def _missing(record: dict, text_columns: list[str | None], label_column: str) -> str | None:
     """What is wrong with a record's fields, or None: texts must be non-empty strings, the label present."""
-    empty = [c for c in text_columns if c and (record.get(c) is None or (isinstance(record[c], str) and not record[c].strip()))]
+    empty = [
+        c
+        for c in text_columns
+        if c and (record.get(c) is None or (isinstance(record[c], str) and not record[c].strip()))
+    ]
     label = record.get(label_column)
     if label is None or (isinstance(label, str) and not label.strip()):
         empty.append(label_column)
@@ -137,7 +141,9 @@ def file_sha256(path: str | Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def split_rows(examples: list[Example], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0) -> dict[str, list[Example]]:
+def split_rows(
+    examples: list[Example], fractions: tuple[float, float, float] = (0.8, 0.1, 0.1), seed: int = 0
+) -> dict[str, list[Example]]:
     """Split examples deterministically into disjoint train, dev and test sets.
 
     Each example is placed by a hash of its text (and second text) and ``seed``, so the split does
@@ -163,7 +169,9 @@ def split_rows(examples: list[Example], fractions: tuple[float, float, float] = 
     True
     """
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
-        raise ValueError(f"fractions must be three non-negative shares (train, dev, test) summing to 1, got {fractions}")
+        raise ValueError(
+            f"fractions must be three non-negative shares (train, dev, test) summing to 1, got {fractions}"
+        )
     keys = [hashlib.sha256(f"{seed}\0{e.text}\0{e.text_b or ''}".encode()).hexdigest() for e in examples]
     order = sorted(range(len(examples)), key=lambda i: (keys[i], i))
     n = len(order)
@@ -218,7 +226,9 @@ def _sniff(path: Path, text: str, wanted: list[str], quoting: str) -> str:
             f"{path}:1: no delimiter among {list(DELIMITERS.values())} splits the header into columns "
             f"holding {wanted}; header is {first[:200]!r}. Check the column names or give delimiter="
         )
-    raise DataFormatError(f"{path}:1: the header splits into {wanted} with more than one delimiter {[DELIMITERS[c] for c in fits]}; give delimiter=")
+    raise DataFormatError(
+        f"{path}:1: the header splits into {wanted} with more than one delimiter {[DELIMITERS[c] for c in fits]}; give delimiter="
+    )
 
 
 def _delimited_records(path: Path, text: str, wanted: list[str], delimiter: str | None, quoting: str, multiline: bool):
@@ -249,7 +259,9 @@ def _delimited_records(path: Path, text: str, wanted: list[str], delimiter: str 
             header = [name.strip() for name in row]
             missing = [c for c in wanted if c not in header]
             if missing:
-                raise DataFormatError(f"{path}:{start}: column(s) {missing} not in the header {header} (delimiter {DELIMITERS.get(char, char)!r})")
+                raise DataFormatError(
+                    f"{path}:{start}: column(s) {missing} not in the header {header} (delimiter {DELIMITERS.get(char, char)!r})"
+                )
             duplicated = sorted({c for c in header if header.count(c) > 1 and c in wanted})
             if duplicated:
                 raise DataFormatError(f"{path}:{start}: column(s) {duplicated} appear more than once in the header")
@@ -292,19 +304,28 @@ class _LabelReader:
             self.bad.append(f"{self.path}:{line}: label {raw!r} in column {self.column!r} is not a finite number")
             return None
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
-            self.bad.append(f"{self.path}:{line}: label {raw!r} in column {self.column!r} is outside the scale [{_number(self.low)}, {_number(self.high)}]")
+            self.bad.append(
+                f"{self.path}:{line}: label {raw!r} in column {self.column!r} is outside the scale [{_number(self.low)}, {_number(self.high)}]"
+            )
             return None
         return value
 
     def problems(self) -> list[str]:
         problems = list(self.bad)
         if self.unknown:
-            listed = ", ".join(f"{label!r} ({len(lines)} row(s), first at line {lines[0]})" for label, lines in list(self.unknown.items())[:MAX_LISTED])
+            listed = ", ".join(
+                f"{label!r} ({len(lines)} row(s), first at line {lines[0]})"
+                for label, lines in list(self.unknown.items())[:MAX_LISTED]
+            )
             first = min(lines[0] for lines in self.unknown.values())
             if self.label_map is not None:
-                problems.append(f"{self.path}:{first}: label(s) in column {self.column!r} missing from label_map: {listed}; label_map has {sorted(self.label_map)}")
+                problems.append(
+                    f"{self.path}:{first}: label(s) in column {self.column!r} missing from label_map: {listed}; label_map has {sorted(self.label_map)}"
+                )
             else:
-                problems.append(f"{self.path}:{first}: label(s) in column {self.column!r} are not numbers: {listed}; for string labels give a label_map")
+                problems.append(
+                    f"{self.path}:{first}: label(s) in column {self.column!r} are not numbers: {listed}; for string labels give a label_map"
+                )
         return problems
 
 
@@ -316,7 +337,12 @@ def fold_label_map(label_map: dict) -> dict[str, float]:
     """``label_map`` keyed by stripped, case-folded label, values as floats; ambiguous keys refused."""
     folded: dict[str, float] = {}
     for label, value in label_map.items():
-        if not isinstance(label, str) or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if (
+            not isinstance(label, str)
+            or isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+        ):
             raise ValueError(f"label_map must map strings to finite numbers, got {label!r}: {value!r}")
         key = label.strip().casefold()
         if key in folded:
