@@ -207,16 +207,19 @@ def short_answers(lm, args, engines) -> None:
     )
     lengths = [len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     print(
-        f"model {lm.fingerprint['name']} {lm.dtype} on {lm.device}, torch threads {torch.get_num_threads()}, load {os.getloadavg()}"
+        f"model {lm.fingerprint['name']} {lm.dtype} on {lm.device}, "
+        f"torch threads {torch.get_num_threads()}, load {os.getloadavg()}"
     )
     print(
-        f"{len(prompts)} SST-5 {args.shots}-shot prompts, {int(np.mean(lengths))} tokens on average, N={args.n[0]}, max_new_tokens={args.max_new_tokens[0]}"
+        f"{len(prompts)} SST-5 {args.shots}-shot prompts, {int(np.mean(lengths))} tokens on average, "
+        f"N={args.n[0]}, max_new_tokens={args.max_new_tokens[0]}"
     )
     print_table(sampling, list(engines))
     print_table(scoring, [f"{e}_score" for e in engines])
     print(f"  largest |log-prob| gap, engine vs hand-written scorer: {max(gaps.values()):.2e}")
     print(
-        f"  samples vs exact at N={args.n_check}: mean TV {agreement['mean_tv']:.3f} (max {agreement['max_tv']:.3f})   target mean TV < 0.1"
+        f"  samples vs exact at N={args.n_check}: mean TV {agreement['mean_tv']:.3f} "
+        f"(max {agreement['max_tv']:.3f})   target mean TV < 0.1"
     )
     append(
         "decoding_speed",
@@ -274,7 +277,8 @@ def long_answers(lm, args, engines) -> None:
     for n in args.n:
         for max_new_tokens in args.max_new_tokens:
             print(
-                f"GSM8K {args.shots}-shot, {int(np.mean(lengths))} prompt tokens, N={n}, max_new_tokens={max_new_tokens}, load {os.getloadavg()}",
+                f"GSM8K {args.shots}-shot, {int(np.mean(lengths))} prompt tokens, N={n}, "
+                f"max_new_tokens={max_new_tokens}, load {os.getloadavg()}",
                 flush=True,
             )
             results = run_samplers(lm, prompts, args, n, max_new_tokens, 1.0, methods, engines)
@@ -295,7 +299,8 @@ def simct(lm, args, engines) -> None:
     lengths = [len(lm.tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
     for max_new_tokens in args.max_new_tokens:
         print(
-            f"SimCT-like: {len(prompts)} queries, {int(np.mean(lengths))} prompt tokens, N={args.n[0]}, T=0.7, max_new_tokens={max_new_tokens}",
+            f"SimCT-like: {len(prompts)} queries, {int(np.mean(lengths))} prompt tokens, "
+            f"N={args.n[0]}, T=0.7, max_new_tokens={max_new_tokens}",
             flush=True,
         )
         # Batched as notebook 06 calls the engine: 16 queries per call (generate_responses' queries_per_call).

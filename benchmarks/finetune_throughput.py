@@ -171,7 +171,8 @@ def main() -> None:
     print(f"\n{'variant':66s} {'ex/s':>7s} {'tok/s':>8s} {'vs naive fp32':>14s}")
     for row in rows:
         print(
-            f"{row['variant']:66s} {row['examples_per_s']:7.2f} {row['tokens_per_s']:8.0f} {row['examples_per_s'] / reference:13.1f}x"
+            f"{row['variant']:66s} {row['examples_per_s']:7.2f} {row['tokens_per_s']:8.0f} "
+            f"{row['examples_per_s'] / reference:13.1f}x"
         )
     append_record(
         "finetune_throughput",

@@ -162,7 +162,8 @@ def main() -> None:
     }
     append_record("ray_speedup", record)
     print(
-        f"{'configuration':<18} {'sample items/s':>15} {'score items/s':>14} {'identical samples':>18}   (medians of {args.rounds} rounds)"
+        f"{'configuration':<18} {'sample items/s':>15} {'score items/s':>14} {'identical samples':>18}   "
+        f"(medians of {args.rounds} rounds)"
     )
     for name, rates in record["median_items_per_s"].items():
         print(f"{name:<18} {rates['sample']:>15.2f} {rates['score']:>14.2f} {str(identical[name]):>18}")

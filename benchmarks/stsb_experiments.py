@@ -1,4 +1,4 @@
-"""Which fine-tuning settings teach the embedded model STS-B: short runs side by side on one budget.
+r"""Which fine-tuning settings teach the embedded model STS-B: short runs side by side on one budget.
 
 Every arm fine-tunes SmolLM2-135M-Instruct from the same start on the same cleaned training subset
 (``recipe.prepared_splits``), for the same number of steps, and is scored every ``--eval-every``
@@ -7,8 +7,10 @@ Spearman / RMSE of the exact mean, SST-5 accuracy of the exact mode. Arms differ
 each (objective, soft-target sd, coarse targets, learning rate, trained layers):
 
     python benchmarks/stsb_experiments.py --arms ce soft --tasks stsb --steps 120 --eval-every 40
-    python benchmarks/stsb_experiments.py --arms soft --tasks stsb --steps 356 --eval-every 89 --save   # one epoch, model kept
-    python benchmarks/stsb_experiments.py --arms soft --tasks stsb sst5 --examples sst5=2500 --steps 512 --eval-every 128 --save
+    # one epoch, model kept:
+    python benchmarks/stsb_experiments.py --arms soft --tasks stsb --steps 356 --eval-every 89 --save
+    python benchmarks/stsb_experiments.py --arms soft --tasks stsb sst5 --examples sst5=2500 \
+        --steps 512 --eval-every 128 --save
 
 One JSON line per arm goes to ``results/stsb_experiments.jsonl``, with its dev history, wall and
 process CPU seconds (user + system: what the steps would cost on an idle machine with one thread)
@@ -84,7 +86,8 @@ def main() -> None:
         "--examples",
         nargs="+",
         default=None,
-        help="training examples per task: one number for every task, or task=number pairs, e.g. sst5=2500 (default: all)",
+        help="training examples per task: one number for every task, or task=number pairs, "
+        "e.g. sst5=2500 (default: all)",
     )
     parser.add_argument("--eval-every", type=int, default=40)
     parser.add_argument("--dev", type=int, default=200)
@@ -93,8 +96,8 @@ def main() -> None:
     parser.add_argument(
         "--save",
         action="store_true",
-        help="keep each arm's model under <cache>/finetuned/<key>/model (cached and resumable), to score it on the test sets "
-        "with benchmarks/finetune_targets.py",
+        help="keep each arm's model under <cache>/finetuned/<key>/model (cached and resumable), "
+        "to score it on the test sets with benchmarks/finetune_targets.py",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

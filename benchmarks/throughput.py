@@ -120,13 +120,16 @@ def main() -> None:
     shape = ModelShape.from_model(lm.model)
     generator = torch.Generator().manual_seed(args.seed)
     print(
-        f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, load average {load_before[0]:.1f}"
+        f"{cpu_name()} ({os.cpu_count()} cores), {torch.get_num_threads()} torch threads, "
+        f"load average {load_before[0]:.1f}"
     )
     print(
-        f"measured peaks: fp32 {hardware.fp32_tflops * 1e3:.0f} GFLOP/s, bf16 {hardware.bf16_tflops * 1e3:.0f} GFLOP/s, copy {hardware.bandwidth_gb_s:.1f} GB/s"
+        f"measured peaks: fp32 {hardware.fp32_tflops * 1e3:.0f} GFLOP/s, "
+        f"bf16 {hardware.bf16_tflops * 1e3:.0f} GFLOP/s, copy {hardware.bandwidth_gb_s:.1f} GB/s"
     )
     print(
-        f"model {args.model} {args.dtype}: {shape.params / 1e6:.1f}M params, {shape.weight_bytes / 1e6:.0f} MB read per pass, {shape.kv_bytes_per_token / 1e3:.1f} kB KV per token"
+        f"model {args.model} {args.dtype}: {shape.params / 1e6:.1f}M params, "
+        f"{shape.weight_bytes / 1e6:.0f} MB read per pass, {shape.kv_bytes_per_token / 1e3:.1f} kB KV per token"
     )
 
     grid = [("prefill", b, n) for b in args.batches for n in args.lengths if b * n <= args.max_prefill_tokens]
@@ -164,22 +167,25 @@ def main() -> None:
         }
         eff = fitted.efficiency
         print(
-            f"{name} of compute and memory time: compute efficiency {eff.compute:.3f}, memory efficiency {eff.memory:.3f}, "
-            f"overhead {eff.overhead_s * 1e3:.1f} ms per pass; MAPE held out {models[name]['mape_heldout']:.1%} "
-            f"({(~fit_mask).sum()} points), fitted {models[name]['mape_fit']:.1%} ({fit_mask.sum()} points)   target <= 25%"
+            f"{name} of compute and memory time: compute efficiency {eff.compute:.3f}, "
+            f"memory efficiency {eff.memory:.3f}, overhead {eff.overhead_s * 1e3:.1f} ms per pass; "
+            f"MAPE held out {models[name]['mape_heldout']:.1%} ({(~fit_mask).sum()} points), "
+            f"fitted {models[name]['mape_fit']:.1%} ({fit_mask.sum()} points)   target <= 25%"
         )
         if overlap:
             roofline = fitted
     print(f"roofline (max): predicted decode crossover batch at 64 cached tokens {roofline.crossover_batch(64):.1f}")
     print(
-        f"  {'phase':<7} {'batch':>5} {'tokens':>6} {'measured ms':>12} {'max ms':>8} {'error':>7} {'sum ms':>8} {'error':>7}  role"
+        f"  {'phase':<7} {'batch':>5} {'tokens':>6} {'measured ms':>12} "
+        f"{'max ms':>8} {'error':>7} {'sum ms':>8} {'error':>7}  role"
     )
     for i, (phase, batch, tokens) in enumerate(grid):
         by_model = "".join(
             f" {models[m]['predicted_s'][i] * 1e3:8.1f} {models[m]['rel_error'][i]:+7.1%}" for m in ("max", "sum")
         )
         print(
-            f"  {phase:<7} {batch:>5} {tokens:>6} {seconds[i] * 1e3:12.1f}{by_model}  {'fit' if fit_mask[i] else 'held out'}"
+            f"  {phase:<7} {batch:>5} {tokens:>6} {seconds[i] * 1e3:12.1f}{by_model}  "
+            f"{'fit' if fit_mask[i] else 'held out'}"
         )
     load_after = os.getloadavg()
 

@@ -86,7 +86,10 @@ def models(tokenizer):
 
 @pytest.fixture(scope="module")
 def prompts(tokenizer):
-    system = "You rate how positive a movie review is, from 1 (very negative) to 5 (very positive). Answer with the number only."
+    system = (
+        "You rate how positive a movie review is, from 1 (very negative) to 5 (very positive). "
+        "Answer with the number only."
+    )
     reviews = [
         "A gem.",
         "Two hours I will never get back, and a plot that made no sense at all.",
@@ -206,7 +209,10 @@ def test_end_of_turn_comes_from_the_chat_template_then_the_generation_config(tok
     assert end_of_turn(tokenizer).token_id == tokenizer.convert_tokens_to_ids("<|im_end|>")
     # A template that ends assistant turns with another special token than eos (as Gemma's <end_of_turn>).
     gemma_like = copy.deepcopy(tokenizer)
-    gemma_like.chat_template = "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|endoftext|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    gemma_like.chat_template = (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|endoftext|>\n{% endfor %}"
+        "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    )
     end = gemma_like.convert_tokens_to_ids("<|endoftext|>")
     assert end != gemma_like.eos_token_id and end_of_turn(gemma_like).token_id == end
     lm = models["llama"]

@@ -96,7 +96,13 @@ while not go.exists():
 if role == "writer":
     cache, rng = GenerationCache(root, fp), random.Random(worker)
     for batch in range(BATCHES):
-        values = {cache.key("sample", f"w{worker} b{batch} i{i}", {"t": 1.0}, device="cpu"): {"texts": ["x" * rng.randrange(300, 5000)], "w": worker} for i in range(PER_BATCH)}
+        values = {
+            cache.key("sample", f"w{worker} b{batch} i{i}", {"t": 1.0}, device="cpu"): {
+                "texts": ["x" * rng.randrange(300, 5000)],
+                "w": worker,
+            }
+            for i in range(PER_BATCH)
+        }
         cache.put_many("sample", values)
 else:  # a reader: rereads the whole file until the writers are done and counts broken lines it saw
     stop, skipped, reads = go.with_name("stop"), 0, 0

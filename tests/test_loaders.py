@@ -169,8 +169,8 @@ def test_string_labels_through_a_label_map_and_unmapped_values_listed(tmp_path):
     with pytest.raises(DataFormatError) as caught:
         read_table(path, "text", "label", label_map=names)
     assert (
-        "reviews.csv:3: label(s) in column 'label' missing from label_map: 'Mixed' (2 row(s), first at line 3), '???' (1 row(s), first at line 5)"
-        in str(caught.value)
+        "reviews.csv:3: label(s) in column 'label' missing from label_map: "
+        "'Mixed' (2 row(s), first at line 3), '???' (1 row(s), first at line 5)" in str(caught.value)
     )
     # Without a label map, string labels are listed with the hint to give one.
     with pytest.raises(

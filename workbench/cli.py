@@ -114,7 +114,8 @@ def _keep(strategy: str, rules: list[str]) -> bool:
 
 def _profile_defaults(argv: list[str]) -> dict:
     """The run settings that ``evaluate --profile P --task T`` starts from: the base stage's plan of ``T`` in the
-    profile (``workbench/profiles/P.yaml``, section ``metric_aware``, as notebooks 02 and 03 decode); {} without --profile."""
+    profile (``workbench/profiles/P.yaml``, section ``metric_aware``, as notebooks 02 and 03 decode);
+    {} without --profile."""
     from workbench.metric_aware.inference_study import stage_plans
 
     known, _ = _PROFILE_PARSER.parse_known_args(argv)

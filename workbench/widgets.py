@@ -26,7 +26,11 @@ def explore(show: Callable[..., None], **controls: widgets.ValueWidget) -> widge
         The controls and their output area, to display as a cell's last expression.
 
     >>> calls = []
-    >>> box = explore(lambda n, scale: calls.append((n, scale)), n=widgets.IntSlider(value=1), scale=widgets.FloatSlider(value=0.5))
+    >>> box = explore(
+    ...     lambda n, scale: calls.append((n, scale)),
+    ...     n=widgets.IntSlider(value=1),
+    ...     scale=widgets.FloatSlider(value=0.5),
+    ... )
     >>> calls  # nothing is drawn until a control moves
     []
     """

@@ -72,7 +72,8 @@ def plot_budget(ax: Axes, curves: pd.DataFrame, n_queries: int, power: float = 0
     """The planner's simulated power curves, one per target change, with the target power and the budget chosen.
 
     Args:
-        curves: :attr:`~workbench.consistency.budget.BudgetPlan.curves` (columns target, n_queries, rate, ci_low, ci_high).
+        curves: :attr:`~workbench.consistency.budget.BudgetPlan.curves`
+            (columns target, n_queries, rate, ci_low, ci_high).
         n_queries: the budget chosen.
     """
     plot_power(

@@ -166,7 +166,7 @@ def _measure_cpu(threads: int, matmul_size: int, copy_mib: int, repeats: int) ->
     peaks = {}
     for dtype in (torch.float32, torch.bfloat16):
         a, b = torch.randn(matmul_size, matmul_size, dtype=dtype), torch.randn(matmul_size, matmul_size, dtype=dtype)
-        peaks[dtype] = 2 * matmul_size**3 / best_seconds(lambda: a @ b)
+        peaks[dtype] = 2 * matmul_size**3 / best_seconds(lambda a=a, b=b: a @ b)
     source = torch.ones(copy_mib * 2**20 // 4)
     target = torch.empty_like(source)
     bandwidth = 2 * source.numel() * 4 / best_seconds(lambda: target.copy_(source))

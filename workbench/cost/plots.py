@@ -109,7 +109,8 @@ def plot_api_vs_hosting(
     plot_break_even(ax, result, f"{api.provider}/{api.model} ({api.price_date})", option.name, volume)
     # Escaped dollar signs: a bare pair of them would start matplotlib's math mode.
     ax.set_title(
-        f"N={n}: API \\${1000 * api_usd:.4f} vs self-hosted \\${1000 * option.usd_per_request(n, utilisation):.4f} per 1,000 requests",
+        f"N={n}: API \\${1000 * api_usd:.4f} vs "
+        f"self-hosted \\${1000 * option.usd_per_request(n, utilisation):.4f} per 1,000 requests",
         fontsize=9,
     )
     return ax
@@ -226,7 +227,8 @@ def plot_half_width_fit(ax: Axes, half_widths: pd.DataFrame, scaling, max_items:
 
     Args:
         ax: where to draw.
-        half_widths: columns ``items`` and ``half_width`` (from :func:`workbench.cost.evaluation_cost.bootstrap_scaling`).
+        half_widths: columns ``items`` and ``half_width``
+            (from :func:`workbench.cost.evaluation_cost.bootstrap_scaling`).
         scaling: the fitted :class:`workbench.cost.evaluation_cost.BootstrapScaling`.
         max_items: the right end of the fitted curve.
     """

@@ -11,8 +11,8 @@ cached ones, costs
 
 Its time is ``max(FLOPs / (eta_c * peak FLOP/s), bytes / (eta_m * bandwidth)) + overhead``.
 (``Roofline(overlap=False)`` adds the two terms instead, for hardware that overlaps little of its
-arithmetic with its memory traffic.) Prefilling a long prompt is compute-bound. Decoding (one new token per row) reads all weights
-for little arithmetic, so it is memory-bound until the batch is large enough for the FLOPs to
+arithmetic with its memory traffic.) Prefilling a long prompt is compute-bound. Decoding (one new token
+per row) reads all weights for little arithmetic, so it is memory-bound until the batch is large enough for the FLOPs to
 catch up: :meth:`Roofline.crossover_batch`. The efficiencies ``eta`` (achieved fractions of the
 peaks) and the fixed overhead per pass (framework and kernel-launch time) are fitted to measured
 times by :func:`calibrate`.

@@ -56,7 +56,8 @@ def check_architecture(model) -> None:
     if model_type not in TESTED_ARCHITECTURES:
         raise NotImplementedError(
             f"the workbench engine has not been checked on {model_type!r} models; tested architectures: "
-            f"{', '.join(TESTED_ARCHITECTURES)}. Add a tiny {model_type} model to tests/test_architectures.py to extend it."
+            f"{', '.join(TESTED_ARCHITECTURES)}. "
+            f"Add a tiny {model_type} model to tests/test_architectures.py to extend it."
         )
     layer_types = set(getattr(config, "layer_types", None) or ())
     if layer_types - {"full_attention", "sliding_attention"}:
@@ -126,15 +127,18 @@ class Pass:
         expected = model.config.num_hidden_layers
         if len(self.layers_seen) != expected:
             raise NotImplementedError(
-                f"{len(self.layers_seen)} of {expected} attention layers of this {model.config.model_type} model went through "
-                "the workbench attention; its results would not be exact"
+                f"{len(self.layers_seen)} of {expected} attention layers of this {model.config.model_type} model "
+                "went through the workbench attention; its results would not be exact"
             )
         return out
 
     def attend(
         self, module, query, key, value, scaling: float, softcap: float | None, window: int | None
     ) -> torch.Tensor:
-        """Store this call's keys, then attend. query: (batch, q_heads, q_len, dim); returns (batch, q_len, q_heads, dim)."""
+        """Store this call's keys, then attend.
+
+        query: (batch, q_heads, q_len, dim); returns (batch, q_len, q_heads, dim).
+        """
         self.layers_seen.add(id(module))
         self._store(module, key, value)
         batch, q_heads, q_len, dim = query.shape
@@ -336,7 +340,8 @@ def attention(
     unknown = sorted(k for k, v in kwargs.items() if v is not None and k not in _HARMLESS_KWARGS)
     if unknown or dropout or kwargs.get("is_causal") is False:
         raise NotImplementedError(
-            f"attention options {unknown or ['dropout/non-causal']} of {type(module).__name__} are not supported by the workbench engine"
+            f"attention options {unknown or ['dropout/non-causal']} of {type(module).__name__} "
+            "are not supported by the workbench engine"
         )
     scaling = query.shape[-1] ** -0.5 if scaling is None else scaling
     return current.attend(module, query, key, value, scaling, softcap, sliding_window), None

@@ -61,7 +61,8 @@ def request_json(
 
 
 def error_message(response: httpx.Response) -> str:
-    """The server's explanation: an OpenAI-style ``error.message``, else ``message``, else ``detail``, else the raw text."""
+    """The server's explanation: an OpenAI-style ``error.message``, else ``message``, else ``detail``,
+    else the raw text."""
     try:
         body = response.json()
     except ValueError:

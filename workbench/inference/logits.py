@@ -39,7 +39,8 @@ def check_temperature(temperature: float) -> float:
         raise ValueError(f"temperature must be a finite number, got {temperature!r}")
     if temperature < MIN_TEMPERATURE:
         raise ValueError(
-            f"temperature must be >= {MIN_TEMPERATURE:g} (0 means greedy decoding where that applies), got {temperature!r}"
+            f"temperature must be >= {MIN_TEMPERATURE:g} (0 means greedy decoding where that applies), "
+            f"got {temperature!r}"
         )
     return float(temperature)
 

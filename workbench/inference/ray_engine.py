@@ -2,7 +2,8 @@
 
 Each actor holds one engine (one per GPU, or one per group of CPU cores), built on the actor from
 an :class:`EngineSpec`. A call splits its prompts into chunks (one per actor by default, so that each engine
-call batches as many prompts as it can) and keeps every actor busy with one chunk at a time. Results come back in prompt order.
+call batches as many prompts as it can) and keeps every actor busy with one chunk at a time. Results come
+back in prompt order.
 
 Identical to a single process at the actors' thread count. The HF engine seeds each prompt's
 samples from the run seed, the prompt and the sample index only (``_generator`` in

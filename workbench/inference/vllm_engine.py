@@ -129,7 +129,8 @@ class VLLMEngine:
             raise ValueError("score needs at least one candidate")
         if temperature != 1.0:
             raise ValueError(
-                f"vLLM reports prompt log-probabilities at temperature 1 only; score at {temperature} with the HF engine"
+                "vLLM reports prompt log-probabilities at temperature 1 only; "
+                f"score at {temperature} with the HF engine"
             )
         settings = {"candidates": list(candidates), "temperature": 1.0, "end_of_turn": self.end_of_turn.token_id}
         values = cached_map(

@@ -114,7 +114,8 @@ class Predictions:
         return self.probs @ membership
 
     def metrics(self, rows: np.ndarray | None = None) -> dict[str, float]:
-        """Classification metrics, RMSE of the mean and mass outside the grid, on every example or on the boolean selection ``rows``."""
+        """Classification metrics, RMSE of the mean and mass outside the grid, on every example or on the
+        boolean selection ``rows``."""
         rows = np.ones(len(self.examples), dtype=bool) if rows is None else rows
         labels = self.scheme.of(self.targets[rows])
         result = {"n": int(rows.sum()), **classification_metrics(labels, self.class_probs[rows])}

@@ -189,7 +189,8 @@ def best_objective(comparison: pd.DataFrame) -> str:
 def final_config(
     profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str | None = None
 ) -> FinetuneConfig:
-    """The final run: the profile's settings (objective included, unless given) with the learning rate of the search's best trial.
+    """The final run: the profile's settings (objective included, unless given) with the learning rate of
+    the search's best trial.
 
     The profiles train the final run with cross-entropy, the cheapest objective per step on a CPU.
     On STS-B alone, the ordinal soft-label objective ("soft") raised dev Spearman where

@@ -188,7 +188,9 @@ def grid_loss(
     >>> loss, parts = grid_loss(logprobs, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0]), torch.tensor([1]))
     >>> round(float(loss), 4), round(parts["ce"], 4)
     (0.0625, 1.3863)
-    >>> loss, parts = grid_loss(logprobs, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0]), torch.tensor([1]), mse_weight=0, soft_sd=0.5)
+    >>> loss, parts = grid_loss(
+    ...     logprobs, torch.tensor([1.0, 2.0, 3.0]), torch.tensor([2.0]), torch.tensor([1]), mse_weight=0, soft_sd=0.5
+    ... )
     >>> round(float(loss), 4)  # 0.107 * log 2 + 0.787 * log 4 + 0.107 * log 4
     1.3125
     """

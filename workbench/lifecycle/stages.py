@@ -245,8 +245,10 @@ def load_stage(
         return lm
     if changed:
         raise FingerprintMismatch(
-            f"stage {name!r} ({stage.source}, {stage.dtype}, quantize={stage.quantize}) no longer matches its registered "
-            f"fingerprint: {', '.join(changed)} changed (registered sha256 {stage.fingerprint.get('weights_sha256', '')[:16]}, "
-            f"now {lm.fingerprint['weights_sha256'][:16]}). Re-register it with register_stage if the new weights are intended."
+            f"stage {name!r} ({stage.source}, {stage.dtype}, quantize={stage.quantize}) "
+            f"no longer matches its registered fingerprint: {', '.join(changed)} changed "
+            f"(registered sha256 {stage.fingerprint.get('weights_sha256', '')[:16]}, "
+            f"now {lm.fingerprint['weights_sha256'][:16]}). "
+            "Re-register it with register_stage if the new weights are intended."
         )
     return lm

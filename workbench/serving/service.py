@@ -195,7 +195,8 @@ class Service:
                 name = f"{where[0]}[{index}]" if len(where) > 1 or where[0] == "messages" else where[0]
                 raise limit_error(
                     where,
-                    f"{name} has {count} tokens, and {count} + {extra_field} ({extra_tokens}) exceeds max_total_tokens={limit}",
+                    f"{name} has {count} tokens, and {count} + {extra_field} ({extra_tokens}) "
+                    f"exceeds max_total_tokens={limit}",
                 )
         return counts
 

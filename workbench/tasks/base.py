@@ -130,7 +130,8 @@ class Task:
         """
         if any(shot.id == example.id for shot in shots):
             raise ValueError(
-                f"{self.name}: item {example.id!r} is one of its own few-shot demonstrations; draw shots from another split"
+                f"{self.name}: item {example.id!r} is one of its own few-shot demonstrations; "
+                "draw shots from another split"
             )
         if getattr(tokenizer, "chat_template", None):
             messages = [{"role": "system", "content": self.instruction}]

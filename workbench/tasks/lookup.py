@@ -26,6 +26,7 @@ def get_task(name: str | os.PathLike, /, **options) -> Task:
     path = find_spec(name)
     if path is None:
         raise KeyError(
-            f"unknown task {name!r}; registered: {sorted(TASKS)}; shipped specs: {shipped_specs()}; or give a spec file's path"
+            f"unknown task {name!r}; registered: {sorted(TASKS)}; shipped specs: {shipped_specs()}; "
+            "or give a spec file's path"
         )
     return load_task_spec(path, **options).task()

@@ -215,7 +215,8 @@ class TaskSpec:
             allowed = {"text", "text_b"} if self.text_b_column else {"text"}
             if not names <= allowed or "text" not in names:
                 self._fail(
-                    f"template must use {{text}}{' and {text_b}' if self.text_b_column else ''} only, got fields {sorted(names)}"
+                    f"template must use {{text}}{' and {text_b}' if self.text_b_column else ''} only, "
+                    f"got fields {sorted(names)}"
                 )
 
     def grid_values(self) -> list[float]:
@@ -322,7 +323,8 @@ class TaskSpec:
             split, items = next((split, items) for split, items in off.items() if items)
             source = files.get(split, files.get("path"))
             warnings.warn(
-                f"task {self.name!r}: gold values off the answer grid ({len(grid)} values from {grid[0]:g} to {grid[-1]:g}): "
+                f"task {self.name!r}: gold values off the answer grid "
+                f"({len(grid)} values from {grid[0]:g} to {grid[-1]:g}): "
                 f"{counts}; e.g. {items[0].target:g} at {source}:{items[0].meta['line']}. Exact match counts them as "
                 f"misses; few-shot answers round them to the grid",
                 stacklevel=2,

@@ -165,7 +165,9 @@ def split_rows(
     [30, 10, 10]
     >>> parts == split_rows(rows[::-1], (0.6, 0.2, 0.2)) or "same rows, other order"
     'same rows, other order'
-    >>> {s: sorted(e.id for e in part) for s, part in parts.items()} == {s: sorted(e.id for e in part) for s, part in split_rows(rows[::-1], (0.6, 0.2, 0.2)).items()}
+    >>> reversed_parts = split_rows(rows[::-1], (0.6, 0.2, 0.2))
+    >>> ids = {s: sorted(e.id for e in part) for s, part in parts.items()}
+    >>> ids == {s: sorted(e.id for e in part) for s, part in reversed_parts.items()}
     True
     """
     if len(fractions) != 3 or min(fractions) < 0 or not math.isclose(sum(fractions), 1.0, abs_tol=1e-6):
@@ -227,7 +229,8 @@ def _sniff(path: Path, text: str, wanted: list[str], quoting: str) -> str:
             f"holding {wanted}; header is {first[:200]!r}. Check the column names or give delimiter="
         )
     raise DataFormatError(
-        f"{path}:1: the header splits into {wanted} with more than one delimiter {[DELIMITERS[c] for c in fits]}; give delimiter="
+        f"{path}:1: the header splits into {wanted} with more than one delimiter "
+        f"{[DELIMITERS[c] for c in fits]}; give delimiter="
     )
 
 
@@ -260,7 +263,8 @@ def _delimited_records(path: Path, text: str, wanted: list[str], delimiter: str 
             missing = [c for c in wanted if c not in header]
             if missing:
                 raise DataFormatError(
-                    f"{path}:{start}: column(s) {missing} not in the header {header} (delimiter {DELIMITERS.get(char, char)!r})"
+                    f"{path}:{start}: column(s) {missing} not in the header {header} "
+                    f"(delimiter {DELIMITERS.get(char, char)!r})"
                 )
             duplicated = sorted({c for c in header if header.count(c) > 1 and c in wanted})
             if duplicated:
@@ -305,7 +309,8 @@ class _LabelReader:
             return None
         if (self.low is not None and value < self.low) or (self.high is not None and value > self.high):
             self.bad.append(
-                f"{self.path}:{line}: label {raw!r} in column {self.column!r} is outside the scale [{_number(self.low)}, {_number(self.high)}]"
+                f"{self.path}:{line}: label {raw!r} in column {self.column!r} "
+                f"is outside the scale [{_number(self.low)}, {_number(self.high)}]"
             )
             return None
         return value
@@ -320,11 +325,13 @@ class _LabelReader:
             first = min(lines[0] for lines in self.unknown.values())
             if self.label_map is not None:
                 problems.append(
-                    f"{self.path}:{first}: label(s) in column {self.column!r} missing from label_map: {listed}; label_map has {sorted(self.label_map)}"
+                    f"{self.path}:{first}: label(s) in column {self.column!r} missing from label_map: {listed}; "
+                    f"label_map has {sorted(self.label_map)}"
                 )
             else:
                 problems.append(
-                    f"{self.path}:{first}: label(s) in column {self.column!r} are not numbers: {listed}; for string labels give a label_map"
+                    f"{self.path}:{first}: label(s) in column {self.column!r} are not numbers: {listed}; "
+                    "for string labels give a label_map"
                 )
         return problems
 
