@@ -8,6 +8,7 @@ import subprocess
 import sys
 import time
 from dataclasses import replace
+from typing import Annotated
 
 import httpx
 import numpy as np
@@ -46,7 +47,7 @@ def one_prompt_proxy(upstream: str, requests: list[dict], misaligned: dict) -> F
         return {"object": "list", "data": [{"id": card["id"], "object": "model", "owned_by": "me"}]}
 
     @app.post("/v1/completions")
-    def completions(body: dict = Body(...)):
+    def completions(body: Annotated[dict, Body()]):
         requests.append(dict(body))
         prompt = body.get("prompt")
         if isinstance(prompt, list):

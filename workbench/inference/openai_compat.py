@@ -316,7 +316,7 @@ class OpenAIEngine:
             raise OpenAIEngineError(f"sent {len(texts)} texts to score, got {len(choices)} choices")
         echoes = [_echoed(choice, text) for choice, text in zip(choices, texts)]
         end_token, rows, at = echoes[0][0][-1], [], 1
-        for prompt in prompts:
+        for _ in prompts:
             prompt_tokens = echoes[at][0]
             rows.append(
                 {
