@@ -12,14 +12,14 @@ has them can stand in for another:
 
 Implementations:
 
-===========================================================  ================================================================
-:class:`workbench.inference.engine.HFEngine`                 Hugging Face model in process (CPU/GPU); the exact reference
+===========================================================  ==================================================
+:class:`workbench.inference.engine.HFEngine`                 HF model in process (CPU/GPU); the exact reference
 :class:`workbench.serving.client.RemoteEngine`               the workbench server's own API over HTTP
 :class:`workbench.inference.openai_compat.OpenAIEngine`      any OpenAI-compatible completions server
-:class:`workbench.inference.llamacpp_engine.LlamaCppEngine`  GGUF models through llama.cpp (``pip install -e .[llama]``, CPU)
-:class:`workbench.inference.vllm_engine.VLLMEngine`          vLLM in process (``pip install -e .[vllm]``, GPU)
+:class:`workbench.inference.llamacpp_engine.LlamaCppEngine`  GGUF models through llama.cpp (extra ``llama``)
+:class:`workbench.inference.vllm_engine.VLLMEngine`          vLLM in process (extra ``vllm``, GPU)
 :class:`workbench.inference.ray_engine.RayEngine`            prompts sharded over engine actors on Ray
-===========================================================  ================================================================
+===========================================================  ==================================================
 
 The protocol is structural (:pep:`544`): a class need not inherit from it, and
 ``isinstance(x, Engine)`` checks that the four members exist.
