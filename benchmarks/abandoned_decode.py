@@ -8,11 +8,14 @@ ignores the ``cancelled`` signal, as before issue 22), the short request waits f
 abandoned call. The short request alone on the idle server is the reference.
 
     python benchmarks/abandoned_decode.py --clients 4 --n 8 --max-new-tokens 200
+
+The figures are appended to results/benchmarks.jsonl (``--no-save`` to only print them).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +24,7 @@ import httpx
 
 from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model
+from workbench.runs import BENCHMARK_RECORDS, append_record
 from workbench.serving import BackgroundServer, ServerConfig, create_app
 
 KEY = "benchmark-key"
@@ -85,6 +89,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=8)
     parser.add_argument("--max-new-tokens", type=int, default=200)
     parser.add_argument("--give-up-after", type=float, default=1.0)
+    parser.add_argument("--no-save", action="store_true", help="do not append to the results")
     args = parser.parse_args()
     lm = load_model(device="cpu")
     rows = []
@@ -98,6 +103,13 @@ def main() -> None:
         ratio = r["next_s"] / r["alone_s"]
         print(f"{label:34s} {r['alone_s']:8.2f} {r['next_s']:8.2f} {ratio:10.1f} {r['abandoned_tokens']:21.0f}")
     print(f"next request, before / with cancellation: {rows[1][1]['next_s'] / rows[0][1]['next_s']:.1f}x")
+    if not args.no_save:
+        settings = {"clients": args.clients, "n": args.n, "max_new_tokens": args.max_new_tokens}
+        append_record(
+            "abandoned_decode",
+            {**settings, "give_up_after_s": args.give_up_after, "load_average": os.getloadavg(), "engines": dict(rows)},
+        )
+        print(f"appended to {BENCHMARK_RECORDS}")
 
 
 if __name__ == "__main__":
