@@ -236,7 +236,7 @@ def length_summary(lengths: Sequence[int]) -> dict[str, float]:
 def label_distribution(labels: Sequence) -> pd.DataFrame:
     """Count and share of each label, sorted by label.
 
-    >>> label_distribution([2, 1, 2, 2])
+    >>> label_distribution([2, 1, 2, 2])  # doctest: +NORMALIZE_WHITESPACE
            count  share
     label
     1          1   0.25
