@@ -27,7 +27,15 @@ from workbench.cost.hosting import (
     break_even_table,
     overhead_table,
 )
-from workbench.cost.records import latest_record, mbr_seconds_per_utility, read_records, record_points, record_roofline
+from workbench.cost.records import (
+    latest_record,
+    mbr_seconds_per_utility,
+    read_records,
+    record_machine,
+    record_points,
+    record_roofline,
+    record_time,
+)
 from workbench.cost.roofline import ModelShape, Roofline
 from workbench.cost.timing import time_methods, validate_threads
 from workbench.cost.tradeoffs import quality_cost_points, with_pareto
@@ -341,19 +349,34 @@ def label_budget(
     return pd.DataFrame(rows), scaling, by_size
 
 
+# The batched timings decoding_speed_summary reads; records of other workloads or modes may lack them.
+_SUMMARY_TIMINGS = {"sampling": ("hf_generate", "prefill_once_sampler", "engine"), "scoring": ("engine_score",)}
+
+
+def _has_summary_timings(record: dict) -> bool:
+    batched = {part: record.get(part, {}).get("batched", {}) for part in _SUMMARY_TIMINGS}
+    return all(name in batched[part] for part, names in _SUMMARY_TIMINGS.items() for name in names)
+
+
 def decoding_speed_summary(record: dict | None = None) -> str:
     """A sentence on what N prompt copies cost against the engine, from a ``decoding_speed`` benchmark record
-    (default: the latest in ``results/benchmarks.jsonl``)."""
-    record = record or latest_record("decoding_speed")
-    if record is None or "sampling" not in record:
+    (default: the latest in ``results/benchmarks.jsonl`` that timed the batched baselines).
+
+    >>> decoding_speed_summary({"benchmark": "decoding_speed", "sampling": {"batched": {}}})[:29]
+    'no decoding_speed record with'
+    """
+    if record is None:
+        record = next((r for r in reversed(read_records("decoding_speed")) if _has_summary_timings(r)), None)
+    if record is None or not _has_summary_timings(record):
         return (
-            "no decoding_speed record with its baselines in results/benchmarks.jsonl: run benchmarks/decoding_speed.py"
+            "no decoding_speed record with its batched baselines in results/benchmarks.jsonl: "
+            "run benchmarks/decoding_speed.py"
         )
     timed = {**record["sampling"]["batched"], **record["scoring"]["batched"]}
     seconds = {name: 1 / result["items_per_s"] for name, result in timed.items()}
+    machine = record_machine(record)
     return (
-        f"decoding_speed record {record['timestamp']} ({record['machine']['device']}, "
-        f"{record['machine']['torch_threads']} "
+        f"decoding_speed record {record_time(record)} ({machine['device']}, {machine['torch_threads']} "
         f"thread(s), N={record['n']}, {record['mean_prompt_tokens']:.0f}-token prompts, "
         f"{record['items']} prompts per call): "
         f"HF generate with N prompt copies {seconds['hf_generate']:.2f} s/item, the prompt prefilled once and expanded "
