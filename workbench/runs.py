@@ -55,13 +55,17 @@ REFERENCE_PROFILE = "default"
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict:
-    """The commit checked out and whether tracked files differ from it ({} outside a git checkout)."""
+    """The commit checked out and whether tracked files differ from it ({} outside a git checkout).
+
+    Files under ``results/`` do not count: runs and benchmarks write there, so a second record
+    appended by the same job would otherwise call its own tree dirty.
+    """
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
             cwd=root,
             capture_output=True,
             text=True,
