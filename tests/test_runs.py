@@ -1,6 +1,7 @@
 """Run records: folders, manifests, provenance of result files, MLflow tracking, the notebook runner's checks."""
 
 import json
+import subprocess
 
 import nbformat
 import pandas as pd
@@ -163,3 +164,25 @@ def test_record_readers_accept_old_and_new_record_shapes(tmp_path):
     assert record_machine(records[0]) == {"cpu": "x86_64", "cpus": None, "torch_threads": 1, "device": None}
     assert record_machine(records[1])["cpus"] == new["machine"]["cpus"]
     assert record_machine(records[1])["cpu"] == runs.cpu_name()
+
+
+def test_git_state_counts_code_changes_but_not_what_runs_write_to_results(tmp_path):
+    def git(*args):
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@example.org", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
+
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "benchmarks.jsonl").write_text("{}\n")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "start")
+    assert runs.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "results" / "benchmarks.jsonl").write_text("{}\n{}\n")  # a job's own record
+    assert runs.git_state(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert runs.git_state(tmp_path)["dirty"] is True
