@@ -11,7 +11,11 @@ Three settings, each a JSON line appended to results/benchmarks.jsonl with the m
   Samplers: HF ``generate``, HF ``generate`` on a prefilled cache repeated to N rows, the engine.
 * llama.cpp (:class:`workbench.inference.llamacpp_engine.LlamaCppEngine` on the embedded model's
   Q4_1 GGUF file, same threads) runs beside the engine in every setting when llama-cpp-python is
-  installed; the records keep ``engine/llama.cpp`` ratios. CTranslate2 is not timed here.
+  installed; the records keep ``engine/llama.cpp`` ratios.
+* CTranslate2 (``generate_batch`` with ``num_hypotheses=N`` on the embedded model converted once,
+  int8 and fp32, same threads) samples beside the engine when ctranslate2 is installed
+  (``pip install ctranslate2``, or the ``ct2`` extra); the records keep ``engine/ct2_int8`` and
+  ``engine/ct2_fp32`` ratios. It has no scorer of an answer grid here, so the scorers leave it out.
 * ``--simct``: notebook 06's workload: 24 short chat queries, 6 samples each at T=0.7, batched
   16 queries per call as notebook 06 does.
 
@@ -35,6 +39,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -183,6 +188,7 @@ def short_answers(lm, args, engines) -> None:
         {
             f"{name}_score": (lambda batch, make=make: torch.tensor(make().score(batch, task.candidates).logprobs))
             for name, make in engines.items()
+            if not name.startswith("ct2")
         }
     )
     scoring, gaps = {}, {}
@@ -377,6 +383,9 @@ def main() -> None:
         "--no-llama-cpp", action="store_true", help="leave out llama.cpp (timed when llama-cpp-python is installed)"
     )
     parser.add_argument(
+        "--no-ct2", action="store_true", help="leave out CTranslate2 (timed when ctranslate2 is installed)"
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: torch's); 1 is steadiest on a loaded machine"
     )
     parser.add_argument("--seed", type=int, default=0)
@@ -404,6 +413,8 @@ def main() -> None:
         engines.update(vllm_engine(args))
     if not args.no_llama_cpp:
         engines.update(llama_cpp_engine(args))
+    if not args.no_ct2:
+        engines.update(ct2_engines(args, lm))
     {"short": short_answers, "long": long_answers, "simct": simct}[setting](lm, args, engines)
 
 
@@ -434,6 +445,76 @@ def llama_cpp_engine(args) -> dict:
         print(f"llama.cpp skipped: {error}")
         return {}
     return {"llama.cpp": lambda: engine}
+
+
+class CT2Sampler:
+    """CTranslate2 ``Generator.generate_batch`` behind the engine's ``sample`` signature: N hypotheses
+    per prompt by random sampling, ending on the engine's end-of-sequence tokens; token ids only.
+    ``ctranslate2.set_random_seed`` is called with the config's seed, but its samples were seen not to
+    repeat from one call to the next (4.8.5): timing only, no seeded comparison."""
+
+    def __init__(self, folder: Path, threads: int, tokenizer, end_ids: list[int]):
+        import ctranslate2
+
+        self.ctranslate2 = ctranslate2
+        self.generator = ctranslate2.Generator(str(folder), device="cpu", intra_threads=threads)
+        self.tokenizer, self.end_ids = tokenizer, end_ids
+
+    def sample(self, prompts: list[str], n: int, config: SamplingConfig) -> list:
+        self.ctranslate2.set_random_seed(config.seed)
+        tokens = [
+            self.tokenizer.convert_ids_to_tokens(self.tokenizer(p, add_special_tokens=False)["input_ids"])
+            for p in prompts
+        ]
+        results = self.generator.generate_batch(
+            tokens,
+            max_length=config.max_new_tokens,
+            sampling_topk=config.top_k,
+            sampling_topp=config.top_p,
+            sampling_temperature=config.temperature,
+            num_hypotheses=n,
+            include_prompt_in_result=False,
+            end_token=self.end_ids,
+        )
+        return [SimpleNamespace(token_ids=result.sequences_ids) for result in results]
+
+
+def ct2_model(quantization: str) -> Path:
+    """The embedded model's safetensors folder converted to CTranslate2 at ``quantization``, once."""
+    from workbench.inference.models import embedded_model_folder
+
+    source = embedded_model_folder()
+    target = source.with_name(f"{source.name}-ct2-{quantization}")
+    if not (target / "model.bin").exists():
+        from ctranslate2.converters import TransformersConverter
+
+        partial = target.with_name(target.name + ".partial")
+        TransformersConverter(str(source)).convert(str(partial), quantization=quantization, force=True)
+        partial.rename(target)  # an interrupted conversion never leaves a half folder behind
+    return target
+
+
+def ct2_engines(args, lm) -> dict:
+    """{"ct2_int8": factory, "ct2_fp32": factory} on the embedded model converted to CTranslate2, with
+    torch's thread count, when ctranslate2 is installed; {} with the reason printed otherwise."""
+    if args.model != "smollm2-135m-instruct" or args.dtype != "fp32":
+        print("CTranslate2 skipped: it runs the embedded model converted once, beside the fp32 engine only")
+        return {}
+    try:
+        import ctranslate2  # noqa: F401
+    except ImportError as error:
+        print(f"CTranslate2 skipped: {error}")
+        return {}
+    end_ids = sorted(HFEngine(lm, cache=None, progress=False).eos_ids)
+    engines = {}
+    for name, quantization in (("ct2_int8", "int8"), ("ct2_fp32", "float32")):
+        try:
+            sampler = CT2Sampler(ct2_model(quantization), torch.get_num_threads(), lm.tokenizer, end_ids)
+        except Exception as error:  # a converter that does not know this transformers version, ...
+            print(f"{name} skipped: {type(error).__name__}: {error}")
+            continue
+        engines[name] = lambda sampler=sampler: sampler
+    return engines
 
 
 if __name__ == "__main__":
