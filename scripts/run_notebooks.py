@@ -10,6 +10,12 @@ notebooks in notebooks/ stay clean. While a notebook runs, every code cell is an
 the time elapsed, so a long job is never silent. After each notebook the runner checks that it
 drew at least the figures its metadata promises for the profile (``metadata.workbench.min_images``)
 and that no figure was printed as text (``<Figure size ...>``) instead of drawn.
+
+The whole job is recorded in ``main_run.json`` (commit, clean flag, wall time in all and per
+notebook, load average, machine; :mod:`workbench.main_job`): in ``results/`` for a complete default
+run on a clean tree, else in ``runs/<profile>/<model id>/<UTC time>-main/``. A default run on a tree
+with uncommitted changes leaves ``results/`` alone unless ``--allow-dirty`` is given
+(:func:`workbench.runs.results_folder`).
 """
 
 from __future__ import annotations
@@ -29,7 +35,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from workbench.inference.models import DEFAULT_MODEL, model_id  # noqa: E402
+from workbench.main_job import JobRecord  # noqa: E402
 from workbench.profiles import available_profiles  # noqa: E402
+from workbench.runs import ALLOW_DIRTY  # noqa: E402
 
 
 def parse_value(text: str):
@@ -140,29 +148,39 @@ def main() -> int:
         metavar=("NAME", "VALUE"),
         help="a notebook parameter (MODEL, DTYPE, DEVICE, THREADS, ...); values are Python literals or strings",
     )
+    parser.add_argument(
+        "--allow-dirty",
+        action="store_true",
+        help="let a default run on a tree with uncommitted changes write results/ (recorded as clean: false)",
+    )
     parser.add_argument("only", nargs="*", help="notebook number prefixes to run (default: all)")
     args = parser.parse_args()
+    if args.allow_dirty:
+        os.environ[ALLOW_DIRTY] = "1"  # read by each notebook's kernel (workbench.runs.results_folder)
 
     params = {name: parse_value(value) for name, value in args.parameter}
-    notebooks = sorted(
-        p for p in (ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb") if not args.only or p.name[:2] in args.only
-    )
+    numbered = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    notebooks = [p for p in numbered if not args.only or p.name[:2] in args.only]
     if not notebooks:
         print("no notebooks matched", file=sys.stderr)
         return 1
     # Text progress bars: a saved notebook keeps their final state (widgets would stay at 0%).
     os.environ["WORKBENCH_PROGRESS"] = "text"
+    job = JobRecord(args.profile, str(params.get("MODEL", DEFAULT_MODEL)), complete=notebooks == numbered)
     summary = []
     for notebook in notebooks:
         summary.append(run_one(notebook, args.profile, params, args.timeout))
+        job.add(notebook.stem, summary[-1]["wall_s"], summary[-1]["status"] == "finished")
         if summary[-1]["status"] != "finished":
             break
+    record = job.finish()
     print(
         "\n".join(
             f"{s['notebook']:45s} {s['status']:9s} {s['wall_s']:8.0f} s {s['images']:3d} figures  {s['run']}"
             for s in summary
         )
     )
+    print(f"job record: {record.relative_to(ROOT) if record.is_relative_to(ROOT) else record}")
     return 0 if all(s["status"] == "finished" for s in summary) and len(summary) == len(notebooks) else 1
 
 

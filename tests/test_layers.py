@@ -1,7 +1,8 @@
 """The package's layers stay one-way: a module imports only from its own package or from a lower layer.
 
 Bottom to top: paths; text cleaning, progress bars, tracking, widgets and the profiles' sizes; inference
-and tasks; metric_aware and run records; lifecycle; serving; consistency, cost and the report; the command
+and tasks; metric_aware and the provenance of results files; run records and lifecycle; the main
+job's record and serving; consistency, cost and the report; the command
 line and the notebooks' start-up. Imports inside functions count too: a late import still ties a
 lower layer to a higher one.
 
@@ -27,8 +28,10 @@ LAYERS = {
     "inference": 2,
     "tasks": 2,
     "metric_aware": 3,
-    "runs": 3,
+    "provenance": 3,
+    "runs": 4,
     "lifecycle": 4,
+    "main_job": 5,
     "serving": 5,
     "consistency": 6,
     "cost": 6,

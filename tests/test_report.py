@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from workbench import cli, report
+from workbench import report
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
@@ -97,17 +97,19 @@ def test_the_check_catches_a_number_typed_by_hand():
     assert unsupported_numbers(edited, RESULTS_DIR) == ["02_metric_aware.csv: 9.876"]
 
 
-def test_the_committed_documents_equal_a_fresh_render(capsys):
-    assert cli.main(["report", "--check"]) == 0, capsys.readouterr().out
+def test_the_committed_documents_equal_a_fresh_render():
+    assert report.render(check=True) == []  # `report --check` also checks provenance: tests/test_provenance.py
 
 
 def test_render_writes_what_check_then_accepts(tmp_path):
-    (tmp_path / "README.md").write_text(f"# title\n\n{report.BEGIN}\nstale\n{report.END}\n\nmore\n")
+    job = f"{report.JOB_BEGIN}\nold figure\n{report.JOB_END}"
+    (tmp_path / "README.md").write_text(f"# title\n\n{job}\n\n{report.BEGIN}\nstale\n{report.END}\n\nmore\n")
     written = report.render(tmp_path, RESULTS_DIR)
     assert sorted(written) == [tmp_path / "README.md", tmp_path / report.DOCUMENT]
     readme = (tmp_path / "README.md").read_text()
-    assert readme.startswith("# title\n\n" + report.BEGIN) and readme.endswith(report.END + "\n\nmore\n")
-    assert "stale" not in readme
+    assert readme.startswith("# title\n\n" + report.JOB_BEGIN) and readme.endswith(report.END + "\n\nmore\n")
+    assert "stale" not in readme and "old figure" not in readme
+    assert report.render_job(RESULTS_DIR) in readme
     assert report.render(tmp_path, RESULTS_DIR, check=True) == []
     (tmp_path / report.DOCUMENT).write_text("typed by hand\n")
     assert report.render(tmp_path, RESULTS_DIR, check=True) == [tmp_path / report.DOCUMENT]

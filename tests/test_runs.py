@@ -41,11 +41,11 @@ def test_a_run_records_its_model_files_and_manifest(tmp_path, local_tracking):
 
     assert pd.read_csv(path).rmse.tolist() == [1.0]
     provenance = json.loads((run.results / "provenance.json").read_text())
-    assert provenance["99_table.csv"]["models"] == [fingerprint]
-    assert provenance["99_table.csv"]["notebook"] == "99_test"
+    assert provenance["99_table.csv"]["models"] == [runs.provenance.model_entry(fingerprint)]
+    assert provenance["99_table.csv"]["writer"] == "99_test"  # no notebook file of that name: the name
     assert manifest["status"] == "finished" and manifest["parameters"]["K"] == 4
     assert manifest["models"] == [fingerprint] and manifest["files"] == ["99_table.csv", "99_written_by_a_library.json"]
-    assert provenance["99_written_by_a_library.json"]["models"] == [fingerprint]
+    assert provenance["99_written_by_a_library.json"]["models"] == provenance["99_table.csv"]["models"]
     assert {"torch", "transformers", "workbench"} <= set(manifest["packages"])
     assert manifest["machine"]["cpus"] >= 1 and manifest["wall_s"] >= 0
     assert "commit" in manifest["git"]
@@ -141,7 +141,7 @@ def test_append_record_writes_one_schema_and_names_its_writer(tmp_path):
     assert list(first)[:6] == list(runs.RECORD_FIELDS) and first["n"] == 64
     assert first["writer"] == "benchmarks/mbr_speed.py"
     assert set(first["machine"]) == set(runs.machine()) and first["machine"]["cpus"] >= 1
-    git = runs.git_state()
+    git = runs.provenance.git_state()
     assert first["commit"] == git["commit"] and first["clean"] is (not git["dirty"])
     assert first["timestamp"].endswith("Z") and first["timestamp"][:2] == "20"
 
@@ -181,8 +181,8 @@ def test_git_state_counts_code_changes_but_not_what_runs_write_to_results(tmp_pa
     git("init", "-q")
     git("add", ".")
     git("commit", "-qm", "start")
-    assert runs.git_state(tmp_path)["dirty"] is False
+    assert runs.provenance.git_state(tmp_path)["dirty"] is False
     (tmp_path / "results" / "benchmarks.jsonl").write_text("{}\n{}\n")  # a job's own record
-    assert runs.git_state(tmp_path)["dirty"] is False
+    assert runs.provenance.git_state(tmp_path)["dirty"] is False
     (tmp_path / "code.py").write_text("x = 2\n")
-    assert runs.git_state(tmp_path)["dirty"] is True
+    assert runs.provenance.git_state(tmp_path)["dirty"] is True

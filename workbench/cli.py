@@ -6,7 +6,7 @@
     python -m workbench evaluate --task sst5 --profile smoke             # the sizes notebook 02 uses in that profile
     python -m workbench finetune --tasks sst5,stsb --lr 3e-4 --max-steps 200
     python -m workbench serve --model M --api-key KEY
-    python -m workbench report [--check]      # docs/results.md and the README's headline from results/
+    python -m workbench report [--check]      # docs/results.md and the README's blocks from results/; provenance
 
 ``evaluate`` prints the comparison table (every strategy of the chosen rules, with bootstrap
 intervals) and writes it as CSV beside a manifest under ``runs/cli/<model id>/<time>-evaluate/``
@@ -202,12 +202,16 @@ def _serve(argv: list[str]) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from workbench import report
+    from workbench import provenance, report
+    from workbench.paths import RESULTS_DIR
 
     stale = report.render(check=args.check)
     for path in stale:
         print(f"{path}: {'differs from a fresh render of results/' if args.check else 'rewritten'}")
-    return 1 if args.check and stale else 0
+    problems = provenance.problems(RESULTS_DIR) if args.check else []
+    for problem in problems:
+        print(f"provenance: {problem}")
+    return 1 if args.check and (stale or problems) else 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -279,7 +283,10 @@ def main(argv: list[str] | None = None) -> int:
         description="Render the results documents from results/ and results/provenance.json.",
     )
     rendered.add_argument(
-        "--check", action="store_true", help="only compare; exit 1 when a document differs from a fresh render"
+        "--check",
+        action="store_true",
+        help="only compare; exit 1 when a document differs from a fresh render or a results file's provenance is "
+        "missing or incomplete",
     )
     rendered.set_defaults(func=_report)
 

@@ -1,9 +1,12 @@
 """Results documents rendered from ``results/``, never typed by hand.
 
 ``python -m workbench report`` writes ``docs/results.md`` (every table below, each naming its results
-file and the run and commit that wrote it, from ``results/provenance.json``) and the README's
-headline block between :data:`BEGIN` and :data:`END`; ``--check`` only compares, and fails when a
-committed document differs from a fresh render. Numbers are rounded by :func:`format_number` alone,
+file and the run and commit that wrote it, from ``results/provenance.json``), the README's
+headline block between :data:`BEGIN` and :data:`END` and its quick start's sentence on the main job's
+wall time between :data:`JOB_BEGIN` and :data:`JOB_END` (from ``results/main_run.json``,
+:func:`workbench.main_job.describe`); ``--check`` only compares, and fails when a committed document
+differs from a fresh render or when a results file's provenance is missing or incomplete
+(:func:`workbench.provenance.problems`). Numbers are rounded by :func:`format_number` alone,
 so a test can check every number of a document against the results files (``tests/test_report.py``).
 """
 
@@ -17,9 +20,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.main_job import describe
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+JOB_BEGIN, JOB_END = "<!-- main-run:begin -->", "<!-- main-run:end -->"
 DOCUMENT = Path("docs") / "results.md"
 
 
@@ -121,16 +126,21 @@ def dev_history(path: Path) -> pd.DataFrame:
 
 
 def provenance_line(results: Path, file: str) -> str:
-    """Where a results file came from, as ``provenance.json`` records it (and says when it does not)."""
+    """Where a results file came from, as ``provenance.json`` records it (and says when it does not).
+
+    Entries written before :mod:`workbench.provenance` (``notebook`` and ``git: {commit, dirty}``)
+    are read too, until the main run rewrites them.
+    """
     path = results / "provenance.json"
     record = json.loads(path.read_text()).get(file) if path.exists() else None
     if record is None:
         return f"Source: `results/{file}`; `results/provenance.json` has no record of it."
-    git = record.get("git") or {}
+    git = record.get("git") or {"commit": record.get("commit"), "dirty": record.get("clean") is False}
     state = "uncommitted changes" if git.get("dirty") else "clean tree"
     commit = f"commit `{git['commit'][:7]}` ({state})" if git.get("commit") else "no git commit recorded"
+    writer = record.get("writer") or record["notebook"]
     return (
-        f"Source: `results/{file}`, written by `{record['notebook']}` (profile {record['profile']}) in run "
+        f"Source: `results/{file}`, written by `{writer}` (profile {record['profile']}) in run "
         f"`{record['run']}`, {commit}, {record['written']}."
     )
 
@@ -455,25 +465,31 @@ def anchor(title: str) -> str:
     return kept.replace(" ", "-")
 
 
-def with_headline(readme: str, block: str) -> str:
-    """``readme`` with the text between :data:`BEGIN` and :data:`END` (markers included) replaced by ``block``."""
-    start, stop = readme.find(BEGIN), readme.find(END)
+def with_headline(readme: str, block: str, begin: str = BEGIN, end: str = END) -> str:
+    """``readme`` with the text between ``begin`` and ``end`` (markers included) replaced by ``block``."""
+    start, stop = readme.find(begin), readme.find(end)
     if start < 0 or stop < start:
-        raise ValueError(f"the README has no {BEGIN} ... {END} block for the results headline")
-    return readme[:start] + block + readme[stop + len(END) :]
+        raise ValueError(f"the README has no {begin} ... {end} block for the results headline")
+    return readme[:start] + block + readme[stop + len(end) :]
+
+
+def render_job(results: Path = RESULTS_DIR) -> str:
+    """The README quick start's block: the main job's measured wall time (:func:`workbench.main_job.describe`)."""
+    return f"{JOB_BEGIN}\n{describe(results)}\n{JOB_END}"
 
 
 def render(root: Path = PROJECT_ROOT, results: Path | None = None, check: bool = False) -> list[Path]:
-    """Render (or with ``check`` only compare) ``docs/results.md`` and the README block.
+    """Render (or with ``check`` only compare) ``docs/results.md`` and the README's two blocks.
 
     Returns:
         The documents that differed from a fresh render (rewritten unless ``check``).
     """
     results = results or root / "results"
     readme_path, document_path = root / "README.md", root / DOCUMENT
+    readme = with_headline(readme_path.read_text(), render_headline(results))
     wanted = {
         document_path: render_document(results),
-        readme_path: with_headline(readme_path.read_text(), render_headline(results)),
+        readme_path: with_headline(readme, render_job(results), JOB_BEGIN, JOB_END),
     }
     stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
     if not check:

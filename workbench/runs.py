@@ -12,9 +12,11 @@ A notebook starts a :class:`Run` from its parameters::
   and dirty flag, parameters, model fingerprints, package versions, machine, wall time, files
   written) and, for most runs, the result tables. Earlier runs are never overwritten.
 * Result tables go to the project's ``results/`` only for the runs that back the README: the
-  default profile on the default model. Every other run keeps them in its own folder. Either way
-  ``provenance.json`` beside the tables records, per file, the run, the commit and the
-  fingerprints of the models that produced it.
+  default profile on the default model, on a tree without uncommitted changes (or with
+  ``WORKBENCH_ALLOW_DIRTY=1``; the entries then say ``clean: false``). Every other run keeps them
+  in its own folder, ``<run folder>/results/``, and says why. Either way ``provenance.json`` beside
+  the tables records, per file, the writer, the run, the commit and clean flag, the model stages and
+  the sampler version (:mod:`workbench.provenance`).
 * Each run is also an MLflow run (see :mod:`workbench.tracking`), with the tables as artifacts.
 """
 
@@ -24,7 +26,6 @@ import importlib.metadata
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -32,9 +33,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import tracking
+from workbench import provenance, tracking
 from workbench.inference.models import DEFAULT_MODEL, model_id
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
+from workbench.provenance import git_state, shown_path
 
 PACKAGES = (
     "workbench",
@@ -52,28 +54,7 @@ PACKAGES = (
     "sentence-transformers",
 )
 REFERENCE_PROFILE = "default"
-
-
-def git_state(root: Path = PROJECT_ROOT) -> dict:
-    """The commit checked out and whether tracked files differ from it ({} outside a git checkout).
-
-    Files under ``results/`` do not count: runs and benchmarks write there, so a second record
-    appended by the same job would otherwise call its own tree dirty.
-    """
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)results"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return {}
-    return {"commit": commit, "dirty": bool(dirty.strip())}
+ALLOW_DIRTY = "WORKBENCH_ALLOW_DIRTY"  # "1": a run on a tree with uncommitted changes may write results/
 
 
 def package_versions(names=PACKAGES) -> dict[str, str]:
@@ -155,7 +136,7 @@ def append_record(
     line = {
         "benchmark": benchmark,
         "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "writer": _shown(writer_path) if writer_path.exists() else str(writer),
+        "writer": shown_path(writer_path) if writer_path.exists() else str(writer),
         "commit": git.get("commit"),
         "clean": (not git["dirty"]) if git else None,
         "machine": machine(),
@@ -165,6 +146,7 @@ def append_record(
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(line, default=str) + "\n")
+    provenance.update(path.parent, {path.name: provenance.records_entry(path)})
     return line
 
 
@@ -186,14 +168,25 @@ def set_threads(threads: int = 0) -> int:
     return torch.get_num_threads()
 
 
-def _shown(path: Path) -> str:
-    """A path as recorded: relative to the project when inside it, so records survive a move."""
-    return str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path)
-
-
 def is_reference(profile: str, model: str) -> bool:
     """Whether a run backs the README's tables: the default profile on the default model."""
     return profile == REFERENCE_PROFILE and model == DEFAULT_MODEL
+
+
+def results_folder(profile: str, model: str, folder: Path) -> tuple[Path, str | None]:
+    """Where a run's result tables go, and, when a reference run's do not go to ``results/``, why.
+
+    A reference run (:func:`is_reference`) on a tree with uncommitted changes would credit results to a
+    commit that does not hold the code that made them, so it writes into its own folder unless the
+    environment variable :data:`ALLOW_DIRTY` is "1".
+    """
+    if not is_reference(profile, model):
+        return folder / "results", None
+    if git_state().get("dirty") and os.environ.get(ALLOW_DIRTY) != "1":
+        return folder / "results", (
+            f"the tree has uncommitted changes, so results/ is left alone ({ALLOW_DIRTY}=1 writes there anyway)"
+        )
+    return RESULTS_DIR, None
 
 
 @dataclass
@@ -204,8 +197,10 @@ class Run:
         notebook: the notebook's name, e.g. "02_metric_aware_inference".
         params: its parameters; must hold PROFILE, and MODEL unless the notebook has no model.
         folder: the run folder (manifest, executed notebook, tables of non-reference runs).
-        results: where result tables go: ``results/`` for reference runs, else ``folder/results``.
+        results: where result tables go (:func:`results_folder`).
         models: fingerprints of the models used, in order of :meth:`add_model`.
+        redirected: why a reference run's tables do not go to ``results/`` (None when they do, or
+            the run is no reference run).
     """
 
     notebook: str
@@ -216,6 +211,7 @@ class Run:
     files: list[str] = field(default_factory=list)
     started: float = field(default_factory=time.time)
     tracker: tracking.Tracker = field(default_factory=tracking.Tracker)
+    redirected: str | None = None
 
     @classmethod
     def start(cls, notebook: str, params: dict, run_dir: str | Path | None = None) -> Run:
@@ -226,7 +222,9 @@ class Run:
             label = notebook[:2] if notebook[:2].isdigit() else notebook  # "02" for notebooks, else the command
             run_dir = PROJECT_ROOT / "runs" / profile / model_id(model) / f"{stamp}-{label}"
         folder = Path(run_dir)
-        results = RESULTS_DIR if is_reference(profile, model) else folder / "results"
+        results, redirected = results_folder(profile, model, folder)
+        if redirected:
+            print(f"{notebook}: {redirected}; tables go to {results}")
         folder.mkdir(parents=True, exist_ok=True)
         results.mkdir(parents=True, exist_ok=True)
         tracker = tracking.start(
@@ -235,7 +233,7 @@ class Run:
             params=params,
             tags={"profile": profile, "model": model, **git_state()},
         )
-        run = cls(notebook, dict(params), folder, results, tracker=tracker)
+        run = cls(notebook, dict(params), folder, results, tracker=tracker, redirected=redirected)
         run.write_manifest("running")
         return run
 
@@ -259,20 +257,15 @@ class Run:
         self._record(path)
         return path
 
+    @property
+    def writer(self) -> str:
+        """The notebook file of this run (relative to the project), or its name when there is none (a command)."""
+        notebook = PROJECT_ROOT / "notebooks" / f"{self.notebook}.ipynb"
+        return shown_path(notebook) if notebook.exists() else self.notebook
+
     def _record(self, path: Path) -> None:
-        provenance_file = self.results / "provenance.json"
-        provenance = json.loads(provenance_file.read_text()) if provenance_file.exists() else {}
-        provenance[path.name] = {
-            "notebook": self.notebook,
-            "profile": self.params["PROFILE"],
-            "run": _shown(self.folder),
-            "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "git": git_state(),
-            "models": self.models,
-        }
-        tmp = provenance_file.with_name(provenance_file.name + ".tmp")
-        tmp.write_text(json.dumps(provenance, indent=1, sort_keys=True))
-        os.replace(tmp, provenance_file)
+        written = provenance.entry(self.writer, self.params["PROFILE"], self.models, run=self.folder)
+        provenance.update(self.results, {path.name: written})
         if path.name not in self.files:
             self.files.append(path.name)
         self.tracker.log_artifact(path, "results")
@@ -289,7 +282,8 @@ class Run:
             "machine": machine(),
             "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.started)),
             "wall_s": round(time.time() - self.started, 1),
-            "results": _shown(self.results),
+            "results": shown_path(self.results),
+            "results_redirected": self.redirected,
             "files": self.files,
             "mlflow_run_id": self.tracker.run_id,
         }
@@ -303,12 +297,18 @@ class Run:
 
     def finish(self) -> dict:
         """Record files written into :attr:`results` without :meth:`save_table` (by a library call,
-        say), write the final manifest, track it and end the tracked run; returns the manifest."""
+        say), write the final manifest, track it and end the tracked run; returns the manifest.
+
+        Records files that scripts append to (``benchmarks.jsonl``: entries of kind ``records``) are
+        theirs, even when a benchmark appended to one while this run was going.
+        """
+        entries = provenance.read(self.results)
         for written in sorted(self.results.iterdir()):
             if (
                 written.is_file()
-                and written.name != "provenance.json"
+                and written.name != provenance.FILE
                 and written.name not in self.files
+                and entries.get(written.name, {}).get("kind") != provenance.RECORDS_KIND
                 and written.stat().st_mtime >= self.started
             ):
                 self._record(written)

@@ -17,6 +17,11 @@ locks (``fcntl.flock``: Linux and macOS, local file systems and NFS with lock su
 ``fcntl`` is missing (Windows) the cache still works but only one process should write at a time.
 A process also reads what others appended since it last looked before it reports a miss.
 
+Audit: with ``WORKBENCH_DECODE_LOG=path`` set, every entry written (one real computation: a decode, a
+score) also appends a line ``{"fp", "kind", "prompt", "settings", "seed", "device"}`` (the prompt as a
+SHA-256 prefix) to that file, so a job can count what it computed per (stage, kind, item, settings)
+and find what two notebooks decoded twice (``workbench.inference.decode_log``).
+
 >>> import tempfile
 >>> cache = GenerationCache(tempfile.mkdtemp(), {"name": "demo", "weights_sha256": "0"})
 >>> key = cache.key("sample", "Rate: great film", {"temperature": 1.0}, seed=0, device="cpu")
@@ -47,6 +52,7 @@ except ImportError:  # Windows: no POSIX advisory locks
     fcntl = None
 
 log = logging.getLogger(__name__)
+DECODE_LOG_ENV = "WORKBENCH_DECODE_LOG"
 
 
 def _digest(obj) -> str:
@@ -115,19 +121,27 @@ class GenerationCache:
         self._offsets: dict[str, int] = {}  # bytes of each file already read
         self._lines: dict[str, int] = {}  # lines of each file already read (for warnings)
         self.skipped_lines = 0
+        self._audit = os.environ.get(DECODE_LOG_ENV)
+        self._key_parts: dict[str, dict] = {}  # key -> what it hashes, kept only while auditing
 
     def key(self, kind: str, prompt: str, settings: dict, seed: int | None = None, *, device) -> str:
         """The cache key of one prompt under the given settings, on a device ("cpu", "cuda:0", a torch.device)."""
-        return _digest(
-            {
-                "fp": self.fingerprint,
-                "kind": kind,
-                "prompt": prompt,
-                "settings": canonical(settings),
-                "seed": canonical(seed),
-                "device": device_type(device),
+        parts = {
+            "fp": self.fingerprint,
+            "kind": kind,
+            "prompt": prompt,
+            "settings": canonical(settings),
+            "seed": canonical(seed),
+            "device": device_type(device),
+        }
+        key = _digest(parts)
+        if self._audit:
+            self._key_parts[key] = {
+                **parts,
+                "fp": self.folder.name,
+                "prompt": hashlib.sha256(prompt.encode()).hexdigest()[:16],
             }
-        )
+        return key
 
     def _path(self, kind: str) -> Path:
         return self.folder / f"{kind}.jsonl"
@@ -224,6 +238,14 @@ class GenerationCache:
         entries = self._entries[kind]
         for key, value in values.items():
             entries[key] = json.loads(json.dumps(value))
+        if self._audit:
+            self._log_writes(values)
+
+    def _log_writes(self, values: dict[str, dict]) -> None:
+        """Append one audit line per entry written (see the module's docstring)."""
+        lines = [json.dumps(self._key_parts.get(key, {"fp": self.folder.name, "key": key})) + "\n" for key in values]
+        with open(self._audit, "a", encoding="utf-8") as handle, _locked(handle, exclusive=True):
+            handle.write("".join(lines))
 
     def __len__(self) -> int:
         return sum(len(self._load(path.stem)) for path in self.folder.glob("*.jsonl"))
