@@ -34,6 +34,7 @@ import papermill
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from workbench.inference.gencache import DECODE_LABEL_ENV  # noqa: E402
 from workbench.inference.models import DEFAULT_MODEL, model_id  # noqa: E402
 from workbench.main_job import JobRecord  # noqa: E402
 from workbench.profiles import available_profiles  # noqa: E402
@@ -94,6 +95,7 @@ def run_one(notebook: Path, profile: str, params: dict, timeout: int) -> dict:
     output = run_dir / notebook.name
     label = f"[{profile}] {notebook.name[:2]}"
     print(f"{label} {notebook.name} -> {output.relative_to(ROOT)}", flush=True)
+    os.environ[DECODE_LABEL_ENV] = notebook.name[:2]  # names this notebook in a generation-cache audit log
     start = time.time()
     status, error = "finished", None
     try:

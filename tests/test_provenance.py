@@ -182,3 +182,11 @@ def test_report_check_fails_on_a_results_file_without_provenance(tmp_path, monke
 )
 def test_every_file_in_results_has_a_complete_provenance_entry():
     assert provenance.problems(RESULTS_DIR) == []
+
+
+def test_the_documents_name_the_writer_commit_and_state_of_a_new_entry(tmp_path):
+    written = {**provenance.entry(SCRIPT, "default", []), "commit": "9d841c5988fe", "clean": False}
+    provenance.update(tmp_path, {"05_load_test.csv": written})
+    line = report.provenance_line(tmp_path, "05_load_test.csv")
+    assert line.startswith("Source: `results/05_load_test.csv`, written by `benchmarks/mbr_speed.py` (profile default)")
+    assert "commit `9d841c5` (uncommitted changes)" in line

@@ -17,23 +17,12 @@ locks (``fcntl.flock``: Linux and macOS, local file systems and NFS with lock su
 ``fcntl`` is missing (Windows) the cache still works but only one process should write at a time.
 A process also reads what others appended since it last looked before it reports a miss.
 
-Audit: with ``WORKBENCH_DECODE_LOG=path`` set, every entry written (one real computation: a decode, a
-score) also appends a line ``{"fp", "kind", "prompt", "settings", "seed", "device"}`` (the prompt as a
-SHA-256 prefix) to that file, so a job can count what it computed per (stage, kind, item, settings)
-and find what two notebooks decoded twice (``workbench.inference.decode_log``).
-
->>> import tempfile
->>> cache = GenerationCache(tempfile.mkdtemp(), {"name": "demo", "weights_sha256": "0"})
->>> key = cache.key("sample", "Rate: great film", {"temperature": 1.0}, seed=0, device="cpu")
->>> key == cache.key("sample", "Rate: great film", {"temperature": 1}, seed=0, device="cpu")
-True
->>> key == cache.key("sample", "Rate: great film", {"temperature": 1.0}, seed=0, device="cuda:0")
-False
->>> cache.get("sample", key) is None
-True
->>> cache.put_many("sample", {key: {"texts": ["5"]}})
->>> GenerationCache(cache.root, cache.fingerprint).get("sample", key)
-{'texts': ['5']}
+Audit: with ``WORKBENCH_DECODE_LOG=path`` set, every lookup and every entry written appends a line
+``{"event": "hit" | "miss" | "computed", "label", "fp", "kind", "prompt", "settings", "seed", "device"}``
+to that file (the prompt as a SHA-256 prefix; ``label`` is ``WORKBENCH_DECODE_LABEL``, which
+``scripts/run_notebooks.py`` sets to the notebook's number), so that a job can count what each
+notebook asked for and what was really computed, per (stage, kind, item, settings)
+(:mod:`workbench.inference.decode_log`).
 """
 
 from __future__ import annotations
@@ -52,7 +41,7 @@ except ImportError:  # Windows: no POSIX advisory locks
     fcntl = None
 
 log = logging.getLogger(__name__)
-DECODE_LOG_ENV = "WORKBENCH_DECODE_LOG"
+DECODE_LOG_ENV, DECODE_LABEL_ENV = "WORKBENCH_DECODE_LOG", "WORKBENCH_DECODE_LABEL"
 
 
 def _digest(obj) -> str:
@@ -199,6 +188,8 @@ class GenerationCache:
         if value is None:
             self._refresh(kind)
             value = self._entries[kind].get(key)
+        if self._audit:
+            self._log("miss" if value is None else "hit", [key])
         return value
 
     def put_many(self, kind: str, values: dict[str, dict]) -> None:
@@ -239,11 +230,15 @@ class GenerationCache:
         for key, value in values.items():
             entries[key] = json.loads(json.dumps(value))
         if self._audit:
-            self._log_writes(values)
+            self._log("computed", list(values))
 
-    def _log_writes(self, values: dict[str, dict]) -> None:
-        """Append one audit line per entry written (see the module's docstring)."""
-        lines = [json.dumps(self._key_parts.get(key, {"fp": self.folder.name, "key": key})) + "\n" for key in values]
+    def _log(self, event: str, keys: list[str]) -> None:
+        """Append one audit line per key (see the module's docstring)."""
+        label = os.environ.get(DECODE_LABEL_ENV)
+        lines = [
+            json.dumps({"event": event, "label": label, **self._key_parts.get(key, {"fp": self.folder.name})}) + "\n"
+            for key in keys
+        ]
         with open(self._audit, "a", encoding="utf-8") as handle, _locked(handle, exclusive=True):
             handle.write("".join(lines))
 

@@ -33,6 +33,33 @@ def register_task(name: str):
     return wrap
 
 
+def nested_sample(population: list, k: int, seed: int) -> list:
+    """``k`` distinct elements drawn at random, each size's draw a prefix of every larger one's.
+
+    The draws of :meth:`random.Random.sample` in its set-selection branch (uniform indices, a repeat
+    drawn again), taken whatever ``k`` is: ``random.sample`` switches to another algorithm when ``k``
+    is large for the population (e.g. 2,000 of 2,210), whose draws are no extension of the smaller
+    ones. Where ``random.sample`` selects by set, both give the same elements in the same order.
+
+    >>> import random
+    >>> items = list(range(2210))
+    >>> nested_sample(items, 2000, 0)[:300] == nested_sample(items, 300, 0) == random.Random(0).sample(items, 300)
+    True
+    >>> random.Random(0).sample(items, 2000)[:300] == random.Random(0).sample(items, 300)
+    False
+    """
+    if not 0 <= k <= len(population):
+        raise ValueError(f"cannot draw {k} distinct elements from {len(population)}")
+    rng, chosen, drawn = random.Random(seed), set(), []
+    for _ in range(k):
+        index = rng.randrange(len(population))
+        while index in chosen:
+            index = rng.randrange(len(population))
+        chosen.add(index)
+        drawn.append(population[index])
+    return drawn
+
+
 @dataclass
 class Task:
     """A task described as data.
@@ -84,13 +111,18 @@ class Task:
         return [self.grid_format.format(value) for value in self.grid]
 
     def examples(self, split: str, limit: int | None = None, seed: int = 0) -> list[Example]:
-        """The examples of a split; with ``limit``, a seeded random subset of that size."""
+        """The examples of a split; with ``limit``, a seeded random subset of that size.
+
+        Subsets of one seed are nested: the first ``m`` of a subset of size ``n > m`` are the subset of
+        size ``m`` (:func:`nested_sample`), so a notebook that decodes 120 items finds them among the
+        300 another notebook decoded, in the generation cache.
+        """
         if split not in self._cache:
             self._cache[split] = self.load(split)
         examples = self._cache[split]
         if limit is None or limit >= len(examples):
             return list(examples)
-        return random.Random(seed).sample(examples, limit)
+        return nested_sample(examples, limit, seed)
 
     def off_grid(self, split: str) -> list[Example]:
         """The examples of ``split`` whose gold value is not on the answer grid (exact match can't hit them)."""
