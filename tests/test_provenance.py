@@ -52,7 +52,8 @@ def test_an_entry_names_the_stage_relative_to_the_cache_with_hashes_and_the_samp
 
 
 def test_problems_name_a_missing_entry_an_absolute_path_a_missing_field_and_an_unnamed_record(tmp_path, cache):
-    good = provenance.entry(SCRIPT, "default", [{"name": DEFAULT_MODEL, "weights_sha256": "0"}])
+    entry = provenance.entry(SCRIPT, "default", [{"name": DEFAULT_MODEL, "weights_sha256": "0"}])
+    good = {**entry, "clean": True}  # as on a clean tree, whatever the state of this checkout
     (tmp_path / "a.csv").write_text("x\n1\n")
     folder = tmp_path.name
     assert provenance.problems(tmp_path) == [f"{folder}/a.csv: no entry in {folder}/provenance.json"]
@@ -73,6 +74,15 @@ def test_problems_name_a_missing_entry_an_absolute_path_a_missing_field_and_an_u
         f"{folder}/old.jsonl: 1 record(s) name no writer",
         f"{folder}/provenance.json: an entry for gone.csv, which does not exist",
     ]
+
+    for name in ("b.csv", "c.csv", "d.csv", "old.jsonl"):
+        (tmp_path / name).unlink()
+    provenance.update(tmp_path, {"gone.csv": {**good, "commit": "1234567" + "0" * 33, "clean": False}})
+    (tmp_path / "gone.csv").write_text("x\n")
+    (tmp_path / "records.jsonl").write_text("")
+    runs.append_record("mbr_speed", {"n": 1}, tmp_path / "records.jsonl", writer=SCRIPT)  # records: other commits ok
+    assert provenance.problems(tmp_path)[:1] == [f"{folder}/gone.csv: written from a tree with uncommitted changes"]
+    assert provenance.problems(tmp_path)[1].startswith(f"{folder}: its files come from 2 commits (1234567, ")
 
 
 def test_benchmark_records_name_their_script_per_record_and_in_provenance(tmp_path, cache):
@@ -171,7 +181,7 @@ def test_report_check_fails_on_a_results_file_without_provenance(tmp_path, monke
     (tmp_path / "05_load_test.csv").write_text("x\n1\n")
     assert cli.main(["report", "--check"]) == 1
     assert f"provenance: {tmp_path.name}/05_load_test.csv: no entry" in capsys.readouterr().out
-    provenance.update(tmp_path, {"05_load_test.csv": provenance.entry(SCRIPT, "default", [])})
+    provenance.update(tmp_path, {"05_load_test.csv": {**provenance.entry(SCRIPT, "default", []), "clean": True}})
     assert cli.main(["report", "--check"]) == 0
 
 
@@ -190,3 +200,6 @@ def test_the_documents_name_the_writer_commit_and_state_of_a_new_entry(tmp_path)
     line = report.provenance_line(tmp_path, "05_load_test.csv")
     assert line.startswith("Source: `results/05_load_test.csv`, written by `benchmarks/mbr_speed.py` (profile default)")
     assert "commit `9d841c5` (uncommitted changes)" in line
+    runs.append_record("mbr_speed", {"n": 1}, tmp_path / "benchmarks.jsonl", writer=SCRIPT)
+    line = report.provenance_line(tmp_path, "benchmarks.jsonl")
+    assert line.startswith("Source: `results/benchmarks.jsonl`, written by `benchmarks/mbr_speed.py`, commit `")

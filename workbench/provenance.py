@@ -176,7 +176,8 @@ def problems(folder: Path) -> list[str]:
     """What is wrong with the provenance of a results folder: one sentence per problem, [] when none.
 
     Every file needs an entry with every field of :data:`FIELDS`, no absolute path anywhere in it,
-    and, for a records file, a writer named by each record.
+    and, for a records file, a writer named by each record. The files that runs write (all but
+    records files, which scripts append to over time) come from one commit, on a clean tree.
     """
     folder = Path(folder)
     provenance = read(folder)
@@ -197,6 +198,12 @@ def problems(folder: Path) -> list[str]:
         unnamed = record.get("records", {}).get("None", {}).get("count", 0)
         if unnamed:
             found.append(f"{folder.name}/{name}: {unnamed} record(s) name no writer")
+        if record.get("kind") != RECORDS_KIND and record.get("clean") is False:
+            found.append(f"{folder.name}/{name}: written from a tree with uncommitted changes")
+    runs = [provenance[name] for name in files if name in provenance and provenance[name].get("kind") != RECORDS_KIND]
+    commits = sorted({str(record.get("commit"))[:7] for record in runs if "commit" in record})
+    if len(commits) > 1:
+        found.append(f"{folder.name}: its files come from {len(commits)} commits ({', '.join(commits)}), not one")
     for name in sorted(set(provenance) - set(files)):
         found.append(f"{folder.name}/{FILE}: an entry for {name}, which does not exist")
     return found

@@ -139,10 +139,10 @@ def provenance_line(results: Path, file: str) -> str:
     state = "uncommitted changes" if git.get("dirty") else "clean tree"
     commit = f"commit `{git['commit'][:7]}` ({state})" if git.get("commit") else "no git commit recorded"
     writer = record.get("writer") or record["notebook"]
-    return (
-        f"Source: `results/{file}`, written by `{writer}` (profile {record['profile']}) in run "
-        f"`{record['run']}`, {commit}, {record['written']}."
-    )
+    writer = ", ".join(f"`{w}`" for w in writer) if isinstance(writer, list) else f"`{writer}`"  # records: scripts
+    profile = f" (profile {record['profile']})" if record.get("profile") else ""
+    run = f" in run `{record['run']}`" if record.get("run") else ""
+    return f"Source: `results/{file}`, written by {writer}{profile}{run}, {commit}, {record['written']}."
 
 
 def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
