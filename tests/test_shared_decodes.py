@@ -6,13 +6,14 @@ nested, so the smaller runs find every item in the cache, and the audit log
 """
 
 import random
+from dataclasses import replace
 
 import pytest
 
 from workbench.inference import decode_log
 from workbench.inference.engine import HFEngine
 from workbench.inference.gencache import DECODE_LABEL_ENV, DECODE_LOG_ENV, GenerationCache
-from workbench.metric_aware.experiments import RunConfig, run_task
+from workbench.metric_aware.experiments import RunConfig, point_estimates, run_task, synthetic_run, temperature_sweep
 from workbench.profiles import load_profile
 from workbench.tasks.base import nested_sample
 
@@ -81,3 +82,25 @@ def test_a_smaller_run_is_served_from_a_larger_runs_decodes(lm, sst5, tmp_path, 
     assert decode_log.near_misses(rows) == {
         (engine.cache.folder.name, "sample", ("n", "rows_per_chunk", "temperature")): 4
     }
+
+
+class NoEngine:
+    """An engine that must not be asked: every decode it would do is already in hand."""
+
+    def __getattr__(self, name):
+        raise AssertionError(f"the engine was asked for {name}")
+
+
+def test_the_temperature_sweep_takes_the_plans_temperature_from_the_plans_run():
+    decoded = synthetic_run(items=50, k=64, seed=0)  # notebook 02's run: 50 items, K=64, temperature 1
+    wanted = replace(decoded.config, limit=20, k=16)  # notebook 03's plan: fewer items and samples
+    swept = temperature_sweep(NoEngine(), None, wanted, [1.0], decoded=decoded)
+    head = decoded.head(20, 16)
+    assert head.ids == decoded.ids[:20] and head.samples == [row[:16] for row in decoded.samples[:20]]
+    assert swept.drop(columns="temperature").equals(point_estimates(head))
+    with pytest.raises(AssertionError, match="the engine was asked"):  # another temperature is decoded
+        temperature_sweep(NoEngine(), None, wanted, [0.5], decoded=decoded)
+    with pytest.raises(AssertionError, match="the engine was asked"):  # more samples than decoded
+        temperature_sweep(NoEngine(), None, replace(wanted, k=128), [1.0], decoded=decoded)
+    with pytest.raises(ValueError, match=r"has no head \(60, 16\)"):
+        decoded.head(60, 16)

@@ -117,6 +117,29 @@ class TaskRun:
             record[key] = None if record[key] is None else np.asarray(record[key]).tolist()
         Path(path).write_text(json.dumps(record))
 
+    def head(self, items: int | None, k: int) -> TaskRun:
+        """The run on its first ``items`` items (None: all) with their first ``k`` samples: what a run with
+        that limit and K draws, in distribution (item subsets of one seed are nested, see
+        :func:`workbench.tasks.base.nested_sample`; an item's samples are independent draws)."""
+        if k > self.config.k or (items is not None and self.config.limit is not None and items > self.config.limit):
+            raise ValueError(
+                f"{self.task}: a run of {self.config.limit} items and K={self.config.k} has no head ({items}, {k})"
+            )
+        cut = slice(None, items)
+        return replace(
+            self,
+            config=replace(self.config, limit=items, k=k),
+            ids=self.ids[cut],
+            gold=self.gold[cut],
+            greedy=self.greedy[cut],
+            samples=[row[:k] for row in self.samples[cut]],
+            exact_probs=None if self.exact_probs is None else self.exact_probs[cut],
+            outside_mass=None if self.outside_mass is None else self.outside_mass[cut],
+            texts=self.texts[cut],
+            outside_flagged=[i for i in self.outside_flagged if i in set(self.ids[cut])],
+            tuned_temperature=None,  # fitted on dev, not decoded: a fresh run has none
+        )
+
     @classmethod
     def load(cls, path: str | Path) -> TaskRun:
         record = json.loads(Path(path).read_text())
@@ -282,16 +305,32 @@ def temperature_sweep(
     temperatures: list[float],
     metrics: tuple[str, ...] = ("rmse", "mae", "exact_match", "spearman"),
     tokenizer=None,
+    decoded: TaskRun | None = None,
 ) -> pd.DataFrame:
     """Decode at each temperature (samples and exact distribution) and score every strategy.
 
-    ``engine`` and ``tokenizer`` are as for :func:`run_task`.
+    ``engine`` and ``tokenizer`` are as for :func:`run_task`. ``decoded``: a run already decoded with
+    the same settings at one of the temperatures, on at least as many items and samples (notebook 02's
+    run of the stage and task); that temperature's point is its :meth:`TaskRun.head` instead of a
+    second decode of the same items at a smaller K.
     """
     frames = []
     for temperature in temperatures:
-        run = run_task(engine, task, replace(config, temperature=temperature), tokenizer)
+        wanted = replace(config, temperature=temperature)
+        if decoded is not None and _covers(decoded.config, wanted):
+            run = decoded.head(wanted.limit, wanted.k)
+        else:
+            run = run_task(engine, task, wanted, tokenizer)
         frames.append(point_estimates(run, None, metrics).assign(temperature=temperature))
     return pd.concat(frames, ignore_index=True)
+
+
+def _covers(done: RunConfig, wanted: RunConfig) -> bool:
+    """Whether a run of ``done`` holds a run of ``wanted`` as its head: the same settings, at least as
+    many items and samples."""
+    more_items = done.limit is None or (wanted.limit is not None and wanted.limit <= done.limit)
+    same = replace(done, limit=wanted.limit, k=wanted.k) == wanted
+    return same and more_items and done.k >= wanted.k
 
 
 def comparison_table(
