@@ -167,16 +167,16 @@ def test_beam_search_is_cached_and_matches_hf_generate(lm, tmp_path):
         lm.tokenizer.apply_chat_template([{"role": "user", "content": q}], tokenize=False, add_generation_prompt=True)
         for q in ("Name a colour.", "Describe a pub by the river in one sentence.")
     ]
-    first = e2e.beam_search(engine, prompts, beams=3, max_new_tokens=12, batch_size=2)
+    first = e2e.beam_search(engine, prompts, beams=3, max_new_tokens=8, batch_size=2)
     ids = lm.tokenizer(prompts[1], return_tensors="pt", add_special_tokens=False)
     alone = lm.model.generate(
-        **ids, num_beams=3, do_sample=False, max_new_tokens=12, eos_token_id=sorted(engine.eos_ids)
+        **ids, num_beams=3, do_sample=False, max_new_tokens=8, eos_token_id=sorted(engine.eos_ids)
     )
     assert first[1] == lm.tokenizer.decode(alone[0, ids["input_ids"].shape[1] :], skip_special_tokens=True).strip()
     calls = []
     engine.model.generate = lambda **kwargs: calls.append(kwargs)  # a cached call must not decode again
     try:
-        assert e2e.beam_search(engine, prompts, beams=3, max_new_tokens=12, batch_size=2) == first and not calls
+        assert e2e.beam_search(engine, prompts, beams=3, max_new_tokens=8, batch_size=2) == first and not calls
     finally:
         del engine.model.generate
 

@@ -107,9 +107,9 @@ def beam_search(
     run keeps what it finished.
     """
     settings = {"num_beams": beams, "max_new_tokens": max_new_tokens, "generate": "hf"}
-    cache = engine.cache
-    keys = [cache.key("beam", p, settings, device=engine.device) if cache else None for p in prompts]
-    outputs = [(cache.get("beam", k) or {}).get("text") if cache else None for k in keys]
+    cache = engine.cache  # tested against None: an empty cache has length 0
+    keys = [cache.key("beam", p, settings, device=engine.device) if cache is not None else None for p in prompts]
+    outputs = [(cache.get("beam", k) or {}).get("text") if cache is not None else None for k in keys]
     todo = [i for i, text in enumerate(outputs) if text is None]
     tokenizer = engine.tokenizer
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
@@ -131,7 +131,7 @@ def beam_search(
             texts = tokenizer.batch_decode(generated[:, encoded["input_ids"].shape[1] :], skip_special_tokens=True)
             for i, text in zip(batch, texts):
                 outputs[i] = text.strip()
-            if cache:
+            if cache is not None:
                 cache.put_many("beam", {keys[i]: {"text": outputs[i]} for i in batch})
     finally:
         tokenizer.padding_side = side
