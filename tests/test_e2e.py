@@ -27,7 +27,7 @@ needs_data = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def test_set():
-    examples, references, positions = e2e.test_items(get_task("e2e"), None)
+    examples, references, positions = e2e.evaluation_items(get_task("e2e"), None)
     return [e.text for e in examples], references, positions
 
 
@@ -152,10 +152,10 @@ def test_text_answer_table_task(tmp_path):
 def test_e2e_task_reads_the_development_and_test_files():
     task = get_task("e2e")
     assert len(task.examples("train")) == 4299 and len(task.examples("test")) == 4693
-    examples, references, positions = e2e.test_items(task, 20, seed=3)
+    examples, references, positions = e2e.evaluation_items(task, 20, seed=3)
     assert positions == sorted(positions) and len(set(positions)) == 20
     assert all(example.text == task.examples("test")[0].text or refs for example, refs in zip(examples, references))
-    assert e2e.test_items(task, 20, seed=3)[2] == positions != e2e.test_items(task, 20, seed=4)[2]
+    assert e2e.evaluation_items(task, 20, seed=3)[2] == positions != e2e.evaluation_items(task, 20, seed=4)[2]
 
 
 def test_beam_search_is_cached_and_matches_hf_generate(lm, tmp_path):

@@ -78,7 +78,7 @@ class Config:
     finetune: dict = field(default_factory=dict)
 
 
-def test_items(task: Task, items: int | None, seed: int = 0) -> tuple[list[Example], list[list[str]], list[int]]:
+def evaluation_items(task: Task, items: int | None, seed: int = 0) -> tuple[list[Example], list[list[str]], list[int]]:
     """The evaluated test MRs (a seeded subset, in file order), their references and their positions.
 
     Returns:
