@@ -27,6 +27,7 @@ EXPECTED_METADATA = {
     "rouge_l": ("item", True, "text"),
     "bleu": ("item", True, "text"),
     "chrf": ("item", True, "text"),
+    "minilm_cosine": ("item", True, "text"),
     "spearman": ("corpus", True, "numeric"),
     "pearson": ("corpus", True, "numeric"),
     "rmse": ("corpus", False, "numeric"),
@@ -54,7 +55,7 @@ def test_registry_lists_every_metric_with_its_metadata():
     for name, (kind, higher_is_better, data) in EXPECTED_METADATA.items():
         spec = get_metric(name)
         assert (spec.kind, spec.higher_is_better, spec.data) == (kind, higher_is_better, data)
-    assert list_metrics(kind="item", data="text") == ["bleu", "chrf", "rouge_l", "token_f1"]
+    assert list_metrics(kind="item", data="text") == ["bleu", "chrf", "minilm_cosine", "rouge_l", "token_f1"]
 
 
 def test_registry_rejects_unknown_and_duplicate_names():

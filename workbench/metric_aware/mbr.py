@@ -11,7 +11,7 @@ on its card (:mod:`workbench.metric_aware.metrics`), a vectorised utility matrix
 >>> result.index, result.hypothesis
 (2, 'the cat sat down')
 >>> sorted(UTILITIES)
-['bleu', 'chrf', 'rouge_l', 'token_f1']
+['bleu', 'chrf', 'minilm_cosine', 'rouge_l', 'token_f1']
 """
 
 from __future__ import annotations

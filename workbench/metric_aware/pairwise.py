@@ -10,6 +10,7 @@ Here every text is processed once and all pairs are scored with array operations
   slicing), and the clipped matches ``sum_g min(count_i(g), count_j(g))`` of all pairs are one
   sparse matrix product: the k-th copy of n-gram g in a text counts as a token (g, k) of its own,
   and two texts with a and b copies of g share exactly min(a, b) of those tokens.
+* MiniLM cosine: each distinct text is embedded once and all pairs are one matrix product.
 * ROUGE-L: longest common subsequence lengths for all pairs at once with the bit-parallel
   LCS recurrence: each reference is a bit vector, and each hypothesis token updates every
   pair with a few integer operations over uint64 words.
@@ -35,6 +36,7 @@ from functools import lru_cache
 import numpy as np
 from scipy import sparse
 
+from workbench.metric_aware.embeddings import embed
 from workbench.text import squad_normalize
 
 
@@ -422,3 +424,19 @@ def token_f1_matrix(hypotheses: Sequence[str], references: Sequence[str] | None 
     # SQuAD 2.0 convention, as in the sentence form: with an empty side, 1 only when both are empty.
     either_empty = (hyp_lengths == 0) | (ref_lengths == 0)
     return np.where(either_empty, ((hyp_lengths == 0) & (ref_lengths == 0)).astype(float), f1)
+
+
+def cosine_matrix(hypotheses: Sequence[str], references: Sequence[str] | None = None) -> np.ndarray:
+    """Cosine similarity of the MiniLM embeddings (:mod:`workbench.metric_aware.embeddings`) of all pairs.
+
+    Args:
+        hypotheses: H texts.
+        references: R texts; None scores the hypotheses against each other.
+
+    Returns:
+        (H, R) array in [-1, 1] (float64; symmetric when ``references`` is None).
+    """
+    texts = _texts(hypotheses, references)
+    vectors = embed(texts).astype(np.float64)
+    n = len(hypotheses)
+    return vectors[:n] @ (vectors[:n] if references is None else vectors[n:]).T

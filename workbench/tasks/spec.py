@@ -19,6 +19,10 @@ A spec file (every field but the columns and the files is optional)::
     high: 5
     step: 1
 
+A generation task (``answer_type: text``, e.g. ``specs/e2e.yaml``) reads its label column as the
+reference text: no grid, no scale, and the gold answer is the reference as written. Its rows
+may repeat an input with another reference; :func:`references_by_input` groups them.
+
 File paths starting with ``{data_dir}`` are read from the data folder
 (:func:`workbench.paths.data_dir`, ``WORKBENCH_DATA_DIR``); other relative paths from the spec
 file's folder. Specs shipped in ``workbench/tasks/specs/`` load by name (``get_task("sick")``).
@@ -37,7 +41,7 @@ from pathlib import Path
 
 from workbench.paths import data_dir
 from workbench.tasks.base import Task, register_task
-from workbench.tasks.loaders import SPLITS
+from workbench.tasks.loaders import SPLITS, Example
 from workbench.tasks.parsers import parse_rating
 from workbench.tasks.table import file_sha256, fold_label_map, parse_delimiter, read_table, split_rows
 
@@ -46,6 +50,7 @@ SPEC_SUFFIXES = (".yaml", ".yml", ".json")
 DATA_DIR_MARK = "{data_dir}"
 DEFAULT_METRICS = ("squared_error", "absolute_error", "exact_match")
 DEFAULT_FRACTIONS = {"train": 0.8, "dev": 0.1, "test": 0.1}
+ANSWER_TYPES = ("number", "text")
 
 
 class SpecError(ValueError):
@@ -77,6 +82,8 @@ class TaskSpec:
         template: the user message, with ``{text}`` (and ``{text_b}``).
         max_new_tokens: generation budget for one answer.
         metrics: default metric names.
+        answer_type: "number" (a rating on the grid) or "text" (a generation task: the label column
+            holds reference texts; scale, grid and label map do not apply).
         description: free text for people (where the data comes from, its licence).
         origin: the spec file, where relative paths resolve; not part of the task's identity.
     """
@@ -104,6 +111,7 @@ class TaskSpec:
     template: str | None = None
     max_new_tokens: int = 8
     metrics: list[str] = field(default_factory=lambda: list(DEFAULT_METRICS))
+    answer_type: str = "number"
     description: str = ""
     origin: Path | None = field(default=None, compare=False, repr=False)
 
@@ -153,6 +161,7 @@ class TaskSpec:
             "template": optional_text,
             "max_new_tokens": (int,),
             "metrics": (list, tuple),
+            "answer_type": text,
             "description": text,
         }
         for name, types in expected.items():
@@ -180,6 +189,10 @@ class TaskSpec:
                 self._fail(f"fractions must give a number for each of {list(SPLITS)}, got {self.fractions!r}")
             if min(self.fractions.values()) < 0 or not math.isclose(sum(self.fractions.values()), 1.0, abs_tol=1e-6):
                 self._fail(f"fractions must be non-negative and sum to 1, got {self.fractions!r}")
+        if self.answer_type not in ANSWER_TYPES:
+            self._fail(f"answer_type must be one of {list(ANSWER_TYPES)}, got {self.answer_type!r}")
+        if self.answer_type == "text" and (self.label_map is not None or self.grid is not None):
+            self._fail("a text answer_type has no label_map or grid: its labels are reference texts")
         if not self.low < self.high:
             self._fail(f"low ({self.low}) must be below high ({self.high})")
         if self.quoting not in ("csv", "none"):
@@ -267,6 +280,7 @@ class TaskSpec:
     # ------------------------------------------------------------------ the task
     def task(self) -> Task:
         """Read the files (refusing bad rows), split them and build the :class:`Task`."""
+        text = self.answer_type == "text"
         grid = self.grid_values()
         decimals = max(_decimals(v) for v in grid)
         files = self.files()
@@ -281,7 +295,10 @@ class TaskSpec:
             "label_map": self.label_map,
             "low": self.low,
             "high": self.high,
+            "text_labels": text,
         }
+        if text:
+            read.update(label_map=None, low=None, high=None)
         if "path" in files:
             fractions = self.fractions
             rows = read_table(files["path"], **read)
@@ -304,18 +321,33 @@ class TaskSpec:
             return splits[split]
 
         template = self.template or ("Text 1: {text}\nText 2: {text_b}" if self.text_b_column else "Text: {text}")
+        source = {"spec": self.as_dict(), "data_sha256": {key: file_sha256(p) for key, p in files.items()}}
+        render = lambda ex: template.format(text=ex.text, text_b=ex.text_b)  # noqa: E731
+        if text:
+            return Task(
+                name=self.name,
+                load=load,
+                instruction=self.instruction or "Write the text the input describes.",
+                render=render,
+                answer=lambda ex: ex.target,
+                parse=str.strip,
+                grid=None,
+                metrics=tuple(self.metrics),
+                max_new_tokens=self.max_new_tokens,
+                source=source,
+            )
         task = Task(
             name=self.name,
             load=load,
             instruction=self.instruction or self._default_instruction(decimals),
-            render=lambda ex: template.format(text=ex.text, text_b=ex.text_b),
+            render=render,
             answer=lambda ex: f"{min(grid, key=lambda g: abs(g - ex.target)):.{decimals}f}",
             parse=lambda text: parse_rating(text, low=self.low, high=self.high),
             grid=grid,
             grid_format=f"{{:.{decimals}f}}",
             metrics=tuple(self.metrics),
             max_new_tokens=self.max_new_tokens,
-            source={"spec": self.as_dict(), "data_sha256": {key: file_sha256(p) for key, p in files.items()}},
+            source=source,
         )
         off = {split: task.off_grid(split) for split, examples in splits.items() if examples}
         if any(off.values()):
@@ -341,6 +373,21 @@ class TaskSpec:
         what = "how the two texts relate" if self.text_b_column else "the text"
         precision = f", with {decimals} decimal{'s' if decimals > 1 else ''}" if decimals else ""
         return f"Rate {what} {scale}{precision}. Answer with the number only."
+
+
+def references_by_input(examples: list[Example]) -> tuple[list[Example], list[list[str]]]:
+    """Rows of a generation task grouped by input: one example per distinct input (its first row), in
+    order of first appearance, and the references of each.
+
+    >>> rows = [Example("a/0", "x", "one"), Example("a/1", "y", "two"), Example("a/2", "x", "three")]
+    >>> firsts, references = references_by_input(rows)
+    >>> [e.id for e in firsts], references
+    (['a/0', 'a/1'], [['one', 'three'], ['two']])
+    """
+    groups: dict[tuple, tuple[Example, list[str]]] = {}
+    for example in examples:
+        groups.setdefault((example.text, example.text_b), (example, []))[1].append(str(example.target))
+    return [first for first, _ in groups.values()], [references for _, references in groups.values()]
 
 
 def _decimals(value: float) -> int:

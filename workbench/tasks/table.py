@@ -44,6 +44,7 @@ def read_table(
     low: float | None = None,
     high: float | None = None,
     id_prefix: str | None = None,
+    text_labels: bool = False,
 ) -> list[Example]:
     """Read one or two text columns and a label column from a delimited or JSON-lines file.
 
@@ -66,6 +67,8 @@ def read_table(
         label_map: string label -> number; matched after stripping whitespace, case-insensitively.
         low, high: the scale; labels outside [low, high] are refused.
         id_prefix: prefix of the example ids (default: the file's stem); ids are "<prefix>/<row>".
+        text_labels: the label is a text (a reference output of a generation task), kept as written
+            but for surrounding whitespace; ``label_map``, ``low`` and ``high`` do not apply.
 
     Returns:
         The examples in file order; ``meta["line"]`` is the line the row starts on.
@@ -88,7 +91,10 @@ def read_table(
         if problem:
             problems.append(f"{path}:{line}: {problem}")
             continue
-        target = labels.read(record[label_column], line)
+        if text_labels and not isinstance(record[label_column], str):
+            problems.append(f"{path}:{line}: label {record[label_column]!r} in column {label_column!r} is not text")
+            continue
+        target = record[label_column].strip() if text_labels else labels.read(record[label_column], line)
         if target is not None:
             text_b = record[text_b_column] if text_b_column else None
             examples.append(Example(f"{prefix}/{index}", record[text_column], target, text_b, {"line": line}))

@@ -59,7 +59,7 @@ from workbench.metric_aware.metrics.numeric import (
     squared_error,
     within_tolerance,
 )
-from workbench.metric_aware.metrics.text import bleu, chrf, rouge_l, token_f1
+from workbench.metric_aware.metrics.text import bleu, chrf, minilm_cosine, rouge_l, token_f1
 
 __all__ = [
     "DECISION_RULES",
@@ -80,6 +80,7 @@ __all__ = [
     "macro_precision",
     "macro_recall",
     "mae",
+    "minilm_cosine",
     "nll",
     "pearson",
     "pinball",

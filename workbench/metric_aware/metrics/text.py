@@ -1,7 +1,7 @@
-"""Metrics of generated texts, per item: SQuAD token F1, ROUGE-L, sentence BLEU and chrF.
+"""Metrics of generated texts, per item: SQuAD token F1, ROUGE-L, sentence BLEU, chrF and MiniLM cosine.
 
 They keep their library's scale: BLEU and chrF in [0, 100] as sacrebleu reports them, ROUGE-L and
-token F1 in [0, 1]. Each card's pairwise form (:mod:`workbench.metric_aware.pairwise`) scores
+token F1 in [0, 1], MiniLM cosine in [-1, 1]. Each card's pairwise form (:mod:`workbench.metric_aware.pairwise`) scores
 every hypothesis against every reference at once, as MBR needs.
 """
 
@@ -14,8 +14,9 @@ from functools import lru_cache
 import numpy as np
 import sacrebleu
 
+from workbench.metric_aware.embeddings import embed
 from workbench.metric_aware.metrics.card import register_metric
-from workbench.metric_aware.pairwise import bleu_matrix, chrf_matrix, rouge_l_matrix, token_f1_matrix
+from workbench.metric_aware.pairwise import bleu_matrix, chrf_matrix, cosine_matrix, rouge_l_matrix, token_f1_matrix
 from workbench.text import squad_normalize
 
 
@@ -131,3 +132,33 @@ def chrf(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
     (array([100.]), array([0.]))
     """
     return np.array([sacrebleu.sentence_chrf(p, [r]).score for p, r in zip(predictions, references, strict=True)])
+
+
+@register_metric(
+    "minilm_cosine",
+    kind="item",
+    data="text",
+    higher_is_better=True,
+    bayes_rule="mbr",
+    value_range=(-1, 1),
+    pairwise=cosine_matrix,
+    citation="Reimers & Gurevych, Sentence-BERT, EMNLP 2019; Wang et al., MiniLM, NeurIPS 2020 (all-MiniLM-L6-v2)",
+)
+def minilm_cosine(predictions: Sequence[str], references: Sequence[str]) -> np.ndarray:
+    """Cosine similarity of the all-MiniLM-L6-v2 embeddings of each prediction and its reference, in [-1, 1].
+
+    Args:
+        predictions: n predicted strings.
+        references: n reference strings.
+
+    Returns:
+        Array of shape (n,).
+
+    >>> minilm_cosine(["a cheap pub"], ["a cheap pub"]).round(4)
+    array([1.])
+    """
+    if len(predictions) != len(references):
+        raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
+    vectors = embed([*predictions, *references]).astype(np.float64)
+    n = len(predictions)
+    return (vectors[:n] * vectors[n:]).sum(axis=1)
