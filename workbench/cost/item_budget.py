@@ -93,8 +93,9 @@ def items_to_tell_apart(
     rng = np.random.default_rng(seed)
     for size in sizes:
         sample = diff[_draws(len(diff), int(size), repeats, rng)]
-        sd = sample.std(axis=1, ddof=1)
-        t = np.divide(sample.mean(axis=1) * np.sqrt(size), sd, out=np.zeros(repeats), where=sd > 0)
+        mean, sd = sample.mean(axis=1), sample.std(axis=1, ddof=1)
+        # No spread: a non-zero difference is told apart by any item, a zero one by none.
+        t = np.divide(mean * np.sqrt(size), sd, out=np.where(mean != 0, np.inf, 0.0), where=sd > 0)
         if np.mean(np.abs(t) > stats.t.ppf(1 - alpha / 2, size - 1)) >= power:
             return float(size)
     return float("inf")
