@@ -27,7 +27,10 @@ def test_items_for_half_width_reach_the_half_width_on_fresh_draws():
     draws = [np.sqrt(np.mean(rng.normal(0, 1.0, items) ** 2)) for _ in range(2000)]
     low, high = np.quantile(draws, [0.025, 0.975])
     assert (high - low) / 2 == pytest.approx(0.05, rel=0.2)
-    assert item_budget.items_for_half_width(answers[None, :200], gold[:200], 1e-6, repeats=20)[0] == np.inf
+    # Past the ladder's end (8x the items) the count follows the 1/sqrt(n) law: a quarter of the width, 16x the items.
+    far = item_budget.items_for_half_width(answers[None, :200], gold[:200], 0.01, repeats=400, seed=1)[0]
+    farther = item_budget.items_for_half_width(answers[None, :200], gold[:200], 0.0025, repeats=400, seed=1)[0]
+    assert far > 8 * 200 and farther == pytest.approx(16 * far, rel=0.01)
 
 
 def test_items_to_tell_apart_follow_the_effect_size():

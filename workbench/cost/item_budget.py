@@ -70,11 +70,21 @@ def rmse_half_widths(
 def items_for_half_width(
     predictions, gold, half_width: float, repeats: int = 200, seed: int = 0, sizes: Sequence[int] | None = None
 ) -> np.ndarray:
-    """(stages,) the smallest subset size whose RMSE half-width is at most ``half_width`` (inf: none on the ladder)."""
+    """(stages,) the smallest subset size whose RMSE half-width is at most ``half_width``.
+
+    A stage that does not get there on the ladder is carried past its end by the 1/sqrt(n) law from the
+    half-width at the largest size (rounded up): beyond the items evaluated every count is an extrapolation.
+
+    >>> gold = np.tile([0.0, 1.0], 20)
+    >>> items_for_half_width(np.vstack([gold + 0.5, gold + np.tile([0.0, 2.0], 20)]), gold, 0.05, seed=0).tolist()
+    [8.0, 599.0]
+    """
     gold = np.asarray(gold, float)
     sizes = size_ladder(len(gold)) if sizes is None else np.asarray(sizes)
-    reached = rmse_half_widths(predictions, gold, sizes, repeats, seed) <= half_width
-    return np.where(reached.any(axis=1), sizes[reached.argmax(axis=1)], np.inf)
+    widths = rmse_half_widths(predictions, gold, sizes, repeats, seed)
+    reached = widths <= half_width
+    beyond = np.ceil(np.round(sizes[-1] * (widths[:, -1] / half_width) ** 2, 9))
+    return np.where(reached.any(axis=1), sizes[reached.argmax(axis=1)], beyond).astype(float)
 
 
 def items_to_tell_apart(

@@ -23,6 +23,7 @@ stages counts each variant as a unit and lets one split (base vs fine-tuned) mak
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 
@@ -145,6 +146,13 @@ def grouped_correlations(
         share its answers), families, replicates, verdict ("correlated", "orthogonal within +-margin" or
         "inconclusive").
     """
+    with warnings.catch_warnings():
+        # A constant axis (every stage alike, or a replicate that drew one weight set) has no rank correlation: nan.
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        return _grouped_correlations(card, replicates, columns, margin, controls, alpha, n_permutations, seed)
+
+
+def _grouped_correlations(card, replicates, columns, margin, controls, alpha, n_permutations, seed) -> pd.DataFrame:
     families = card["family"].to_numpy()
     rows = []
     for i, a in enumerate(columns):
