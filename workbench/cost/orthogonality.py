@@ -118,6 +118,23 @@ def resampled_cards(
     return out
 
 
+def stage_intervals(replicates: Sequence[pd.DataFrame], stages, columns: Sequence[str]) -> pd.DataFrame:
+    """Per stage, the 95% percentile interval of each column over the replicates that drew it (first copy).
+
+    >>> reps = [pd.DataFrame({"x": [float(i)]}, index=["a"]) for i in range(101)] + [pd.DataFrame({"x": [9.0]}, ["b"])]
+    >>> stage_intervals(reps, ["a", "b"], ["x"]).round(1).to_dict("index")
+    {'a': {'x_low': 2.5, 'x_high': 97.5}, 'b': {'x_low': 9.0, 'x_high': 9.0}}
+    """
+    rows = {}
+    for stage in stages:
+        drawn = [r.loc[stage] for r in replicates if stage in r.index]
+        rows[stage] = {}
+        for column in columns:
+            low, high = _interval(np.array([row[column] for row in drawn], dtype=float))
+            rows[stage].update({f"{column}_low": low, f"{column}_high": high})
+    return pd.DataFrame.from_dict(rows, orient="index")
+
+
 def grouped_correlations(
     card: pd.DataFrame,
     replicates: Sequence[pd.DataFrame],

@@ -143,10 +143,16 @@ class ScorecardStudy:
             seed=self.seed,
         )
 
-    def card(self) -> pd.DataFrame:
-        """One row per stage: the three axes (evaluation by subsampling, serving measured), GPU prices predicted by
-        the roofline, what sets the stage apart, and the Pareto set."""
+    def card(self, replicates: int) -> pd.DataFrame:
+        """One row per stage: the three axes (evaluation by subsampling, serving measured) with 95% intervals from
+        ``replicates`` bootstrap scorecards (items and timed requests resampled; they also serve
+        :meth:`orthogonality`), GPU prices predicted by the roofline, what sets the stage apart, the Pareto set."""
         card = self._card(self.scores)
+        repeats = max(20, self.sizes["subsample_repeats"] // 4)
+        self.replicates = orthogonality.resampled_cards(
+            self.scores, self.info, partial(self._card, repeats=repeats), replicates, self.seed
+        )
+        card = card.join(orthogonality.stage_intervals(self.replicates, card.index, AXES))
         sst5, examples = self.sets.sets["SST-5"]
         tokenizer = self.costs.reference_cpu.tokenizer
         assumed = self.costs.assumptions
@@ -185,12 +191,10 @@ class ScorecardStudy:
         self.save(separation, "07_separation.csv")
         return budget, separation
 
-    def orthogonality(self, replicates: int) -> tuple[pd.DataFrame, str]:
-        """Grouping-respecting rank correlations between the axes, with intervals from replicates resampling
-        weight sets, items and timed requests."""
-        card = partial(self._card, repeats=max(20, self.sizes["subsample_repeats"] // 4))
-        resampled = orthogonality.resampled_cards(self.scores, self.info, card, replicates, self.seed)
-        table = orthogonality.grouped_correlations(self.table, resampled, AXES, self.margin, seed=self.seed)
+    def orthogonality(self) -> tuple[pd.DataFrame, str]:
+        """Grouping-respecting rank correlations between the axes, with intervals from :meth:`card`'s replicates
+        (weight sets, items and timed requests resampled)."""
+        table = orthogonality.grouped_correlations(self.table, self.replicates, AXES, self.margin, seed=self.seed)
         self.save(table, "07_orthogonality.csv")
         return table, orthogonality.orthogonality_summary(table, self.margin)
 
