@@ -123,7 +123,12 @@ def adjusted_break_even(costs: pd.DataFrame, stages, apis, usd_per_hour: float, 
         per_s = 1 / own.seconds_per_request
         for api in apis:
             other = by_name.loc[api]
-            adjusted = break_even(other.usd_per_1000_correct / 1000, usd_per_hour, per_s * own.accuracy, utilisation)
+            # A stage that answers nothing correctly never delivers a correct answer: no volume breaks even.
+            adjusted = (
+                break_even(other.usd_per_1000_correct / 1000, usd_per_hour, per_s * own.accuracy, utilisation).volume
+                if own.accuracy > 0
+                else np.inf
+            )
             plain = break_even(other.usd_per_1000 / 1000, usd_per_hour, per_s, utilisation)
             rows.append(
                 {
@@ -131,7 +136,7 @@ def adjusted_break_even(costs: pd.DataFrame, stages, apis, usd_per_hour: float, 
                     "api": api,
                     "stage_accuracy": own.accuracy,
                     "api_accuracy": other.accuracy,
-                    "break_even_million_correct_per_month": adjusted.volume / 1e6,
+                    "break_even_million_correct_per_month": adjusted / 1e6,
                     "break_even_million_requests_per_month (unadjusted)": plain.volume / 1e6,
                 }
             )

@@ -261,7 +261,7 @@ def held_out_summary(validation: pd.DataFrame) -> pd.DataFrame:
     """
     errors = validation[validation.role != "fit"].assign(abs_error=lambda t: t.rel_error.abs())
     grouped = errors.groupby("source").abs_error
-    return pd.DataFrame({"points": grouped.size(), "mean": grouped.mean(), "max": grouped.max()})
+    return pd.DataFrame({"points": grouped.size().astype(int), "mean": grouped.mean(), "max": grouped.max()})
 
 
 def break_even_volumes(
