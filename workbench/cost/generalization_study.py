@@ -207,7 +207,7 @@ def headline(
             + "; ".join(f"{r.label} {r.rmse:.3f} ${r.usd_per_1000:.4f}" for r in front.itertuples()),
             "roofline error on untrained-on passes (mean, max): "
             + ", ".join(
-                f"{s} {r['mean']:.0%}, {r['max']:.0%} ({r.points} passes)"
+                f"{s} {r['mean']:.0%}, {r['max']:.0%} ({int(r.points)} passes)"
                 for s, r in held_out_summary(validation).iterrows()
             ),
             "scorecard Pareto set: " + ", ".join(card.index[card.pareto]),

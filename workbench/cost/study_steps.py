@@ -230,7 +230,7 @@ def roofline_validation(
         )
     for source, row in held_out_summary(validation).iterrows():
         lines.append(
-            f"{source}: {row.points} untrained-on passes, mean absolute error {row['mean']:.1%} "
+            f"{source}: {int(row.points)} untrained-on passes, mean absolute error {row['mean']:.1%} "
             f"(goal 10%: {'met' if row['mean'] <= 0.10 else 'NOT met'}), max {row['max']:.1%} "
             f"(goal 25%: {'met' if row['max'] <= 0.25 else 'NOT met'})"
         )
