@@ -11,7 +11,6 @@ import pytest  # noqa: E402
 from workbench.consistency.lifecycle import decision_summary  # noqa: E402
 from workbench.cost import plots as cost_plots  # noqa: E402
 from workbench.cost.evaluation_cost import BootstrapScaling  # noqa: E402
-from workbench.cost.generalization_study import orthogonality_summary  # noqa: E402
 from workbench.cost.hosting import HostingOption  # noqa: E402
 from workbench.cost.study import Assumptions  # noqa: E402
 from workbench.cost.study_steps import (  # noqa: E402
@@ -95,23 +94,6 @@ def test_label_budget_needs_more_items_for_narrower_intervals_and_prices_them():
     assert rmse[0.1] > rmse[0.2] and by_size["items"].tolist() == [50, 100, 200, 400]
     assert np.allclose(budget.human_budget_usd, budget["items"] * 0.3)
     assert 3.0 <= rmse[0.1] / rmse[0.2] <= 5.0  # the 1/sqrt(n) law: half the width, four times the items
-
-
-def test_orthogonality_summary_names_the_correlated_pairs():
-    table = pd.DataFrame(
-        {
-            "axis_a": ["a", "a"],
-            "axis_b": ["b", "c"],
-            "rho": [0.9, 0.1],
-            "p": [0.01, 0.8],
-            "low": [0.5, -0.5],
-            "high": [1.0, 0.6],
-            "stages": [6, 6],
-            "verdict": ["correlated", "compatible with orthogonality"],
-        }
-    )
-    assert "do **not** support full orthogonality: a and b move together (rho +0.90)" in orthogonality_summary(table, 6)
-    assert "not tested here" in orthogonality_summary(table, 3)
 
 
 def test_baselines_are_fitted_once_then_read_from_the_cache(tmp_path, monkeypatch):

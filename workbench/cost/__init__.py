@@ -13,6 +13,11 @@
 * :mod:`~workbench.cost.records`: benchmark records read back (the calibrated roofline).
 * :mod:`~workbench.cost.tradeoffs`: quality against cost and the Pareto front.
 * :mod:`~workbench.cost.generalization`: how a model carries over to a data set it was not trained on.
+* :mod:`~workbench.cost.stage_grid`, :mod:`~workbench.cost.stage_scoring`: the scorecard's stages (arms trained
+  through the recipe) and their answers on every set.
+* :mod:`~workbench.cost.item_budget`: evaluation cost by subsampling the evaluated items.
+* :mod:`~workbench.cost.orthogonality`: whether the scorecard's axes move together, grouping respected.
+* :mod:`~workbench.cost.quality_adjusted`: cost per correct answer, stages against APIs.
 * :mod:`~workbench.cost.plots`: the plots (each takes an Axes and returns it).
 """
 

@@ -1,34 +1,26 @@
-"""The generalization and scorecard study of notebook 07 (its sections 5-6), step by step.
+"""The item sets of notebook 07's generalization study (its sections 5-6) and the tables made from them.
 
 Two in-domain sets (SST-5, STS-B) and their out-of-domain counterparts (product-review sentences
-under the SST-5 prompt, SICK pairs under the STS-B prompt) are answered by every lifecycle stage
-with the mean of the exact grid distribution; :func:`score_stages` measures the drop and each
-stage's serving time, :func:`predicted_serving_columns` prices the stages on GPUs by the roofline,
-and :func:`orthogonality_summary` says what the rank correlations between the axes support.
+under the SST-5 prompt, SICK pairs under the STS-B prompt), read by :func:`generalization_sets`;
+:func:`predicted_serving_columns` prices the stages on GPUs by the roofline; :func:`headline` says
+the study's findings in a few lines. :mod:`workbench.cost.scorecard_study` runs the sections.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 
 from workbench.cost.evaluation_cost import metric_usd_per_1000
-from workbench.cost.generalization import drop_table, rule_predictions, with_prompt_of
+from workbench.cost.generalization import drop_table, with_prompt_of
 from workbench.cost.hardware import load_hardware
 from workbench.cost.hosting import roofline_seconds_per_request
 from workbench.cost.roofline import Efficiency, ModelShape, Roofline
-from workbench.cost.scorecard import StageScores, bootstrap_scorecards, nondominated, rank_correlations, scorecard
-from workbench.cost.study import CostStudy
-from workbench.cost.study_steps import held_out_errors, request_tokens
-from workbench.cost.timing import time_methods
-from workbench.inference.engine import HFEngine
-from workbench.inference.gencache import GenerationCache
-from workbench.lifecycle.stages import VARIANTS, FingerprintMismatch, finetuned_prefix, list_stages, load_stage
+from workbench.cost.study_steps import held_out_summary
 from workbench.paths import cache_dir, data_dir
-from workbench.progress import tqdm
 from workbench.tasks import Example, Task, get_task
 from workbench.tasks.rating_sets import hutto_snippets_path, sick_to_csv, snippets_to_csv
 
@@ -125,66 +117,6 @@ def set_summary(study: GeneralizationSets) -> pd.DataFrame:
     ).T
 
 
-def score_stages(
-    stages: Sequence[str],
-    model: str,
-    device: str,
-    study: GeneralizationSets,
-    time_prompts: int,
-    repeats: int,
-    n_resamples: int,
-    seed: int = 0,
-    on_model: Callable[[dict], None] = lambda fingerprint: None,
-) -> tuple[list[StageScores], pd.DataFrame]:
-    """Every stage's exact-mean answers on every set, the in- to out-of-domain drop, and its serving time.
-
-    A stage that is registered under other weights (:class:`FingerprintMismatch`) is skipped with a
-    message. The serving time is one zero-shot SST-5 request answered by exact grid scoring, no cache.
-
-    Returns:
-        ([StageScores per stage scored], drop rows (RMSE and Spearman) per stage and transfer, and
-        the constant prior's RMSE rows).
-    """
-    scores, rows = [], []
-    for stage in tqdm(stages, desc="scorecard stages"):
-        try:
-            lm = load_stage(stage, device=device, base_model=model)
-        except FingerprintMismatch as error:
-            print(f"SKIPPED {stage}: {error}")
-            continue
-        on_model(lm.fingerprint)
-        engine = HFEngine(lm, cache=GenerationCache(cache_dir() / "generations", lm.fingerprint), progress=False)
-        gold, answers = {}, {}
-        for name, (task, examples) in study.sets.items():
-            gold[name], rules, _ = rule_predictions(engine, task, examples)
-            answers[name] = rules["exact mean"]
-        for own, unseen in study.transfer.items():
-            table = drop_table(
-                (gold[own], {"exact mean": answers[own]}),
-                (gold[unseen], {"exact mean": answers[unseen]}),
-                metrics=("rmse", "spearman"),
-                grid=study.sets[own][0].grid,
-                n_resamples=n_resamples,
-                seed=seed,
-            )
-            rows.append(table.assign(stage=stage, in_domain_set=own, out_of_domain_set=unseen))
-        sst5, examples = study.sets["SST-5"]
-        timed = time_methods(
-            HFEngine(lm, cache=None, progress=False),
-            sst5.prompts(examples[:time_prompts], lm.tokenizer),
-            sst5.candidates,
-            [1],
-            sst5.max_new_tokens,
-            repeats=repeats,
-        )
-        scores.append(StageScores(stage, gold, answers, float(timed.set_index("method").seconds_per_item["exact"])))
-        del lm, engine
-    rows += [
-        _prior_rows(scores[0].gold, study, own, unseen, n_resamples, seed) for own, unseen in study.transfer.items()
-    ]
-    return scores, pd.concat(rows, ignore_index=True)
-
-
 def _prior_rows(
     gold: Mapping[str, np.ndarray], study: GeneralizationSets, own: str, unseen: str, n_resamples: int, seed: int
 ) -> pd.DataFrame:
@@ -255,101 +187,6 @@ def predicted_serving_columns(
     return card
 
 
-def orthogonality_summary(orthogonality: pd.DataFrame, stages: int) -> str:
-    """Markdown: each pair of axes' rank correlation, and what the data say about orthogonality.
-
-    Args:
-        orthogonality: from :func:`workbench.cost.scorecard.rank_correlations`.
-        stages: how many stages the correlations are over.
-    """
-    lines = [
-        f"- {r.axis_a} vs {r.axis_b}: rho {r.rho:+.2f} (permutation p {r.p:.3f}; bootstrap interval "
-        f"[{r.low:+.2f}, {r.high:+.2f}]) over {r.stages} stages: {r.verdict}"
-        for r in orthogonality.itertuples()
-    ]
-    correlated = orthogonality[orthogonality.verdict == "correlated"]
-    if stages < 4:
-        verdict = (
-            f"With {stages} stages no rank correlation can be told from chance: "
-            "the orthogonality claim is not tested here."
-        )
-    elif len(correlated):
-        verdict = (
-            "The data do **not** support full orthogonality: "
-            + "; ".join(f"{r.axis_a} and {r.axis_b} move together (rho {r.rho:+.2f})" for r in correlated.itertuples())
-            + "."
-        )
-    else:
-        verdict = (
-            f"No pair of axes is correlated beyond chance across these {stages} stages, which is *compatible* with the "
-            "orthogonality claim; with this few stages it is weak support, not a confirmation."
-        )
-    return "\n".join(lines) + "\n\n" + verdict
-
-
-def scorecard_stages(model: str, profile: str) -> tuple[list[str], list[str], str]:
-    """The stages the scorecard compares: base and fine-tuned (notebook 04), each in every variant.
-
-    Returns:
-        (the registered stages, the fine-tuned ones missing, a Markdown note on the fine-tuned stages).
-    """
-    registered = list_stages(base_model=model).set_index("name")
-    finetuned = [f"{finetuned_prefix(profile)}-{v}" for v in VARIANTS]
-    missing = [stage for stage in finetuned if stage not in registered.index]
-    stages = [f"base-{v}" for v in VARIANTS] + [stage for stage in finetuned if stage not in missing]
-    if missing:
-        return (
-            stages,
-            missing,
-            (
-                f"**The fine-tuned stages {missing} are not registered for {model} (run notebook 04 first): "
-                "the scorecard covers the base stages only, and its rank correlations say little.**"
-            ),
-        )
-    notes = registered.loc[finetuned[0]]
-    return stages, missing, f"Fine-tuned stages: task {notes.task}; {notes.notes} (registered {notes.registered})."
-
-
-def priced_scorecard(
-    scores: Sequence[StageScores], sets: GeneralizationSets, costs: CostStudy, half_width: float
-) -> pd.DataFrame:
-    """The scorecard (:func:`workbench.cost.scorecard.scorecard`) with GPU serving prices predicted by the roofline,
-    the measured seconds per request and the Pareto set.
-
-    Args:
-        scores: every stage's answers and serving time (:func:`score_stages`).
-        sets: the item sets.
-        costs: the cost study (its assumptions, tokenizer, model shape and answer tokens).
-        half_width: wanted 95% half-width of each own task's RMSE interval (prices the evaluation).
-    """
-    assumed = costs.assumptions
-    card = scorecard(
-        scores,
-        sets.own,
-        sets.unseen,
-        sets.prior,
-        half_width,
-        assumed.label_usd_per_item,
-        assumed.machine_usd_per_hour,
-        assumed.utilisation,
-    )
-    sst5, examples = sets.sets["SST-5"]
-    tokenizer = costs.reference_cpu.tokenizer
-    zero_shot_tokens, _ = request_tokens(tokenizer, sst5.prompts(examples, tokenizer), sst5.candidates)
-    card = predicted_serving_columns(
-        card,
-        costs.reference_cpu.model.config,
-        assumed.efficiency,
-        zero_shot_tokens,
-        costs.answer_tokens,
-        assumed.gpu_rows,
-        assumed.utilisation,
-    )
-    card["seconds_per_request (measured)"] = [s.seconds_per_request for s in scores]
-    card["pareto"] = nondominated(card)
-    return card
-
-
 def headline(
     pareto: pd.DataFrame,
     breaks: pd.DataFrame,
@@ -368,8 +205,11 @@ def headline(
             + ", ".join(f"{h} {v:,.2f}M/month" for h, v in volumes.items()),
             "Pareto front (RMSE, $/1000 on this machine, measured): "
             + "; ".join(f"{r.label} {r.rmse:.3f} ${r.usd_per_1000:.4f}" for r in front.itertuples()),
-            "roofline error on untrained-on passes: "
-            + ", ".join(f"{s} {e:.0%}" for s, e in held_out_errors(validation).items()),
+            "roofline error on untrained-on passes (mean, max): "
+            + ", ".join(
+                f"{s} {r['mean']:.0%}, {r['max']:.0%} ({int(r.points)} passes)"
+                for s, r in held_out_summary(validation).iterrows()
+            ),
             "scorecard Pareto set: " + ", ".join(card.index[card.pareto]),
         ]
     )
@@ -395,32 +235,3 @@ def generalization_view(generalization: pd.DataFrame) -> pd.DataFrame:
     )
     index = ["in_domain_set", "out_of_domain_set", "metric", "stage"]
     return shown.set_index(index).sort_index()[["in domain", "out of domain", "drop (+: worse)", "significant"]]
-
-
-def orthogonality(
-    card: pd.DataFrame,
-    scores: Sequence[StageScores],
-    sets: GeneralizationSets,
-    costs: CostStudy,
-    half_width: float,
-    replicates: int,
-    seed: int = 0,
-) -> pd.DataFrame:
-    """Rank correlations between the scorecard's axes, with intervals from ``replicates`` bootstrap scorecards.
-
-    See :func:`workbench.cost.scorecard.rank_correlations`; the scorecards are priced as in :func:`priced_scorecard`.
-    """
-    assumed = costs.assumptions
-    resampled = bootstrap_scorecards(
-        scores,
-        sets.own,
-        sets.unseen,
-        n_resamples=replicates,
-        seed=seed,
-        prior=sets.prior,
-        half_width=half_width,
-        label_usd_per_item=assumed.label_usd_per_item,
-        usd_per_hour=assumed.machine_usd_per_hour,
-        utilisation=assumed.utilisation,
-    )
-    return rank_correlations(card, resampled)

@@ -43,6 +43,14 @@ def plot_validation(ax: Axes, table: pd.DataFrame, target: float = 0.25, title: 
     return ax
 
 
+def plot_validations(axes: Sequence[Axes], validation: pd.DataFrame, threads: Sequence[int]) -> Sequence[Axes]:
+    """:func:`plot_validation` of this notebook's timings at each thread count, one Axes each."""
+    for ax, count in zip(axes, threads, strict=True):
+        part = validation[validation.source == f"this notebook, {count} thread(s)"]
+        plot_validation(ax, part, title=f"roofline (predicted) vs measured, {count} thread(s)")
+    return axes
+
+
 def plot_break_even(
     ax: Axes, result: BreakEven, api_label: str, hosting_label: str, volume: float | None = None
 ) -> Axes:
@@ -242,4 +250,17 @@ def plot_half_width_fit(ax: Axes, half_widths: pd.DataFrame, scaling, max_items:
     )
     ax.set(xscale="log", yscale="log", xlabel="labelled items", ylabel="95% CI half-width")
     ax.legend(fontsize=7)
+    return ax
+
+
+def plot_adjusted_pareto(ax: Axes, table: pd.DataFrame) -> Axes:
+    """Accuracy against US$ per 1,000 *correct* answers of stages and APIs (:func:`~workbench.cost.quality_adjusted.
+    adjusted_costs`), one colour per kind, the Pareto front joined; free or never-correct options are left out
+    (a log axis has no place for them) and listed in the title."""
+    cost = table.usd_per_1000_correct
+    shown = table[np.isfinite(cost) & (cost > 0)]
+    ax = plot_pareto(ax, shown, "accuracy", "usd_per_1000_correct", group="kind", label="name")
+    left_out = ", ".join(table.name[~table.name.isin(shown.name)])
+    ax.set_xlabel("US$ per 1,000 correct answers (stages: measured here; APIs: dated price / stated accuracy)")
+    ax.set_title(f"quality-adjusted cost; not drawn: {left_out or 'none'}", fontsize=8)
     return ax

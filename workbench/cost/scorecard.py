@@ -7,37 +7,29 @@ module puts them on one table over lifecycle stages and tests that claim:
 * **skill** (:func:`skill`): 1 - RMSE / RMSE of the constant prior (always answering the mean of
   the training labels), so that tasks on different scales are comparable and 0 means "no better
   than the trivial baseline";
-* **evaluation cost** (:func:`evaluation_budget`): the labelled items a 95% interval of the RMSE
-  of a given half-width needs (delta method on the per-item squared errors), priced as human
-  labels plus the machine time to score them;
+* **evaluation cost**: the labelled items a 95% interval of the RMSE of a given half-width needs, found by
+  subsampling the evaluated items (:mod:`workbench.cost.item_budget`), priced as human labels plus the
+  measured machine time to score them;
 * **serving cost**: US$ per 1,000 requests from measured seconds per request (this machine) or a
   roofline's prediction (other hardware), at a stated machine price and utilisation;
-* :func:`rank_correlations`: Spearman correlations between the axes across stages, with a
-  permutation p-value over the stages and percentile intervals from bootstrap replicates of the
-  axes (resampled evaluation items);
 * :func:`nondominated` and :func:`weighted_ranking`: the Pareto set over the axes and a weighted
-  choice among stages.
+  choice among stages. Whether the axes move together is :mod:`workbench.cost.orthogonality`'s question.
 
 >>> round(float(skill(rmse=0.8, baseline_rmse=1.0)), 3)
 0.2
->>> evaluation_budget(np.array([0.0, 1.0, 4.0, 1.0]), half_width=0.5).items   # squared errors of 4 items
-8
 """
 
 from __future__ import annotations
 
-import itertools
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-from scipy import stats
-from scipy.stats import norm
 
 from workbench.cost.evaluation_cost import metric_usd_per_1000
-from workbench.metric_aware.metrics import rmse, squared_error
+from workbench.cost.item_budget import budget_table
+from workbench.metric_aware.metrics import rmse
 
 # Axis -> direction: +1 when larger is better, -1 when smaller is better.
 AXES = {"generalization": 1, "evaluation_usd": -1, "serving_usd_per_1000": -1}
@@ -46,46 +38,6 @@ AXES = {"generalization": 1, "evaluation_usd": -1, "serving_usd_per_1000": -1}
 def skill(rmse, baseline_rmse):
     """1 - rmse / baseline_rmse (1: perfect, 0: as good as the constant prior, < 0: worse); broadcasts."""
     return 1.0 - np.asarray(rmse, dtype=float) / np.asarray(baseline_rmse, dtype=float)
-
-
-@dataclass(frozen=True)
-class EvaluationBudget:
-    """What a confidence interval of the RMSE costs.
-
-    Attributes:
-        items: labelled items needed for a ``confidence`` interval of +- ``half_width``.
-        rmse: the RMSE the variance was estimated at.
-        half_width, confidence: the target.
-    """
-
-    items: int
-    rmse: float
-    half_width: float
-    confidence: float
-
-    def usd(self, label_usd_per_item: float, seconds_per_item: float, usd_per_hour: float) -> tuple[float, float]:
-        """(labels, compute) in US$: human labels for every item and machine time to score them."""
-        return self.items * label_usd_per_item, metric_usd_per_1000(seconds_per_item, usd_per_hour) * self.items / 1000
-
-
-def evaluation_budget(squared_errors: np.ndarray, half_width: float, confidence: float = 0.95) -> EvaluationBudget:
-    """Items needed for a confidence interval of the RMSE of +- ``half_width`` (delta method).
-
-    RMSE = sqrt(mean(e^2)), so its standard error is sd(e^2) / (2 RMSE sqrt(n)); solving
-    z * se = half_width for n gives the count (rounded up).
-
-    Args:
-        squared_errors: (n,) per-item squared errors on a pilot set.
-        half_width: wanted half-width, in the metric's units.
-        confidence: nominal coverage.
-    """
-    e2 = np.asarray(squared_errors, dtype=float)
-    value = math.sqrt(e2.mean())
-    if value == 0 or len(e2) < 2:
-        return EvaluationBudget(1, value, half_width, confidence)
-    z = norm.ppf(0.5 + confidence / 2)
-    items = math.ceil(round((z * e2.std(ddof=1) / (2 * value * half_width)) ** 2, 9))
-    return EvaluationBudget(max(items, 1), value, half_width, confidence)
 
 
 def nondominated(table: pd.DataFrame, axes: Mapping[str, int] = AXES) -> np.ndarray:
@@ -118,75 +70,6 @@ def weighted_ranking(table: pd.DataFrame, weights: Mapping[str, float], axes: Ma
     return score
 
 
-def spearman_permutation_p(a, b, n_permutations: int = 10_000, seed: int = 0) -> float:
-    """Two-sided permutation p-value of Spearman's rho between ``a`` and ``b``.
-
-    Exact (every ordering of ``b``) up to 8 values, else ``n_permutations`` random orderings. With
-    few values it is large by necessity: with 3 stages no correlation can reach p < 0.05.
-
-    >>> round(spearman_permutation_p([1, 2, 3], [1, 2, 3]), 3)
-    0.333
-    """
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    observed = abs(stats.spearmanr(a, b).statistic)
-    if len(a) <= 8:
-        orderings = (np.array(order) for order in itertools.permutations(range(len(b))))
-    else:
-        rng = np.random.default_rng(seed)
-        orderings = (rng.permutation(len(b)) for _ in range(n_permutations))
-    null = np.array([abs(stats.spearmanr(a, b[order]).statistic) for order in orderings])
-    return float(np.mean(np.nan_to_num(null, nan=0.0) >= observed - 1e-12))
-
-
-def rank_correlations(
-    axes: pd.DataFrame,
-    replicates: Sequence[pd.DataFrame],
-    columns: Sequence[str] = tuple(AXES),
-    confidence: float = 0.95,
-    alpha: float = 0.05,
-) -> pd.DataFrame:
-    """Spearman correlation of every pair of axes across stages, with a permutation p-value and bootstrap intervals.
-
-    Args:
-        axes: one row per stage with the axis columns (the estimates).
-        replicates: bootstrap replicates of ``axes`` (same rows and columns), e.g. from
-            resampled evaluation items; they give the interval, which shows how stable the
-            ranking of the stages is under item resampling.
-        columns: the axes to correlate.
-        confidence: interval coverage.
-        alpha: level of the permutation test.
-
-    Returns:
-        One row per pair: ``rho``, ``p`` (permutation test over the stages' orderings), the
-        interval ``low``, ``high``, the number of stages and of replicates, and ``verdict``:
-        "correlated" when ``p < alpha``, otherwise "orthogonal-compatible" (no evidence of a
-        correlation, which with few stages is weak evidence of its absence).
-    """
-    tail = (1 - confidence) / 2
-    rows = []
-    for i, a in enumerate(columns):
-        for b in columns[i + 1 :]:
-            rho = stats.spearmanr(axes[a], axes[b]).statistic
-            boot = np.array([stats.spearmanr(r[a], r[b]).statistic for r in replicates], dtype=float)
-            boot = boot[np.isfinite(boot)]
-            low, high = np.quantile(boot, [tail, 1 - tail]) if len(boot) else (np.nan, np.nan)
-            p = spearman_permutation_p(axes[a], axes[b])
-            rows.append(
-                {
-                    "axis_a": a,
-                    "axis_b": b,
-                    "rho": float(rho),
-                    "p": p,
-                    "low": float(low),
-                    "high": float(high),
-                    "stages": len(axes),
-                    "replicates": len(boot),
-                    "verdict": "correlated" if p < alpha else "orthogonal-compatible",
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 @dataclass(frozen=True)
 class StageScores:
     """One stage's answers on the scorecard's item sets, and what one request costs it.
@@ -196,12 +79,20 @@ class StageScores:
         gold: set name -> (n,) gold values (the same items, in the same order, for every stage).
         predictions: set name -> (n,) answers (e.g. the exact distribution's mean).
         seconds_per_request: measured machine seconds per request on this machine.
+        modes: set name -> (n,) grid answers of the exact distribution's mode (accuracy).
+        outside: set name -> (n,) probability mass off the answer grid (a formatting failure, not a skill).
+        request_seconds: set name -> measured seconds of single requests (prompts x repeats), for resampling.
+        tokens_per_item: set name -> mean prompt tokens plus answer tokens of one request.
     """
 
     stage: str
     gold: Mapping[str, np.ndarray]
     predictions: Mapping[str, np.ndarray]
     seconds_per_request: float
+    modes: Mapping[str, np.ndarray] = field(default_factory=dict)
+    outside: Mapping[str, np.ndarray] = field(default_factory=dict)
+    request_seconds: Mapping[str, np.ndarray] = field(default_factory=dict)
+    tokens_per_item: Mapping[str, float] = field(default_factory=dict)
 
 
 def scorecard(
@@ -214,6 +105,9 @@ def scorecard(
     usd_per_hour: float,
     utilisation: float = 1.0,
     rows: Mapping[str, np.ndarray] | None = None,
+    seconds: Mapping[str, float] | None = None,
+    repeats: int = 200,
+    seed: int = 0,
 ) -> pd.DataFrame:
     """One row per stage: skill on its own tasks and on unseen data, evaluation cost and serving cost.
 
@@ -227,58 +121,42 @@ def scorecard(
         usd_per_hour: price of this machine.
         utilisation: share of the machine real traffic keeps busy.
         rows: set name -> item indices to use (a bootstrap resample; default all items).
+        seconds: stage -> seconds per request (a resample of the timings; default each stage's own).
+        repeats, seed: subsets per size of the item count (:func:`workbench.cost.item_budget.budget_table`).
 
     Returns:
         Columns ``rmse:<set>`` and ``skill:<set>`` per set, ``quality`` (mean skill on ``own``),
         ``generalization`` (mean skill on ``unseen``), ``drop`` (quality - generalization),
-        ``evaluation_items`` (sum over ``own`` of :func:`evaluation_budget` items),
-        ``evaluation_label_usd``, ``evaluation_compute_usd``, ``evaluation_usd``,
-        ``serving_usd_per_1000`` (measured), indexed by stage.
+        ``evaluation_items`` (sum over ``own``, subsampled), ``evaluation_tokens``, ``evaluation_label_usd``,
+        ``evaluation_compute_usd``, ``evaluation_usd``, ``serving_usd_per_1000`` (measured), indexed by stage.
     """
+    seconds = seconds or {s.stage: s.seconds_per_request for s in stages}
+    budget = (
+        budget_table(stages, own, half_width, label_usd_per_item, usd_per_hour, repeats, seed, rows)
+        .groupby("stage", sort=False)[["items", "tokens", "label_usd", "compute_usd", "usd"]]
+        .sum()
+    )
     table = {}
     for scores in stages:
-        row, items = {}, 0
+        row = {}
         for name in list(own) + list(unseen):
             take = rows[name] if rows is not None else slice(None)
             gold, answer = np.asarray(scores.gold[name], float)[take], np.asarray(scores.predictions[name], float)[take]
             row[f"rmse:{name}"] = float(rmse(answer, gold))
             row[f"skill:{name}"] = float(skill(row[f"rmse:{name}"], rmse(np.full(len(gold), prior[name]), gold)))
-            if name in own:
-                items += evaluation_budget(squared_error(answer, gold), half_width).items
         row["quality"] = float(np.mean([row[f"skill:{n}"] for n in own]))
         row["generalization"] = float(np.mean([row[f"skill:{n}"] for n in unseen]))
         row["drop"] = row["quality"] - row["generalization"]
-        labels = items * label_usd_per_item
-        compute = items * scores.seconds_per_request * usd_per_hour / 3600
+        spent = budget.loc[scores.stage]
         row.update(
             {
-                "evaluation_items": items,
-                "evaluation_label_usd": labels,
-                "evaluation_compute_usd": compute,
-                "evaluation_usd": labels + compute,
-                "serving_usd_per_1000": metric_usd_per_1000(scores.seconds_per_request, usd_per_hour, utilisation),
+                "evaluation_items": spent["items"],
+                "evaluation_tokens": spent["tokens"],
+                "evaluation_label_usd": spent["label_usd"],
+                "evaluation_compute_usd": spent["compute_usd"],
+                "evaluation_usd": spent["usd"],
+                "serving_usd_per_1000": metric_usd_per_1000(seconds[scores.stage], usd_per_hour, utilisation),
             }
         )
         table[scores.stage] = row
     return pd.DataFrame.from_dict(table, orient="index").rename_axis("stage")
-
-
-def bootstrap_scorecards(
-    stages: Sequence[StageScores],
-    own: Sequence[str],
-    unseen: Sequence[str],
-    n_resamples: int = 200,
-    seed: int = 0,
-    **options,
-) -> list[pd.DataFrame]:
-    """Scorecards on bootstrap resamples of the items, the same resample for every stage (paired).
-
-    Each set is resampled on its own; serving seconds are measured once and not resampled. The
-    ``options`` are those of :func:`scorecard` (prior, half_width, prices).
-    """
-    rng = np.random.default_rng(seed)
-    sizes = {name: len(stages[0].gold[name]) for name in list(own) + list(unseen)}
-    return [
-        scorecard(stages, own, unseen, rows={n: rng.integers(0, size, size) for n, size in sizes.items()}, **options)
-        for _ in range(n_resamples)
-    ]

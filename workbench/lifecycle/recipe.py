@@ -148,23 +148,9 @@ def compare_objectives(
     and is scored on the same dev items: one row per (objective, task) with accuracy, RMSE, MAE,
     Spearman, NLL, mass outside the grid, and the dev selection loss.
     """
-    sizes = profile_sizes(profile)
-    train = {name: parts["train"] for name, parts in splits.items()}
-    dev = dev_subsets(splits, sizes.dev, seed)
     rows = []
-    for objective in objectives or sizes.objectives:
-        config = replace(
-            best_config(table, base),
-            objective=objective,
-            max_examples=sizes.objective_examples,
-            epochs=1,
-            max_steps=None,
-            eval_every=0,
-            patience=None,
-            save_every=0,
-        )
-        config = replace(config, output_dir=str(run_dir(config, train, dev=dev)))
-        result = finetune(config, examples=train, dev=dev, progress=False)
+    for objective in objectives or profile_sizes(profile).objectives:
+        result = train_arm(profile, base, table, splits, seed, objective=objective)
         record = result.dev_history[-1]
         for task_name, scores in record["scores"].items():
             rows.append(
@@ -179,6 +165,52 @@ def compare_objectives(
                 }
             )
     return pd.DataFrame(rows)
+
+
+def arm_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, **changes) -> FinetuneConfig:
+    """One arm of the objective comparison's budget: ``objective_examples`` per task, one epoch, the search's learning
+    rate, no dev selection; ``changes`` replace fields (objective, seed, method, lr, tasks, ...).
+
+    >>> import pandas as pd
+    >>> table = pd.DataFrame({"lr": [3e-4], "objective": [1.0], "batch_size": [16], "max_steps": [16]})
+    >>> config = arm_config("smoke", FinetuneConfig(method="full"), table, objective="soft", tasks=("stsb",))
+    >>> config.objective, config.tasks, config.max_steps, config.patience
+    ('soft', ('stsb',), None, None)
+    """
+    sizes = profile_sizes(profile)
+    config = replace(
+        best_config(table, base),
+        max_examples=sizes.objective_examples,
+        epochs=1,
+        max_steps=None,
+        eval_every=0,
+        patience=None,
+        save_every=0,
+    )
+    return replace(config, **changes)
+
+
+def train_arm(
+    profile: str, base: FinetuneConfig, table: pd.DataFrame, splits, dev_seed: int = 0, fraction: float = 1.0, **changes
+) -> FinetuneResult:
+    """Train (or reuse from the cache) one arm (:func:`arm_config`) on ``splits`` of its tasks, dev items of
+    ``dev_seed`` (a ``seed`` among ``changes`` seeds the training run itself).
+
+    The objective comparison's runs are arms: an arm with the same settings is the same cached run.
+
+    Args:
+        fraction: train this share of the arm's steps (0.25: a quarter), a shorter run of its own (the learning rate
+            warms up and decays over the shorter run), not a snapshot of the full one.
+    """
+    config = arm_config(profile, base, table, **changes)
+    names = [resolve_task(spec).name for spec in config.tasks]
+    train = {name: splits[name]["train"] for name in names}
+    dev = dev_subsets({name: splits[name] for name in names}, profile_sizes(profile).dev, dev_seed)
+    if fraction != 1.0:
+        steps = sum(-(-min(config.examples_of(n) or len(train[n]), len(train[n])) // config.batch_size) for n in names)
+        config = replace(config, max_steps=max(1, round(fraction * steps)))
+    config = replace(config, output_dir=str(run_dir(config, train, dev=dev)))
+    return finetune(config, examples=train, dev=dev, progress=False)
 
 
 def best_objective(comparison: pd.DataFrame) -> str:
