@@ -3,6 +3,7 @@ the default objective; calibration's reliability points and spread report; the n
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from types import SimpleNamespace
 
@@ -22,7 +23,7 @@ matplotlib.use("Agg")
 
 
 def _runs(items: int = 300) -> dict[str, dict]:
-    """Four stages on the same synthetic items: the calibrated one, a flat one (no signal), a sharp and a shifted one."""
+    """Four stages on the same synthetic items: a calibrated, a flat (no signal), a sharp and a shifted one."""
     truth = synthetic_run(items=items, k=0, seed=1)
     flat = replace(truth, exact_probs=np.full_like(truth.exact_probs, 0.2), greedy=[3.0] * items)
     gold_index = (truth.gold - 1).astype(int)
@@ -68,15 +69,16 @@ def test_adjacent_tests_pair_each_rung_with_the_one_below_and_see_a_real_gain():
 def test_missing_stages_drop_their_rungs_and_baselines_join_the_table():
     runs = {"toy": {stage: run for stage, run in _runs()["toy"].items() if stage in ("ce", "soft")}}
     gold = runs["toy"]["ce"].gold
+    three, mean = np.full(len(gold), 3.0), np.full(len(gold), 3.04)  # the train mean, off the grid
+    prior = {"prior mean": mean, "prior median": three, "prior mode": three}
     baselines = SimpleNamespace(
-        predictions={"prior mean": np.full(len(gold), 3.0), "prior median": np.full(len(gold), 3.0), "tfidf ridge": gold},
-        on_grid={"prior mean": np.full(len(gold), 3.0), "prior median": np.full(len(gold), 3.0),
-                 "prior mode": np.full(len(gold), 3.0), "tfidf ridge": gold},
-    )  # fmt: skip
+        predictions=prior | {"tfidf ridge": gold}, on_grid=prior | {"prior mean": three, "tfidf ridge": gold}
+    )
     table = ladder.ladder_table(runs, seed=2, baselines={"toy": baselines}, n_resamples=20, published=False)
     assert list(dict.fromkeys(table.arm)) == ["ce greedy", "ce rail", "soft rail", "prior", "tfidf ridge"]
     values = table.set_index(["arm", "metric"]).value
     assert values["tfidf ridge", "rmse"] == 0 and values["prior", "exact_match"] == pytest.approx(np.mean(gold == 3))
+    assert values["prior", "rmse"] == pytest.approx(np.sqrt(np.mean((gold - 3.04) ** 2)))  # the mean, not snapped
     assert (table.seed == 2).all()
 
 
@@ -84,7 +86,8 @@ def test_seed_summary_gives_mean_and_spread_over_seeds_and_leaves_published_rows
     rows = [["t", "ce rail", s, "rmse", v, v, v] for s, v in enumerate([1.0, 2.0, 3.0])]
     rows.append(["t", "bert-base (published)", np.nan, "rmse", 0.5, np.nan, np.nan])
     summary = ladder.seed_summary(pd.DataFrame(rows, columns=ladder.COLUMNS))
-    assert summary.loc[("t", "ce rail", "rmse")].to_dict() == {"mean": 2.0, "sd": 1.0, "min": 1.0, "max": 3.0, "seeds": 3}
+    expected = {"mean": 2.0, "sd": 1.0, "min": 1.0, "max": 3.0, "seeds": 3}
+    assert summary.loc[("t", "ce rail", "rmse")].to_dict() == expected
     assert len(summary) == 1
 
 
@@ -171,3 +174,33 @@ def test_models_without_signal_get_no_verdict():
     )
     marked = study.mark_no_signal(checks, signal)
     assert marked.verdict.tolist() == ["no signal (exact mean does not beat the prior)", "holds"]
+
+
+# ------------------------------------------------------------------ the seeds command
+
+
+def test_seeds_reads_seed_0_from_the_main_job_and_summarises_the_fine_tuned_arms(tmp_path, monkeypatch):
+    from workbench.lifecycle import seeds
+
+    def rows(seed, value):
+        arms = ["few-shot rail", "ce rail", "soft rail"]
+        return pd.DataFrame([["t", arm, seed, "rmse", value, value, value] for arm in arms], columns=ladder.COLUMNS)
+
+    rows(0, 1.0).to_csv(tmp_path / "ladder.csv", index=False)  # what notebook 02 wrote
+    trained = []
+
+    def seed_rows(profile, model, seed, device, n_resamples):
+        trained.append(seed)
+        return rows(seed, 1.0 + seed).query("arm != 'few-shot rail'"), "ce"
+
+    monkeypatch.setattr(seeds, "seed_rows", seed_rows)
+    monkeypatch.setattr(seeds.recipe, "arm_results", lambda *args, **kwargs: {})
+    monkeypatch.setattr(seeds.recipe, "best_objective", lambda results: "soft")
+    summary = seeds.run_seeds("smoke", "m", 3, tmp_path, n_resamples=10).set_index("arm")
+    assert trained == [1, 2]  # seed 0 is the main job's
+    assert summary.loc["ce rail", "mean"] == 2.0 and summary.loc["ce rail", "seeds"] == 3
+    assert "few-shot rail" not in summary.index  # no training, no seeds
+    assert summary["default model"].to_dict() == {"ce rail": False, "soft rail": True}
+    record = json.loads((tmp_path / "seeds_run.json").read_text())
+    assert record["seeds"] == [0, 1, 2] and record["wall_seconds"] >= 0
+    assert sorted(pd.read_csv(tmp_path / "seeds.csv").seed.unique()) == [0, 1, 2]
