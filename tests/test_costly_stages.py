@@ -199,18 +199,18 @@ def test_arm_changes_are_checked():
     assert stage_grid.arm_changes({"tasks": ["stsb"], "seed": 1}) == {"tasks": ("stsb",), "seed": 1}
 
 
-def test_arms_are_the_objective_comparison_runs_and_vary_one_field(monkeypatch):
+def test_arms_are_small_cached_runs_and_vary_one_field(monkeypatch):
     from workbench.lifecycle import recipe
     from workbench.lifecycle.finetune import FinetuneConfig
     from workbench.lifecycle.hpo import best_config
 
     table = pd.DataFrame({"lr": [3e-4], "objective": [1.0], "batch_size": [4], "max_steps": [2]})
     base = FinetuneConfig(method="full", train_layers=2, batch_size=4, tasks=("sst5", "stsb"))
-    # The run the objective comparison trained before arms existed: an arm with the same objective is that run.
+    # An arm is the search's choice on a small budget with one field changed: the same settings, the same cached run.
     before = replace(
         best_config(table, base),
         objective="soft",
-        max_examples=recipe.profile_sizes("smoke").objective_examples,
+        max_examples=recipe.profile_sizes("smoke").arm_examples,
         epochs=1,
         max_steps=None,
         eval_every=0,
@@ -226,7 +226,7 @@ def test_arms_are_the_objective_comparison_runs_and_vary_one_field(monkeypatch):
     recipe.train_arm("smoke", base, table, splits, fraction=0.5, objective="ce")
     recipe.train_arm("smoke", base, table, splits, objective="ce", tasks=("stsb",), seed=1)
     (half, _), (stsb, examples) = seen
-    per_task = min(recipe.profile_sizes("smoke").objective_examples, 10)
+    per_task = min(recipe.profile_sizes("smoke").arm_examples, 10)
     assert half.max_steps == round(0.5 * 2 * -(-per_task // 4))  # half the planned steps, a run of its own
     assert stsb.tasks == ("stsb",) and list(examples) == ["stsb"] and stsb.seed == 1 and stsb.max_steps is None
 

@@ -7,6 +7,7 @@
     python -m workbench finetune --tasks sst5,stsb --lr 3e-4 --max-steps 200
     python -m workbench serve --model M --api-key KEY
     python -m workbench report [--check]      # docs/results.md and the README's blocks from results/; provenance
+    python -m workbench seeds --seeds 3       # fine-tuning seeds 1, 2 of the ladder's arms, beside the main job
 
 ``evaluate`` prints the comparison table (every strategy of the chosen rules, with bootstrap
 intervals) and writes it as CSV beside a manifest under ``runs/cli/<model id>/<time>-evaluate/``
@@ -14,7 +15,8 @@ intervals) and writes it as CSV beside a manifest under ``runs/cli/<model id>/<t
 OpenAI-compatible completions server (the workbench's own ``/v1``, vLLM, llama.cpp's server) while
 the tokenizer of ``--model`` formats the prompts with its chat template. ``finetune`` trains (or
 reuses the cached result of the same configuration) and records the run the same way. ``serve``
-starts the HTTP server. ``report`` renders the results documents (:mod:`workbench.report`).
+starts the HTTP server. ``report`` renders the results documents (:mod:`workbench.report`). ``seeds`` trains
+and scores the ladder's fine-tuned arms at more seeds (:mod:`workbench.lifecycle.seeds`).
 ``--help`` on each lists its options.
 """
 
@@ -214,10 +216,25 @@ def _report(args: argparse.Namespace) -> int:
     return 1 if args.check and (stale or problems) else 0
 
 
+def _seeds(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from workbench.lifecycle.seeds import run_seeds
+    from workbench.paths import RESULTS_DIR
+    from workbench.runs import is_reference
+
+    out = Path(args.out) if args.out else RESULTS_DIR if is_reference(args.profile, args.model) else None
+    out = out or Path("runs") / "seeds" / args.profile
+    summary = run_seeds(args.profile, args.model, args.seeds, out, device=args.device, n_resamples=args.bootstrap)
+    print(summary.to_string(index=False))
+    print(f"wrote {out}/seeds.csv, seeds_summary.csv and seeds_run.json")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="python -m workbench", description=__doc__.split("\n\n")[0])
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,finetune,serve,report}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{evaluate,finetune,serve,report,seeds}")
 
     evaluate = commands.add_parser(
         "evaluate",
@@ -289,6 +306,20 @@ def main(argv: list[str] | None = None) -> int:
         "missing or incomplete",
     )
     rendered.set_defaults(func=_report)
+
+    seeds = commands.add_parser(
+        "seeds",
+        help="the ladder's fine-tuned arms at seeds 0..N-1, their mean and spread (beside the main job)",
+        description="Train (or reuse) and score the fine-tuned arms of the ladder at more seeds; seed 0 is read "
+        "from ladder.csv when the main job wrote it.",
+    )
+    seeds.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default: %(default)s)")
+    seeds.add_argument("--profile", choices=available_profiles(), default="default")
+    seeds.add_argument("--model", default=DEFAULT_MODEL)
+    seeds.add_argument("--device", default="auto")
+    seeds.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples (default: %(default)s)")
+    seeds.add_argument("--out", default=None, help="folder (default: results/ for the default profile and model)")
+    seeds.set_defaults(func=_seeds)
 
     if argv[:1] == ["serve"]:
         return _serve(argv[1:])

@@ -2,10 +2,10 @@
 
 A stage is one weight set in one precision, answering with a stated number of demonstrations. The
 weight sets are the base model, the notebook-04 model (when registered) and *arms*: short fine-tuning
-runs of the objective comparison's budget (``workbench.lifecycle.recipe.train_arm``), each changing
-one field of it (objective, seed, LoRA instead of the top layers, a quarter or half of its steps, one
-task instead of two). The arms go through the recipe and its run cache, so the objective comparison
-of notebook 04 and this notebook train each once; their precision variants are registered stages.
+runs of ``finetune.arm_examples`` examples per task (``workbench.lifecycle.recipe.train_arm``), each
+changing one field of it (objective, seed, LoRA instead of the top layers, a quarter or half of its steps,
+one task instead of all). The arms go through the recipe and its run cache, so each trains once however
+often it is asked for; their precision variants are registered stages.
 
 The profile section ``07_cost_generalization_evaluation`` names them::
 
@@ -24,7 +24,7 @@ import pandas as pd
 from workbench.lifecycle import recipe
 from workbench.lifecycle.stages import VARIANTS, finetuned_prefix, get_stage, list_stages, register_variants
 
-# Arm fields a profile may change (the rest of the arm is the objective comparison's run).
+# Arm fields a profile may change (the rest of the arm is recipe.arm_config's small run).
 ARM_FIELDS = ("objective", "seed", "method", "lr", "tasks", "train_layers", "lora_layers", "fraction")
 
 

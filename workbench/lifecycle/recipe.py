@@ -1,5 +1,7 @@
 """The fine-tuned stage of the workbench, end to end and cached: prepared data, hyper-parameter
-search on the dev objective, then the final run with dev-based model selection.
+search on the dev objective, then one final run per training objective (the fine-tuned arms of the
+ladder, :mod:`workbench.metric_aware.ladder`) with dev-based model selection; the default fine-tuned
+model is the arm with the lowest dev selection loss (:func:`finetuned`).
 
 Notebook 04 runs these steps one by one and shows them; notebooks 02 and 03 call
 :func:`finetuned` and get the same model from the cache (every trial and the final run live in
@@ -25,7 +27,7 @@ from workbench.profiles import load_profile
 from workbench.tasks import Example
 from workbench.text import clean_text, normalized_key
 
-TASKS = ("sst5", "stsb")
+TASKS = ("sst5", "stsb", "sick")  # one multi-task model: the ladder's three scoring tasks
 
 
 @dataclass
@@ -35,24 +37,25 @@ class Profile:
     Attributes:
         final: the final run's settings (the searched fields are replaced by the search's choice).
         hpo_examples: training examples per task of each search trial.
+        arm_examples: training examples per task of each small arm of the cost study (:func:`arm_config`).
         hpo_steps: steps per search trial (the search picks among these).
         dev: dev items per task for model selection (a seeded subset of the dev split).
         hpo_dev: dev items per task for scoring a search trial.
         trials: trials per search method (grid, random, TPE).
         space: the learning rates the search tries.
-        objective_examples: training examples per task of each run of the objective comparison.
-        objectives: the objectives the comparison trains (the final run's included).
+        objectives: the objectives of the fine-tuned arms, each trained like the final run (same examples,
+            steps and learning rate); the one with the lowest dev selection loss is the default model.
     """
 
     final: FinetuneConfig
     hpo_examples: int
+    arm_examples: int
     hpo_steps: tuple[int, ...]
     dev: int
     hpo_dev: int
     trials: int
     space: SearchSpace = field(default_factory=SearchSpace)
-    objective_examples: int = 400
-    objectives: tuple[str, ...] = ("ce", "mix", "mse", "soft")
+    objectives: tuple[str, ...] = ("ce", "soft", "mse")
 
 
 def profile_sizes(profile: str) -> Profile:
@@ -134,42 +137,9 @@ def search(profile: str, base: FinetuneConfig, splits, seed: int = 0) -> pd.Data
     return search_all(objective, trial_base, sizes.space, n_trials=sizes.trials, seed=seed)
 
 
-def compare_objectives(
-    profile: str,
-    base: FinetuneConfig,
-    table: pd.DataFrame,
-    splits,
-    seed: int = 0,
-    objectives: tuple[str, ...] | None = None,
-) -> pd.DataFrame:
-    """Cross-entropy against the regression-aware objectives on the same budget (cached runs).
-
-    Each objective trains the same examples for the same steps with the search's learning rate,
-    and is scored on the same dev items: one row per (objective, task) with accuracy, RMSE, MAE,
-    Spearman, NLL, mass outside the grid, and the dev selection loss.
-    """
-    rows = []
-    for objective in objectives or profile_sizes(profile).objectives:
-        result = train_arm(profile, base, table, splits, seed, objective=objective)
-        record = result.dev_history[-1]
-        for task_name, scores in record["scores"].items():
-            rows.append(
-                {
-                    "objective": objective,
-                    "task": task_name,
-                    "steps": result.steps,
-                    "train examples": result.examples,
-                    **{k: v for k, v in scores.items() if k != "target_sd"},
-                    "selection loss": record["objective"],
-                    "examples/s": result.throughput.get("examples_per_s"),
-                }
-            )
-    return pd.DataFrame(rows)
-
-
 def arm_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, **changes) -> FinetuneConfig:
-    """One arm of the objective comparison's budget: ``objective_examples`` per task, one epoch, the search's learning
-    rate, no dev selection; ``changes`` replace fields (objective, seed, method, lr, tasks, ...).
+    """One small arm of the cost study (:mod:`workbench.cost.stage_grid`): ``arm_examples`` per task, one epoch,
+    the search's learning rate, no dev selection; ``changes`` replace fields (objective, seed, method, lr, tasks, ...).
 
     >>> import pandas as pd
     >>> table = pd.DataFrame({"lr": [3e-4], "objective": [1.0], "batch_size": [16], "max_steps": [16]})
@@ -180,7 +150,7 @@ def arm_config(profile: str, base: FinetuneConfig, table: pd.DataFrame, **change
     sizes = profile_sizes(profile)
     config = replace(
         best_config(table, base),
-        max_examples=sizes.objective_examples,
+        max_examples=sizes.arm_examples,
         epochs=1,
         max_steps=None,
         eval_every=0,
@@ -196,7 +166,7 @@ def train_arm(
     """Train (or reuse from the cache) one arm (:func:`arm_config`) on ``splits`` of its tasks, dev items of
     ``dev_seed`` (a ``seed`` among ``changes`` seeds the training run itself).
 
-    The objective comparison's runs are arms: an arm with the same settings is the same cached run.
+    An arm with the same settings is the same cached run.
 
     Args:
         fraction: train this share of the arm's steps (0.25: a quarter), a shorter run of its own (the learning rate
@@ -213,22 +183,11 @@ def train_arm(
     return finetune(config, examples=train, dev=dev, progress=False)
 
 
-def best_objective(comparison: pd.DataFrame) -> str:
-    """The objective with the lowest dev selection loss in :func:`compare_objectives`' table."""
-    return str(comparison.groupby("objective")["selection loss"].first().idxmin())
-
-
 def final_config(
     profile: str, base: FinetuneConfig, table: pd.DataFrame, objective: str | None = None
 ) -> FinetuneConfig:
     """The final run: the profile's settings (objective included, unless given) with the learning rate of
-    the search's best trial.
-
-    The profiles train the final run with cross-entropy, the cheapest objective per step on a CPU.
-    On STS-B alone, the ordinal soft-label objective ("soft") raised dev Spearman where
-    cross-entropy stayed flat (``benchmarks/stsb_experiments.py``, ``results/stsb_experiments.jsonl``);
-    :func:`compare_objectives` compares the objectives on one budget.
-    """
+    the search's best trial."""
     chosen = best_config(table, base)
     return replace(base, lr=chosen.lr, objective=objective or base.objective)
 
@@ -241,9 +200,56 @@ def train_final(config: FinetuneConfig, splits, progress: bool = True) -> Finetu
     return finetune(config, examples=train, dev=dev, progress=progress)
 
 
-def finetuned(profile: str, model: str, device: str = "auto", seed: int = 0, progress: bool = True) -> FinetuneResult:
-    """The fine-tuned model of a profile: prepared data, search, final run; every step cached."""
+def arm_results(
+    profile: str, model: str, device: str = "auto", seed: int = 0, progress: bool = True
+) -> dict[str, FinetuneResult]:
+    """``{objective: final run}`` of every objective of the profile: prepared data, search, then one final run
+    per objective with the search's learning rate, the same examples and the same steps (every run cached)."""
     splits, _ = prepared_splits()
     base = base_config(profile, model, device, seed)
     table = search(profile, base, splits, seed)
-    return train_final(final_config(profile, base, table), splits, progress)
+    return {
+        objective: train_final(final_config(profile, base, table, objective), splits, progress)
+        for objective in profile_sizes(profile).objectives
+    }
+
+
+def kept_record(result: FinetuneResult) -> dict:
+    """The dev evaluation of the kept weights (``best_step``; the last evaluation if none matches)."""
+    matching = [record for record in result.dev_history if record["step"] == result.best_step]
+    return (matching or result.dev_history)[-1]
+
+
+def objective_table(results: dict[str, FinetuneResult]) -> pd.DataFrame:
+    """One row per (objective, task): steps, examples, the kept weights' dev scores and dev selection loss."""
+    rows = []
+    for objective, result in results.items():
+        record = kept_record(result)
+        for task_name, scores in record["scores"].items():
+            rows.append(
+                {
+                    "objective": objective,
+                    "task": task_name,
+                    "steps": result.steps,
+                    "kept step": result.best_step,
+                    "train examples": result.examples,
+                    **{k: v for k, v in scores.items() if k != "target_sd"},
+                    "selection loss": record["objective"],
+                    "examples/s": result.throughput.get("examples_per_s"),
+                }
+            )
+    return pd.DataFrame(rows)
+
+
+def best_objective(results: dict[str, FinetuneResult]) -> str:
+    """The objective whose kept weights have the lowest dev selection loss (ties: the first listed).
+
+    The same dev items select each arm's checkpoint and compare the arms; every arm gets that advantage alike.
+    """
+    return min(results, key=lambda objective: kept_record(results[objective])["objective"])
+
+
+def finetuned(profile: str, model: str, device: str = "auto", seed: int = 0, progress: bool = True) -> FinetuneResult:
+    """The default fine-tuned model of a profile: the arm of :func:`arm_results` that wins on dev."""
+    results = arm_results(profile, model, device, seed, progress)
+    return results[best_objective(results)]

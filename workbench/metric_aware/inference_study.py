@@ -19,9 +19,10 @@ from workbench.inference.gencache import GenerationCache
 from workbench.metric_aware import plots
 from workbench.metric_aware.baselines import Baselines, baseline_predictions
 from workbench.metric_aware.bootstrap import paired_bootstrap
-from workbench.metric_aware.calibration import calibration_report
+from workbench.metric_aware.calibration import calibration_report, reliability, spread_report, with_temperature
 from workbench.metric_aware.experiments import (
     EXPECTED_WINNER,
+    PATTERN_METRICS,
     RunConfig,
     TaskRun,
     comparison_table,
@@ -35,6 +36,7 @@ from workbench.metric_aware.experiments import (
 from workbench.profiles import load_profile
 from workbench.progress import tqdm
 from workbench.tasks import get_task
+from workbench.tasks.grid import nearest_grid_index
 
 # metric -> the exact-distribution strategy that is Bayes-optimal for it
 BAYES_STRATEGY = {metric: f"exact {rule}" for metric, rule in EXPECTED_WINNER.items()}
@@ -213,6 +215,83 @@ def calibration_table(exact_runs: Mapping) -> pd.DataFrame:
     ).set_index(["model", "task"])
 
 
+def temperature_effects(exact_runs: Mapping, n_resamples: int, seed: int) -> pd.DataFrame:
+    """Does the temperature fitted on dev (by NLL) help or hurt each Bayes rule on test? A paired test per rule.
+
+    One row per (model, task, metric): the exact rule at T = 1 and at the tuned T, their ``difference``
+    (tuned minus T = 1; lower is better except for exact match), the two-sided ``p``, and ``effect``
+    ("helps", "hurts" at p < 0.05, else "no significant change"); then the :func:`spread_report` of the
+    distribution at both temperatures, which says why the mean moves.
+    """
+    rows = []
+    for (stage, name), run in exact_runs.items():
+        strategies = strategy_predictions(run)
+        spreads = {
+            label: spread_report(probs, run.grid, run.gold)
+            for label, probs in (
+                ("T=1", run.exact_probs),
+                ("tuned T", with_temperature(run.exact_probs, run.tuned_temperature)),
+            )
+        }
+        for metric in PATTERN_METRICS:
+            rule = EXPECTED_WINNER[metric]
+            plain, tuned = strategies[f"exact {rule}"].predictions, strategies[f"tuned T {rule}"].predictions
+            gold = snap_to_grid(run.gold, run.grid) if metric == "exact_match" else run.gold
+            test = paired_bootstrap(metric, tuned, plain, gold, n_resamples=n_resamples, seed=seed)
+            difference = test.difference.estimate
+            better = difference > 0 if metric == "exact_match" else difference < 0
+            significant = test.p_value < 0.05 and difference != 0
+            rows.append(
+                {
+                    "model": stage,
+                    "task": name,
+                    "metric": metric,
+                    "rule": rule,
+                    "tuned T": run.tuned_temperature,
+                    "difference": difference,
+                    "p": test.p_value,
+                    "effect": ("helps" if better else "hurts") if significant else "no significant change",
+                    **{f"{key} ({label})": value for label, spread in spreads.items() for key, value in spread.items()},
+                }
+            )
+    return pd.DataFrame(rows).set_index(["model", "task", "metric"])
+
+
+def reliability_curves(run: TaskRun, n_bins: int = 10) -> dict[str, pd.DataFrame]:
+    """The reliability diagram's points of an exact run at T = 1 and at its tuned temperature."""
+    gold = nearest_grid_index(run.gold, run.grid)
+    curves = {"T=1": reliability(run.exact_probs, gold, n_bins)}
+    if run.tuned_temperature is not None:
+        tuned = with_temperature(run.exact_probs, run.tuned_temperature)
+        curves[f"tuned T={run.tuned_temperature:.2f}"] = reliability(tuned, gold, n_bins)
+    return curves
+
+
+def signal_table(skill: pd.DataFrame, calibration: pd.DataFrame, alpha: float, bound: float = 20.0) -> pd.DataFrame:
+    """Has a model item-level signal on a task? Its exact mean must beat the constant prior mean on RMSE
+    (paired test, p < ``alpha``); a tuned temperature at the search's upper ``bound`` also says "no signal"
+    (flattening the distribution entirely fits dev best). Without signal, a pattern check tests nothing.
+    """
+    rows = []
+    for (stage, name), row in calibration.iterrows():
+        test = skill.loc[(stage, name, "rmse", "prior mean")]
+        beats_prior = test["difference"] < 0 and test["p"] < alpha
+        at_bound = row.get("temperature", 0.0) >= bound * 0.99
+        why = "tuned T at the search bound" if at_bound else "" if beats_prior else "exact mean does not beat the prior"
+        rows.append({"model": stage, "task": name, "signal": beats_prior and not at_bound, "why not": why})
+    return pd.DataFrame(rows).set_index(["model", "task"])
+
+
+def mark_no_signal(checks: pd.DataFrame, signal: pd.DataFrame) -> pd.DataFrame:
+    """``checks`` with the verdict of every model and task without signal replaced by ``no signal (<why>)``."""
+    checks = checks.copy()
+    for (stage, name), row in signal[~signal.signal].iterrows():
+        rows = (checks.index.get_level_values("model") == stage) & (checks.index.get_level_values("task") == name)
+        checks.loc[rows, "verdict"] = f"no signal ({row['why not']})"
+        checks.loc[rows, "holds"] = False
+    return checks
+
+
 def pattern_checks(
     runs: Mapping, exact_runs: Mapping, quantiles: tuple[float, ...], alpha: float, n_resamples: int, seed: int
 ) -> pd.DataFrame:
@@ -272,7 +351,7 @@ def findings(checks: pd.DataFrame, tables: Mapping, skill: pd.DataFrame, alpha: 
     p_columns = [c for c in checks.columns if c.startswith("p vs")]
     lines = []
     for (stage, name, family, metric), row in checks.iterrows():
-        if family != "exact" and not (name == "gsm8k" and family == "sampled"):
+        if family != "exact":
             continue
         table, strategy = tables[stage, name], row["expected rule's strategy"]
         rivals = ", ".join(f"{c[5:]} p={row[c]:.3g}" for c in p_columns if pd.notna(row.get(c)))

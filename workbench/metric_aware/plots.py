@@ -131,3 +131,40 @@ def sampled_vs_exact(ax_scatter: plt.Axes, ax_tv: plt.Axes, run, total_variation
         ylabel="mean total variation",
         title=f"{title}: sampled vs exact (outside mass {run.outside_mass.mean():.2f})",
     )
+
+
+def reliability_diagram(ax: plt.Axes, curves: dict, title: str = "") -> plt.Axes:
+    """Accuracy of the most probable grid answer against its confidence, one line per curve.
+
+    Args:
+        ax: where to draw.
+        curves: ``{label: frame}``, each a :func:`workbench.metric_aware.calibration.reliability` table
+            (``confidence``, ``accuracy``, ``n``); marker areas follow ``n``.
+        title: axes title.
+    """
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="calibrated")
+    for index, (label, frame) in enumerate(curves.items()):
+        ax.plot(frame.confidence, frame.accuracy, "-", color=f"C{index}", label=label)
+        ax.scatter(frame.confidence, frame.accuracy, s=8 + 60 * frame.n / frame.n.max(), color=f"C{index}")
+    ax.set(xlim=(0, 1), ylim=(0, 1), xlabel="confidence of the mode", ylabel="accuracy", title=title)
+    ax.title.set_fontsize(9)
+    ax.legend(fontsize=7)
+    return ax
+
+
+def ladder_panel(ax: plt.Axes, table, task: str, metric: str, arms: list[str], seed: int = 0) -> plt.Axes:
+    """One task and metric of the ladder (``results/ladder.csv`` rows): a bar per arm in ``arms`` order with its
+    95% interval; published anchors hatched (no interval)."""
+    rows = table[(table.task == task) & (table.metric == metric) & (table.seed.isna() | (table.seed == seed))]
+    rows = rows.set_index("arm").reindex([a for a in arms if a in set(rows.arm)])
+    y = np.arange(len(rows))
+    errors = np.abs(rows[["ci_low", "ci_high"]].to_numpy(float).T - rows.value.to_numpy(float))
+    published = rows.seed.isna().to_numpy()
+    ax.barh(y, rows.value, xerr=np.nan_to_num(errors), capsize=3, color=np.where(published, "#bbbbbb", "#4c72b0"))
+    for i in np.flatnonzero(published):
+        ax.barh(y[i], rows.value.iloc[i], color="none", hatch="//", edgecolor="k")
+    ax.set_yticks(y, rows.index, fontsize=8)
+    ax.invert_yaxis()
+    ax.set(xlabel=metric, title=f"{task}: {metric} (measured, seed {seed}; hatched: published)")
+    ax.title.set_fontsize(9)
+    return ax

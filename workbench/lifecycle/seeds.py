@@ -1,0 +1,80 @@
+"""Fine-tuning seeds beside the main job: the ladder's fine-tuned arms (the default model's recipe among them)
+trained and scored again with seeds 1..n-1, and their mean and spread across seeds.
+
+The main job trains and scores seed 0 (notebook 02 writes its rows to ``results/ladder.csv``); this step runs
+outside it (``bash scripts/main.sh --seeds 3``, or ``python -m workbench seeds --seeds 3``) and writes:
+
+* ``seeds.csv``: the ladder rows (``task, arm, seed, metric, value, ci_low, ci_high``) of the fine-tuned arms at
+  every seed, seed 0's read from ``ladder.csv`` when it is there (else computed here);
+* ``seeds_summary.csv``: per task, arm and metric the mean, sd, min and max across seeds, and whether the arm
+  is the default model's recipe (the objective that won on dev at seed 0);
+* ``seeds_run.json``: the seeds, wall seconds and load average of this run.
+
+A seed changes the training subset, the batch order and the dev subset of model selection; the test items and
+the few-shot arms (no training) stay those of seed 0.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from workbench.inference.engine import HFEngine
+from workbench.lifecycle import recipe
+from workbench.metric_aware import ladder
+
+RAIL_ARM = {"ce": "ce rail", "soft": "soft rail", "mse": "raft rail"}  # an objective's model read with RAIL
+
+
+def seed_rows(
+    profile: str, model: str, seed: int, device: str = "auto", dtype: str = "bf16", n_resamples: int = 1000
+) -> tuple[pd.DataFrame, str]:
+    """The ladder rows of the fine-tuned arms at one fine-tuning seed (training them when not cached), and the
+    objective that wins on dev at that seed."""
+    results = recipe.arm_results(profile, model, device, seed)
+    engines = {
+        objective: HFEngine.load(str(r.model_dir), device=device, dtype=dtype) for objective, r in results.items()
+    }
+    runs = ladder.decode(engines, ladder.plans(profile))
+    return ladder.ladder_table(runs, seed, n_resamples=n_resamples, published=False), recipe.best_objective(results)
+
+
+def run_seeds(
+    profile: str, model: str, seeds: int, out: Path, device: str = "auto", n_resamples: int = 1000
+) -> pd.DataFrame:
+    """Seeds 0..``seeds``-1 of the fine-tuned arms into ``out`` (see the module docstring); returns the summary."""
+    started, load_before = time.time(), os.getloadavg()
+    fine_tuned = [arm.name for arm in ladder.ARMS if arm.stage != "base"]
+    previous = out / "ladder.csv"
+    frames, chosen = [], None
+    for seed in range(seeds):
+        if seed == 0 and previous.exists():
+            table = pd.read_csv(previous)
+            frames.append(table[(table.seed == 0) & table.arm.isin(fine_tuned)])
+            continue
+        rows, winner = seed_rows(profile, model, seed, device, n_resamples=n_resamples)
+        chosen = winner if seed == 0 else chosen
+        frames.append(rows)
+    if chosen is None:  # seed 0 came from ladder.csv: its winner is cached with its runs
+        chosen = recipe.best_objective(recipe.arm_results(profile, model, device, 0, progress=False))
+    table = pd.concat(frames, ignore_index=True)
+    summary = ladder.seed_summary(table).reset_index()
+    summary["default model"] = summary.arm == RAIL_ARM[chosen]
+    out.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out / "seeds.csv", index=False)
+    summary.round(4).to_csv(out / "seeds_summary.csv", index=False)
+    record = {
+        "profile": profile,
+        "model": model,
+        "seeds": list(range(seeds)),
+        "default objective (seed 0)": chosen,
+        "wall_seconds": time.time() - started,
+        "load_average_before": load_before,
+        "load_average_after": os.getloadavg(),
+    }
+    (out / "seeds_run.json").write_text(json.dumps(record, indent=1))
+    return summary
