@@ -33,6 +33,8 @@ from pathlib import Path
 import pandas as pd
 
 from workbench import tracking
+from workbench.inference.engine import SAMPLER_VERSION
+from workbench.inference.grid_sampler import GRID_SAMPLER_VERSION
 from workbench.inference.models import DEFAULT_MODEL, model_id
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
 
@@ -52,6 +54,8 @@ PACKAGES = (
     "sentence-transformers",
 )
 REFERENCE_PROFILE = "default"
+# The sampling procedures whose draws a result may hold (issue 17: provenance names the sampler version).
+SAMPLERS = {"engine": SAMPLER_VERSION, "grid": GRID_SAMPLER_VERSION}
 
 
 def git_state(root: Path = PROJECT_ROOT) -> dict:
@@ -269,6 +273,7 @@ class Run:
             "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "git": git_state(),
             "models": self.models,
+            "samplers": SAMPLERS,
         }
         tmp = provenance_file.with_name(provenance_file.name + ".tmp")
         tmp.write_text(json.dumps(provenance, indent=1, sort_keys=True))
@@ -284,6 +289,7 @@ class Run:
             "status": status,
             "parameters": self.params,
             "models": self.models,
+            "samplers": SAMPLERS,
             "git": git_state(),
             "packages": package_versions(),
             "machine": machine(),
