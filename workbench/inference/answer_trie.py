@@ -111,6 +111,18 @@ class TrieDistribution:
         """Probability that a sample is not one of the grid's token paths."""
         return float(self.off[0])
 
+    def expected_prefixes(self, n: int, ends: set[int]) -> float:
+        """Expected number of distinct forced prefixes among ``n`` draws that must be decoded further
+        (those leaving the trie with a token not in ``ends``): what decoding the off-grid draws costs."""
+        reach = np.array(
+            [np.prod([self.probs[self.trie.nodes[p[:j]], t] for j, t in enumerate(p)]) for p in self.trie.nodes]
+        )
+        exits = reach[:, None] * self.probs
+        for prefix, row in self.trie.nodes.items():
+            exits[row, list(self.trie.children[prefix])] = 0.0
+        exits[:, [t for t in ends if t < exits.shape[1]]] = 0.0
+        return float(-np.expm1(n * np.log1p(-np.clip(exits, 0.0, 1.0 - 1e-16))).sum())
+
     def grid_probs(self) -> np.ndarray:
         """(K,) probability of each answer path, in the order of ``trie.paths``."""
         nodes = self.trie.nodes

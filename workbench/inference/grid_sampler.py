@@ -54,6 +54,12 @@ from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 # Bump when the grid draws change, so that cached grid samples from the old procedure are not reused.
 GRID_SAMPLER_VERSION = 1
 _SAMPLE_FIELDS = ("texts", "token_ids", "token_logprobs", "finish_reasons")
+# A prompt whose n draws are expected to need more than this share of n distinct forced prefixes
+# decoded is decoded for real: each prefix costs a copy of the prompt's keys and its own decoding
+# row, so the walk no longer saves time (a prompt the model mostly answers far off the grid).
+MAX_PREFIX_SHARE = 0.5
+# Forced prefixes extended at once: each holds a copy of its prompt's keys.
+_PREFIXES_PER_STEP = 64
 
 
 @dataclass
@@ -63,10 +69,13 @@ class GridSamples:
     Attributes:
         samples: B :class:`SampleSet`.
         score: the (B, K) :class:`GridScore` at the sampling temperature (no top-k/top-p).
+        fallbacks: per prompt, None where the samples came from the grid, else why they were
+            decoded for real; None when the engine has no grid sampler.
     """
 
     samples: list[SampleSet]
     score: GridScore
+    fallbacks: list[str | None] | None = None
 
 
 @dataclass
@@ -121,7 +130,8 @@ def sample_grid(
     if not candidates:
         raise ValueError("sample_grid needs at least one candidate")
     if config.temperature == 0:
-        return GridSamples(engine.sample(prompts, n, config), engine.score(prompts, candidates, config.temperature))
+        samples = engine.sample(prompts, n, config)
+        return GridSamples(samples, engine.score(prompts, candidates, config.temperature), ["greedy"] * len(prompts))
     candidates = list(candidates)
     settings = {
         "n": n,
@@ -141,7 +151,8 @@ def sample_grid(
         decode=lambda value: value,
     )
     samples = [SampleSet(**{name: value[name] for name in _SAMPLE_FIELDS}) for value in values]
-    return GridSamples(samples, GridScore(candidates, [value["grid_logprobs"] for value in values]))
+    score = GridScore(candidates, [value["grid_logprobs"] for value in values])
+    return GridSamples(samples, score, [value["fallback"] for value in values])
 
 
 @torch.inference_mode()
@@ -164,6 +175,12 @@ def _grid_batch(engine, prompts, token_ids, n, candidates, config: SamplingConfi
         probs = torch.softmax(filter_logits(logits, config.temperature, config.top_k, config.top_p).double(), dim=-1)
         model_logprobs = torch.log_softmax(logits, dim=-1)
         exact = TrieDistribution(trie, probs.cpu().numpy(), model_logprobs.cpu().numpy())
+        if (
+            exact.expected_prefixes(n, engine.eos_ids) > MAX_PREFIX_SHARE * n
+        ):  # decided before drawing: exact either way
+            real = engine._sample_batch([prompts[row]], [token_ids[row]], n, config, min(n, engine.max_rows))[0]
+            results[row] = {**real, "grid_logprobs": grid_logprobs[row], "fallback": "most draws need decoding"}
+            continue
         draws[row] = (exact, exact.draw(n, draw_generator(config.seed, prompts[row])))
         for outcome in draws[row][1]:
             if isinstance(outcome, tuple):
@@ -210,7 +227,12 @@ def _decode_after(engine, tree: AnswerTree, prompts, forced_counts: dict, config
             }
         else:
             pending.setdefault(len(forced) - 1, []).append((row, forced, count))
-    for depth, part in sorted(pending.items()):
+    slices = [
+        (depth, part[start : start + _PREFIXES_PER_STEP])
+        for depth, part in sorted(pending.items())
+        for start in range(0, len(part), _PREFIXES_PER_STEP)
+    ]
+    for depth, part in slices:
         continued = _after_prefixes(engine, tree, part)
         names = [f"{prompts[row]}\0grid exit\0{list(forced)}" for row, forced, _ in part]
         chunks = [
