@@ -25,6 +25,11 @@ Exactness, and when the engine falls back to real decoding (:func:`fast_path_ref
   samples are checked for stop strings over the forced prefix and the decoded rest together, as
   the sampler checks them.
 * temperature 0 (greedy): nothing to draw; real decoding.
+* a prompt the model answers far off the grid (more than ``MAX_PREFIX_SHARE`` x n distinct forced
+  prefixes expected): real decoding, because each prefix costs its own copy of the prompt's keys.
+  Decided from the distribution before drawing, so the samples are exact either way.
+
+:attr:`GridSamples.fallbacks` names, per prompt, why it was decoded for real (None: from the grid).
 
 Draws are seeded by the run seed and the prompt (:func:`~workbench.inference.answer_trie.draw_generator`),
 the decoding of each forced prefix by the seed, the prompt and the prefix, so a prompt's samples do
