@@ -10,8 +10,8 @@ Three parts, each printed and recorded as one JSON line in results/benchmarks.js
   real = ``sample`` (K samples) + ``score`` (the exact distribution); fast = ``sample_grid`` (both
   from one tree pass). No disk cache. Seconds per item from each method's fastest round.
 * ``run_task``: :func:`workbench.metric_aware.experiments.run_task` end to end (greedy answers
-  included) on the same items, with the grid sampler and with an engine that offers only
-  ``sample`` and ``score`` (what run_task did before).
+  included) on the same items, with the grid sampler and through
+  :class:`~workbench.inference.grid_sampler.RealSampling` (``sample`` and ``score``: what run_task did before).
 
     python benchmarks/grid_sampling.py                       # 16 items per task, check 4 prompts x 2000
     python benchmarks/grid_sampling.py --items 20 --check-prompts 2 --check-samples 1000 --threads 1
@@ -28,28 +28,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 from decoding_speed import measure  # noqa: E402
 from workbench.inference.engine import HFEngine  # noqa: E402
+from workbench.inference.grid_sampler import RealSampling  # noqa: E402
 from workbench.inference.sample_check import combined, detectable_w, two_sample_chi_square  # noqa: E402
 from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.metric_aware.experiments import RunConfig, run_task  # noqa: E402
 from workbench.profiles import load_profile  # noqa: E402
 from workbench.runs import append_record, set_threads  # noqa: E402
 from workbench.tasks import get_task  # noqa: E402
-
-
-class SampleAndScore:
-    """An engine as run_task saw it before the grid sampler: ``sample``, ``score``, ``greedy`` only."""
-
-    def __init__(self, engine: HFEngine):
-        self.engine, self.tokenizer, self.fingerprint = engine, engine.tokenizer, engine.fingerprint
-
-    def sample(self, prompts, n, config=None):
-        return self.engine.sample(prompts, n, config)
-
-    def score(self, prompts, candidates, temperature=1.0):
-        return self.engine.score(prompts, candidates, temperature)
-
-    def greedy(self, prompts, max_new_tokens=32, stop=()):
-        return self.engine.greedy(prompts, max_new_tokens, stop)
 
 
 def task_prompts(engine, name: str, shots: int, items: int, seed: int = 0) -> list[str]:
@@ -116,7 +101,7 @@ def speed(engine, name: str, shots: int, items: int, k: int, repeats: int) -> di
 def end_to_end(engine, name: str, shots: int, items: int, k: int) -> dict:
     config = RunConfig(limit=items, shots=shots, k=k)
     seconds = {}
-    for label, backend in (("real", SampleAndScore(engine)), ("fast", engine), ("real again", SampleAndScore(engine))):
+    for label, backend in (("real", RealSampling(engine)), ("fast", engine), ("real again", RealSampling(engine))):
         start = time.perf_counter()
         run_task(backend, get_task(name), config)
         seconds[label] = time.perf_counter() - start

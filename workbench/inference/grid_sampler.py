@@ -117,6 +117,28 @@ def sample_with_grid(engine, prompts: list[str], n: int, config: SamplingConfig,
     return GridSamples(engine.sample(prompts, n, config), engine.score(prompts, candidates, config.temperature))
 
 
+class RealSampling:
+    """An engine seen through the :class:`~workbench.inference.protocol.Engine` members only, so that
+    :func:`sample_with_grid` samples and scores it (real decoding): the reference the grid sampler
+    is checked against, and how backends without ``sample_grid`` (a server, Ray actors) draw.
+
+    Args:
+        engine: any engine; its ``tokenizer`` (if any) is kept for formatting prompts.
+    """
+
+    def __init__(self, engine):
+        self.engine, self.tokenizer, self.fingerprint = engine, getattr(engine, "tokenizer", None), engine.fingerprint
+
+    def sample(self, prompts: list[str], n: int, config: SamplingConfig | None = None) -> list[SampleSet]:
+        return self.engine.sample(prompts, n, config)
+
+    def greedy(self, prompts: list[str], max_new_tokens: int = 32, stop: tuple[str, ...] = ()) -> list[str]:
+        return self.engine.greedy(prompts, max_new_tokens, stop)
+
+    def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
+        return self.engine.score(prompts, candidates, temperature)
+
+
 def sampler_name(engine) -> str:
     """How :func:`sample_with_grid` draws with ``engine``, for run files and provenance."""
     if callable(getattr(engine, "sample_grid", None)):
