@@ -8,9 +8,10 @@ Three parts, each printed and recorded as one JSON line in results/benchmarks.js
   each prompt's test detects with power 0.8 at level 0.05.
 * ``speed``: what a grid task draws per item, both ways, interleaved rounds on the same prompts:
   real = ``sample`` (K samples) + ``score`` (the exact distribution); fast = ``sample_grid`` (both
-  from one tree pass). No disk cache. Seconds per item from each method's fastest round.
+  from one tree pass). No disk cache. Seconds per item from each method's fastest round; the
+  process's CPU seconds beside them (on a shared machine the fairer figure).
 * ``run_task``: :func:`workbench.metric_aware.experiments.run_task` end to end (greedy answers
-  included) on the same items, with the grid sampler and through
+  included) on the same items, interleaved rounds, with the grid sampler and through
   :class:`~workbench.inference.grid_sampler.RealSampling` (``sample`` and ``score``: what run_task did before).
 
     python benchmarks/grid_sampling.py                       # 16 items per task, check 4 prompts x 2000
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -79,10 +79,11 @@ def speed(engine, name: str, shots: int, items: int, k: int, repeats: int) -> di
     }
     stats = measure(runs, repeats)
     real, fast = (stats[name_]["seconds"] for name_ in runs)
+    real_cpu, fast_cpu = (min(stats[name_]["cpu_seconds"]) for name_ in runs)
     fallbacks = stats["fast: sample_grid"]["result"].fallbacks
     print(
         f"  {name}: real {real / items:.3f} s/item, fast {fast / items:.3f} s/item, real/fast {real / fast:.2f}x, "
-        f"{sum(f is not None for f in fallbacks)} of {items} prompts decoded for real"
+        f"({real_cpu / fast_cpu:.2f}x cpu), {sum(f is not None for f in fallbacks)} of {items} prompts decoded for real"
     )
     return {
         "task": name,
@@ -92,22 +93,33 @@ def speed(engine, name: str, shots: int, items: int, k: int, repeats: int) -> di
         "real_s_per_item": real / items,
         "fast_s_per_item": fast / items,
         "real_over_fast": real / fast,
+        "real_over_fast_cpu": real_cpu / fast_cpu,
         "all_seconds": {name_: s["all_seconds"] for name_, s in stats.items()},
+        "cpu_seconds": {name_: s["cpu_seconds"] for name_, s in stats.items()},
         "load": {name_: s["load"] for name_, s in stats.items()},
         "fallbacks": sum(f is not None for f in fallbacks),
     }
 
 
-def end_to_end(engine, name: str, shots: int, items: int, k: int) -> dict:
+def end_to_end(engine, name: str, shots: int, items: int, k: int, repeats: int) -> dict:
     config = RunConfig(limit=items, shots=shots, k=k)
-    seconds = {}
-    for label, backend in (("real", RealSampling(engine)), ("fast", engine), ("real again", RealSampling(engine))):
-        start = time.perf_counter()
-        run_task(backend, get_task(name), config)
-        seconds[label] = time.perf_counter() - start
-        print(f"  run_task {name} {items} items, {label}: {seconds[label]:.1f} s, load {os.getloadavg()[0]:.1f}")
-    real = min(seconds["real"], seconds["real again"])
-    return {"task": name, "items": items, "k": k, "seconds": seconds, "real_over_fast": real / seconds["fast"]}
+    runs = {
+        "run_task real": lambda: run_task(RealSampling(engine), get_task(name), config),
+        "run_task fast": lambda: run_task(engine, get_task(name), config),
+    }
+    stats = measure(runs, repeats)
+    (real, real_cpu), (fast, fast_cpu) = ((stats[n]["seconds"], min(stats[n]["cpu_seconds"])) for n in runs)
+    print(f"  run_task {name} {items} items: real/fast {real / fast:.2f}x wall, {real_cpu / fast_cpu:.2f}x cpu")
+    return {
+        "task": name,
+        "items": items,
+        "k": k,
+        "real_over_fast": real / fast,
+        "real_over_fast_cpu": real_cpu / fast_cpu,
+        "all_seconds": {n: s["all_seconds"] for n, s in stats.items()},
+        "cpu_seconds": {n: s["cpu_seconds"] for n, s in stats.items()},
+        "load": {n: s["load"] for n, s in stats.items()},
+    }
 
 
 def main() -> None:
@@ -136,7 +148,7 @@ def main() -> None:
             record = speed(engine, name, shots[name], args.items, args.k, args.repeats)
             append_record("grid_sampling", {"part": "speed", "threads": threads, **record})
         if "run_task" in args.parts:
-            record = end_to_end(engine, name, shots[name], args.items, args.k)
+            record = end_to_end(engine, name, shots[name], args.items, args.k, args.repeats)
             append_record("grid_sampling", {"part": "run_task", "threads": threads, **record})
 
 
