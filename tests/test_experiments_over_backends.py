@@ -1,6 +1,7 @@
 """``run_task`` through other backends of the Engine protocol makes the HF engine's decisions.
 
-The same tiny model runs in process (:class:`HFEngine`, the reference), behind the workbench's own
+The same tiny model runs in process (:class:`HFEngine` through :class:`RealSampling`, the reference:
+real decoding, as the other backends sample, not the in-process grid sampler's draws), behind the workbench's own
 server on loopback (through its OpenAI-compatible ``/v1`` API with :class:`OpenAIEngine`) and on two
 Ray actors (:class:`RayEngine`). What is compared, and why not everything bitwise:
 
@@ -31,6 +32,7 @@ import pytest
 
 from make_tiny_model import make_tiny_rating_model
 from workbench.inference.engine import HFEngine
+from workbench.inference.grid_sampler import RealSampling
 from workbench.inference.models import load_model, load_tokenizer
 from workbench.inference.openai_compat import OpenAIEngine
 from workbench.inference.ray_engine import EngineSpec, RayEngine
@@ -56,7 +58,8 @@ def rater(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def reference(rater, sst5, one_torch_thread) -> TaskRun:
-    run = run_task(HFEngine(load_model(rater, device="cpu"), progress=False), sst5, CONFIG)
+    # Real decoding, as a server or Ray actors sample (the in-process grid sampler draws other samples).
+    run = run_task(RealSampling(HFEngine(load_model(rater, device="cpu"), progress=False)), sst5, CONFIG)
     # The comparison means something only if the answers parse and differ: a rating model, not noise.
     parsed = [value for row in run.samples for value in row if value is not None]
     assert len(parsed) > len(run.samples) * CONFIG.k / 2 and len(set(parsed)) >= 3

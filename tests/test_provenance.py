@@ -14,6 +14,7 @@ import pytest
 from workbench import cli, main_job, provenance, report, runs
 from workbench.inference.engine import SAMPLER_VERSION
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.grid_sampler import GRID_SAMPLER_VERSION
 from workbench.inference.models import DEFAULT_MODEL
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
 
@@ -45,7 +46,7 @@ def test_an_entry_names_the_stage_relative_to_the_cache_with_hashes_and_the_samp
     (model,) = written["models"]
     assert model["name"] == "finetuned/8228c88e5db0/model" and model["weights_sha256"] == "ab" * 32
     assert model["stage"] == GenerationCache(cache / "generations", fingerprint).folder.name  # the cache's folder
-    assert written["sampler_version"] == SAMPLER_VERSION
+    assert written["samplers"] == {"engine": SAMPLER_VERSION, "grid": GRID_SAMPLER_VERSION}
     git = provenance.git_state()
     assert written["commit"] == git["commit"] and written["clean"] is (not git["dirty"])
     assert provenance._absolute_paths(written) == []

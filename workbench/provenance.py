@@ -6,7 +6,7 @@
      "profile": "default", "commit": "f4f51a8...", "clean": true, "written": "2026-12-06T09:00:00Z",
      "models": [{"name": "finetuned/8228c88e5db0/model", "dtype": "fp32", "quantization": null,
                  "weights_sha256": "90d6...", "stage": "3b1f..."}],
-     "sampler_version": 3}
+     "samplers": {"engine": 3, "grid": 1}}
 
 * ``writer``: the notebook or script that wrote the file, relative to the project.
 * ``clean``: the tracked files had no uncommitted changes (``results/`` itself does not count).
@@ -14,7 +14,9 @@
   cache folder (``WORKBENCH_CACHE_DIR``) or the project, never absolute paths of one machine;
   ``weights_sha256`` hashes the weights, ``stage`` the whole fingerprint (name, dtype,
   quantisation, weights): the generation cache's folder of that stage.
-* ``sampler_version``: :data:`workbench.inference.engine.SAMPLER_VERSION` when the file was written.
+* ``samplers``: the versions of the sampling procedures when the file was written: the engine's decode loop
+  (:data:`workbench.inference.engine.SAMPLER_VERSION`) and the exact grid sampler
+  (:data:`workbench.inference.grid_sampler.GRID_SAMPLER_VERSION`); both key cached samples too.
 
 A JSON-lines file of records that scripts append to (``benchmarks.jsonl``, ``stsb_experiments.jsonl``)
 gets an entry of kind ``records``, derived from the records themselves, each of which names its
@@ -44,7 +46,7 @@ except ImportError:  # Windows: no POSIX advisory locks
     fcntl = None
 
 FILE = "provenance.json"
-FIELDS = ("writer", "commit", "clean", "written", "profile", "models", "sampler_version")
+FIELDS = ("writer", "commit", "clean", "written", "profile", "models", "samplers")
 NOT_TRACKED = {FILE}  # the index itself needs no entry
 RECORDS_KIND = "records"
 
@@ -102,11 +104,12 @@ def model_entry(fingerprint: dict) -> dict:
     return {**fingerprint, "name": model_name(fingerprint.get("name", "")), "stage": stage}
 
 
-def sampler_version() -> int:
-    """The version of the HF engine's sampling procedure (it keys cached samples, too)."""
+def samplers() -> dict[str, int]:
+    """The versions of the sampling procedures a result's draws may come from (they key cached samples, too)."""
     from workbench.inference.engine import SAMPLER_VERSION
+    from workbench.inference.grid_sampler import GRID_SAMPLER_VERSION
 
-    return SAMPLER_VERSION
+    return {"engine": SAMPLER_VERSION, "grid": GRID_SAMPLER_VERSION}
 
 
 def entry(writer: str | Path, profile: str | None, models: list[dict], run: str | Path | None = None) -> dict:
@@ -122,7 +125,7 @@ def entry(writer: str | Path, profile: str | None, models: list[dict], run: str 
         "clean": (not git["dirty"]) if git else None,
         "written": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "models": [model_entry(fingerprint) for fingerprint in models],
-        "sampler_version": sampler_version(),
+        "samplers": samplers(),
     }
 
 
@@ -150,7 +153,7 @@ def records_entry(path: Path) -> dict:
         "clean": all(summary["clean"] for summary in by_writer.values()),
         "written": last.get("timestamp") or last.get("date"),
         "models": [],
-        "sampler_version": sampler_version(),
+        "samplers": samplers(),
         "records": {str(w): summary for w, summary in by_writer.items()},
     }
 

@@ -277,6 +277,7 @@ class Run:
             "status": status,
             "parameters": self.params,
             "models": self.models,
+            "samplers": provenance.samplers(),
             "git": git_state(),
             "packages": package_versions(),
             "machine": machine(),

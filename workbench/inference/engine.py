@@ -32,10 +32,12 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
+from workbench.inference.answer_trie import AnswerTrie
 from workbench.inference.attention import Pass, Segment, check_architecture
 from workbench.inference.end_of_turn import end_of_turn
 from workbench.inference.frontier import PromptBatch, RowFrontier, TreeFrontier
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.grid_sampler import AnswerTree, GridSamples, sample_grid
 from workbench.inference.logits import check_temperature, filter_logits, tempered_log_softmax
 from workbench.inference.models import LoadedModel, load_model
 from workbench.inference.protocol import greedy_by_sampling
@@ -422,7 +424,12 @@ class HFEngine:
     # ------------------------------------------------------------------ scoring
     @torch.inference_mode()
     def _score_batch(self, token_ids, candidates, temperature) -> list[dict]:
-        """Score all candidates of a batch of prompts in ONE forward pass over a token tree.
+        """Score all candidates of a batch of prompts in ONE forward pass over a token tree."""
+        return [{"logprobs": row} for row in self._grid_logprobs(self._answer_tree(token_ids, candidates), temperature)]
+
+    @torch.inference_mode()
+    def _answer_tree(self, token_ids, candidates) -> AnswerTree:
+        """Prefill a batch of prompts and push each one's answer trie through the model in one pass.
 
         The candidates of a prompt form a trie ("3.2" and "3.4" share "3", "."). Each trie node is
         one token appended after the prompt and sees the prompt and its own ancestors only, so the
@@ -430,54 +437,71 @@ class HFEngine:
         """
         prefilled = self._prefill(token_ids)
         batch = len(token_ids)
-        answers = [
-            [answer_tokens(self.tokenizer, ids, c) + [self.end_of_turn] for c in candidates] for ids in token_ids
+        tries = [
+            AnswerTrie([answer_tokens(self.tokenizer, ids, c) + [self.end_of_turn] for c in candidates])
+            for ids in token_ids
         ]
-        tries: list[dict[tuple[int, ...], int]] = []
-        for per_prompt in answers:
-            trie: dict[tuple[int, ...], int] = {}
-            for answer in per_prompt:
-                for length in range(1, len(answer)):  # the last token predicts nothing
-                    trie.setdefault(tuple(answer[:length]), len(trie))
-            tries.append(trie)
-        width = max(1, max(len(trie) for trie in tries))
+        width = max(1, max(len(trie.nodes) - 1 for trie in tries))  # the root is the prompt's last token
         input_ids = torch.zeros((batch, width), dtype=torch.long)
         positions = torch.zeros((batch, width), dtype=torch.long)
         filled = torch.zeros((batch, width), dtype=torch.bool)
         sees = torch.zeros((batch, width, width), dtype=torch.bool)
         next_position = prefilled.next_position.cpu()
         for row, trie in enumerate(tries):
-            for prefix, node in trie.items():
-                input_ids[row, node] = prefix[-1]
-                positions[row, node] = next_position[row] + len(prefix) - 1
-                filled[row, node] = True
-                for length in range(1, len(prefix) + 1):  # its ancestors and itself
-                    sees[row, node, trie[prefix[:length]]] = True
+            for (prefix, node), path in zip(list(trie.nodes.items())[1:], trie.node_paths()):
+                input_ids[row, node - 1] = prefix[-1]
+                positions[row, node - 1] = next_position[row] + len(prefix) - 1
+                filled[row, node - 1] = True
+                sees[row, node - 1, [n - 1 for n in path]] = True  # its ancestors and itself
         input_ids, positions, filled, sees = (t.to(self.device) for t in (input_ids, positions, filled, sees))
         tree = Segment("prompt", positions, filled)
         segments = prefilled.segments + [tree]
         out = Pass(segments, ("append", tree), positions, visible={len(segments) - 1: sees}).run(
             self.model, input_ids=input_ids, position_ids=positions
         )
-        node_logprobs = tempered_log_softmax(out.logits, temperature)
-        first = tempered_log_softmax(prefilled.last_logits, temperature)
+        return AnswerTree(prefilled, tries, tree, out.logits)
+
+    def _grid_logprobs(self, tree: AnswerTree, temperature: float) -> list[list[float]]:
+        """(B, K) log-probability of each candidate as a complete answer, under softmax(logits / temperature)."""
+        batch, count = len(tree.tries), len(tree.tries[0].paths)
+        node_logprobs = tempered_log_softmax(tree.node_logits, temperature)
+        first = tempered_log_softmax(tree.prompts.last_logits, temperature)
         # Gather every (prompt, node, next token) term, then add them up per (prompt, candidate).
         rows, nodes, tokens, owners = [], [], [], []
-        for row, (trie, per_prompt) in enumerate(zip(tries, answers)):
-            for k, answer in enumerate(per_prompt):
+        for row, trie in enumerate(tree.tries):
+            for k, answer in enumerate(trie.paths):
                 for length in range(1, len(answer)):
                     rows.append(row)
-                    nodes.append(trie[tuple(answer[:length])])
+                    nodes.append(trie.nodes[answer[:length]] - 1)
                     tokens.append(answer[length])
-                    owners.append(row * len(candidates) + k)
-        totals = first.gather(
-            1, torch.tensor([[a[0] for a in per_prompt] for per_prompt in answers], device=self.device)
-        ).double()
+                    owners.append(row * count + k)
+        totals = first.gather(1, torch.tensor([[a[0] for a in t.paths] for t in tree.tries], device=self.device))
         terms = node_logprobs[torch.tensor(rows), torch.tensor(nodes), torch.tensor(tokens)].double()
-        totals = (
-            totals.flatten().index_add(0, torch.tensor(owners, device=self.device), terms).view(batch, len(candidates))
-        )
-        return [{"logprobs": row} for row in totals.cpu().tolist()]
+        totals = totals.double().flatten().index_add(0, torch.tensor(owners, device=self.device), terms)
+        return totals.view(batch, count).cpu().tolist()
+
+    # ------------------------------------------------------------------ grid sampling
+    def sample_grid(
+        self, prompts: list[str], n: int, candidates: list[str], config: SamplingConfig | None = None
+    ) -> GridSamples:
+        """``n`` samples per prompt and the exact grid distribution, from one tree pass per prompt.
+
+        Only the samples that land off the grid are decoded, conditioned on leaving it: see
+        :mod:`workbench.inference.grid_sampler` (which settings it covers, and the fallback to
+        :meth:`sample` for the others).
+
+        Args:
+            prompts: B formatted prompts.
+            n: samples per prompt.
+            candidates: the K grid answers.
+            config: decoding settings; the returned score is at ``config.temperature``, unfiltered,
+                as :meth:`score` gives it.
+
+        Returns:
+            :class:`~workbench.inference.grid_sampler.GridSamples`: B :class:`SampleSet` and the
+            (B, K) :class:`GridScore`.
+        """
+        return sample_grid(self, prompts, n, candidates, config or SamplingConfig(), SAMPLER_VERSION)
 
 
 def answer_tokens(tokenizer, prompt_ids: list[int], answer: str) -> list[int]:

@@ -21,6 +21,10 @@ Implementations:
 :class:`workbench.inference.ray_engine.RayEngine`            prompts sharded over engine actors on Ray
 ===========================================================  ==================================================
 
+An engine may also offer ``sample_grid(prompts, n, candidates, config)``, samples and the exact grid
+distribution together (:mod:`workbench.inference.grid_sampler`); code above calls it through
+:func:`~workbench.inference.grid_sampler.sample_with_grid`, which falls back to ``sample`` and ``score``.
+
 The protocol is structural (:pep:`544`): a class need not inherit from it, and
 ``isinstance(x, Engine)`` checks that the four members exist.
 

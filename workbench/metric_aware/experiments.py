@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.inference.grid_sampler import sample_with_grid, sampler_name
 from workbench.inference.protocol import Engine
 from workbench.inference.types import SampleSet, SamplingConfig
 from workbench.metric_aware.baselines import Baselines
@@ -94,6 +95,9 @@ class TaskRun:
         tuned_temperature: a temperature fitted on dev (:func:`workbench.metric_aware.calibration.fit_temperature`);
             when set, the "tuned T" strategies apply the rules to the rescaled exact distribution.
         outside_flagged: ids of items whose mass outside the grid exceeds ``OUTSIDE_FLAG``.
+        sampler: how the samples were drawn (:func:`~workbench.inference.grid_sampler.sampler_name`):
+            on grid tasks, from the exact one-pass grid distribution where the engine can;
+            "unrecorded" in run files written before it was recorded.
     """
 
     task: str
@@ -109,6 +113,7 @@ class TaskRun:
     texts: list[list[str]] = field(default_factory=list)
     tuned_temperature: float | None = None
     outside_flagged: list[str] = field(default_factory=list)
+    sampler: str = "unrecorded"
 
     def save(self, path: str | Path) -> None:
         """Write the run as JSON (arrays as lists)."""
@@ -177,13 +182,19 @@ def run_task(engine: Engine, task: Task, config: RunConfig, tokenizer=None) -> T
     sampling = SamplingConfig(
         temperature=config.temperature, top_p=config.top_p, max_new_tokens=budget, stop=task.stop, seed=config.seed
     )
-    sample_sets = (
-        engine.sample(prompts, config.k, sampling) if config.k else [SampleSet([], [], [], []) for _ in prompts]
-    )
+    exact = None
+    if task.grid is not None and config.k:  # the samples and the exact distribution from one tree pass
+        drawn = sample_with_grid(engine, prompts, config.k, sampling, task.candidates)
+        sample_sets, exact = drawn.samples, drawn.score
+    elif config.k:
+        sample_sets = engine.sample(prompts, config.k, sampling)
+    else:
+        sample_sets = [SampleSet([], [], [], []) for _ in prompts]
     run = TaskRun(
         task=task.name,
         config=config,
         fingerprint=engine.fingerprint,
+        sampler=sampler_name(engine) if task.grid is not None else f"{type(engine).__name__}.sample",
         ids=[ex.id for ex in examples],
         gold=np.array([float(ex.target) for ex in examples]),
         greedy=[task.parse(text) for text in greedy_texts],
@@ -193,7 +204,8 @@ def run_task(engine: Engine, task: Task, config: RunConfig, tokenizer=None) -> T
         else [s.texts[:4] for s in sample_sets],
     )
     if task.grid is not None:
-        exact = engine.score(prompts, task.candidates, temperature=config.temperature)
+        if exact is None:
+            exact = engine.score(prompts, task.candidates, temperature=config.temperature)
         run.grid, run.exact_probs, run.outside_mass = np.array(task.grid), exact.probs, exact.outside_mass
         run.outside_flagged = [i for i, mass in zip(run.ids, exact.outside_mass) if mass > OUTSIDE_FLAG]
     return run
@@ -500,6 +512,7 @@ def synthetic_run(items: int = 2000, k: int = 64, concentration=(0.6, 0.3, 0.3, 
         task="synthetic",
         config=RunConfig(split="synthetic", limit=items, shots=0, k=k),
         fingerprint={"name": "synthetic"},
+        sampler="synthetic draws from the known distributions",
         ids=[f"synthetic/{i}" for i in range(items)],
         gold=gold,
         greedy=grid[probs.argmax(axis=1)].tolist(),
