@@ -137,32 +137,60 @@ def forward_rows(
         trunk: a :class:`~workbench.lifecycle.finetune.trunk.FrozenTrunk` whose cached lower-layer
             outputs replace the frozen layers, or None (the whole model runs).
     """
-    device = next(model.parameters()).device
-    prefix_len = shared_prefix_len(rows.chains, limit, share_prefix)
-    plan = layout(rows, prefix_len, pad_id)
-    hidden = trunk.hidden(rows) if trunk is not None else None  # B tensors (sequence length, H)
-    cache = None
+    plan = layout(rows, shared_prefix_len(rows.chains, limit, share_prefix), pad_id)
+    if trunk is None:
+        device = next(model.parameters()).device
+
+        def run(input_ids, positions, mask, cache, columns):
+            return model(
+                input_ids=input_ids.to(device),
+                attention_mask=attention_mask(model, mask.to(device)),
+                position_ids=positions.to(device),
+                past_key_values=cache,
+                use_cache=cache is not None,
+                logits_to_keep=columns,
+            ).logits
+
+        prefix = torch.tensor([rows.chains[0][: plan.prefix_len]], dtype=torch.long)
+        return prefix_passes(run, plan, prefix, plan.input_ids, keep)[1]
+    hidden = trunk.hidden(rows, limit, share_prefix, pad_id)  # B tensors (sequence length, H)
+    # each column's trunk output; padding columns get zeros (only they attend to themselves)
+    return prefix_passes(trunk.top_logits, plan, hidden[0][None, : plan.prefix_len], gather(hidden, plan.source), keep)[
+        1
+    ]
+
+
+def prefix_passes(run, plan: Layout, prefix_inputs: torch.Tensor, main_inputs: torch.Tensor, keep: int | None):
+    """The prefix pass (one row; its keys and values then expanded over the rows), then the main pass.
+
+    Args:
+        run: ``run(inputs, positions, mask, cache, keep)``, one pass of a stack of layers: inputs
+            are (rows, columns) token ids or (rows, columns, H) hidden states; ``cache`` a
+            DynamicCache it fills; it returns the outputs of the last ``keep`` columns (None: all).
+        plan: the batch's layout.
+        prefix_inputs: (1, P) the prefix's inputs.
+        main_inputs: (B, Q) or (B, Q, H) the main pass's inputs.
+        keep: columns whose outputs the main pass returns (None: all).
+
+    Returns:
+        The prefix pass's output (None without a shared prefix; all P columns when ``keep`` is
+        None, else the last one) and the main pass's.
+    """
+    prefix_len, batch = plan.prefix_len, plan.input_ids.shape[0]
+    cache, prefix_out = None, None
     if prefix_len:
         causal = torch.tril(torch.ones((prefix_len, prefix_len), dtype=torch.bool))[None, None]
-        if hidden is None:
-            inputs = {"input_ids": torch.tensor([rows.chains[0][:prefix_len]])}
-        else:
-            inputs = {"hidden": hidden[0][None, :prefix_len]}
         cache = DynamicCache()
-        _run(model, trunk, inputs, torch.arange(prefix_len)[None], causal, cache, 1, device)
+        prefix_out = run(prefix_inputs, torch.arange(prefix_len)[None], causal, cache, None if keep is None else 1)
         cache = DynamicCache(
             ddp_cache_data=[
-                (layer.keys.expand(len(rows.chains), -1, -1, -1), layer.values.expand(len(rows.chains), -1, -1, -1))
+                (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1))
                 if layer.is_initialized
-                else (None, None)
+                else (None, None)  # a layer below a frozen trunk's top: never run here
                 for layer in cache.layers
             ]
         )
-    if hidden is None:
-        inputs = {"input_ids": plan.input_ids}
-    else:  # each column's cached hidden state; padding columns get zeros (they see only themselves)
-        inputs = {"hidden": _gather(hidden, plan.source)}
-    return _run(model, trunk, inputs, plan.positions, plan.mask, cache, keep, device)
+    return prefix_out, run(main_inputs, plan.positions, plan.mask, cache, keep)
 
 
 def attention_mask(model, mask: torch.Tensor) -> torch.Tensor:
@@ -178,21 +206,7 @@ def attention_mask(model, mask: torch.Tensor) -> torch.Tensor:
     )
 
 
-def _run(model, trunk, inputs: dict, positions, mask, cache, keep: int, device) -> torch.Tensor:
-    mask = attention_mask(model, mask.to(device))
-    if trunk is not None:
-        return trunk.top_logits(inputs["hidden"].to(device), positions.to(device), mask, cache, keep)
-    return model(
-        input_ids=inputs["input_ids"].to(device),
-        attention_mask=mask,
-        position_ids=positions.to(device),
-        past_key_values=cache,
-        use_cache=cache is not None,
-        logits_to_keep=keep,
-    ).logits
-
-
-def _gather(hidden: list[torch.Tensor], source: torch.Tensor) -> torch.Tensor:
+def gather(hidden: list[torch.Tensor], source: torch.Tensor) -> torch.Tensor:
     """(B, Q, H): row b's ``hidden[b][source[b, q]]``, zeros where ``source`` is -1."""
     batch, queries = source.shape
     out = torch.zeros((batch, queries, hidden[0].shape[-1]), dtype=hidden[0].dtype)

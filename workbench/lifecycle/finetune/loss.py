@@ -70,8 +70,8 @@ class ObjectiveLoss:
     per task, after the prompt of the first batch of that task, and kept.
     """
 
-    def __init__(self, model, tokenizer, config: FinetuneConfig):
-        self.model, self.tokenizer, self.config = model, tokenizer, config
+    def __init__(self, model, tokenizer, config: FinetuneConfig, trunk=None):
+        self.model, self.tokenizer, self.config, self.trunk = model, tokenizer, config, trunk
         self.tasks = {t.name: t for t in (resolve_task(spec) for spec in config.tasks)}
         self._candidates: dict[str, tuple[list[list[int]], torch.Tensor]] = {}
 
@@ -87,10 +87,11 @@ class ObjectiveLoss:
         """The step's loss and the number of answer tokens it covers."""
         pad = self.tokenizer.pad_token_id
         if self.config.objective == "ce":
-            nll, count = answer_nll(self.model, batch, pad)
+            nll, count = answer_nll(self.model, batch, pad, trunk=self.trunk)
             return nll / count, count
         tokens, grid = self.candidates(batch)
-        logprobs = grid_logprobs(self.model, [e.input_ids[: e.answer_start] for e in batch], tokens, pad)
+        prompts = [e.input_ids[: e.answer_start] for e in batch]
+        logprobs = grid_logprobs(self.model, prompts, tokens, pad, trunk=self.trunk)
         gold_index = torch.tensor([tokens.index(e.input_ids[e.answer_start :]) for e in batch], device=logprobs.device)
         weight = {"mse": 1.0, "soft": 0.0}.get(self.config.objective, self.config.mse_weight)
         soft_sd = self.config.soft_sd if self.config.objective.startswith("soft") else None
