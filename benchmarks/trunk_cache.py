@@ -7,13 +7,14 @@ three ways, round-robin, ``--repeats`` times:
 
 * ``off``: ``trunk_cache=False``, the whole model runs every step;
 * ``cold``: the trunk cache on, empty (a fresh folder): every example's lower-layer outputs are
-  computed in the step that first needs them (what a first epoch costs);
+  computed in the step that first needs them, in that step's layout (what a first epoch costs);
 * ``warm``: the trunk cache on, read from the folder ``cold`` filled, in a new run (what every later
   epoch, seed, objective and search trial over the same examples costs).
 
 The time is the loop's own ``train_seconds`` (forward, backward, optimizer; model loading and
-dev evaluations excluded). Ratios are ``off / variant`` (above 1: faster than off). The losses of
-the runs are compared step by step: the cached trunk gives the same numbers up to rounding.
+dev evaluations excluded), and its process CPU time (less sensitive to other processes' load).
+Ratios are ``off / variant`` (above 1: faster than off). The losses of the runs are compared step
+by step: the cached trunk gives the same numbers up to rounding.
 
     python benchmarks/trunk_cache.py --steps 8 --repeats 2 --objectives ce soft
 
@@ -74,8 +75,14 @@ def main() -> None:
                 order = ["off", "cold", "warm"] if repeat % 2 == 0 else ["cold", "warm", "off"]
                 for variant in order:
                     runs[variant].append(run(config, train, variant, folder))
-                    print(f"  {objective} repeat {repeat} {variant}: {runs[variant][-1]['seconds']:.1f} s", flush=True)
+                    last = runs[variant][-1]
+                    print(
+                        f"  {objective} repeat {repeat} {variant}: {last['seconds']:.1f} s wall, "
+                        f"{last['train_cpu_seconds']:.1f} s CPU, load {os.getloadavg()[0]:.1f}",
+                        flush=True,
+                    )
         seconds = {v: statistics.median(r["seconds"] for r in runs[v]) for v in VARIANTS}
+        cpu = {v: statistics.median(r["train_cpu_seconds"] for r in runs[v]) for v in VARIANTS}
         reference = runs["off"][0]["losses"]
         gap = max(
             abs(a - b) / abs(a) for v in ("cold", "warm") for r in runs[v] for a, b in zip(reference, r["losses"])
@@ -85,6 +92,9 @@ def main() -> None:
             "steps": args.steps,
             "seconds": seconds,
             "all_seconds": {v: [r["seconds"] for r in runs[v]] for v in VARIANTS},
+            "cpu_seconds": cpu,
+            "cpu_ratio_off_over_cold": cpu["off"] / cpu["cold"],
+            "cpu_ratio_off_over_warm": cpu["off"] / cpu["warm"],
             "ratio_off_over_cold": seconds["off"] / seconds["cold"],
             "ratio_off_over_warm": seconds["off"] / seconds["warm"],
             "trunk_fill_seconds_cold": statistics.median(r["trunk_fill_seconds"] for r in runs["cold"]),
@@ -100,6 +110,11 @@ def main() -> None:
             f"{row['objective']:9s} {row['steps']:5d} {s['off']:7.1f} {s['cold']:7.1f} {s['warm']:7.1f} "
             f"{row['ratio_off_over_cold']:7.2f}x {row['ratio_off_over_warm']:7.2f}x   "
             f"(largest relative loss gap to off: {row['max_relative_loss_gap']:.1e})"
+        )
+        c = row["cpu_seconds"]
+        print(
+            f"{'  CPU s':9s} {'':5s} {c['off']:7.1f} {c['cold']:7.1f} {c['warm']:7.1f} "
+            f"{row['cpu_ratio_off_over_cold']:7.2f}x {row['cpu_ratio_off_over_warm']:7.2f}x"
         )
     load_after = os.getloadavg()
     print(f"threads {args.threads}, load average before {load_before}, after {load_after}")
