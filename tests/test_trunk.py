@@ -45,6 +45,11 @@ def _setup(tiny, objective: str, task: str, **changes):
     return config, lm, model, training_set(config, lm.tokenizer)
 
 
+def _trunk(model, lm, config, store=None) -> FrozenTrunk:
+    """The trunk, built directly (``for_training`` keeps the grid objectives off it: measured slower)."""
+    return FrozenTrunk(model, frozen_layers(model), lm.fingerprint["weights_sha256"], config.precision, store)
+
+
 def _step(model, tokenizer, config, batch, trunk) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     model.zero_grad(set_to_none=True)
     loss, _ = ObjectiveLoss(model, tokenizer, config, trunk).loss(batch)
@@ -62,15 +67,15 @@ def test_a_step_that_fills_the_trunk_is_the_whole_model_step_bit_for_bit(tiny, o
     batch = encoded[:4]
     assert shared_prefix_len([e.input_ids for e in batch], min(e.answer_start for e in batch) - 1) > 0
     store = TensorStore.Config(folder=str(tmp_path))
-    trunk = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config, store)
-    assert trunk is not None and trunk.layers == 1
+    trunk = _trunk(model, lm, config, store)
+    assert trunk.layers == 1
 
     whole = _step(model, lm.tokenizer, config, batch, None)
     filling = _step(model, lm.tokenizer, config, batch, trunk)
     assert trunk.store.stats["misses"] == 4 and len(filling[1]) > 1
     again = _step(model, lm.tokenizer, config, batch, trunk)  # from memory
     assert trunk.store.stats["memory_hits"] == 4 and trunk.store.stats["misses"] == 4
-    reread = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config, store)
+    reread = _trunk(model, lm, config, store)
     from_disk = _step(model, lm.tokenizer, config, batch, reread)
     assert reread.store.stats["disk_hits"] == 4 and reread.store.stats["misses"] == 0
     for other in (filling, again, from_disk):
@@ -81,7 +86,7 @@ def test_a_step_that_fills_the_trunk_is_the_whole_model_step_bit_for_bit(tiny, o
 @pytest.mark.parametrize(("objective", "task"), CASES)
 def test_entries_of_other_batches_give_the_loss_and_gradients_up_to_rounding(tiny, objective, task, tmp_path):
     config, lm, model, encoded = _setup(tiny, objective, task)
-    trunk = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config, TensorStore.Config(disk_bytes=0))
+    trunk = _trunk(model, lm, config, TensorStore.Config(disk_bytes=0))
     for pair in (encoded[0:2], encoded[2:4]):  # other batch-mates, another shared prefix and padding
         _step(model, lm.tokenizer, config, pair, trunk)
     whole_loss, whole_grads = _step(model, lm.tokenizer, config, encoded[:4], None)
@@ -113,6 +118,8 @@ def test_the_trunk_is_off_where_it_does_not_apply(tiny, tmp_path):
     assert frozen_layers(model) == 0
     model.config.attention_dropout = 0.0
     assert frozen_layers(model) == 1
+    grid = FinetuneConfig(**{**config.__dict__, "objective": "soft"})
+    assert FrozenTrunk.for_training(model, weights, grid) is None
     lora = FinetuneConfig(**{**config.__dict__, "method": "lora", "lora_layers": 1})
     assert FrozenTrunk.for_training(model, weights, lora) is None
 
