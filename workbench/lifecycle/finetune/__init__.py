@@ -12,9 +12,10 @@ What keeps a CPU run affordable (measured in ``benchmarks/finetune_throughput.py
 * logits only at the answer positions (an LM head over the whole vocabulary at every position is
   a large share of a naive step);
 * training only the top ``train_layers`` layers (full fine-tuning of those) or LoRA on the top
-  ``lora_layers``: back-propagation stops where the first trainable weight sits; with the former,
-  the frozen lower layers' outputs are computed once per example and reused by every later step,
-  epoch, seed, objective and search trial (``trunk_cache``, :mod:`~workbench.lifecycle.finetune.trunk`);
+  ``lora_layers``: back-propagation stops where the first trainable weight sits; with the former and
+  the cross-entropy objective, the frozen lower layers' outputs are computed once per example and
+  reused by every later step, epoch, seed and search trial (``trunk_cache``,
+  :mod:`~workbench.lifecycle.finetune.trunk`);
 * a batch holds examples of one task, grouped by length, so its rows share the system prompt. That
   prefix is pushed through the model once per batch and its keys and values are expanded over the
   rows (gradients flow back through the expansion); it is about half of every sequence.
