@@ -13,7 +13,7 @@ python -m pytest -q
 # Order dependence: each test file that claims bitwise-equal results (docs/reproducibility.md), run alone,
 # so a claim that holds only after what an earlier test left behind (a thread count, a cache) fails here.
 for claim in tests/test_ray.py tests/test_cancellation.py tests/test_decoding.py tests/test_openai_compat.py \
-             tests/test_experiments_over_backends.py "tests/test_finetune.py -k resume"; do
+             tests/test_experiments_over_backends.py "tests/test_finetune.py -k resume" tests/test_trunk.py; do
     python -m pytest -q -p no:randomly $claim
 done
 python scripts/run_notebooks.py --profile smoke --timeout 900

@@ -22,6 +22,12 @@ from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, sav
 from workbench.tasks import Example, get_task
 
 
+@pytest.fixture(autouse=True)
+def _cache_in_tmp(tmp_path, monkeypatch):
+    """The frozen trunk's files (``<cache>/trunk``) of these tiny models stay out of the user's cache."""
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path / "cache"))
+
+
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     return make_tiny_model(tmp_path_factory.mktemp("tiny"), "llama")
@@ -113,6 +119,36 @@ def test_resume_after_interruption_gives_the_same_weights(tiny, tmp_path):
         a["model.layers.0.self_attn.q_proj.weight"],
         load_file(f"{tiny}/model.safetensors")["model.layers.0.self_attn.q_proj.weight"],
     )
+
+
+def test_top_layer_training_from_the_cached_trunk_resumes_and_matches_the_whole_model(tiny, tmp_path):
+    torch.set_num_threads(1)  # bitwise equality of the straight and the resumed run (restored by conftest)
+    # 8 examples in batches of 4: two epochs, the second served from the trunk cache
+    config = small(tiny, train_layers=1, precision="fp32", lr=5e-2)
+    straight = finetune(FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "a")}), progress=False)
+    assert straight.throughput["trunk_layers"] == 1
+    assert straight.throughput["trunk_misses"] == 8 and straight.throughput["trunk_memory_hits"] == 8
+
+    interrupted = FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "b")})
+
+    def stop_at_3(step, loss):
+        if step == 3:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        finetune(interrupted, callback=stop_at_3, progress=False)
+    resumed = finetune(interrupted, progress=False)
+    assert resumed.resumed_from == 2 and resumed.losses == straight.losses
+    assert resumed.throughput["trunk_misses"] == 0  # the interrupted run's entries, read back from disk
+    a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("a", "b"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+    # the whole model every step: the same training up to float32 rounding
+    whole = finetune(FinetuneConfig(**{**config.__dict__, "trunk_cache": False}), progress=False)
+    assert "trunk_layers" not in whole.throughput
+    np.testing.assert_allclose(whole.losses, straight.losses, rtol=1e-4)
+    final = whole.model.state_dict()
+    assert all(torch.allclose(final[k], a[k], rtol=1e-4, atol=1e-5) for k in a)
 
 
 def test_saved_model_loads_and_a_finished_run_is_reused(tiny, tmp_path):

@@ -28,7 +28,8 @@ ancestors only. Unlike ``Engine.score`` this pass keeps the autograd graph, so t
 differentiable in the weights; ``tests/test_regression_loss.py`` checks the gradient against a
 finite difference and the log-probabilities against ``Engine.score``.
 
-Batch layout (one task per batch, so the rows share the prompt's system prefix)::
+Batch layout (one task per batch, so the rows share the prompt's system prefix; see
+:mod:`workbench.lifecycle.prefix_batch`)::
 
     [ shared prefix (P) ][ left pad ][ rest of the prompt ][ trie nodes (N) ]
 """
@@ -36,9 +37,8 @@ Batch layout (one task per batch, so the rows share the prompt's system prefix):
 from __future__ import annotations
 
 import torch
-from transformers import DynamicCache
 
-MIN_SHARED_PREFIX = 16
+from workbench.lifecycle.prefix_batch import Rows, forward_rows
 
 
 def candidate_tokens(tokenizer, prompt_ids: list[int], candidates: list[str]) -> list[list[int]]:
@@ -66,7 +66,7 @@ def _trie(candidates: list[list[int]]) -> dict[tuple[int, ...], int]:
 
 
 def grid_logprobs(
-    model, prompts: list[list[int]], candidates: list[list[int]], pad_id: int, share_prefix: bool = True
+    model, prompts: list[list[int]], candidates: list[list[int]], pad_id: int, share_prefix: bool = True, trunk=None
 ) -> torch.Tensor:
     """(B, K) log P(candidate k complete | prompt b), differentiable in the model's weights.
 
@@ -76,64 +76,18 @@ def grid_logprobs(
         candidates: K candidate token lists, each ending with the end-of-turn token (shared by the rows).
         pad_id: padding token.
         share_prefix: push the prompts' common prefix through the model once.
+        trunk: a :class:`~workbench.lifecycle.finetune.trunk.FrozenTrunk` (only the layers above it
+            run, from its cached outputs), or None.
     """
-    device = next(model.parameters()).device
-    batch = len(prompts)
-    prefix_len = 0
-    if share_prefix and batch > 1:
-        prefix_len = min(_common_prefix_len(prompts), min(len(p) for p in prompts) - 1)
-        prefix_len = prefix_len if prefix_len >= MIN_SHARED_PREFIX else 0
-    cache = None
-    if prefix_len:
-        cache = DynamicCache()
-        model(
-            input_ids=torch.tensor([prompts[0][:prefix_len]], device=device),
-            past_key_values=cache,
-            use_cache=True,
-            logits_to_keep=1,
-        )
-        cache = DynamicCache(
-            ddp_cache_data=[
-                (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
-            ]
-        )
-    suffixes = [p[prefix_len:] for p in prompts]
-    width = max(len(s) for s in suffixes)
     trie = _trie(candidates)
-    nodes = max(1, len(trie))
-    queries = width + nodes
-    input_ids = torch.full((batch, queries), pad_id, dtype=torch.long)
-    positions = torch.zeros((batch, queries), dtype=torch.long)
-    real = torch.zeros((batch, width), dtype=torch.bool)
-    for row, suffix in enumerate(suffixes):
-        input_ids[row, width - len(suffix) : width] = torch.tensor(suffix)
-        real[row, width - len(suffix) :] = True
-    positions[:, :width] = prefix_len + (real.long().cumsum(-1) - 1).clamp(min=0)
-    lengths = prefix_len + real.sum(-1)  # (B,) prompt length: position of the first answer token
-    tree = torch.eye(nodes, dtype=torch.bool)
-    for prefix, node in trie.items():
-        input_ids[:, width + node] = prefix[-1]
-        positions[:, width + node] = lengths + len(prefix) - 1
-        for length in range(1, len(prefix)):
-            tree[node, trie[prefix[:length]]] = True
-    # Query rows: the prompt part is causal over real tokens (padding sees only itself, so no row
-    # is fully masked); trie nodes see every real prompt token, their ancestors and themselves.
-    mask = torch.zeros((batch, queries, queries), dtype=torch.bool)
-    causal = torch.tril(torch.ones((width, width), dtype=torch.bool))
-    mask[:, :width, :width] = (causal[None] & real[:, None, :]) | torch.eye(width, dtype=torch.bool)[None]
-    mask[:, width:, :width] = real[:, None, :]
-    mask[:, width:, width:] = tree[None]
-    mask = torch.cat([torch.ones((batch, queries, prefix_len), dtype=torch.bool), mask], dim=-1)[:, None]
-    out = model(
-        input_ids=input_ids.to(device),
-        attention_mask=_attention_mask(model, mask.to(device)),
-        position_ids=positions.to(device),
-        past_key_values=cache,
-        use_cache=cache is not None,
-        logits_to_keep=nodes + 1,
-    )
-    logits = out.logits if out.logits.dtype == torch.float64 else out.logits.float()  # bf16 logits lose too much
+    nodes = [(prefix[-1], trie[prefix[:-1]] if len(prefix) > 1 else -1) for prefix in trie]
+    if not nodes:  # every candidate is the end token alone: one dummy node keeps the layout whole
+        nodes = [(pad_id, -1)]
+    limit = min(len(p) for p in prompts) - 1
+    logits = forward_rows(model, Rows(prompts, nodes), len(nodes) + 1, pad_id, limit, share_prefix, trunk)
+    logits = logits if logits.dtype == torch.float64 else logits.float()  # bf16 logits lose too much
     logprobs = torch.log_softmax(logits, dim=-1)  # (B, N + 1, V): column 0 = last prompt token
+    device = logprobs.device
     columns, tokens, owners = [], [], []
     for k, answer in enumerate(candidates):
         for t, token in enumerate(answer):
@@ -141,7 +95,7 @@ def grid_logprobs(
             tokens.append(token)
             owners.append(k)
     terms = logprobs[:, torch.tensor(columns, device=device), torch.tensor(tokens, device=device)]  # (B, terms)
-    totals = torch.zeros((batch, len(candidates)), dtype=terms.dtype, device=device)
+    totals = torch.zeros((len(prompts), len(candidates)), dtype=terms.dtype, device=device)
     return totals.index_add(1, torch.tensor(owners, device=device), terms)
 
 
@@ -203,23 +157,3 @@ def grid_loss(
         ce = -(soft_targets(grid.to(logprobs.dtype), gold.to(logprobs.dtype), soft_sd) * logprobs).sum(-1)
     loss = mse_weight * mse.mean() + (1.0 - mse_weight) * ce.mean() if mse_weight < 1 else mse.mean()
     return loss, {"mse": float(mse.mean().detach()), "ce": float(ce.mean().detach())}
-
-
-def _attention_mask(model, mask: torch.Tensor) -> torch.Tensor:
-    """A boolean 4-D mask for SDPA, or an additive one for eager attention."""
-    implementation = getattr(model.config, "_attn_implementation", "sdpa")
-    if implementation == "sdpa":
-        return mask
-    if implementation == "eager":
-        dtype = next(model.parameters()).dtype
-        return torch.zeros(mask.shape, dtype=dtype, device=mask.device).masked_fill(~mask, torch.finfo(dtype).min)
-    raise NotImplementedError(
-        f"the grid objective needs a custom attention mask; {implementation!r} attention does not take one"
-    )
-
-
-def _common_prefix_len(rows: list[list[int]]) -> int:
-    length = min(len(r) for r in rows)
-    for r in rows[1:]:
-        length = next((i for i in range(length) if r[i] != rows[0][i]), length)
-    return length

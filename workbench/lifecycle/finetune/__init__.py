@@ -12,7 +12,10 @@ What keeps a CPU run affordable (measured in ``benchmarks/finetune_throughput.py
 * logits only at the answer positions (an LM head over the whole vocabulary at every position is
   a large share of a naive step);
 * training only the top ``train_layers`` layers (full fine-tuning of those) or LoRA on the top
-  ``lora_layers``: back-propagation stops where the first trainable weight sits;
+  ``lora_layers``: back-propagation stops where the first trainable weight sits; with the former and
+  the cross-entropy objective, the frozen lower layers' outputs are computed once per example and
+  reused by every later step, epoch, seed and search trial (``trunk_cache``,
+  :mod:`~workbench.lifecycle.finetune.trunk`);
 * a batch holds examples of one task, grouped by length, so its rows share the system prompt. That
   prefix is pushed through the model once per batch and its keys and values are expanded over the
   rows (gradients flow back through the expansion); it is about half of every sequence.
@@ -32,6 +35,8 @@ The public API is listed here; the parts, one concern each:
 * :mod:`~workbench.lifecycle.finetune.loss`: the answer cross-entropy with a shared prefix, and the
   objective of a batch;
 * :mod:`~workbench.lifecycle.finetune.model`: which weights train, autocast, in-memory models;
+* :mod:`~workbench.lifecycle.finetune.trunk`: the frozen lower layers' outputs, computed once per
+  example and reused (storage: :mod:`~workbench.lifecycle.finetune.trunk_store`);
 * :mod:`~workbench.lifecycle.finetune.selection`: dev-metric model selection and early stopping;
 * :mod:`~workbench.lifecycle.finetune.checkpoints`: atomic checkpoints, best weights, the final model;
 * :mod:`~workbench.lifecycle.finetune.training`: the loop, :func:`finetune`.

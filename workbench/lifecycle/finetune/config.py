@@ -19,7 +19,8 @@ from workbench.paths import cache_dir
 from workbench.tasks import Example, Task, get_task
 
 # Fields that do not change what is learned: a run may resume or be reused across them.
-_BOOKKEEPING = ("output_dir", "save_every", "keep_checkpoints", "device")
+# trunk_cache changes only where the frozen layers' outputs come from (the same numbers up to rounding).
+_BOOKKEEPING = ("output_dir", "save_every", "keep_checkpoints", "device", "trunk_cache")
 OBJECTIVES = ("ce", "mse", "mix", "soft", "soft_mix")
 # One entry of FinetuneConfig.tasks: a registered name (or a spec file path), or
 # {"task": name, **options} for get_task. (Not a workbench.tasks.TaskSpec, the parsed spec file.)
@@ -90,6 +91,9 @@ class FinetuneConfig:
         save_every: steps between checkpoints (0: none).
         keep_checkpoints: how many recent checkpoints to keep on disk.
         device: "auto", "cpu", "cuda", ...
+        trunk_cache: when only the top layers train (``method="full"``, ``train_layers``) on the
+            cross-entropy objective, compute the frozen lower layers' outputs once per example and
+            reuse them (:mod:`~workbench.lifecycle.finetune.trunk`); False runs the whole model every step.
     """
 
     tasks: tuple[str, ...] = ("sst5", "stsb")
@@ -122,6 +126,7 @@ class FinetuneConfig:
     save_every: int = 25
     keep_checkpoints: int = 2
     device: str = "auto"
+    trunk_cache: bool = True
 
     def __post_init__(self):
         self.tasks = tuple(self.tasks)

@@ -44,6 +44,8 @@ from workbench.lifecycle.finetune.selection import (
     evaluate_dev,
     evaluations_since_best,
 )
+from workbench.lifecycle.finetune.trunk import FrozenTrunk
+from workbench.lifecycle.finetune.trunk_store import TensorStore
 from workbench.progress import tqdm
 from workbench.tasks import Example
 
@@ -66,7 +68,9 @@ class FinetuneResult:
         dev_history: one record per dev evaluation: step, per-task scores and the selection loss.
         best_step: the step whose weights were kept (the best dev evaluation; the last step without dev data).
         throughput: training examples/s, tokens/s, wall seconds and process CPU seconds (user + system, all
-            threads: what the steps would take on an idle machine) of this call's steps (dev evaluations excluded).
+            threads: what the steps would take on an idle machine) of this call's steps (dev evaluations excluded);
+            with a frozen trunk also its layers, the seconds spent computing its outputs (part of the steps'
+            time) and its cache hits and misses.
     """
 
     config: FinetuneConfig
@@ -100,6 +104,7 @@ def finetune(
     callback: Callable[[int, float], None] | None = None,
     progress: bool = True,
     dev: dict[str, list[Example]] | None = None,
+    trunk_store: TensorStore.Config | None = None,
 ) -> FinetuneResult:
     """Train, checkpointing and resuming under ``config.output_dir``, and save the final model there.
 
@@ -111,6 +116,8 @@ def finetune(
         progress: show a tqdm bar with the running loss.
         dev: optional ``{task: dev examples}`` for model selection; by default, when
             ``config.eval_every`` is set, a seeded subset of ``config.dev_examples`` of each dev split.
+        trunk_store: where the frozen trunk's outputs are kept (``config.trunk_cache``; default
+            :class:`TensorStore.Config`: 1 GiB in memory, 4 GiB under ``<cache>/trunk``).
 
     Returns:
         A :class:`FinetuneResult`. When ``output_dir`` already holds the finished run, it is
@@ -132,7 +139,9 @@ def finetune(
     scheduler = get_linear_schedule_with_warmup(optimizer, round(config.warmup_fraction * total), total)
     key = {"config": json_round_trip(config.training_key()), "data": data_sha256(encoded)}
     evaluations = dev_sets(config, dev) if (config.eval_every or dev is not None) else {}
-    objective_loss = ObjectiveLoss(model, tokenizer, config)
+    # The frozen lower layers' outputs, computed once per example (None: the whole model runs every step).
+    trunk = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config, trunk_store)
+    objective_loss = ObjectiveLoss(model, tokenizer, config, trunk)
 
     start, losses, history, best = 0, [], [], None  # best: (objective, step)
     checkpoint, state = load_latest_checkpoint(out) if out is not None else (None, None)
@@ -243,6 +252,7 @@ def finetune(
                 "tokens_per_s": train_tokens / train_seconds,
                 "train_seconds": train_seconds,
                 "train_cpu_seconds": train_cpu,
+                **(trunk.summary() if trunk is not None else {}),
             }
             if train_seconds
             else {}
