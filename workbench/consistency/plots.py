@@ -112,3 +112,41 @@ def plot_pair_set_auc(ax: Axes, aucs: pd.DataFrame, title: str = "") -> Axes:
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
     return ax
+
+
+def plot_method_power(
+    ax: Axes, grid: pd.DataFrame, samples_per_query: int, kind: str = "power", alpha: float = 0.05, title: str = ""
+) -> Axes:
+    """One comparison's rejection rate against queries, one line per method, at one samples-per-query.
+
+    Args:
+        grid: rows of the study's grid for one change (``method``, ``kind``, ``samples_per_query``, the rate columns).
+        samples_per_query: which k to show.
+        kind: ``"power"`` or ``"false alarm"``.
+    """
+    rows = grid[(grid.kind == kind) & (grid.samples_per_query == samples_per_query)]
+    return plot_power(ax, {m: c.sort_values("n_queries") for m, c in rows.groupby("method", sort=False)}, alpha, title)
+
+
+def plot_samples_grid(ax: Axes, grid: pd.DataFrame, kind: str = "power", alpha: float = 0.05, title: str = "") -> Axes:
+    """One comparison and method: the rejection rate against queries, one line per samples per query."""
+    rows = grid[grid.kind == kind]
+    curves = {f"k = {k}": c.sort_values("n_queries") for k, c in rows.groupby("samples_per_query")}
+    return plot_power(ax, curves, alpha, title)
+
+
+def plot_decisions(ax: Axes, details: pd.DataFrame, title: str = "") -> Axes:
+    """Changes (rows) x methods (columns): the power at the budget as colour, the decision's initial as text
+    (d: different, e: equivalent, ?: inconclusive; blank: the method does not apply)."""
+    power = details.pivot_table(index="change", columns="method", values="power", sort=False)
+    decision = details.pivot_table(index="change", columns="method", values="decision", aggfunc="first", sort=False)
+    image = ax.imshow(power.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    mark = {"different": "d", "equivalent": "e", "inconclusive": "?"}
+    for (i, j), value in np.ndenumerate(decision.reindex_like(power).to_numpy()):
+        if isinstance(value, str):
+            ax.text(j, i, mark[value], ha="center", va="center", color="white" if power.iat[i, j] < 0.6 else "black")
+    ax.set_xticks(range(power.shape[1]), power.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(power.shape[0]), power.index, fontsize=8)
+    ax.figure.colorbar(image, ax=ax, label="power at the budget (A/A rows: false-alarm rate)")
+    ax.set_title(title, fontsize=9)
+    return ax
