@@ -123,3 +123,17 @@ def test_three_way_decisions_and_the_margin_planner():
     at_margin = rng.normal(0.3, 1, (4000, n))
     t = at_margin.mean(axis=1) / (at_margin.std(axis=1, ddof=1) / np.sqrt(n))
     assert (tost_p_value(t, n, 0.3) < 0.05).mean() <= 0.065
+
+
+def test_scores_are_the_same_with_and_without_the_shared_prompt_cache(lm, monkeypatch):
+    """Models with an attention window score prompt + response in plain passes; both paths agree."""
+    import workbench.inference.prompt_logprobs as prompt_logprobs
+
+    variants = [Variant("v", temperature=0.7, max_new_tokens=6), Variant("w", temperature=1.0, top_p=0.8)]
+    rows = pd.DataFrame(
+        {"query": ["Say hi.", "Say hi.", "Name a colour."], "response": ["Hello there!", "", "Blue, like the sky"]}
+    )
+    shared = response_logliks(lm, variants, rows)
+    monkeypatch.setattr(prompt_logprobs, "_has_sliding_window", lambda model: True)
+    np.testing.assert_allclose(response_logliks(lm, variants, rows), shared, atol=2e-3)
+    assert np.isfinite(shared).all() and (shared < 0).all()

@@ -51,11 +51,9 @@ class LogprobConfig:
 
     Attributes:
         floor: log-probability (nats) given to a token the stage cannot emit; finite so that ratios are.
-        queries_per_pass: queries whose responses run in one forward pass (after each query's prompt).
     """
 
     floor: float = -30.0
-    queries_per_pass: int = 4
 
 
 def view_of(variant: Variant) -> tuple:
@@ -84,9 +82,20 @@ def _predicting_logits(lm: LoadedModel, prompt_ids: list[int], responses: list[l
     """
     from transformers import DynamicCache
 
-    from workbench.inference.prompt_logprobs import _cache_argument  # the model's name for its cache argument
+    # the model's name for its cache argument, and whether its attention window needs its own cache layout
+    from workbench.inference.prompt_logprobs import _cache_argument, _has_sliding_window
 
     device = next(lm.model.parameters()).device
+    if _has_sliding_window(lm.model):  # plain right-padded passes over prompt + response, no shared cache
+        full = [prompt_ids + ids for ids in responses]
+        width = max(len(ids) for ids in full)
+        input_ids = torch.zeros((len(full), width), dtype=torch.long)
+        mask = torch.zeros((len(full), width), dtype=torch.long)
+        for row, ids in enumerate(full):
+            input_ids[row, : len(ids)], mask[row, : len(ids)] = torch.tensor(ids, dtype=torch.long), 1
+        logits = lm.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+        start = len(prompt_ids) - 1
+        return [logits[row, start : start + len(ids) + 1] for row, ids in enumerate(responses)]
     cache = DynamicCache()
     out = lm.model(
         input_ids=torch.tensor([prompt_ids], device=device), use_cache=True, **{_cache_argument(lm.model): cache}
@@ -138,7 +147,7 @@ def response_logliks(
         lm: the variants' model (loaded with their attention kernels).
         variants: V scorable variants of one view; they differ in temperature, top-p and length limit only.
         responses: R rows of a response table (``query``, ``response``).
-        config: the floor and the pass size.
+        config: the floor.
 
     Returns:
         (V, R) log-likelihoods in nats.
