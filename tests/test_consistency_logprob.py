@@ -137,3 +137,34 @@ def test_scores_are_the_same_with_and_without_the_shared_prompt_cache(lm, monkey
     monkeypatch.setattr(prompt_logprobs, "_has_sliding_window", lambda model: True)
     np.testing.assert_allclose(response_logliks(lm, variants, rows), shared, atol=2e-3)
     assert np.isfinite(shared).all() and (shared < 0).all()
+
+
+def test_score_responses_batches_response_sets_per_view_and_caches(lm, monkeypatch, tmp_path):
+    import workbench.consistency.logprob as logprob
+    import workbench.lifecycle.stages as stages
+
+    monkeypatch.setattr(stages, "load_stage", lambda *args, **kwargs: lm)
+    variants = [Variant("A", temperature=0.7, max_new_tokens=8), Variant("B", temperature=1.0, max_new_tokens=8)]
+    table = pd.DataFrame(
+        {
+            "query_id": ["q1", "q1", "q2", "q1", "q2"],
+            "query": ["Say hi.", "Say hi.", "Name a colour.", "Say hi.", "Name a colour."],
+            "stage": ["A", "A", "A", "B", "B"],
+            "seed": [0, 1, 0, 0, 0],
+            "response": ["Hello!", "Hi there.", "Blue.", "Hey", "Red, I think."],
+            "variant_key": ["ka", "ka", "ka", "kb", "kb"],
+        }
+    )
+    requests = [(r, s) for r in "AB" for s in "AB"]
+    scores = logprob.score_responses(table, variants, requests, tmp_path, progress=False)
+    direct = response_logliks(lm, variants, table)
+    for (responses, scorer), group in scores.groupby(["responses", "scorer"]):
+        expected = direct["AB".index(scorer), (table.stage == responses).to_numpy()]
+        np.testing.assert_allclose(group.loglik, expected, atol=2e-3)
+    assert len(list(tmp_path.glob("*.json"))) == 4
+    monkeypatch.setattr(logprob, "response_logliks", lambda *a, **k: pytest.fail("cached scores were recomputed"))
+    again = logprob.score_responses(table, variants, requests, tmp_path, progress=False)
+    pd.testing.assert_frame_equal(
+        again.sort_values(list(again.columns)).reset_index(drop=True),
+        scores.sort_values(list(scores.columns)).reset_index(drop=True),
+    )

@@ -215,21 +215,28 @@ def score_responses(
             values = [cached[f"{q}\t{s}"] for q, s in zip(rows.query_id, rows.seed)]
             frames.append(rows[["query_id", "seed"]].assign(responses=responses, scorer=scorer, loglik=values))
             continue
-        # one forward pass per (model, responses, prompt format): variants differing in decoding share it
-        model_jobs = todo.setdefault((variant.stage, variant.attn_implementation), {})
-        model_jobs.setdefault((responses, view_of(variant)), []).append((variant, key, path))
-    bar = tqdm(total=sum(len(jobs) for jobs in todo.values()), desc="log-likelihoods", disable=not progress)
-    for (stage, attn), jobs in todo.items():
+        # one prompt pass per (model, prompt format, query), then every response set needing it in one batch;
+        # variants that differ only in decoding share the logits
+        todo.setdefault((variant.stage, variant.attn_implementation), {}).setdefault(view_of(variant), []).append(
+            (responses, variant, key, path)
+        )
+    bar = tqdm(total=sum(len(views) for views in todo.values()), desc="log-likelihoods", disable=not progress)
+    for (stage, attn), views in todo.items():
         lm = load_stage(stage, device=device, base_model=base_model, attn_implementation=attn)
-        for (responses, _), scorers in jobs.items():
-            rows = table[table.stage == responses].reset_index(drop=True)
-            values = response_logliks(lm, [variant for variant, _, _ in scorers], rows, config)
-            for (variant, key, path), row_values in zip(scorers, values):
+        for jobs in views.values():
+            scorers = list({variant.name: variant for _, variant, _, _ in jobs}.values())
+            names = [variant.name for variant in scorers]
+            sets = list(dict.fromkeys(responses for responses, _, _, _ in jobs))
+            rows = pd.concat([table[table.stage == responses] for responses in sets], ignore_index=True)
+            values = response_logliks(lm, scorers, rows, config)
+            for responses, variant, key, path in jobs:
+                mine = (rows.stage == responses).to_numpy()
+                part, row_values = rows[mine], values[names.index(variant.name), mine]
                 if path is not None:
-                    scores = {f"{q}\t{s}": float(v) for q, s, v in zip(rows.query_id, rows.seed, row_values)}
+                    scores = {f"{q}\t{s}": float(v) for q, s, v in zip(part.query_id, part.seed, row_values)}
                     save_scores(path, key, scores)
                 frames.append(
-                    rows[["query_id", "seed"]].assign(responses=responses, scorer=variant.name, loglik=row_values)
+                    part[["query_id", "seed"]].assign(responses=responses, scorer=variant.name, loglik=row_values)
                 )
             bar.update(1)
     bar.close()
