@@ -226,10 +226,13 @@ def mmd_rows(
 
 
 def best_methods(decisions: pd.DataFrame) -> pd.DataFrame:
-    """Per real change, the method with the highest power at the budget (ties: the order of :data:`METHODS`)."""
-    real = decisions[~decisions.control].assign(order=lambda d: d.method.map(METHODS.index))
-    best = real.sort_values(["change", "power", "order"], ascending=[True, False, True]).groupby("change").head(1)
-    return best.drop(columns="order").reset_index(drop=True)
+    """Per real change (in the table's order), the method with the highest power at the budget (ties: the order of
+    :data:`METHODS`)."""
+    real = decisions[~decisions.control.astype(bool)]
+    first = {change: i for i, change in enumerate(dict.fromkeys(real.change))}
+    real = real.assign(order=real.method.map(METHODS.index), first=real.change.map(first))
+    best = real.sort_values(["first", "power", "order"], ascending=[True, False, True]).groupby("change").head(1)
+    return best.drop(columns=["order", "first"]).reset_index(drop=True)
 
 
 def decision_columns(details: pd.DataFrame) -> pd.DataFrame:

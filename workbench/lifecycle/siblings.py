@@ -17,10 +17,11 @@ whatever objective the recipe's default model uses, and both are cached like eve
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
 from workbench.lifecycle import recipe
 from workbench.lifecycle.finetune import FinetuneConfig
-from workbench.lifecycle.stages import finetuned_prefix, register_stage
+from workbench.lifecycle.stages import finetuned_prefix, get_stage, register_stage
 
 SIBLINGS = ("half", "lora")
 
@@ -42,13 +43,19 @@ def register_siblings(
     """Train (or reuse from the cache) and register the two sibling stages of the profile's fine-tuned model.
 
     Returns:
-        {sibling: a Markdown-ready note on how it was trained}.
+        {sibling: a Markdown-ready note on how it was trained; it says so when the registered fine-tuned stage is not
+        the model this recipe call gives (notebook 04 ran another recipe), as the siblings are this recipe's}.
     """
     splits, _ = recipe.prepared_splits()
     base = recipe.base_config(profile, model, device, seed)
     config = recipe.final_config(profile, base, recipe.search(profile, base, splits, seed))
     final = recipe.train_final(config, splits, progress)
     steps = final.best_step or final.steps
+    registered = get_stage(f"{finetuned_prefix(profile)}-fp32", base_model=model).source
+    same = Path(registered).resolve() == Path(final.model_dir).resolve()
+    origin = (
+        "" if same else f" **(the registered fine-tuned stage is {registered}, not this recipe's {final.model_dir})**"
+    )
     configs = {
         "half": replace(config, max_steps=max(1, steps // 2), eval_every=0, patience=None),
         "lora": replace(
@@ -67,7 +74,7 @@ def register_siblings(
         notes[sibling] = (
             f"{sibling_config.method}, {sibling_config.objective}, top {sibling_config.train_layers or 'all'} layers"
             f"{' (LoRA)' if sibling_config.method == 'lora' else ''}, {result.steps} steps "
-            f"(the fine-tuned model kept step {steps}), lr={sibling_config.lr:.2e}"
+            f"(the recipe's fine-tuned model kept step {steps}), lr={sibling_config.lr:.2e}{origin}"
         )
         register_stage(
             sibling_stage(profile, sibling),
