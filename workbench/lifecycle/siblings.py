@@ -43,15 +43,19 @@ def register_siblings(
     """Train (or reuse from the cache) and register the two sibling stages of the profile's fine-tuned model.
 
     Returns:
+        Empty when the profile's fine-tuned stage is not registered (nothing is trained then); else
         {sibling: a Markdown-ready note on how it was trained; it says so when the registered fine-tuned stage is not
         the model this recipe call gives (notebook 04 ran another recipe), as the siblings are this recipe's}.
     """
+    try:
+        registered = get_stage(f"{finetuned_prefix(profile)}-fp32", base_model=model).source
+    except KeyError:  # no fine-tuned stage (notebook 04 has not run): no lifecycle of it to compare
+        return {}
     splits, _ = recipe.prepared_splits()
     base = recipe.base_config(profile, model, device, seed)
     config = recipe.final_config(profile, base, recipe.search(profile, base, splits, seed))
     final = recipe.train_final(config, splits, progress)
     steps = final.best_step or final.steps
-    registered = get_stage(f"{finetuned_prefix(profile)}-fp32", base_model=model).source
     same = Path(registered).resolve() == Path(final.model_dir).resolve()
     origin = (
         "" if same else f" **(the registered fine-tuned stage is {registered}, not this recipe's {final.model_dir})**"
