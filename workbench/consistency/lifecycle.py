@@ -399,7 +399,7 @@ class LifecycleStudy:
         scorable_changes = {c.change for c in self.logprob_comparisons()}
         grid_args = (self.sizes["power_queries"], self.sizes["power_samples"])
         runs = (self.sizes["simct_runs"], self.sizes["aa_runs"])
-        rows, grids, pooled = [], [], {}
+        rows, grids, pooled, aa_grids = [], [], {}, {}
         for c in tqdm(self.comparisons, desc="comparisons"):
             methods = {
                 name: pair_score_method(
@@ -411,10 +411,15 @@ class LifecycleStudy:
                 methods["logprob"] = ratio_method(ratio_cube(logliks, c.stage_a, c.stage_b, c.rerun))
             for name, method in methods.items():
                 rows.append(paired_rows(c, name, method, self.k, self.margin.margin_dz, *runs, self.alpha, self.seed))
-                grid = paired_grid(method, *grid_args, *runs, self.alpha, self.seed)
-                grids.append(grid.assign(change=c.change, method=name))
+                # a pair score's A/A runs use only the pooled reference: one grid per (reference, score)
+                key = (c.stage_a, c.rerun, name) if name != "logprob" else (c.change, name)
+                if key not in aa_grids:
+                    aa_grids[key] = paired_grid(method, *grid_args, *runs, self.alpha, self.seed, ["false alarm"])
+                grid = paired_grid(method, *grid_args, *runs, self.alpha, self.seed, ["power"])
+                grids.append(pd.concat([grid, aa_grids[key]]).assign(change=c.change, method=name))
+            mmd_runs = self.sizes["mmd_runs"]
             row, grid = mmd_rows(
-                c, self.table, mmd_config, self.k, grid_args[0], [self.k], self.sizes["mmd_runs"], self.alpha, self.seed
+                c, self.table, mmd_config, self.k, grid_args[0], [self.k], mmd_runs, self.alpha, self.seed, aa_grids
             )
             rows.append(row)
             grids.append(grid.assign(change=c.change, method="mmd"))

@@ -154,14 +154,25 @@ def paired_rows(
 
 
 def paired_grid(
-    method: Paired, n_grid: Sequence[int], k_grid: Sequence[int], runs: int, aa_runs: int, alpha: float, seed: int = 0
+    method: Paired,
+    n_grid: Sequence[int],
+    k_grid: Sequence[int],
+    runs: int,
+    aa_runs: int,
+    alpha: float,
+    seed: int = 0,
+    kinds: Sequence[str] = ("power", "false alarm"),
 ) -> pd.DataFrame:
-    """Power and A/A false-alarm rate over queries x samples per query (the points the responses allow)."""
+    """Power and A/A false-alarm rate over queries x samples per query (the points the responses allow).
+
+    ``kinds`` picks either: a pair score's A/A runs depend only on the reference and the score, so a study
+    measures them once per reference and score rather than once per comparison.
+    """
     rows = []
     for point, (k, n) in enumerate((k, n) for k in k_grid for n in n_grid):
-        if method.min_samples <= k <= method.max_samples:
+        if "power" in kinds and method.min_samples <= k <= method.max_samples:
             rows.append({"kind": "power", **rejection(method, n, k, runs, alpha, (seed, 3, point))})
-        if method.min_samples <= k <= method.max_aa_samples:
+        if "false alarm" in kinds and method.min_samples <= k <= method.max_aa_samples:
             rows.append({"kind": "false alarm", **rejection(method, n, k, aa_runs, alpha, (seed, 4, point), aa=True)})
     return pd.DataFrame(rows)
 
