@@ -82,3 +82,8 @@ def test_mmd_decides_two_ways_on_the_same_responses(table):
     assert row["decision"] == "different"
     assert set(grid.kind) == {"power", "false alarm"} and set(grid.n_queries) == {10, 30}
     assert METHODS.index("mmd") == 3
+    cache = {}
+    first, _ = mmd_rows(Comparison("B", "A", "B", "A2"), table, config, 6, [10], [6], 20, aa_cache=cache)
+    other, grid = mmd_rows(Comparison("C", "A", "C", "A2"), table, config, 6, [10], [6], 20, aa_cache=cache)
+    assert list(cache) == [("A", "A2")] and other["false_alarm"] == first["false_alarm"]  # one A/A per reference
+    assert set(grid.kind) == {"power", "false alarm"}

@@ -187,8 +187,13 @@ def mmd_rows(
     runs: int,
     alpha: float = 0.05,
     seed: int = 0,
+    aa_cache: dict | None = None,
 ) -> tuple[dict, pd.DataFrame]:
-    """The MMD baseline's decision row (``different`` or ``inconclusive``) and its power / A/A grid."""
+    """The MMD baseline's decision row (``different`` or ``inconclusive``) and its power / A/A grid.
+
+    The A/A runs depend only on the pooled reference: with ``aa_cache`` (a dict kept across calls) they run once
+    per reference.
+    """
     from workbench.consistency.mmd_baseline import (
         mmd_aa_false_alarm_rate,
         mmd_permutation_test,
@@ -198,11 +203,25 @@ def mmd_rows(
     )
 
     cube = token_cube(table, comparison.stage_a, comparison.stage_b, config, k)
-    pooled = stage_tokens(pool_stages(table, [comparison.stage_a, comparison.rerun], "pooled"), "pooled", config)
     n = len(cube.query_ids)
+    ks = [kk for kk in k_grid if 1 <= kk <= cube.tokens_a.shape[1]]
+    aa_cache = {} if aa_cache is None else aa_cache
+    key = (comparison.stage_a, comparison.rerun)
+    if key not in aa_cache:
+        pooled = stage_tokens(pool_stages(table, [comparison.stage_a, comparison.rerun], "pooled"), "pooled", config)
+        aa = [
+            {
+                "kind": "false alarm",
+                **dataclasses.asdict(mmd_aa_false_alarm_rate(pooled, m, kk, runs, alpha, config, seed)),
+            }
+            for kk in ks
+            if 2 * kk <= pooled.shape[1]
+            for m in n_grid
+        ]
+        aa_cache[key] = (mmd_aa_false_alarm_rate(pooled, n, k, runs, alpha, config, seed), pd.DataFrame(aa))
+    false_alarm, aa_grid = aa_cache[key]
     p_value = mmd_permutation_test(cube.tokens_a, cube.tokens_b, config, seed).p_value
     power = mmd_power_curve(cube, [n], k, runs, alpha, config, seed).rate.iloc[0]
-    false_alarm = mmd_aa_false_alarm_rate(pooled, n, k, runs, alpha, config, seed)
     row = {
         "change": comparison.change,
         "stage_a": comparison.stage_a,
@@ -222,18 +241,8 @@ def mmd_rows(
         "description": comparison.description,
         "control": comparison.control,
     }
-    ks = [kk for kk in k_grid if 1 <= kk <= cube.tokens_a.shape[1]]
     grid = mmd_power_curve(cube, n_grid, ks, runs, alpha, config, seed).assign(kind="power")
-    aa = [
-        {
-            "kind": "false alarm",
-            **dataclasses.asdict(mmd_aa_false_alarm_rate(pooled, nn, kk, runs, alpha, config, seed)),
-        }
-        for kk in ks
-        if 2 * kk <= pooled.shape[1]
-        for nn in n_grid
-    ]
-    return row, pd.concat([grid, pd.DataFrame(aa)], ignore_index=True)
+    return row, pd.concat([grid, aa_grid], ignore_index=True)
 
 
 def best_methods(decisions: pd.DataFrame) -> pd.DataFrame:
