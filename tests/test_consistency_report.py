@@ -1,10 +1,8 @@
-"""The SimCT study helpers (workbench.consistency.study, .crossfit, .plots) on synthetic stages with a known truth.
+"""The study helpers (workbench.consistency.study, .crossfit, .methods, .plots) on synthetic stages with a known truth.
 
 ref, train-ref and aa draw from the same generator (shift 0); b and c are real changes. The
 classifiers train on train-ref vs b (fold 0) and train-ref vs c (fold 1); ref is never trained on.
 """
-
-import dataclasses
 
 import matplotlib
 
@@ -23,19 +21,13 @@ from workbench.consistency.crossfit import (
     training_pairs,
 )
 from workbench.consistency.features import FeatureConfig, PairFeaturizer
-from workbench.consistency.mmd_baseline import MMDConfig, MMDResult, mmd_aa_false_alarm_rate, stage_tokens
-from workbench.consistency.plots import plot_change_power, plot_p_values, plot_per_query
-from workbench.consistency.power import minimum_detectable_effect, t_test_power
+from workbench.consistency.methods import Comparison, mmd_rows, pair_score_method, paired_grid, paired_rows
+from workbench.consistency.mmd_baseline import MMDConfig, mmd_aa_false_alarm_rate, stage_tokens
+from workbench.consistency.plots import plot_decisions, plot_method_power, plot_samples_grid
+from workbench.consistency.power import minimum_detectable_effect, score_cube, t_test_power
 from workbench.consistency.responses import synthetic_responses
-from workbench.consistency.simct import ModelWiseResult, StageOverlapError
-from workbench.consistency.study import (
-    Change,
-    ChangeResult,
-    analyse_change,
-    compare_scores,
-    decision_table,
-    pool_stages,
-)
+from workbench.consistency.simct import StageOverlapError
+from workbench.consistency.study import Change, pool_stages
 
 CHANGES = [Change("aa", "A/A", control=True), Change("b", "big change", fold=0), Change("c", "other change", fold=1)]
 MMD = MMDConfig(max_length=20, n_permutations=30)
@@ -124,85 +116,38 @@ def test_pooled_stage_and_mmd_false_alarms(table):
         mmd_aa_false_alarm_rate(tokens, 8, 7, config=MMD)
 
 
-def test_analysis_detects_the_change_and_not_the_control(table, featurizer, scorer):
+def _classifier_method(table, featurizer, scorer, stage):
     score_fn = featurised_score_fn(featurizer, scorer)
-    results = [
-        analyse_change(table, "ref", change, score_fn, [8, 16], 6, MMD, simct_runs=100, mmd_runs=4, seed=0)
-        for change in CHANGES
-    ]
-    aa, b, _ = results
-    assert b.simct.reject and b.simct.p_value < 1e-3 and b.pair_auc > 0.6
-    assert not aa.simct.reject
-    assert b.simct_curve.n_queries.tolist() == b.mmd_curve.n_queries.tolist() == [8, 16]
-    assert b.per_query.shape == (16, 2) and (b.per_query.within > b.per_query.across).mean() > 0.8
-    decisions = decision_table(results)
-    assert decisions.change.tolist() == ["aa", "b", "c"]
-    assert decisions.set_index("change").loc["b", "decision"] == "different"
-    assert decisions.set_index("change").loc["aa", "decision"].startswith("consistent")
-    assert decisions.set_index("change").loc["aa", "more_powerful"] == "n/a (control)"
-    rouge_l = lambda p: featurizer.transform(p)["rougeL"].to_numpy()  # noqa: E731
-    by_score = compare_scores(table, "ref", CHANGES, {"classifier": score_fn, "rougeL": rouge_l}, 6, n_runs=50)
-    assert list(by_score.index) == ["aa", "b", "c"] and by_score.shape == (3, 4)
-    assert by_score.loc["b", ("classifier", "p")] == pytest.approx(b.simct.p_value)
-    assert by_score.loc["b", ("rougeL", "power")] > by_score.loc["aa", ("rougeL", "power")]
+    aa_cube = score_cube(pool_stages(table, ["ref", "aa"], "pooled"), "pooled", None, score_fn)
+    return pair_score_method(score_cube(table, "ref", stage, score_fn, 6), aa_cube)
+
+
+def test_analysis_detects_the_change_and_not_the_control(table, featurizer, scorer):
+    rows, grids = [], []
+    for change in CHANGES:
+        comparison = Comparison(change.stage, "ref", change.stage, "aa", change.description, change.control)
+        method = _classifier_method(table, featurizer, scorer, change.stage)
+        rows.append(paired_rows(comparison, "simct-variant", method, 6, 0.8, 100, 200, seed=0))
+        grids.append(paired_grid(method, [8, 16], [2, 6], 50, 100, 0.05).assign(change=change.stage))
+        row, grid = mmd_rows(comparison, table, MMD, 6, [8, 16], [6], 4)
+        rows.append(row)
+        grids.append(grid.assign(change=change.stage, method="mmd"))
+    details = pd.DataFrame(rows)
+    simct = details[details.method == "simct-variant"].set_index("change")
+    assert simct.loc["b", "decision"] == "different" and simct.loc["b", "p_value"] < 1e-3
+    assert simct.loc["b", "power"] > 0.9 and simct.loc["aa", "decision"] != "different"
+    assert 0 <= simct.loc["aa", "false_alarm"] <= 0.15
+    grid = pd.concat(grids, ignore_index=True).assign(method=lambda g: g.method.fillna("simct-variant"))
+    assert set(grid[grid.change == "b"].n_queries) == {8, 16}
     import matplotlib.pyplot as plt
 
-    power_axes = plt.subplots()[1]
-    assert plot_change_power(power_axes, b) is power_axes and len(power_axes.get_lines()) == 3  # SimCT, MMD, alpha
-    assert len(plot_per_query(plt.subplots()[1], b).collections) == 1
-
-    assert plot_p_values(plt.subplots()[1], decisions).get_yticklabels()[1].get_text() == "big change"
+    ax = plot_method_power(plt.subplots()[1], grid[grid.change == "b"], 6, "power")
+    assert len(ax.get_lines()) == 3  # simct-variant, mmd, alpha
+    ax = plot_samples_grid(plt.subplots()[1], grid[(grid.change == "b") & (grid.method == "simct-variant")])
+    assert len(ax.get_lines()) == 3  # k = 2, k = 6, alpha
+    ax = plot_decisions(plt.subplots()[1], details)
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["aa", "b", "c"] and len(ax.texts) == 6
     plt.close("all")
-
-
-def _result(stage, p_value, effect, simct_rates, mmd_rates, control=False):
-    """A ChangeResult with made-up numbers, for the decision logic."""
-    grid = [10, 20]
-
-    def curve(rates):
-        return pd.DataFrame({"n_queries": grid, "rate": rates, "ci_low": rates, "ci_high": rates})
-
-    simct = ModelWiseResult(
-        p_value=p_value,
-        reject=p_value < 0.05,
-        alpha=0.05,
-        t_statistic=-1.0,
-        n_queries=20,
-        mean_within=0.6,
-        mean_across=0.5,
-        mean_difference=0.1,
-        effect_size=effect,
-        stage_a="ref",
-        stage_b=stage,
-    )
-    return ChangeResult(
-        Change(stage, stage, control=control),
-        simct,
-        MMDResult(0.5, 0.0, 20, 4, 30),
-        curve(simct_rates),
-        curve(mmd_rates),
-        0.5,
-        pd.DataFrame(),
-    )
-
-
-def test_consistent_needs_power_against_the_subtlest_detected_change():
-    strong = _result("strong", 1e-6, 2.0, [1.0, 1.0], [0.5, 0.6])
-    subtle = _result("subtle", 0.01, 0.7, [0.6, 0.9], [0.6, 0.85])
-    quiet = _result("quiet", 0.4, 0.1, [0.1, 0.1], [0.6, 0.8])
-    control = _result("control", 0.5, 0.0, [0.05, 0.05], [0.05, 0.0], control=True)
-    table = decision_table([strong, subtle, quiet, control]).set_index("change")
-    assert set(table.comparable) == {"subtle"} and table.power_vs_comparable.eq(0.9).all()
-    assert table.decision.tolist() == ["different", "different", "consistent", "consistent"]
-    assert table.more_powerful.tolist() == ["SimCT", "similar", "MMD", "n/a (control)"]
-    assert table.loc["quiet", "simct_n80"] != table.loc["quiet", "simct_n80"]  # NaN: never reaches 0.8
-    assert table.loc["subtle", "simct_n80"] == 20 and table.loc["quiet", "mmd_n80"] == 20
-
-    weak = dataclasses.replace(subtle, simct_curve=subtle.simct_curve.assign(rate=[0.3, 0.5]))
-    table = decision_table([strong, weak, quiet, control]).set_index("change")
-    assert table.loc["quiet", "decision"] == table.loc["control", "decision"] == "consistent (underpowered)"
-    nothing_detected = decision_table([quiet, control])
-    assert nothing_detected.decision.eq("consistent (underpowered)").all() and nothing_detected.comparable.eq("").all()
 
 
 def test_both_labellings_and_the_feature_ablations_run_side_by_side(table):
@@ -230,10 +175,8 @@ def test_both_labellings_and_the_feature_ablations_run_side_by_side(table):
         }[name]
         assert used == expected, name
         score_fns[name] = featurised_score_fn(featurizer, scorer)
-    table_ = compare_scores(table, "ref", CHANGES, score_fns, samples_per_query=6, n_runs=100)
-    assert set(table_.columns.get_level_values(0)) == set(score_fns) and set(table_.columns.get_level_values(1)) == {
-        "p",
-        "power",
-    }
-    for name in score_fns:
-        assert table_.loc["b", (name, "p")] < 0.05 and table_.loc["b", (name, "power")] > 0.8, name
+    for name, score_fn in score_fns.items():
+        aa_cube = score_cube(pool_stages(table, ["ref", "aa"], "pooled"), "pooled", None, score_fn)
+        method = pair_score_method(score_cube(table, "ref", "b", score_fn, 6), aa_cube)
+        row = paired_rows(Comparison("b", "ref", "b", "aa"), name, method, 6, 0.8, 100, 2, seed=0)
+        assert row["p_value"] < 0.05 and row["power"] > 0.8 and row["decision"] == "different", name

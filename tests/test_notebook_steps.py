@@ -114,25 +114,23 @@ def test_baselines_are_fitted_once_then_read_from_the_cache(tmp_path, monkeypatc
     assert calls == [20, 30]
 
 
-def test_decision_summary_has_one_line_per_change():
+def test_decision_summary_names_the_best_method_per_change_and_the_false_alarm_ranges():
     decisions = pd.DataFrame(
         {
-            "description": ["A/A", "bf16"],
-            "decision": ["consistent", "inconsistent"],
-            "control": [True, False],
-            "simct_p": [0.5, 0.001],
-            "simct_power": [0.9, 1.0],
-            "mmd_p": [0.4, 0.01],
-            "mmd_power": [0.8, 0.9],
-            "more_powerful": ["-", "SimCT"],
+            "change": ["aa", "aa", "bf16", "bf16"],
+            "description": ["A/A", "A/A", "bf16", "bf16"],
+            "method": ["cosine", "logprob", "cosine", "logprob"],
+            "decision": ["inconclusive", "equivalent", "inconclusive", "different"],
+            "control": [True, True, False, False],
+            "p_value": [0.5, 0.6, 0.2, 0.001],
+            "power": [0.05, 0.04, 0.3, 0.95],
+            "false_alarm": [0.05, 0.02, 0.06, 0.04],
         }
     )
     lines = decision_summary(decisions).splitlines()
-    assert (
-        lines[0].endswith("; control")
-        and "bf16: inconsistent (SimCT p 0.001" in lines[1]
-        and lines[1].endswith("SimCT")
-    )
+    assert lines[0] == "* bf16: best **logprob**, power 0.95 (meets 0.8); decision different (p 0.001)"
+    assert lines[1].startswith("* cosine: A/A false-alarm rates 0.050-0.060 over 2 comparisons; 100% inside")
+    assert "logprob: A/A false-alarm rates 0.020-0.040" in lines[2] and "50% inside" in lines[2]
 
 
 def test_load_test_summary_reports_latency_percentiles_in_ms():

@@ -19,8 +19,11 @@ Modules: :mod:`~workbench.consistency.responses` (table format, pairs),
 :mod:`~workbench.consistency.budget` (the query budget planned on a pilot),
 :mod:`~workbench.consistency.pairset` (the response-wise classifier against similarity thresholds),
 :mod:`~workbench.consistency.mmd_baseline` (the MMD baseline), :mod:`~workbench.consistency.crossfit`
-(classifiers that never score a stage they saw), :mod:`~workbench.consistency.study` (a study of
-several changes, its decision table), :mod:`~workbench.consistency.plots`.
+(classifiers that never score a stage they saw), :mod:`~workbench.consistency.logprob` (the log-likelihood-ratio
+test), :mod:`~workbench.consistency.equivalence` (three-way decisions at a margin),
+:mod:`~workbench.consistency.methods` (every method on the same responses: decisions, power and A/A grids),
+:mod:`~workbench.consistency.study` (changes, pooled references), :mod:`~workbench.consistency.lifecycle`
+(notebook 06's study), :mod:`~workbench.consistency.plots`.
 """
 
 import importlib

@@ -9,8 +9,6 @@ import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
 
-from workbench.consistency.study import ChangeResult
-
 
 def plot_power(ax: Axes, curves: Mapping[str, pd.DataFrame], alpha: float = 0.05, title: str = "") -> Axes:
     """Rejection rate against the number of queries, one line per test, with Clopper-Pearson bands."""
@@ -23,47 +21,6 @@ def plot_power(ax: Axes, curves: Mapping[str, pd.DataFrame], alpha: float = 0.05
     ax.set_xlabel("queries")
     ax.set_ylabel("rejection rate")
     ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=7)
-    return ax
-
-
-def plot_change_power(ax: Axes, result: ChangeResult, alpha: float = 0.05) -> Axes:
-    """Power curves (false alarm rates for a control) of SimCT and the MMD baseline for one change."""
-    kind = "false alarm rate" if result.change.control else "power"
-    return plot_power(
-        ax,
-        {"SimCT": result.simct_curve, "MMD (Hamming)": result.mmd_curve},
-        alpha,
-        f"{result.change.description}: {kind}, k={result.mmd.samples_per_query}",
-    )
-
-
-def plot_per_query(ax: Axes, result: ChangeResult) -> Axes:
-    """Per-query mean consistency scores: reference vs reference (x) against reference vs change (y).
-
-    Points below the diagonal are queries on which the change answered less like the reference
-    than the reference answered like itself.
-    """
-    scores = result.per_query
-    ax.scatter(scores.within, scores.across, s=14)
-    low, high = np.nanmin(scores.values), np.nanmax(scores.values)
-    ax.plot([low, high], [low, high], color="grey", lw=1)
-    ax.set_xlabel("reference vs reference (mean score)")
-    ax.set_ylabel("reference vs change (mean score)")
-    ax.set_title(f"per query: SimCT p = {result.simct.p_value:.3g}, MMD p = {result.mmd.p_value:.3g}", fontsize=9)
-    return ax
-
-
-def plot_p_values(ax: Axes, decisions: pd.DataFrame, alpha: float = 0.05) -> Axes:
-    """Horizontal bars of SimCT's and MMD's p-values per change (log scale) with alpha marked."""
-    y = np.arange(len(decisions))
-    ax.barh(y - 0.2, decisions.simct_p.clip(lower=1e-6), height=0.4, label="SimCT")
-    ax.barh(y + 0.2, decisions.mmd_p.clip(lower=1e-6), height=0.4, label="MMD")
-    ax.axvline(alpha, color="grey", ls="--", lw=1, label=f"alpha = {alpha}")
-    ax.set_xscale("log")
-    ax.set_yticks(y, decisions.description, fontsize=8)
-    ax.invert_yaxis()
-    ax.set_xlabel("p-value (small: the change is detected)")
     ax.legend(fontsize=7)
     return ax
 
@@ -111,4 +68,42 @@ def plot_pair_set_auc(ax: Axes, aucs: pd.DataFrame, title: str = "") -> Axes:
     ax.set_xlabel("AUC (0.5: chance), 95% query-bootstrap interval")
     ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7)
+    return ax
+
+
+def plot_method_power(
+    ax: Axes, grid: pd.DataFrame, samples_per_query: int, kind: str = "power", alpha: float = 0.05, title: str = ""
+) -> Axes:
+    """One comparison's rejection rate against queries, one line per method, at one samples-per-query.
+
+    Args:
+        grid: rows of the study's grid for one change (``method``, ``kind``, ``samples_per_query``, the rate columns).
+        samples_per_query: which k to show.
+        kind: ``"power"`` or ``"false alarm"``.
+    """
+    rows = grid[(grid.kind == kind) & (grid.samples_per_query == samples_per_query)]
+    return plot_power(ax, {m: c.sort_values("n_queries") for m, c in rows.groupby("method", sort=False)}, alpha, title)
+
+
+def plot_samples_grid(ax: Axes, grid: pd.DataFrame, kind: str = "power", alpha: float = 0.05, title: str = "") -> Axes:
+    """One comparison and method: the rejection rate against queries, one line per samples per query."""
+    rows = grid[grid.kind == kind]
+    curves = {f"k = {k}": c.sort_values("n_queries") for k, c in rows.groupby("samples_per_query")}
+    return plot_power(ax, curves, alpha, title)
+
+
+def plot_decisions(ax: Axes, details: pd.DataFrame, title: str = "") -> Axes:
+    """Changes (rows) x methods (columns): the power at the budget as colour, the decision's initial as text
+    (d: different, e: equivalent, ?: inconclusive; blank: the method does not apply)."""
+    power = details.pivot_table(index="change", columns="method", values="power", sort=False)
+    decision = details.pivot_table(index="change", columns="method", values="decision", aggfunc="first", sort=False)
+    image = ax.imshow(power.to_numpy(dtype=float), vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    mark = {"different": "d", "equivalent": "e", "inconclusive": "?"}
+    for (i, j), value in np.ndenumerate(decision.reindex_like(power).to_numpy()):
+        if isinstance(value, str):
+            ax.text(j, i, mark[value], ha="center", va="center", color="white" if power.iat[i, j] < 0.6 else "black")
+    ax.set_xticks(range(power.shape[1]), power.columns, rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(power.shape[0]), power.index, fontsize=8)
+    ax.figure.colorbar(image, ax=ax, label="power at the budget (A/A rows: false-alarm rate)")
+    ax.set_title(title, fontsize=9)
     return ax
