@@ -22,11 +22,15 @@ Three settings, each a JSON line appended to results/benchmarks.jsonl with the m
 Every sampler runs "per prompt" (one call per prompt) and "batched" (all prompts in one call).
 Methods run in interleaved rounds (``--repeats``); items/s comes from each method's fastest round,
 the least disturbed on a shared machine, and CPU seconds are recorded beside wall seconds.
-``--compare-commit REV`` adds the engine as it was at git revision REV (e.g. before a change).
+``--compare-commit REV`` adds the engine as it was at git revision REV (e.g. before a change);
+``--engine-quantize bf16-linear`` adds the engine on a second copy of the model loaded with that
+``quantize`` recipe (``engine_bf16-linear``: bf16 linear layers, fp32 elsewhere), so that fp32, the
+recipe and llama.cpp are timed in the same interleaved rounds.
 
     python benchmarks/decoding_speed.py --items 6                      # short answers
     python benchmarks/decoding_speed.py --long --n 16 --max-new-tokens 128 --items 2
     python benchmarks/decoding_speed.py --simct --max-new-tokens 32 64 --compare-commit 04070a3
+    python benchmarks/decoding_speed.py --long --n 16 --max-new-tokens 128 --threads 2 --engine-quantize bf16-linear
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import decoding_baselines  # noqa: E402
 from workbench.inference.engine import HFEngine
-from workbench.inference.models import load_model  # noqa: E402
+from workbench.inference.models import QUANTIZATIONS, load_model  # noqa: E402
 from workbench.inference.types import SamplingConfig  # noqa: E402
 from workbench.runs import BENCHMARK_RECORDS, append_record  # noqa: E402
 from workbench.tasks import get_task  # noqa: E402
@@ -375,6 +379,12 @@ def main() -> None:
         "--compare-commit", default=None, help="also time the engine of this git revision, as engine_before"
     )
     parser.add_argument(
+        "--engine-quantize",
+        default=None,
+        choices=sorted(QUANTIZATIONS),
+        help="also time the engine on the model loaded with this quantize recipe, as engine_<recipe>",
+    )
+    parser.add_argument(
         "--vllm",
         action="store_true",
         help="also time workbench.inference.vllm_engine (GPU with vLLM; skipped with a reason otherwise)",
@@ -409,6 +419,9 @@ def main() -> None:
     if args.compare_commit:
         before = engine_at(args.compare_commit)
         engines = {"engine_before": lambda: before.Engine(lm, cache=None, progress=False), **engines}
+    if args.engine_quantize:
+        other = load_model(args.model, device=args.device, dtype=args.dtype, quantize=args.engine_quantize)
+        engines[f"engine_{args.engine_quantize}"] = lambda: HFEngine(other, cache=None, progress=False)
     if args.vllm:
         engines.update(vllm_engine(args))
     if not args.no_llama_cpp:

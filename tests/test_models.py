@@ -48,6 +48,38 @@ def test_int8_recipes_keep_what_they_say(tmp_path):
     assert len({lm.fingerprint["weights_sha256"] for lm in loaded.values()}) == 3
 
 
+def test_bf16_linear_rounds_only_the_linear_layers(tmp_path):
+    from make_tiny_model import make_tiny_model
+    from workbench.inference.models import BF16Linear
+
+    folder = str(make_tiny_model(tmp_path / "tiny", "llama"))
+    plain, fast = load_model(folder, device="cpu"), load_model(folder, device="cpu", quantize="bf16-linear")
+    assert fast.quantization == "bf16-linear-weights-fp32-rest" and fast.dtype == "fp32"
+    assert not any(type(m) is torch.nn.Linear for m in fast.model.modules())
+    assert isinstance(fast.model.get_output_embeddings(), BF16Linear)
+    assert fast.model.get_output_embeddings().weight.dtype == torch.bfloat16
+    assert fast.model.get_input_embeddings().weight.dtype == torch.float32  # lookups stay exact
+    assert fast.fingerprint["weights_sha256"] != plain.fingerprint["weights_sha256"]
+    ids = torch.tensor([[1, 5, 9, 13, 2]])
+    with torch.no_grad():
+        exact, rounded = plain.model(ids).logits, fast.model(ids).logits
+    assert rounded.dtype == torch.float32 and not torch.equal(exact, rounded)
+    torch.testing.assert_close(rounded, exact, atol=0.05, rtol=0.05)  # bf16 rounding, not a different model
+
+
+def test_bf16_linear_stays_closer_to_fp32_than_llama_cpp(lm, sst5, sst5_prompts):
+    """Its grid distributions stay within llama.cpp Q4_1's measured distance (mean TV 0.032)."""
+    import numpy as np
+
+    from workbench.inference.engine import HFEngine
+
+    fast = load_model(device="cpu", quantize="bf16-linear")
+    exact = HFEngine(lm, cache=None, progress=False).score(sst5_prompts, sst5.candidates)
+    rounded = HFEngine(fast, cache=None, progress=False).score(sst5_prompts, sst5.candidates)
+    total_variation = 0.5 * np.abs(rounded.probs - exact.probs).sum(axis=1)
+    assert 0 < total_variation.mean() < 0.032, total_variation
+
+
 def test_attention_implementation_is_recorded_only_when_asked(tmp_path):
     from make_tiny_model import make_tiny_model
 

@@ -42,13 +42,23 @@ DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 # down-projections, whose inputs carry a few huge activation outliers that a per-tensor activation
 # scale flattens. "int8" keeps the output layer and the down-projections in fp32 and quantises the
 # other block layers with per-channel weight scales (see the README for its perplexity).
+#
+# "bf16-linear" stores every linear layer's weights in bf16 and multiplies bf16-rounded inputs with
+# fp32 accumulation (oneDNN's bf16 kernels); the rest (embeddings, norms, rotary, attention, the
+# residual stream, softmax) stays fp32. Why: on a CPU with AVX512-BF16 a decode step of 16 rows
+# spends ~75% of its time in fp32 GEMMs (docs/findings.md, profile of the long-answer case), and bf16
+# ones run several times faster there. Its distance to fp32, measured on the embedded model
+# (20 SST-5 5-shot grid distributions, as tests/test_llamacpp_engine.py measures llama.cpp):
+# mean total variation 0.023, max 0.047; llama.cpp's Q4_1 file: 0.032 / 0.052; a whole bf16 model
+# (dtype="bf16"): 0.030 / 0.082.
 QUANTIZATIONS = {
     "int8": "int8-dynamic-keep-head-down",
     "int8-head": "int8-dynamic-head-fp32",
     "int8-all": "int8-dynamic-all",
+    "bf16-linear": "bf16-linear-weights-fp32-rest",
 }
 # Linear layers (by name suffix) each option leaves in fp32, besides the output layer for all but "int8-all".
-_KEPT_IN_FP32 = {"int8": ("down_proj",), "int8-head": (), "int8-all": ()}
+_KEPT_IN_FP32 = {"int8": ("down_proj",), "int8-head": (), "int8-all": (), "bf16-linear": ()}
 ATTENTION_IMPLEMENTATIONS = ("sdpa", "eager")
 
 
@@ -184,7 +194,8 @@ def load_model(
         quantize: None, or PyTorch dynamic int8 quantisation of linear layers (CPU only; the
             model stays fp32 elsewhere): "int8" (the output layer and the MLP down-projections
             stay fp32, per-channel weight scales), "int8-head" (only the output layer stays fp32)
-            or "int8-all" (every linear layer); see :data:`QUANTIZATIONS`.
+            or "int8-all" (every linear layer); or "bf16-linear" (bf16 linear layers, fp32
+            elsewhere; the fastest decoding on CPUs with AVX512-BF16); see :data:`QUANTIZATIONS`.
         attn_implementation: None (transformers' default, "sdpa" where available), "sdpa" or
             "eager". The weights are the same; the arithmetic order differs, so the outputs may
             differ in the last bits. When given, it joins the fingerprint (and so the cache keys).
@@ -200,7 +211,7 @@ def load_model(
     if quantize is not None and quantize not in QUANTIZATIONS:
         raise ValueError(f"quantize must be None or one of {sorted(QUANTIZATIONS)}, got {quantize!r}")
     if quantize is not None and (torch_device.type != "cpu" or dtype != "fp32"):
-        raise ValueError("int8 dynamic quantisation runs on CPU with an fp32 model only")
+        raise ValueError(f"quantize={quantize!r} (int8 dynamic or bf16 linear) runs on CPU with an fp32 model only")
     if attn_implementation is not None and attn_implementation not in ATTENTION_IMPLEMENTATIONS:
         raise ValueError(
             f"attn_implementation must be None or one of {ATTENTION_IMPLEMENTATIONS}, got {attn_implementation!r}"
@@ -212,7 +223,10 @@ def load_model(
     model = AutoModelForCausalLM.from_pretrained(source, dtype=DTYPES[dtype], **options)
     model.eval()
     quantization = None
-    if quantize is not None:
+    if quantize == "bf16-linear":
+        model = bf16_linears(model)
+        quantization = QUANTIZATIONS[quantize]
+    elif quantize is not None:
         model = quantize_int8(
             model,
             keep_output_layer=quantize != "int8-all",
@@ -273,3 +287,36 @@ def quantize_int8(
         if isinstance(module, torch.nn.Linear) and module is not output and not name.endswith(keep)
     }
     return quantize_dynamic(model, spec, dtype=torch.qint8)
+
+
+class BF16Linear(torch.nn.Module):
+    """A linear layer with bf16 weights inside an fp32 model: bf16-rounded inputs, fp32 accumulation, fp32 out.
+
+    >>> layer = BF16Linear(torch.nn.Linear(4, 2))
+    >>> layer.weight.dtype, layer(torch.ones(3, 4)).dtype
+    (torch.bfloat16, torch.float32)
+    """
+
+    def __init__(self, linear: torch.nn.Linear):
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.weight = torch.nn.Parameter(linear.weight.detach().to(torch.bfloat16), requires_grad=False)
+        bias = None if linear.bias is None else torch.nn.Parameter(linear.bias.detach(), requires_grad=False)
+        self.register_parameter("bias", bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(..., in_features) -> (..., out_features), in the dtype of ``x``."""
+        out = torch.nn.functional.linear(x.to(torch.bfloat16), self.weight).to(x.dtype)
+        return out if self.bias is None else out + self.bias
+
+
+def bf16_linears(model: PreTrainedModel) -> PreTrainedModel:
+    """Replace every ``nn.Linear`` of ``model`` (the output layer included) by a :class:`BF16Linear`, in place.
+
+    A tied output layer gets its own bf16 copy; the input embeddings stay fp32.
+    """
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, torch.nn.Linear):
+                setattr(parent, name, BF16Linear(child))
+    return model

@@ -30,7 +30,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     model.add_argument("--model", default=DEFAULT_MODEL, help="embedded name, local folder or hub id")
     model.add_argument("--device", default="auto")
     model.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"])
-    model.add_argument("--quantize", default=None, choices=["int8"])
+    model.add_argument("--quantize", default=None, choices=["int8", "bf16-linear"])
     server = parser.add_argument_group("server")
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=8000)
