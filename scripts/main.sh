@@ -7,8 +7,6 @@
 # arms at seeds 1..N-1, seed 0 read from results/ladder.csv (results/seeds*.csv, seeds_run.json with its wall time).
 set -euo pipefail
 export WORKBENCH_JOB_STARTED=$(date +%s.%N)
-# other work's load, before set-up starts any of ours (scripts/run_notebooks.py sizes torch's threads by it)
-export WORKBENCH_JOB_LOAD=$(python3 -c 'import os; print(os.getloadavg()[0])' 2>/dev/null || true)
 seeds=0
 if [ "${1:-}" = "--seeds" ]; then seeds=${2:?--seeds needs a number}; shift 2; fi
 cd "$(dirname "$0")/.."

@@ -38,7 +38,7 @@ from workbench.inference.gencache import DECODE_LABEL_ENV  # noqa: E402
 from workbench.inference.models import DEFAULT_MODEL, model_id  # noqa: E402
 from workbench.main_job import JobRecord  # noqa: E402
 from workbench.profiles import available_profiles  # noqa: E402
-from workbench.runs import ALLOW_DIRTY, auto_threads  # noqa: E402
+from workbench.runs import ALLOW_DIRTY  # noqa: E402
 
 
 def parse_value(text: str):
@@ -161,12 +161,11 @@ def main() -> int:
         os.environ[ALLOW_DIRTY] = "1"  # read by each notebook's kernel (workbench.runs.results_folder)
 
     params = {name: parse_value(value) for name, value in args.parameter}
-    # Resolve THREADS (0: the idle cores) once, before the first notebook: each notebook resolving it itself counted
-    # the load of the notebook before it as other work (a default job on an idle 2-core machine ran notebooks 02-08 on
-    # 1 thread, where 2 make a forward and backward pass of the default model 1.95x faster).
-    # scripts/main.sh measures that load on its first line, before setting up the environment.
-    other_load = float(os.environ["WORKBENCH_JOB_LOAD"]) if os.environ.get("WORKBENCH_JOB_LOAD") else None
-    params["THREADS"] = params.get("THREADS", 0) or auto_threads(other_load)
+    # Every notebook of a job runs on all cores unless THREADS is given. Left to each notebook, THREADS 0 (the idle
+    # cores, from the load average) counted the load of the notebook before it as other work: a default job on an
+    # idle 2-core machine ran notebooks 02-08 on 1 thread, where 2 make a forward and backward pass of the default
+    # model 1.95x faster. The job records the load average it ran under (results/main_run.json).
+    params["THREADS"] = params.get("THREADS", 0) or os.cpu_count() or 1
     print(f"torch threads for every notebook: {params['THREADS']}", flush=True)
     numbered = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
     notebooks = [p for p in numbered if not args.only or p.name[:2] in args.only]

@@ -150,19 +150,14 @@ def append_record(
     return line
 
 
-def auto_threads(load: float | None = None) -> int:
+def auto_threads() -> int:
     """Torch CPU threads for this machine: the cores not already busy (at least 1).
 
     On a small machine shared with other jobs, threads beyond the idle cores slow every matmul
     down (one greedy cell took 90 s with 2 threads against 11 s with 1 on a loaded 2-core box).
-
-    Args:
-        load: the load of other work (default: the 1-minute load average now). A job that runs
-            several steps passes the load it found before its first step, so that its own earlier
-            steps do not count as other work.
     """
     cores = os.cpu_count() or 1
-    return max(1, min(cores, round(cores - (os.getloadavg()[0] if load is None else load))))
+    return max(1, min(cores, round(cores - os.getloadavg()[0])))
 
 
 def set_threads(threads: int = 0) -> int:
