@@ -3,6 +3,7 @@ model, 2 layers of width 32), so that every test trains for real in well under a
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -93,10 +94,9 @@ def test_a_few_steps_lower_the_training_loss(tiny):
     assert after < before - 0.5
 
 
-def test_resume_after_interruption_gives_the_same_weights(tiny, tmp_path):
-    config = small(tiny, method="lora", lora_layers=None, lr=5e-2)
+def straight_and_resumed(config: FinetuneConfig, tmp_path: Path) -> tuple:
+    """The run straight through (in ``tmp_path/a``) and the same run interrupted at step 3 and resumed (``b``)."""
     straight = finetune(FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "a")}), progress=False)
-
     interrupted = FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "b")})
 
     def stop_at_3(step, loss):
@@ -106,7 +106,11 @@ def test_resume_after_interruption_gives_the_same_weights(tiny, tmp_path):
     with pytest.raises(KeyboardInterrupt):
         finetune(interrupted, callback=stop_at_3, progress=False)
     assert latest_checkpoint(tmp_path / "b").name == "step-000002.pt"
-    resumed = finetune(interrupted, progress=False)
+    return straight, finetune(interrupted, progress=False)
+
+
+def test_resume_after_interruption_gives_the_same_weights(tiny, tmp_path):
+    straight, resumed = straight_and_resumed(small(tiny, method="lora", lora_layers=None, lr=5e-2), tmp_path)
     assert resumed.resumed_from == 2
     assert resumed.losses == straight.losses
     a, b = (
@@ -125,19 +129,9 @@ def test_top_layer_training_from_the_cached_trunk_resumes_and_matches_the_whole_
     torch.set_num_threads(1)  # bitwise equality of the straight and the resumed run (restored by conftest)
     # 8 examples in batches of 4: two epochs, the second served from the trunk cache
     config = small(tiny, train_layers=1, precision="fp32", lr=5e-2)
-    straight = finetune(FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "a")}), progress=False)
+    straight, resumed = straight_and_resumed(config, tmp_path)
     assert straight.throughput["trunk_layers"] == 1
     assert straight.throughput["trunk_misses"] == 8 and straight.throughput["trunk_memory_hits"] == 8
-
-    interrupted = FinetuneConfig(**{**config.__dict__, "output_dir": str(tmp_path / "b")})
-
-    def stop_at_3(step, loss):
-        if step == 3:
-            raise KeyboardInterrupt
-
-    with pytest.raises(KeyboardInterrupt):
-        finetune(interrupted, callback=stop_at_3, progress=False)
-    resumed = finetune(interrupted, progress=False)
     assert resumed.resumed_from == 2 and resumed.losses == straight.losses
     assert resumed.throughput["trunk_misses"] == 0  # the interrupted run's entries, read back from disk
     a, b = (load_file(tmp_path / run / "model" / "model.safetensors") for run in ("a", "b"))

@@ -80,46 +80,16 @@ def _predicting_logits(lm: LoadedModel, prompt_ids: list[int], responses: list[l
     The prompt runs once; the responses run as one right-padded batch after it (a copy of its cache per row
     would cost memory for nothing: the cache is expanded, not copied).
     """
-    from transformers import DynamicCache
-
-    # the model's name for its cache argument, and whether its attention window needs its own cache layout
-    from workbench.inference.prompt_logprobs import _cache_argument, _has_sliding_window
+    # whether the model's attention window needs its own cache layout (then: plain passes, no shared prompt)
+    from workbench.inference.prompt_logprobs import _has_sliding_window, prefix_then_rows
 
     device = next(lm.model.parameters()).device
-    if _has_sliding_window(lm.model):  # plain right-padded passes over prompt + response, no shared cache
-        full = [prompt_ids + ids for ids in responses]
-        width = max(len(ids) for ids in full)
-        input_ids = torch.zeros((len(full), width), dtype=torch.long)
-        mask = torch.zeros((len(full), width), dtype=torch.long)
-        for row, ids in enumerate(full):
-            input_ids[row, : len(ids)], mask[row, : len(ids)] = torch.tensor(ids, dtype=torch.long), 1
-        logits = lm.model(input_ids=input_ids.to(device), attention_mask=mask.to(device)).logits.float()
+    if _has_sliding_window(lm.model):
+        _, logits = prefix_then_rows(lm.model, [], [prompt_ids + ids for ids in responses], device)
         start = len(prompt_ids) - 1
         return [logits[row, start : start + len(ids) + 1] for row, ids in enumerate(responses)]
-    cache = DynamicCache()
-    out = lm.model(
-        input_ids=torch.tensor([prompt_ids], device=device), use_cache=True, **{_cache_argument(lm.model): cache}
-    )
-    last = out.logits[0, -1].float()
-    batch, width, length = len(responses), max(1, max(len(r) for r in responses)), len(prompt_ids)
-    input_ids = torch.zeros((batch, width), dtype=torch.long)
-    mask = torch.zeros((batch, length + width), dtype=torch.long)
-    mask[:, :length] = 1
-    for row, ids in enumerate(responses):
-        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
-        mask[row, length : length + len(ids)] = 1
-    expanded = DynamicCache(
-        ddp_cache_data=[
-            (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
-        ]
-    )
-    logits = lm.model(
-        input_ids=input_ids.to(device),
-        attention_mask=mask.to(device),
-        position_ids=(length + torch.arange(width)).expand(batch, -1).to(device),
-        **{_cache_argument(lm.model): expanded},
-    ).logits.float()
-    return [torch.cat([last[None], logits[row, : len(ids)]]) for row, ids in enumerate(responses)]
+    prompt_logits, logits = prefix_then_rows(lm.model, prompt_ids, responses, device)
+    return [torch.cat([prompt_logits[-1:], logits[row, : len(ids)]]) for row, ids in enumerate(responses)]
 
 
 def _loglik(logits: torch.Tensor, ids: list[int], variant: Variant, stops: list[int], floor: float) -> float:

@@ -93,32 +93,9 @@ def _score_chunk(model, ids: list[list[int]], top_k: int, device) -> list[tuple[
     shared = shared[: max(0, min((len(s) for s in nonempty), default=0) - 1)]  # each keeps >= 1 own token
     if len(shared) < MIN_SHARED_PREFIX or _has_sliding_window(model):
         shared = []  # a sliding window needs the model's own cache layout: plain passes instead
-    cache, prefix_logits = None, None
-    if shared:
-        cache = DynamicCache()
-        out = model(input_ids=torch.tensor([shared], device=device), use_cache=True, **{_cache_argument(model): cache})
-        prefix_logits = out.logits[0].float()  # (P, vocab): predicts tokens 1..P
-    batch, prefix_len = len(ids), len(shared)
+    prefix_len = len(shared)
     rests = [seq[prefix_len:] for seq in ids]
-    width = max(1, max(len(r) for r in rests))
-    input_ids = torch.zeros((batch, width), dtype=torch.long)
-    mask = torch.zeros((batch, prefix_len + width), dtype=torch.long)
-    mask[:, :prefix_len] = 1
-    for row, rest in enumerate(rests):
-        input_ids[row, : len(rest)] = torch.tensor(rest, dtype=torch.long)
-        mask[row, prefix_len : prefix_len + len(rest)] = 1
-    positions = (prefix_len + torch.arange(width)).expand(batch, -1)
-    kwargs = {}
-    if cache is not None:
-        kwargs[_cache_argument(model)] = DynamicCache(
-            ddp_cache_data=[
-                (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
-            ]
-        )
-    out = model(
-        input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), **kwargs
-    )
-    logits = out.logits.float()  # (B, width, vocab)
+    prefix_logits, logits = prefix_then_rows(model, shared, rests, device)
     results = []
     for row, seq in enumerate(ids):
         if not seq:
@@ -141,6 +118,50 @@ def _score_chunk(model, ids: list[list[int]], top_k: int, device) -> list[tuple[
             tops += [{} for _ in chosen]
         results.append(([None, *chosen], tops))
     return results
+
+
+def prefix_then_rows(
+    model, prefix: list[int], rows: list[list[int]], device
+) -> tuple[torch.Tensor | None, torch.Tensor]:
+    """Logits of a token prefix run once and of each row run after it, the rows as one right-padded batch.
+
+    The prefix's cache is expanded over the batch, not copied. With an empty prefix the rows run as one plain
+    right-padded pass (what a model with a sliding attention window needs: no shared cache layout).
+
+    Args:
+        model: a causal LM.
+        prefix: P token ids shared by every row (may be empty).
+        rows: B lists of token ids that follow the prefix.
+        device: where the model is.
+
+    Returns:
+        (the prefix's (P, vocab) logits, or None when P is 0; the rows' (B, width, vocab) logits), as float32.
+        Row r's logits at column j predict the token after ``rows[r][j]``.
+    """
+    cache, prefix_logits = None, None
+    if prefix:
+        cache = DynamicCache()
+        out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **{_cache_argument(model): cache})
+        prefix_logits = out.logits[0].float()
+    batch, prefix_len, width = len(rows), len(prefix), max(1, max(len(r) for r in rows))
+    input_ids = torch.zeros((batch, width), dtype=torch.long)
+    mask = torch.zeros((batch, prefix_len + width), dtype=torch.long)
+    mask[:, :prefix_len] = 1
+    for row, ids in enumerate(rows):
+        input_ids[row, : len(ids)] = torch.tensor(ids, dtype=torch.long)
+        mask[row, prefix_len : prefix_len + len(ids)] = 1
+    kwargs = {}
+    if cache is not None:
+        kwargs[_cache_argument(model)] = DynamicCache(
+            ddp_cache_data=[
+                (layer.keys.expand(batch, -1, -1, -1), layer.values.expand(batch, -1, -1, -1)) for layer in cache.layers
+            ]
+        )
+    positions = (prefix_len + torch.arange(width)).expand(batch, -1)
+    out = model(
+        input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), **kwargs
+    )
+    return prefix_logits, out.logits.float()
 
 
 def _common_prefix(sequences: list[list[int]]) -> list[int]:
