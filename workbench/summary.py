@@ -51,7 +51,7 @@ def ladder(results: Path) -> str:
     return (
         "**The regression-aware ladder** (seed 0). "
         + "; ".join(parts)
-        + f". Of {len(tests)} adjacent paired tests, {len(better)} find the upper row better at p < 0.05 "
+        + f". Each rung against the one below it: {len(better)} of {len(tests)} paired tests find it better at p < 0.05 "
         + _sources("ladder.csv", "ladder_tests.csv")
         + "."
     )
@@ -97,7 +97,7 @@ def consistency(results: Path) -> str:
     """Per method: real changes of the fine-tuned model's stages found different, and the A/A false-alarm rate."""
     table = pd.read_csv(results / "06_decisions.csv")
     stages = table[table.change.str.startswith("finetuned-") & ~table.change.str.contains("aa-")]
-    aa = table[table.change.str.contains("aa-")]
+    aa = table[table.change.str.startswith("finetuned-aa")]  # the fine-tuned stage against itself, new seeds
     parts = []
     for method, part in stages.groupby("method", sort=False):
         decided = part.decision.value_counts()
