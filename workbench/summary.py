@@ -51,7 +51,8 @@ def ladder(results: Path) -> str:
     return (
         "**The regression-aware ladder** (seed 0). "
         + "; ".join(parts)
-        + f". Each rung against the one below it: {len(better)} of {len(tests)} paired tests find it better at p < 0.05 "
+        + f". Each rung against the one below it: {len(better)} of {len(tests)} paired tests find it better "
+        + "at p < 0.05 "
         + _sources("ladder.csv", "ladder_tests.csv")
         + "."
     )
