@@ -11,8 +11,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from workbench import report, summary
+from workbench import report
 from workbench.paths import PROJECT_ROOT, RESULTS_DIR
+from workbench.report import findings
 
 NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
 SOURCE = re.compile(r"Source: `results/([^`]+)`")
@@ -117,14 +118,14 @@ def test_the_committed_documents_equal_a_fresh_render():
 
 def test_render_writes_what_check_then_accepts(tmp_path):
     job = f"{report.JOB_BEGIN}\nold figure\n{report.JOB_END}"
-    findings = f"{summary.BEGIN}\nold findings\n{summary.END}"
-    (tmp_path / "README.md").write_text(f"# title\n\n{job}\n\n{report.BEGIN}\nstale\n{report.END}\n\n{findings}\n")
+    old_findings = f"{findings.BEGIN}\nold findings\n{findings.END}"
+    (tmp_path / "README.md").write_text(f"# title\n\n{job}\n\n{report.BEGIN}\nstale\n{report.END}\n\n{old_findings}\n")
     written = report.render(tmp_path, RESULTS_DIR)
     assert sorted(written) == [tmp_path / "README.md", tmp_path / report.DOCUMENT]
     readme = (tmp_path / "README.md").read_text()
-    assert readme.startswith("# title\n\n" + report.JOB_BEGIN) and readme.endswith(summary.END + "\n")
+    assert readme.startswith("# title\n\n" + report.JOB_BEGIN) and readme.endswith(findings.END + "\n")
     assert "stale" not in readme and "old figure" not in readme and "old findings" not in readme
-    assert summary.render(RESULTS_DIR) in readme
+    assert findings.render(RESULTS_DIR) in readme
     assert report.render_job(RESULTS_DIR) in readme
     assert report.render(tmp_path, RESULTS_DIR, check=True) == []
     (tmp_path / report.DOCUMENT).write_text("typed by hand\n")
@@ -162,9 +163,9 @@ def test_provenance_names_run_commit_and_state(tmp_path):
 
 def test_every_number_in_the_readme_findings_is_in_the_files_each_names():
     readme = (PROJECT_ROOT / "README.md").read_text()
-    block = readme[readme.index(summary.BEGIN) : readme.index(summary.END)]
+    block = readme[readme.index(findings.BEGIN) : readme.index(findings.END)]
     bullets = [line for line in block.splitlines() if line.startswith("* ")]
-    assert len(bullets) == len(summary.FINDINGS)
+    assert len(bullets) == len(findings.FINDINGS)
     for bullet in [b for b in bullets if not b.startswith("* Not measured yet")]:
         files = re.findall(r"`results/([^`]+)`", bullet)
         allowed = set().union(*(shown_forms(RESULTS_DIR / f) | derived_forms(RESULTS_DIR / f) for f in files))
@@ -174,4 +175,4 @@ def test_every_number_in_the_readme_findings_is_in_the_files_each_names():
 
 
 def test_a_finding_waits_for_its_files(tmp_path):
-    assert summary.render(tmp_path).count("Not measured yet") == len(summary.FINDINGS)
+    assert findings.render(tmp_path).count("Not measured yet") == len(findings.FINDINGS)

@@ -1,14 +1,7 @@
-"""Results documents rendered from ``results/``, never typed by hand.
+"""Every table of ``docs/results.md``: its results file, rows, columns and note, and how it is rendered.
 
-``python -m workbench report`` writes ``docs/results.md`` (every table below, each naming its results
-file and the run and commit that wrote it, from ``results/provenance.json``) and three blocks of the
-README: the headline between :data:`BEGIN` and :data:`END`, the findings (:mod:`workbench.summary`),
-and the quick start's sentence on the main job's wall time between :data:`JOB_BEGIN` and
-:data:`JOB_END` (from ``results/main_run.json``, :func:`workbench.main_job.describe`). ``--check``
-only compares, and fails when a committed document differs from a fresh render or when a results
-file's provenance is missing or incomplete (:func:`workbench.provenance.problems`). Numbers are
-rounded by :func:`format_number` alone, so a test can check every number of a document against the
-results files (``tests/test_report.py``).
+A missing file renders as "Not measured yet", a file without a column the table shows as "Stale"; neither
+shows a number.
 """
 
 from __future__ import annotations
@@ -18,35 +11,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from workbench import summary
-from workbench.main_job import describe
-from workbench.paths import PROJECT_ROOT, RESULTS_DIR
-
-BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-JOB_BEGIN, JOB_END = "<!-- main-run:begin -->", "<!-- main-run:end -->"
-DOCUMENT = Path("docs") / "results.md"
-
-
-def format_number(value, decimals: int = 3) -> str:
-    """A result value as the documents show it: integers whole, other numbers to ``decimals`` places.
-
-    >>> format_number(2210), format_number(0.82753), format_number(1.5e-18), format_number(0.0043, 4)
-    ('2210', '0.828', '0.000', '0.0043')
-    >>> format_number(float("nan")), format_number(True), format_number("[0.803, 0.855]"), format_number("[nan, nan]")
-    ('', 'yes', '[0.803, 0.855]', '')
-    """
-    if isinstance(value, bool | np.bool_):
-        return "yes" if value else "no"
-    if isinstance(value, str):
-        return "" if value == "[nan, nan]" else value  # the interval of an undefined statistic
-    if value is None or pd.isna(value):
-        return ""
-    if isinstance(value, int | np.integer) or (float(value).is_integer() and abs(value) >= 1):
-        return str(int(value))
-    return f"{value:.{decimals}f}"
+from workbench.report.numbers import format_number, markdown_table
+from workbench.report.readers import dev_history, roofline_errors, where, wide, with_intervals
 
 
 @dataclass(frozen=True)
@@ -91,44 +59,6 @@ class Table:
         return self.rows(self.read(results / self.file))
 
 
-def where(**equal) -> Callable[[pd.DataFrame], pd.DataFrame]:
-    """Rows whose columns take the given values (a list: any of them, in that order).
-
-    >>> where(task=["stsb", "sst5"])(pd.DataFrame({"task": ["sst5", "gsm8k", "stsb"]})).task.tolist()
-    ['stsb', 'sst5']
-    """
-
-    def select(table: pd.DataFrame) -> pd.DataFrame:
-        for name, wanted in equal.items():
-            table = table[table[name].isin(wanted) if isinstance(wanted, list) else table[name] == wanted]
-        order = [name for name, wanted in equal.items() if isinstance(wanted, list)]  # the first list orders first
-        return (
-            table.sort_values(order, key=lambda values: values.map(equal[values.name].index), kind="stable")
-            if order
-            else table
-        )
-
-    return select
-
-
-def dev_history(path: Path) -> pd.DataFrame:
-    """A fine-tuning record's dev evaluations (``04_finetune.json``), one row per step, ``task:metric`` columns."""
-    record = json.loads(path.read_text())
-    return pd.DataFrame(
-        [
-            {
-                "step": entry["step"],
-                **{
-                    f"{task}:{name}": value
-                    for task, scores in entry["scores"].items()
-                    for name, value in scores.items()
-                },
-            }
-            for entry in record["dev_history"]
-        ]
-    )
-
-
 def provenance_line(results: Path, file: str) -> str:
     """Where a results file came from, as ``provenance.json`` records it (and says when it does not).
 
@@ -147,11 +77,6 @@ def provenance_line(results: Path, file: str) -> str:
     profile = f" (profile {record['profile']})" if record.get("profile") else ""
     run = f" in run `{record['run']}`" if record.get("run") else ""
     return f"Source: `results/{file}`, written by {writer}{profile}{run}, {commit}, {record['written']}."
-
-
-def markdown_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows])
 
 
 def writer(table: Table) -> str:
@@ -204,63 +129,6 @@ FINETUNED_STRATEGIES = [
     "tfidf ridge",
     "minilm ridge",
 ]
-
-
-def interval(low, high) -> str:
-    """An interval cell as the results files write them: ``[low, high]`` to three places (empty when undefined).
-
-    >>> interval(0.80312, 0.8551), interval(float("nan"), 1.0)
-    ('[0.803, 0.855]', '[nan, nan]')
-    """
-    if pd.isna(low) or pd.isna(high):
-        return "[nan, nan]"
-    return f"[{format_number(low)}, {format_number(high)}]"
-
-
-def wide(
-    index: list[str], column: str = "metric", select: Callable[[pd.DataFrame], pd.DataFrame] = lambda table: table
-) -> Callable[[Path], pd.DataFrame]:
-    """A reader of a long results file (``value, ci_low, ci_high`` per row) into one row per ``index``, with a
-    ``<name>`` and ``<name> CI`` column for each value of ``column``, rows in file order (after ``select``).
-
-    >>> long = pd.DataFrame({"arm": ["a", "a"], "metric": ["rmse", "mae"], "value": [1.0, 0.5],
-    ...                      "ci_low": [0.9, 0.4], "ci_high": [1.1, 0.6]})
-    >>> long.to_csv("/tmp/_wide.csv", index=False)
-    >>> wide(["arm"])(Path("/tmp/_wide.csv")).to_dict("records")
-    [{'arm': 'a', 'rmse': 1.0, 'rmse CI': '[0.900, 1.100]', 'mae': 0.5, 'mae CI': '[0.400, 0.600]'}]
-    """
-
-    def read(path: Path) -> pd.DataFrame:
-        table = select(pd.read_csv(path))
-        rows = {}
-        for _, row in table.iterrows():
-            key = tuple(row[i] for i in index)
-            entry = rows.setdefault(key, dict(zip(index, key)))
-            entry[row[column]] = row["value"]
-            entry[f"{row[column]} CI"] = interval(row["ci_low"], row["ci_high"])
-        return pd.DataFrame(list(rows.values()))
-
-    return read
-
-
-def with_intervals(*pairs: tuple[str, str, str]) -> Callable[[Path], pd.DataFrame]:
-    """A reader that adds an interval column ``name`` from each ``(name, low, high)`` column pair."""
-
-    def read(path: Path) -> pd.DataFrame:
-        table = pd.read_csv(path)
-        for name, low, high in pairs:
-            if {low, high} <= set(table.columns):  # else the table is stale (render_table says so)
-                table[name] = [interval(a, b) for a, b in zip(table[low], table[high])]
-        return table
-
-    return read
-
-
-def roofline_errors(path: Path) -> pd.DataFrame:
-    """The roofline's relative error on its held-out passes, per thread count: passes, mean and max |error|."""
-    table = pd.read_csv(path)
-    held_out = table[table.role == "held out"].assign(error=lambda t: t.rel_error.abs())
-    return held_out.groupby("threads").error.agg(["count", "mean", "max"]).reset_index()
 
 
 TABLES = (
@@ -651,96 +519,3 @@ TABLES = (
         writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
 )
-
-# The README's headline: (task, what, metric, strategy of the model, strategy of the constant prior).
-HEADLINE_FILE = "02_metric_aware.csv"
-HEADLINE = (
-    ("sst5", "accuracy (exact match)", "exact_match", "exact mode", "prior mode"),
-    ("sst5", "RMSE", "rmse", "exact mean", "prior mean"),
-    ("stsb", "RMSE", "rmse", "exact mean", "prior mean"),
-    ("stsb", "Spearman", "spearman", "exact mean", None),
-)
-
-
-def render_headline(results: Path = RESULTS_DIR) -> str:
-    """The README block: a few headline numbers beside the constant prior, their source, a link."""
-    table = pd.read_csv(results / HEADLINE_FILE)
-    table = table[table.model == "finetuned"].set_index(["task", "strategy"])
-    rows = []
-    for task, what, metric, strategy, prior in HEADLINE:
-        ours = table.loc[(task, strategy)]
-        baseline = format_number(table.loc[(task, prior), metric]) if prior else "none (a constant has no rank)"
-        rows.append(
-            [
-                task,
-                f"{what} of the {strategy}",
-                f"{format_number(ours[metric])} {ours[f'{metric} CI']}",
-                baseline,
-                format_number(ours["n"]),
-            ]
-        )
-    return "\n\n".join(
-        [
-            BEGIN,
-            markdown_table(["task", "metric", "fine-tuned model [95% CI]", "constant prior", "test items"], rows),
-            f"The fine-tuned stage of notebook 04 (rows `model = finetuned`), zero-shot, scored exactly. "
-            f"{provenance_line(results, HEADLINE_FILE)} Every table: [docs/results.md](docs/results.md).",
-            END,
-        ]
-    )
-
-
-def render_document(results: Path = RESULTS_DIR) -> str:
-    """``docs/results.md``: every table of :data:`TABLES`, with a table of contents."""
-    contents = [f"{i}. [{t.title}](#{anchor(t.title)})" for i, t in enumerate(TABLES, 1)]
-    header = (
-        "# Results\n\nRendered by `python -m workbench report` from `results/` and `results/provenance.json`; "
-        "do not edit by hand (a test compares this file with a fresh render). What the numbers mean, and the "
-        "commands that measured them, are in the README and the other documents of `docs/`."
-    )
-    return "\n\n".join([header, "\n".join(contents)] + [render_table(t, results) for t in TABLES]) + "\n"
-
-
-def anchor(title: str) -> str:
-    """GitHub's anchor for a heading.
-
-    >>> anchor("SimCT: A/A false-alarm rate")
-    'simct-aa-false-alarm-rate'
-    """
-    kept = "".join(c for c in title.lower() if c.isalnum() or c in " -_")
-    return kept.replace(" ", "-")
-
-
-def with_headline(readme: str, block: str, begin: str = BEGIN, end: str = END) -> str:
-    """``readme`` with the text between ``begin`` and ``end`` (markers included) replaced by ``block``."""
-    start, stop = readme.find(begin), readme.find(end)
-    if start < 0 or stop < start:
-        raise ValueError(f"the README has no {begin} ... {end} block")
-    return readme[:start] + block + readme[stop + len(end) :]
-
-
-def render_job(results: Path = RESULTS_DIR) -> str:
-    """The README quick start's block: the main job's measured wall time (:func:`workbench.main_job.describe`)."""
-    return f"{JOB_BEGIN}\n{describe(results)}\n{JOB_END}"
-
-
-def render(root: Path = PROJECT_ROOT, results: Path | None = None, check: bool = False) -> list[Path]:
-    """Render (or with ``check`` only compare) ``docs/results.md`` and the README's three blocks.
-
-    Returns:
-        The documents that differed from a fresh render (rewritten unless ``check``).
-    """
-    results = results or root / "results"
-    readme_path, document_path = root / "README.md", root / DOCUMENT
-    readme = with_headline(readme_path.read_text(), render_headline(results))
-    readme = with_headline(readme, summary.render(results), summary.BEGIN, summary.END)
-    wanted = {
-        document_path: render_document(results),
-        readme_path: with_headline(readme, render_job(results), JOB_BEGIN, JOB_END),
-    }
-    stale = [path for path, text in wanted.items() if not path.exists() or path.read_text() != text]
-    if not check:
-        for path in stale:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(wanted[path])
-    return stale

@@ -12,13 +12,10 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.report.numbers import format_number as _fmt  # the one rounding rule of the documents
+from workbench.report.readers import roofline_errors
+
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
-
-
-def _fmt(value, decimals: int = 3) -> str:
-    from workbench.report import format_number  # the one rounding rule of the documents
-
-    return format_number(value, decimals)
 
 
 def _ci(row: pd.Series, value: str = "value", low: str = "ci_low", high: str = "ci_high", decimals: int = 3) -> str:
@@ -118,8 +115,6 @@ def consistency(results: Path) -> str:
 
 def cost(results: Path) -> str:
     """The roofline's held-out error per thread count, and the orthogonality verdicts."""
-    from workbench.report import roofline_errors
-
     errors = roofline_errors(results / "07_roofline_validation.csv")
     roofline = "; ".join(
         f"{_fmt(row.threads)} thread(s): mean {_fmt(row['mean'])}, max {_fmt(row['max'])} over {_fmt(row['count'])} "
