@@ -168,7 +168,7 @@ class ScorecardStudy:
         card["seconds_per_request (measured)"] = [s.seconds_per_request for s in self.scores]
         card["pareto"] = nondominated(card[AXES])
         self.table = self.info.join(card)
-        self.save(self.table.reset_index(), "07_scorecard.csv")
+        self.save(self.table.rename_axis("stage").reset_index(), "07_scorecard.csv")  # one row per stage
         return self.table
 
     def evaluation(self) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -463,7 +463,7 @@ TABLES = (
         "The Costly Dilemma scorecard",
         "07_scorecard.csv",
         columns(
-            ("stage", "name"),
+            ("stage", "stage"),
             ("family", "family"),
             ("precision", "precision"),
             ("trained on", "trained_on"),
