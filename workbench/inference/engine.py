@@ -41,6 +41,7 @@ from workbench.inference.grid_sampler import AnswerTree, GridSamples, sample_gri
 from workbench.inference.logits import check_temperature, filter_logits, tempered_log_softmax
 from workbench.inference.models import LoadedModel, load_model
 from workbench.inference.protocol import greedy_by_sampling
+from workbench.inference.stops import end_on_stop, finish_text
 from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.paths import cache_dir
 from workbench.progress import tqdm
@@ -342,7 +343,6 @@ class HFEngine:
         length_of = torch.zeros(rows, dtype=torch.long)
         reason_of = ["length"] * rows
         eos = torch.tensor(sorted(self.eos_ids))
-        stop_tail = max((len(s) for s in config.stop), default=0) + 1
         for step in range(steps):
             logits = frontier.logits
             tokens = self._pick(logits, row_node, config, generators, row_chunk[active]).cpu()
@@ -354,13 +354,7 @@ class HFEngine:
             ended = torch.isin(tokens, eos)
             for row in active[ended].tolist():
                 reason_of[row] = "eos"
-            if config.stop and not ended.all():
-                going = active[~ended]
-                tails = self.tokenizer.batch_decode(tokens_of[going, max(0, step + 1 - stop_tail) : step + 1].tolist())
-                hit = torch.tensor([any(s in text for s in config.stop) for text in tails])
-                for row in going[hit].tolist():
-                    reason_of[row] = "stop"
-                ended[(~ended).nonzero()[:, 0][hit]] = True
+            end_on_stop(self.tokenizer, config.stop, tokens_of, active, ended, step, reason_of)
             if cancelled is not None:  # asked once per prompt and step; its rows leave with the others that ended
                 gone = {p for p in {row_prompt[row] for row in active.tolist()} if cancelled[p]()}
                 if gone:
@@ -386,7 +380,7 @@ class HFEngine:
             row_node = torch.arange(len(active))
         for row, p in enumerate(row_prompt):
             ids = tokens_of[row, : length_of[row]].tolist()
-            text, reason = self._finish_text(ids, reason_of[row], config.stop)
+            text, reason = finish_text(self.tokenizer, self.eos_ids, ids, reason_of[row], config.stop)
             result = results[p]
             result["texts"].append(text)
             result["token_ids"].append(ids)
@@ -413,13 +407,6 @@ class HFEngine:
             found = torch.searchsorted(row_cdf, uniform * row_cdf[:, -1:], right=True)[:, 0]
             picked[rows] = found.clamp(max=node_logits.shape[-1] - 1)
         return picked
-
-    def _finish_text(self, tokens: list[int], reason: str, stop: tuple[str, ...]) -> tuple[str, str]:
-        text = self.tokenizer.decode([t for t in tokens if t not in self.eos_ids], skip_special_tokens=True)
-        cuts = [text.find(s) for s in stop if s in text]
-        if cuts:
-            return text[: min(cuts)], "stop"
-        return text, reason
 
     # ------------------------------------------------------------------ scoring
     @torch.inference_mode()

@@ -54,6 +54,7 @@ from workbench.inference.answer_trie import (
 from workbench.inference.attention import Pass, Segment
 from workbench.inference.frontier import PromptBatch
 from workbench.inference.logits import filter_logits
+from workbench.inference.stops import finish_text
 from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 
 # Bump when the grid draws change, so that cached grid samples from the old procedure are not reused.
@@ -229,7 +230,7 @@ def _grid_batch(engine, prompts, token_ids, n, candidates, config: SamplingConfi
                 tokens, logprobs, reason = tokens[: end[0] + 1], logprobs[: end[0] + 1], end[1]
             elif len(tokens) >= config.max_new_tokens:
                 reason = "length"
-            text, reason = engine._finish_text(tokens, reason, config.stop)
+            text, reason = finish_text(engine.tokenizer, engine.eos_ids, tokens, reason, config.stop)
             for name, value in zip(_SAMPLE_FIELDS, (text, tokens, logprobs, reason)):
                 result[name].append(value)
         results[row] = {**result, "grid_logprobs": grid_logprobs[row], "fallback": None}

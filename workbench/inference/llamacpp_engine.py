@@ -44,6 +44,7 @@ from workbench.inference.gencache import GenerationCache
 from workbench.inference.logits import check_temperature, filter_logits, tempered_log_softmax
 from workbench.inference.models import DEFAULT_MODEL, embedded_gguf, embedded_model_folder
 from workbench.inference.protocol import greedy_by_sampling, sampling_seed
+from workbench.inference.stops import end_on_stop, finish_text
 from workbench.inference.types import GridScore, SampleSet, SamplingConfig
 from workbench.paths import cache_dir
 
@@ -286,7 +287,6 @@ class LlamaCppEngine:
         length_of = torch.zeros(rows, dtype=torch.long)
         reason_of = ["length"] * rows
         eos = torch.tensor(sorted(self.eos_ids))
-        stop_tail = max((len(s) for s in config.stop), default=0) + 1
         active, logits = torch.arange(rows), prompt_logits[row_prompt]
         for step in range(config.max_new_tokens):
             tokens = self._pick(logits, config, generators, row_chunk[active])
@@ -296,13 +296,7 @@ class LlamaCppEngine:
             ended = torch.isin(tokens, eos)
             for row in active[ended].tolist():
                 reason_of[row] = "eos"
-            if config.stop and not ended.all():
-                going = active[~ended]
-                tails = self.tokenizer.batch_decode(tokens_of[going, max(0, step + 1 - stop_tail) : step + 1].tolist())
-                hit = torch.tensor([any(s in text for s in config.stop) for text in tails])
-                for row in going[hit].tolist():
-                    reason_of[row] = "stop"
-                ended[(~ended).nonzero()[:, 0][hit]] = True
+            end_on_stop(self.tokenizer, config.stop, tokens_of, active, ended, step, reason_of)
             if ended.all() or step == config.max_new_tokens - 1:
                 break
             active, tokens = active[~ended], tokens[~ended]
@@ -313,7 +307,7 @@ class LlamaCppEngine:
         results = [{"texts": [], "token_ids": [], "token_logprobs": [], "finish_reasons": []} for _ in prompts]
         for row in range(rows):
             ids = tokens_of[row, : length_of[row]].tolist()
-            text, reason = self._finish_text(ids, reason_of[row], config.stop)
+            text, reason = finish_text(self.tokenizer, self.eos_ids, ids, reason_of[row], config.stop)
             result = results[row // n]
             result["texts"].append(text)
             result["token_ids"].append(ids)
@@ -336,13 +330,6 @@ class LlamaCppEngine:
             found = torch.searchsorted(cumulative[rows], uniform * cumulative[rows, -1:], right=True)[:, 0]
             picked[rows] = found.clamp(max=logits.shape[-1] - 1)
         return picked
-
-    def _finish_text(self, tokens: list[int], reason: str, stop: tuple[str, ...]) -> tuple[str, str]:
-        text = self.tokenizer.decode([t for t in tokens if t not in self.eos_ids], skip_special_tokens=True)
-        cuts = [text.find(s) for s in stop if s in text]
-        if cuts:
-            return text[: min(cuts)], "stop"
-        return text, reason
 
     # ------------------------------------------------------------------ scoring
     def _score_batch(self, prompts: list[str], candidates: list[str], temperature: float) -> list[dict]:

@@ -7,12 +7,14 @@ shows a number.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pandas as pd
 
+from workbench.paths import PROJECT_ROOT
 from workbench.report.numbers import format_number, markdown_table
 from workbench.report.readers import dev_history, roofline_errors, where, wide, with_intervals
 
@@ -44,7 +46,8 @@ class Table:
         rows: selects and orders the rows shown (default: all, in file order).
         note: one or two sentences on what the table says and how it was measured.
         read: turns the file into a table (default: ``pd.read_csv``).
-        writer: what writes the file (named while the file does not exist yet).
+        writer: what writes the file, named while the file does not exist yet (default: the notebook
+            its ``NN_`` prefix names).
     """
 
     title: str
@@ -80,7 +83,12 @@ def provenance_line(results: Path, file: str) -> str:
 
 
 def writer(table: Table) -> str:
-    return f"`{table.writer}`" if table.writer else "the main job"
+    """What writes the table's file: ``table.writer``, else the notebook named by its ``NN_`` prefix."""
+    if table.writer:
+        return f"`{table.writer}`"
+    number = table.file[:3] if re.match(r"\d\d_", table.file) else None
+    notebooks = sorted((PROJECT_ROOT / "notebooks").glob(f"{number}*.ipynb")) if number else []
+    return f"`notebooks/{notebooks[0].name}`" if notebooks else "the main job"
 
 
 def render_table(table: Table, results: Path) -> str:
@@ -139,7 +147,6 @@ TABLES = (
         where(model="finetuned", task=["sst5", "stsb"], strategy=FINETUNED_STRATEGIES),
         "Notebook 02, default profile: exact strategies on the whole test sets, sampled ones (K=32, T=1) on seeded "
         "subsets (column n); prior and ridge rows are the baselines, fitted on the train split.",
-        writer="notebooks/02_metric_aware_inference.ipynb",
     ),
     Table(
         "Metric-aware inference: the base stage (few-shot)",
@@ -150,7 +157,6 @@ TABLES = (
             task=["sst5", "stsb"],
             strategy=["exact mean", "exact median", "exact mode", "greedy", "mean", "mode (self-consistency)"],
         ),
-        writer="notebooks/02_metric_aware_inference.ipynb",
     ),
     Table(
         "The regression-aware fine-tuning ladder",
@@ -216,7 +222,6 @@ TABLES = (
         where(task=["sst5", "stsb"]),
         "`holds`: the expected rule beats every rival of its family with paired bootstrap p < 0.05; "
         "`fails`: a rival beats it; otherwise inconclusive.",
-        writer="notebooks/02_metric_aware_inference.ipynb",
     ),
     Table(
         "Calibration",
@@ -232,7 +237,6 @@ TABLES = (
             ("ECE at T", "ece tuned T"),
             ("mass outside the grid", "outside mass (mean)"),
         ),
-        writer="notebooks/02_metric_aware_inference.ipynb",
     ),
     Table(
         "What the fitted temperature does to each Bayes rule",
@@ -251,7 +255,6 @@ TABLES = (
         ),
         note="Difference in the metric (tuned T minus T=1), paired bootstrap p. The mean is optimal for squared error "
         "only under calibrated probabilities: sd / RMSE far from 1 says the predicted spread is not the real one.",
-        writer="notebooks/02_metric_aware_inference.ipynb",
     ),
     Table(
         "E2E: decision rule x metric",
@@ -296,7 +299,6 @@ TABLES = (
             ("STS-B Spearman", "stsb:spearman"),
         ),
         read=dev_history,
-        writer="notebooks/04_finetune_and_evaluate.ipynb",
     ),
     Table(
         "Fine-tuning objectives on one budget",
@@ -310,7 +312,6 @@ TABLES = (
             ("NLL", "nll", 2),
             ("mass outside the grid", "outside_mass"),
         ),
-        writer="notebooks/04_finetune_and_evaluate.ipynb",
     ),
     Table(
         "Lifecycle evaluation (zero-shot)",
@@ -326,7 +327,6 @@ TABLES = (
             ("mass outside the grid", "outside_mass"),
             ("perplexity", "perplexity", 1),
         ),
-        writer="notebooks/04_finetune_and_evaluate.ipynb",
     ),
     Table(
         "Serving: load test",
@@ -341,7 +341,6 @@ TABLES = (
             ("duplicated", "duplicated", 0),
         ),
         note="Notebook 05, default profile: the embedded model behind the server on loopback.",
-        writer="notebooks/05_serve_and_monitor.ipynb",
     ),
     Table(
         "Consistency: decisions per method",
@@ -361,7 +360,6 @@ TABLES = (
         "Testing); `logprob`: log-likelihood ratios of the responses under both stages. `equivalent`: two one-sided "
         "tests at the margin fixed before the run; `inconclusive`: neither. Changes prefixed `finetuned-` compare "
         "stages of the default fine-tuned model; p below 0.0005 shows as 0.000.",
-        writer="notebooks/06_consistency_simct.ipynb",
     ),
     Table(
         "Consistency: the query budget planned on the pilot",
@@ -376,7 +374,6 @@ TABLES = (
             ("reached", "reached"),
             ("chosen", "chosen"),
         ),
-        writer="notebooks/06_consistency_simct.ipynb",
     ),
     Table(
         "Cost: metric-aware overhead, multiple of greedy decoding",
@@ -388,7 +385,6 @@ TABLES = (
             ("this CPU, roofline", "this CPU roofline (calibrated)", 2),
             ("H100, roofline (assumed efficiency)", "H100 roofline (assumed efficiency)", 2),
         ),
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "Cost model error: the roofline on held-out passes",
@@ -397,7 +393,6 @@ TABLES = (
         note="Relative error of the calibrated roofline's predicted pass time against the measured one, on passes "
         "not used to fit it.",
         read=roofline_errors,
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "Cost: break-even against gpt-4o-mini (N=1), unadjusted for quality",
@@ -409,7 +404,6 @@ TABLES = (
             ("break-even (M requests/month)", "break_even_millions_per_month", 1),
         ),
         where(api="OpenAI/gpt-4o-mini", n=1),
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "Cost per correct answer (SST-5)",
@@ -424,7 +418,6 @@ TABLES = (
             ("Pareto", "pareto"),
         ),
         note="API accuracies are stated assumptions or published figures (column 4), never measured here.",
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "Fine-tuning's effect per task and metric (against the base stage)",
@@ -440,7 +433,6 @@ TABLES = (
         ),
         note="`hurt`: fine-tuning made the metric worse with an interval that excludes zero.",
         read=with_intervals(("CI", "low", "high")),
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "Generalization to unseen rating sets (exact mean)",
@@ -457,7 +449,6 @@ TABLES = (
         ),
         where(rule="exact mean"),
         read=with_intervals(("CI", "drop_low", "drop_high")),
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "The Costly Dilemma scorecard",
@@ -482,7 +473,6 @@ TABLES = (
             ("evaluation CI", "evaluation_usd_low", "evaluation_usd_high"),
             ("serving CI", "serving_usd_per_1000_low", "serving_usd_per_1000_high"),
         ),
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "Evaluation cost measured on its own: items to tell stages apart",
@@ -497,7 +487,6 @@ TABLES = (
             ("items evaluated", "items evaluated"),
         ),
         note="Found by subsampling the evaluated items (not from the quality estimate's variance).",
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
     Table(
         "Is the dilemma orthogonal?",
@@ -516,6 +505,5 @@ TABLES = (
         note="p from permutations within model families; partial correlation controls for precision and training "
         "run; intervals from a bootstrap over stages and items with every axis resampled.",
         read=with_intervals(("CI", "low", "high"), ("partial CI", "partial_low", "partial_high")),
-        writer="notebooks/07_cost_generalization_evaluation.ipynb",
     ),
 )

@@ -26,10 +26,9 @@ torch and transformers versions, and the row's token ids and tree. Anything else
 trunk's arithmetic makes the cache invalid; bump :data:`FORMAT` then.
 
 It does not apply (:meth:`FrozenTrunk.for_training` returns None, and the whole model runs) for
-the grid objectives (measured slower, see there), LoRA, when every layer trains, when the
-embedding trains, with attention dropout (a frozen layer would not be a function of its input),
-with sliding-window layers, and for architectures other than :data:`ARCHITECTURES`, whose layers
-this module calls directly.
+LoRA, when every layer trains, when the embedding trains, with attention dropout (a frozen layer
+would not be a function of its input), with sliding-window layers, and for architectures other
+than :data:`ARCHITECTURES`, whose layers this module calls directly.
 """
 
 from __future__ import annotations
@@ -90,7 +89,7 @@ class FrozenTrunk:
             layers: the number of frozen layers (:func:`frozen_layers`).
             weights_sha256: the hash of the model's weights as loaded (its fingerprint).
             precision: the autocast of the training steps, "bf16" or "fp32".
-            store: where its outputs are kept, and how many bytes (default: 1 GiB in memory, 4 GiB
+            store: where its outputs are kept, and how many bytes (default: 1 GiB in memory, 8 GiB
                 under ``<cache>/trunk``).
         """
         self.model, self.inner, self.layers, self.precision = model, model.model, layers, precision
@@ -118,12 +117,11 @@ class FrozenTrunk:
         store: TensorStore.Config | None = None,
     ) -> FrozenTrunk | None:
         """The trunk of a model made trainable for ``config``, or None where it does not apply (see the module)."""
-        # The grid objectives (mse, mix, soft, soft_mix) run the whole model: with the cache, their
-        # steps that fill it measured 1.8-2.1x slower than without (benchmarks/trunk_cache.py, 3 steps,
-        # 3 interleaved runs on the loaded 2-core CPU), for reasons not found yet, and reused entries
-        # only 1.1-1.5x faster; the cross-entropy's were no slower and 2.1-2.4x faster. Their cached
-        # path is tested (tests/test_trunk.py) for when that is understood.
-        if not config.trunk_cache or config.method != "full" or config.objective != "ce":
+        # Every objective: on the idle 2-core CPU (benchmarks/trunk_cache.py, 8 steps, 2 interleaved
+        # runs) steps that fill the cache cost what whole-model steps cost (soft 11.6/11.5 s vs
+        # 14.5/11.9 s; ce 5.3/5.1 vs 5.3 s) and steps that read it are 1.5x faster (soft 7.9/7.8 s,
+        # ce 3.4/3.7 s). An earlier "grid objectives fill 2x slower" came from a loaded machine.
+        if not config.trunk_cache or config.method != "full":
             return None
         layers = frozen_layers(model)
         if layers == 0:
