@@ -117,7 +117,7 @@ def finetune(
         dev: optional ``{task: dev examples}`` for model selection; by default, when
             ``config.eval_every`` is set, a seeded subset of ``config.dev_examples`` of each dev split.
         trunk_store: where the frozen trunk's outputs are kept (``config.trunk_cache``; default
-            :class:`TensorStore.Config`: 1 GiB in memory, 8 GiB under ``<cache>/trunk``).
+            :class:`TensorStore.Config`, whose bounds are written there alone).
 
     Returns:
         A :class:`FinetuneResult`. When ``output_dir`` already holds the finished run, it is

@@ -89,8 +89,8 @@ class FrozenTrunk:
             layers: the number of frozen layers (:func:`frozen_layers`).
             weights_sha256: the hash of the model's weights as loaded (its fingerprint).
             precision: the autocast of the training steps, "bf16" or "fp32".
-            store: where its outputs are kept, and how many bytes (default: 1 GiB in memory, 8 GiB
-                under ``<cache>/trunk``).
+            store: where its outputs are kept, and how many bytes (default: :class:`TensorStore.Config`'s
+                bounds, under ``<cache>/trunk``).
         """
         self.model, self.inner, self.layers, self.precision = model, model.model, layers, precision
         self.device = next(model.parameters()).device
