@@ -10,6 +10,7 @@ import torch
 from workbench.consistency.equivalence import decide, plan_margin, tost_p_value, tost_power
 from workbench.consistency.generate import Variant
 from workbench.consistency.logprob import (
+    LogprobConfig,
     RatioCube,
     _loglik,
     ratio_cube,
@@ -137,6 +138,28 @@ def test_scores_are_the_same_with_and_without_the_shared_prompt_cache(lm, monkey
     monkeypatch.setattr(prompt_logprobs, "_has_sliding_window", lambda model: True)
     np.testing.assert_allclose(response_logliks(lm, variants, rows), shared, atol=2e-3)
     assert np.isfinite(shared).all() and (shared < 0).all()
+
+
+def test_batches_of_similar_length_score_as_one_padded_batch(lm, monkeypatch):
+    """Cutting a prompt's responses into batches of similar length changes no score beyond rounding, with the
+    shared prompt cache and without it."""
+    import workbench.inference.prompt_logprobs as prompt_logprobs
+
+    variants = [Variant("v", temperature=0.7, max_new_tokens=12), Variant("w", temperature=1.0, top_p=0.8)]
+    long = "Blue, like the sky on a clear summer afternoon over the sea"
+    rows = pd.DataFrame({"query": ["Name a colour."] * 5, "response": ["Red", long, "", "Green.", long + " too"]})
+    passes = []
+    rows_after = prompt_logprobs.rows_after
+    monkeypatch.setattr(prompt_logprobs, "rows_after", lambda *args: passes.append(len(args[3])) or rows_after(*args))
+    for window in (False, True):
+        monkeypatch.setattr(prompt_logprobs, "_has_sliding_window", lambda model, window=window: window)
+        grouped = response_logliks(lm, variants, rows, LogprobConfig(pass_overhead=2))
+        assert len(passes) > 1 and sum(passes) == len(rows)  # several batches, every response in one of them
+        passes.clear()
+        one_batch = response_logliks(lm, variants, rows, LogprobConfig(pass_overhead=10**9))
+        assert passes == [len(rows)]
+        passes.clear()
+        np.testing.assert_allclose(grouped, one_batch, atol=2e-3)
 
 
 def test_score_responses_batches_response_sets_per_view_and_caches(lm, monkeypatch, tmp_path):

@@ -205,3 +205,28 @@ def test_invalid_settings():
         with pytest.raises(ValueError):
             SamplingConfig(**bad)
     assert SamplingConfig(temperature=1) == SamplingConfig(temperature=1.0)  # one cache key for both spellings
+
+
+def test_the_nucleus_from_candidates_is_the_nucleus_of_the_whole_sorted_row(monkeypatch):
+    """top-p searches the most likely tokens first; on peaked rows (no sort) and flat ones (the whole-row sort)
+    it keeps what sorting every row keeps: drop a token once the mass before it reaches p."""
+    from workbench.inference import logits as logits_module
+
+    generator = torch.Generator().manual_seed(0)
+    rows = torch.randn(64, 2000, generator=generator) * torch.linspace(0.05, 12, 64)[:, None]  # flat ... peaked
+    sort_calls = []
+    sort = torch.sort
+    monkeypatch.setattr(torch, "sort", lambda *args, **kwargs: sort_calls.append(1) or sort(*args, **kwargs))
+    for top_p in (0.1, 0.8, 0.95):
+        ordered, order = sort(torch.softmax(rows, -1), dim=-1, descending=True)
+        expected = torch.zeros_like(rows, dtype=torch.bool).scatter(-1, order, (ordered.cumsum(-1) - ordered) < top_p)
+        for candidates in (8, 256, 4000):
+            monkeypatch.setattr(logits_module, "NUCLEUS_CANDIDATES", candidates)
+            sort_calls.clear()
+            assert torch.equal(logits_module._nucleus(rows, top_p), expected)
+            if candidates != 256:  # 8: the flattest rows need the whole-row sort; 4000: the whole row is the candidates
+                assert sort_calls == ([1] if candidates == 8 else [])
+            sort_calls.clear()
+            assert torch.equal(logits_module._nucleus(rows[-4:], top_p), expected[-4:])
+            if candidates == 256:
+                assert sort_calls == []  # peaked rows: the candidates hold the nucleus

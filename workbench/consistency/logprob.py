@@ -51,9 +51,13 @@ class LogprobConfig:
 
     Attributes:
         floor: log-probability (nats) given to a token the stage cannot emit; finite so that ratios are.
+        pass_overhead: what one more forward pass costs, in padded tokens, when a prompt's responses are cut
+            into batches of similar length (:func:`~workbench.inference.prompt_logprobs.length_groups`); a huge
+            value runs each prompt's responses as one batch padded to the longest.
     """
 
     floor: float = -30.0
+    pass_overhead: int = 32
 
 
 def view_of(variant: Variant) -> tuple:
@@ -74,22 +78,33 @@ def _stop_ids(lm: LoadedModel) -> list[int]:
     return sorted(i for i in ids if i is not None)
 
 
-def _predicting_logits(lm: LoadedModel, prompt_ids: list[int], responses: list[list[int]]) -> list[torch.Tensor]:
+def _predicting_logits(
+    lm: LoadedModel, prompt_ids: list[int], responses: list[list[int]], overhead: int
+) -> list[torch.Tensor]:
     """For each response of one prompt, the (L + 1, vocab) logits that predict its L tokens and what follows.
 
-    The prompt runs once; the responses run as one right-padded batch after it (a copy of its cache per row
-    would cost memory for nothing: the cache is expanded, not copied).
+    The prompt runs once; the responses run after it in right-padded batches of similar length
+    (:func:`~workbench.inference.prompt_logprobs.length_groups`; one batch padded to the longest response was
+    1.18x slower on notebook 06's eight response sets of the reference's format, ``benchmarks/logprob_grouping.py``),
+    each on the prompt's cache expanded, not copied.
     """
-    # whether the model's attention window needs its own cache layout (then: plain passes, no shared prompt)
-    from workbench.inference.prompt_logprobs import _has_sliding_window, prefix_then_rows
+    from workbench.inference.prompt_logprobs import _has_sliding_window, length_groups, prefill, rows_after
 
     device = next(lm.model.parameters()).device
-    if _has_sliding_window(lm.model):
-        _, logits = prefix_then_rows(lm.model, [], [prompt_ids + ids for ids in responses], device)
+    out: list[torch.Tensor | None] = [None] * len(responses)
+    if _has_sliding_window(lm.model):  # the window needs the model's own cache layout: plain passes, no shared prompt
         start = len(prompt_ids) - 1
-        return [logits[row, start : start + len(ids) + 1] for row, ids in enumerate(responses)]
-    prompt_logits, logits = prefix_then_rows(lm.model, prompt_ids, responses, device)
-    return [torch.cat([prompt_logits[-1:], logits[row, : len(ids)]]) for row, ids in enumerate(responses)]
+        for group in length_groups([len(prompt_ids) + len(ids) for ids in responses], overhead):
+            logits = rows_after(lm.model, None, 0, [prompt_ids + responses[i] for i in group], device)
+            for row, i in enumerate(group):
+                out[i] = logits[row, start : start + len(responses[i]) + 1]
+        return out
+    cache, last = prefill(lm.model, prompt_ids, device, last_only=True)
+    for group in length_groups([len(ids) for ids in responses], overhead):
+        logits = rows_after(lm.model, cache, len(prompt_ids), [responses[i] for i in group], device)
+        for row, i in enumerate(group):
+            out[i] = torch.cat([last, logits[row, : len(responses[i])]])
+    return out
 
 
 def _loglik(logits: torch.Tensor, ids: list[int], variant: Variant, stops: list[int], floor: float) -> float:
@@ -133,7 +148,7 @@ def response_logliks(
         prompt_ids = lm.tokenizer(variants[0].prompt(query, lm.tokenizer), add_special_tokens=False)["input_ids"]
         texts = responses.response.to_numpy()[rows]
         ids = [answer_tokens(lm.tokenizer, prompt_ids, text) if text else [] for text in texts]
-        for i, (row, logits) in enumerate(zip(rows, _predicting_logits(lm, prompt_ids, ids))):
+        for i, (row, logits) in enumerate(zip(rows, _predicting_logits(lm, prompt_ids, ids, config.pass_overhead))):
             for v, variant in enumerate(variants):
                 out[v, row] = _loglik(logits, ids[i], variant, stops, config.floor)
     return out

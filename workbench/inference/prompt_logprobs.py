@@ -138,12 +138,27 @@ def prefix_then_rows(
         (the prefix's (P, vocab) logits, or None when P is 0; the rows' (B, width, vocab) logits), as float32.
         Row r's logits at column j predict the token after ``rows[r][j]``.
     """
-    cache, prefix_logits = None, None
-    if prefix:
-        cache = DynamicCache()
-        out = model(input_ids=torch.tensor([prefix], device=device), use_cache=True, **{_cache_argument(model): cache})
-        prefix_logits = out.logits[0].float()
-    batch, prefix_len, width = len(rows), len(prefix), max(1, max(len(r) for r in rows))
+    cache, prefix_logits = prefill(model, prefix, device) if prefix else (None, None)
+    return prefix_logits, rows_after(model, cache, len(prefix), rows, device)
+
+
+def prefill(model, prefix: list[int], device, last_only: bool = False) -> tuple[DynamicCache, torch.Tensor]:
+    """Run a token prefix once: its KV cache and its logits ((P, vocab), or (1, vocab) with ``last_only``)."""
+    cache = DynamicCache()
+    keep = {"logits_to_keep": 1} if last_only else {}
+    out = model(
+        input_ids=torch.tensor([prefix], device=device), use_cache=True, **{_cache_argument(model): cache}, **keep
+    )
+    return cache, out.logits[0].float()
+
+
+def rows_after(model, cache: DynamicCache | None, prefix_len: int, rows: list[list[int]], device) -> torch.Tensor:
+    """(B, width, vocab) float32 logits of B rows run as one right-padded batch after a prefilled cache.
+
+    The cache (of ``prefix_len`` tokens; None when there is no prefix) is expanded over the batch, not copied,
+    and left as it was, so several batches of rows can follow one prefill.
+    """
+    batch, width = len(rows), max(1, max(len(r) for r in rows))
     input_ids = torch.zeros((batch, width), dtype=torch.long)
     mask = torch.zeros((batch, prefix_len + width), dtype=torch.long)
     mask[:, :prefix_len] = 1
@@ -161,7 +176,35 @@ def prefix_then_rows(
     out = model(
         input_ids=input_ids.to(device), attention_mask=mask.to(device), position_ids=positions.to(device), **kwargs
     )
-    return prefix_logits, out.logits.float()
+    return out.logits.float()
+
+
+def length_groups(lengths: list[int], overhead: int = 32) -> list[list[int]]:
+    """Row indices split into batches of similar length, so that right padding wastes little compute.
+
+    Rows sorted by length are cut into contiguous groups minimising the tokens a padded batch computes
+    (rows x the longest row) plus ``overhead`` token-equivalents per extra forward pass (an exact dynamic
+    programme, O(n^2) in the rows).
+
+    >>> length_groups([30, 2, 31, 3, 1], overhead=8)
+    [[4, 1, 3], [0, 2]]
+    >>> length_groups([5, 5, 6], overhead=8)
+    [[0, 1, 2]]
+    """
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    sizes = [max(1, lengths[i]) for i in order]
+    best = [0.0] + [float("inf")] * len(order)  # best[j]: cost of the first j sorted rows
+    cut = [0] * (len(order) + 1)
+    for end in range(1, len(order) + 1):
+        for start in range(end):  # the group order[start:end], padded to its longest (last) row
+            cost = best[start] + (end - start) * sizes[end - 1] + overhead
+            if cost < best[end]:
+                best[end], cut[end] = cost, start
+    groups, end = [], len(order)
+    while end:
+        groups.append(order[cut[end] : end])
+        end = cut[end]
+    return groups[::-1]
 
 
 def _common_prefix(sequences: list[list[int]]) -> list[int]:
