@@ -211,13 +211,13 @@ def mmd_permutation_test(
     n_queries, k, _ = tokens_a.shape
     rng = np.random.default_rng(seed)
     # The permutations: per query, which k of the 2k pooled responses form the first sample.
-    orders = [np.argsort(rng.random((n_queries, 2 * k)), axis=1) for _ in range(config.n_permutations)]
+    # (one draw of every permutation's uniforms: the same numbers, in the same order, as one draw per permutation)
+    orders = np.argsort(rng.random((config.n_permutations, n_queries, 2 * k)), axis=-1)
     if config.stat_type == "mmd_hamming":
         gram = hamming_gram(tokens_a, tokens_b)
         first = np.zeros((1 + config.n_permutations, n_queries, 2 * k), dtype=bool)
         first[0, :, :k] = True  # the observed split
-        for b, order in enumerate(orders, start=1):
-            np.put_along_axis(first[b], order[:, :k], True, axis=1)
+        np.put_along_axis(first[1:], orders[..., :k], True, axis=-1)
         statistics = hamming_mmd_from_gram(gram, first)
         observed, null = float(statistics[0]), statistics[1:]
     else:
@@ -279,11 +279,15 @@ def hamming_mmd_from_gram(gram: np.ndarray, first: np.ndarray) -> np.ndarray:
         same query) - 2 x mean across samples + mean within the second sample.
     """
     x = first.astype(float)
-    y = 1.0 - x
     q_count, k = gram.shape[0], gram.shape[1] // 2
-    xx = np.einsum("sqi,qij,sqj->s", x, gram, x) - q_count * k  # minus the unit diagonal
-    yy = np.einsum("sqi,qij,sqj->s", y, gram, y) - q_count * k
-    xy = np.einsum("sqi,qij,sqj->s", x, gram, y)
+    # One batched product G x per query serves all three sums: with y = 1 - x, x'Gy = x'G1 - x'Gx and
+    # y'Gy = 1'G1 - 2 x'G1 + x'Gx (G symmetric); three three-operand einsums took 9 ms per test.
+    gx = np.matmul(x.transpose(1, 0, 2), gram).transpose(1, 0, 2)  # (S, Q, 2k)
+    x_gx = (x * gx).sum(axis=(1, 2))
+    x_g1 = (x * gram.sum(axis=2)[None]).sum(axis=(1, 2))
+    xx = x_gx - q_count * k  # minus the unit diagonal
+    xy = x_g1 - x_gx
+    yy = gram.sum() - 2 * x_g1 + x_gx - q_count * k
     within = q_count * k * (k - 1)
     return xx / within - 2 * xy / (q_count * k * k) + yy / within
 
