@@ -118,6 +118,16 @@ def test_paired_bootstrap_finds_a_better_system_and_not_an_equal_one():
     assert row["ci_low"] <= row["value"] == 100.0 <= row["ci_high"] and row["items"] == 30
 
 
+def test_the_score_table_names_what_produced_each_system():
+    references = [["Aromi is a pub"], ["Blue Spice is a cafe"]]
+    mrs = ["name[Aromi], eatType[pub]", "name[Blue Spice], eatType[coffee shop]"]
+    outputs = {"greedy": ["Aromi is a pub", "A cafe"], "tgen-std": ["Aromi pub", None], e2e.TRIVIAL: ["x", "y"]}
+    table = e2e.score(e2e.statistics(outputs, mrs, references), 20, model="finetuned/ab/model (bf16)")
+    producer = table.groupby("system").model.first().to_dict()
+    assert producer == {"greedy": "finetuned/ab/model (bf16)", "tgen-std": "published", e2e.TRIVIAL: "none"}
+    assert table.set_index("system").loc["tgen-std", "items"].eq(1).all()  # scored on the MRs it covers
+
+
 def test_slot_error_is_lower_is_better_in_paired_tests():
     references = [["Aromi is a pub"]] * 10
     mrs = ["name[Aromi], eatType[pub]"] * 10

@@ -26,6 +26,7 @@ import torch
 
 from workbench.inference.engine import HFEngine
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.models import load_model
 from workbench.inference.types import SamplingConfig
 from workbench.lifecycle.finetune import FinetuneConfig, FinetuneResult, finetune, run_dir
 from workbench.metric_aware.mbr import mbr_select
@@ -40,6 +41,7 @@ from workbench.metric_aware.multiref import (
 from workbench.metric_aware.slots import parse_mr
 from workbench.paths import cache_dir, data_dir
 from workbench.progress import tqdm
+from workbench.provenance import model_name
 from workbench.tasks import Example, Task
 from workbench.tasks.spec import references_by_input
 
@@ -202,10 +204,15 @@ def statistics(outputs: dict[str, list[str | None]], mrs: list[str], references:
     return scored
 
 
-def score(stats: dict, n_resamples: int, seed: int = 0) -> pd.DataFrame:
-    """``system, metric, value, ci_low, ci_high, items``: each system on the items it covers (bootstrap CIs)."""
+def score(stats: dict, n_resamples: int, seed: int = 0, model: str = "") -> pd.DataFrame:
+    """``system, model, metric, value, ci_low, ci_high, items``: each system on the items it covers (bootstrap
+    CIs); ``model`` names what produced the decision rules' outputs (published systems: "published"; the
+    trivial baseline: "none")."""
     tables = [score_systems({system: by_metric}, n_resamples, seed) for system, (_, by_metric) in stats.items()]
-    return pd.concat(tables, ignore_index=True)
+    table = pd.concat(tables, ignore_index=True)
+    producer = {**{rule: model for rule in RULES}, **{name: "published" for name in PUBLISHED}, TRIVIAL: "none"}
+    table.insert(1, "model", table.system.map(producer).fillna(""))
+    return table
 
 
 def diagonal_tests(stats: dict, n_resamples: int, seed: int = 0, against: tuple[str, ...] = ()) -> pd.DataFrame:
@@ -259,10 +266,26 @@ def table_wide(table: pd.DataFrame) -> pd.DataFrame:
     return wide.loc[order, [m for m in METRICS if m in wide.columns]]
 
 
-def engine_for(result: FinetuneResult, progress: bool = True) -> HFEngine:
-    """An engine over the fine-tuned model, with the generation cache of its weights."""
-    lm = result.loaded()
+def engine_for(result: FinetuneResult, dtype: str = "fp32", progress: bool = True) -> HFEngine:
+    """An engine over the fine-tuned model in ``dtype`` ("fp32", or "bf16" loaded from the run's saved weights),
+    with the generation cache of those weights."""
+    if dtype == "fp32":
+        lm = result.loaded()
+    else:
+        lm = load_model(str(result.model_dir), device=result.config.device, dtype=dtype)
     return HFEngine(lm, cache=GenerationCache(cache_dir() / "generations", lm.fingerprint), progress=progress)
+
+
+def model_label(engine: HFEngine) -> str:
+    """What produced an engine's outputs, for the results: the model's name (relative to the cache, as
+    provenance records it) and precision.
+
+    >>> from types import SimpleNamespace
+    >>> folder = str(cache_dir() / "finetuned" / "ab12" / "model")
+    >>> model_label(SimpleNamespace(fingerprint={"name": folder, "dtype": "bf16"}))
+    'finetuned/ab12/model (bf16)'
+    """
+    return f"{model_name(engine.fingerprint['name'])} ({engine.fingerprint['dtype']})"
 
 
 def config_from(sizes) -> Config:

@@ -259,7 +259,7 @@ TABLES = (
     Table(
         "E2E: decision rule x metric",
         "e2e.csv",
-        columns(("system", "system"), ("items", "items"))
+        columns(("system", "system"), ("model", "model"), ("items", "items"))
         + columns(
             ("BLEU [95% CI]", "bleu + bleu CI", 2),
             ("chrF [95% CI]", "chrf + chrf CI", 2),
@@ -270,7 +270,7 @@ TABLES = (
         note="Corpus BLEU and chrF against all references of each MR as sacrebleu computes them; `tgen-std` and "
         "`sclstm` are the published systems' outputs scored by the same code; `mr-values` is the trivial baseline "
         "(the MR's values joined).",
-        read=wide(["system", "items"]),
+        read=wide(["system", "model", "items"]),
         writer="notebooks/08_e2e_text_metrics.ipynb",
     ),
     Table(
