@@ -17,6 +17,7 @@ Ratios are ``off / variant`` (above 1: faster than off). The losses of the runs 
 by step: the cached trunk gives the same numbers up to rounding.
 
     python benchmarks/trunk_cache.py --steps 8 --repeats 2 --objectives ce soft
+    python benchmarks/trunk_cache.py --steps 8 --repeats 2 --method lora   # notebook 06's LoRA sibling
 
 Appends one record (``trunk_cache``) to results/benchmarks.jsonl (``--record`` for another file).
 """
@@ -55,6 +56,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--objectives", nargs="+", default=["ce"])
     parser.add_argument("--lr", type=float, default=3e-4, help="a fixed learning rate (the search's grid value)")
+    parser.add_argument(
+        "--method", choices=("full", "lora"), default="full", help="lora: adapters on the same top layers instead"
+    )
     parser.add_argument("--record", default=None, help="JSON-lines file (default results/benchmarks.jsonl)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -63,6 +67,8 @@ def main() -> None:
     train = {name: parts["train"] for name, parts in splits.items()}
     base = recipe.base_config("default", DEFAULT_MODEL, device="cpu")
     base = replace(base, max_steps=args.steps, lr=args.lr, eval_every=0, patience=None, output_dir=None)
+    if args.method == "lora":  # as notebook 06's LoRA sibling (workbench.lifecycle.siblings)
+        base = replace(base, method="lora", lora_layers=base.train_layers)
     print(f"default recipe: {base.method}, train_layers={base.train_layers}, {base.precision}, batch {base.batch_size}")
 
     rows = []

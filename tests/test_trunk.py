@@ -29,17 +29,8 @@ def tiny(request, tmp_path_factory):
 
 
 def _setup(tiny, objective: str, task: str, **changes):
-    config = FinetuneConfig(
-        base=tiny,
-        tasks=(task,),
-        method="full",
-        train_layers=1,
-        precision="fp32",
-        objective=objective,
-        max_examples=8,
-        device="cpu",
-        **changes,
-    )
+    settings = dict(method="full", train_layers=1, precision="fp32", max_examples=8, device="cpu")
+    config = FinetuneConfig(base=tiny, tasks=(task,), objective=objective, **{**settings, **changes})
     lm = load_model(tiny, device="cpu")
     model = make_trainable(lm.model, config)
     return config, lm, model, training_set(config, lm.tokenizer)
@@ -120,8 +111,28 @@ def test_the_trunk_is_off_where_it_does_not_apply(tiny, tmp_path):
     assert frozen_layers(model) == 1
     grid = FinetuneConfig(**{**config.__dict__, "objective": "soft"})
     assert FrozenTrunk.for_training(model, weights, grid) is not None  # the grid objectives use it too
-    lora = FinetuneConfig(**{**config.__dict__, "method": "lora", "lora_layers": 1})
-    assert FrozenTrunk.for_training(model, weights, lora) is None
+    lora_everywhere = FinetuneConfig(**{**config.__dict__, "method": "lora", "lora_layers": None})
+    assert FrozenTrunk.for_training(make_trainable(lm.model, lora_everywhere), weights, lora_everywhere) is None
+
+
+def test_lora_on_the_top_layer_fills_the_trunk_like_the_whole_model_and_reads_what_full_training_filled(tiny, tmp_path):
+    torch.set_num_threads(1)  # bitwise claims (the conftest fixture restores the count)
+    store = TensorStore.Config(folder=str(tmp_path))
+    full_config, lm, full_model, encoded = _setup(tiny, "ce", "sst5")
+    batch = encoded[:4]
+    _step(full_model, lm.tokenizer, full_config, batch, _trunk(full_model, lm, full_config, store))  # full fills
+    config, lm, model, _ = _setup(tiny, "ce", "sst5", method="lora", lora_layers=1, lora_r=2)
+    trunk = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config, store)
+    assert trunk is not None and trunk.layers == 1
+    with torch.no_grad():  # adapters that change the output (B starts at zero)
+        for name, weight in model.named_parameters():
+            if "lora_B" in name:
+                weight.normal_(0, 0.1, generator=torch.Generator().manual_seed(0))
+    whole = _step(model, lm.tokenizer, config, batch, None)
+    read = _step(model, lm.tokenizer, config, batch, trunk)
+    assert trunk.store.stats["disk_hits"] == 4 and trunk.store.stats["misses"] == 0  # the full run's entries
+    assert all(name.count("lora_") for name in whole[1]) and len(whole[1]) > 1  # only the adapters train
+    assert torch.equal(read[0], whole[0]) and all(torch.equal(read[1][n], whole[1][n]) for n in whole[1])
 
 
 def test_the_store_is_bounded_and_reads_a_damaged_file_as_missing(tmp_path):

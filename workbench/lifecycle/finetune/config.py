@@ -91,9 +91,10 @@ class FinetuneConfig:
         save_every: steps between checkpoints (0: none).
         keep_checkpoints: how many recent checkpoints to keep on disk.
         device: "auto", "cpu", "cuda", ...
-        trunk_cache: when only the top layers train (``method="full"``, ``train_layers``) on the
-            cross-entropy objective, compute the frozen lower layers' outputs once per example and
-            reuse them (:mod:`~workbench.lifecycle.finetune.trunk`); False runs the whole model every step.
+        trunk_cache: when only the top layers train (``method="full"`` with ``train_layers``) or carry
+            adapters (``method="lora"`` with ``lora_layers``), compute the frozen lower layers' outputs
+            once per example and reuse them (:mod:`~workbench.lifecycle.finetune.trunk`); False runs the
+            whole model every step.
     """
 
     tasks: tuple[str, ...] = ("sst5", "stsb")
