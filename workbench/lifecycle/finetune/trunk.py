@@ -31,8 +31,8 @@ number of frozen layers: the same key); 8 steps of notebook 06's LoRA sibling ra
 (``python benchmarks/trunk_cache.py --steps 8 --repeats 2 --method lora``). It does not apply
 (:meth:`FrozenTrunk.for_training` returns None, and the whole model runs) when every layer trains or carries
 adapters, when the embedding trains, with attention dropout (a frozen layer would not be a function of its
-input), with sliding-window layers, and for architectures other
-than :data:`ARCHITECTURES`, whose layers this module calls directly.
+input), with sliding-window layers, and for architectures other than :data:`ARCHITECTURES`, whose layers
+this module calls directly.
 """
 
 from __future__ import annotations
