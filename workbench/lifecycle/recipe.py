@@ -55,7 +55,7 @@ class Profile:
     hpo_dev: int
     trials: int
     space: SearchSpace = field(default_factory=SearchSpace)
-    objectives: tuple[str, ...] = ("ce", "soft", "mse")
+    objectives: tuple[str, ...] = ("ce", "soft", "mix")
 
 
 def profile_sizes(profile: str) -> Profile:

@@ -27,7 +27,8 @@ from workbench.inference.engine import HFEngine
 from workbench.lifecycle import recipe
 from workbench.metric_aware import ladder
 
-RAIL_ARM = {"ce": "ce rail", "soft": "soft rail", "mse": "raft rail"}  # an objective's model read with RAIL
+# objective -> the ladder's row of its model read with RAIL
+RAIL_ARM = {arm.stage: arm.name for arm in ladder.ARMS if arm.rule == "rail" and arm.stage != "base"}
 
 
 def seed_rows(
