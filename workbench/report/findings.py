@@ -31,16 +31,14 @@ def _sources(*files: str) -> str:
 def ladder(results: Path) -> str:
     """Per task: the RAIL rows of the ladder against the few-shot greedy row and the constant prior."""
     table = pd.read_csv(results / "ladder.csv")
-    table = table[table.seed.isna() | (table.seed == 0)]
-    # the fine-tuned rows: "<objective> <rule>" (workbench.metric_aware.ladder.ARMS) other than the base model's
-    arms = dict.fromkeys(table.arm)
-    fine_tuned_arms = [a for a in arms if a.endswith((" rail", " greedy")) and not a.startswith("few-shot")]
-    table = table.set_index(["task", "arm", "metric"])
+    table = table[table.seed.isna() | (table.seed == 0)].set_index(["task", "arm", "metric"])
     tests = pd.read_csv(results / "ladder_tests.csv")
     parts = []
     for task, metric in (("stsb", "spearman"), ("sick", "spearman"), ("sst5", "exact_match")):
         rows = table.xs((task, metric), level=("task", "metric"))
-        fine_tuned = rows.loc[[a for a in fine_tuned_arms if a in rows.index]]
+        # the fine-tuned rows: "<objective> <rule>" (workbench.metric_aware.ladder.ARMS) other than the base model's
+        arms = [a for a in rows.index if a.endswith((" rail", " greedy")) and not a.startswith("few-shot")]
+        fine_tuned = rows.loc[arms]
         best = fine_tuned.value.idxmax()
         has_prior = "prior" in rows.index and pd.notna(rows.loc["prior", "value"])  # a constant has no rank
         prior = f", constant prior {_fmt(rows.loc['prior', 'value'])}" if has_prior else ""
