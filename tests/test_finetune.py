@@ -83,6 +83,15 @@ def test_batches_are_single_task_and_cover_each_epoch(tiny):
     assert sorted(i for batch in schedule for i in batch) == list(range(len(encoded)))
 
 
+def test_smaller_training_sets_are_prefixes_of_larger_ones(tiny):
+    """400 of SST-5's 8,544 training reviews are the first 400 of 2,500 (random.sample's draws of the two
+    sizes are not nested), so notebook 07's small arms read the trunk outputs 02's runs cached."""
+    tokenizer = AutoTokenizer.from_pretrained(tiny)
+    small_set, large_set = (training_set(small(tiny, max_examples=n), tokenizer) for n in (400, 2500))
+    assert len(large_set) == 2500
+    assert [e.input_ids for e in small_set] == [e.input_ids for e in large_set[:400]]
+
+
 def test_a_few_steps_lower_the_training_loss(tiny):
     config = small(tiny, max_steps=6)
     before_model = load_model(tiny, device="cpu")

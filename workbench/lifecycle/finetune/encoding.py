@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import random
 from dataclasses import dataclass
 
 from workbench.lifecycle.finetune.config import FinetuneConfig, resolve_task
 from workbench.tasks import Example, Task
+from workbench.tasks.base import nested_sample
 
 
 @dataclass
@@ -47,6 +47,9 @@ def training_set(
 ) -> list[Encoded]:
     """Encoded examples of every task of ``config`` (seeded subset of ``max_examples`` each).
 
+    Subsets of one seed are nested (:func:`~workbench.tasks.base.nested_sample`): a run on 400 examples per
+    task trains on the first 400 of a 2,500-example run's, so it reads the frozen-trunk outputs that run cached.
+
     Args:
         config: the run settings.
         tokenizer: the model's tokenizer (its chat template shapes the prompt).
@@ -60,7 +63,7 @@ def training_set(
         pool = list(examples[task.name]) if examples is not None else task.examples(split)
         limit = config.examples_of(task.name)
         if limit is not None and limit < len(pool):
-            pool = random.Random(config.seed).sample(pool, limit)
+            pool = nested_sample(pool, limit, config.seed)
         encoded += [
             e for e in (encode(task, example, tokenizer) for example in pool) if len(e.input_ids) <= config.max_length
         ]
