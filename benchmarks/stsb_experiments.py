@@ -30,6 +30,7 @@ import torch
 from workbench.lifecycle import recipe
 from workbench.lifecycle.finetune import FinetuneConfig, finetune, run_dir
 from workbench.paths import RESULTS_DIR
+from workbench.provenance import model_name
 from workbench.runs import append_record
 
 BASE = FinetuneConfig(
@@ -124,7 +125,7 @@ def main() -> None:
             "load_average_after": os.getloadavg(),
             "dev_history": result.dev_history,
             "losses": result.losses,
-            "model_dir": str(result.model_dir) if result.model_dir else None,
+            "model_dir": model_name(str(result.model_dir)) if result.model_dir else None,
         }
         append_record("stsb_experiments", record, args.out)
         last = result.dev_history[-1]["scores"]

@@ -114,6 +114,14 @@ def test_baselines_are_fitted_once_then_read_from_the_cache(tmp_path, monkeypatc
     assert calls == [20, 30]
 
 
+def test_the_summary_table_names_a_cached_model_relative_to_the_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(tmp_path))
+    table = pd.DataFrame({"n": [3], "fallback": [0], "rmse": [0.5]}, index=pd.Index(["exact mean"], name="strategy"))
+    names = {"base": "smollm2-135m-instruct", "finetuned": str(tmp_path / "finetuned" / "2ff4c5e17b38" / "model")}
+    summary = inference_study.summary_table({("base", "sst5"): table, ("finetuned", "sst5"): table}, names, ("rmse",))
+    assert summary.model_name.tolist() == ["smollm2-135m-instruct", "finetuned/2ff4c5e17b38/model"]
+
+
 def test_decision_summary_names_the_best_method_per_change_and_the_false_alarm_ranges():
     decisions = pd.DataFrame(
         {

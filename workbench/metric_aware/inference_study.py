@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench import provenance
 from workbench.inference.gencache import GenerationCache
 from workbench.metric_aware import plots
 from workbench.metric_aware.baselines import Baselines, baseline_predictions
@@ -372,14 +373,14 @@ def findings(checks: pd.DataFrame, tables: Mapping, skill: pd.DataFrame, alpha: 
 
 def summary_table(tables: Mapping, model_names: Mapping[str, str], metrics: tuple[str, ...]) -> pd.DataFrame:
     """All comparison tables in one (``results/02_metric_aware.csv``): model, task, strategy, n, fallback, the metrics'
-    columns."""
+    columns, and ``model_name`` as provenance records it (relative to the cache, never one machine's path)."""
     summary = pd.concat(
         [table.reset_index().assign(model=stage, task=name) for (stage, name), table in tables.items()],
         ignore_index=True,
     )
     keep = ["model", "task", "strategy", "n", "fallback"]
     keep += [c for c in summary.columns if c not in keep and (c.split(" ")[0] in metrics or c.startswith("pinball"))]
-    return summary[keep].assign(model_name=summary.model.map(model_names))
+    return summary[keep].assign(model_name=summary.model.map(model_names).map(provenance.model_name))
 
 
 def total_variation_by_k(samples, grid, exact_probs: np.ndarray, ks) -> dict[int, float]:
