@@ -218,7 +218,8 @@ def roofline_validation(
     validation = by_threads.assign(source=lambda t: t.threads.map(lambda n: f"this notebook, {n} thread(s)"))
     if record is not None:
         from_record = record_points(record, cpu_roofline).assign(
-            source=f"benchmark record, {record['threads']} thread(s)", threads=record["threads"]
+            source=f"benchmark record of {record['timestamp'][:10]}, {record['threads']} thread(s)",
+            threads=record["threads"],
         )
         validation = pd.concat([from_record, validation], ignore_index=True)
     lines = []

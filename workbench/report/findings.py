@@ -116,11 +116,10 @@ def consistency(results: Path) -> str:
 
 
 def cost(results: Path) -> str:
-    """The roofline's held-out error per thread count, and the orthogonality verdicts."""
+    """The roofline's held-out error per source (thread count), and the orthogonality verdicts."""
     errors = roofline_errors(results / "07_roofline_validation.csv")
     roofline = "; ".join(
-        f"{_fmt(row.threads)} thread(s): mean {_fmt(row['mean'])}, max {_fmt(row['max'])} over {_fmt(row['count'])} "
-        "held-out passes"
+        f"{row.source}: mean {_fmt(row['mean'])}, max {_fmt(row['max'])} over {_fmt(row['count'])} held-out passes"
         for _, row in errors.iterrows()
     )
     ortho = pd.read_csv(results / "07_orthogonality.csv")

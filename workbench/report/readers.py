@@ -89,7 +89,9 @@ def with_intervals(*pairs: tuple[str, str, str]) -> Callable[[Path], pd.DataFram
 
 
 def roofline_errors(path: Path) -> pd.DataFrame:
-    """The roofline's relative error on its held-out passes, per thread count: passes, mean and max |error|."""
+    """The roofline's relative error on its held-out passes, per source (the notebook's side-by-side timings at
+    each thread count, or an older benchmark record: never pooled, they were timed at other times and loads):
+    passes, mean and max |error|."""
     table = pd.read_csv(path)
     held_out = table[table.role == "held out"].assign(error=lambda t: t.rel_error.abs())
-    return held_out.groupby("threads").error.agg(["count", "mean", "max"]).reset_index()
+    return held_out.groupby(["source", "threads"], sort=False).error.agg(["count", "mean", "max"]).reset_index()

@@ -390,7 +390,13 @@ TABLES = (
     Table(
         "Cost model error: the roofline on held-out passes",
         "07_roofline_validation.csv",
-        columns(("threads", "threads"), ("held-out passes", "count"), ("mean |error|", "mean"), ("max |error|", "max")),
+        columns(
+            ("timed by", "source"),
+            ("threads", "threads"),
+            ("held-out passes", "count"),
+            ("mean absolute error", "mean"),
+            ("max absolute error", "max"),
+        ),
         note="Relative error of the calibrated roofline's predicted pass time against the measured one, on passes "
         "not used to fit it.",
         read=roofline_errors,
