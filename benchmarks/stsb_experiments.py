@@ -29,8 +29,7 @@ import torch
 
 from workbench.lifecycle import recipe
 from workbench.lifecycle.finetune import FinetuneConfig, finetune, run_dir
-from workbench.paths import RESULTS_DIR
-from workbench.provenance import model_name
+from workbench.paths import RESULTS_DIR, model_name
 from workbench.runs import append_record
 
 BASE = FinetuneConfig(

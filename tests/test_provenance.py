@@ -16,7 +16,7 @@ from workbench.inference.engine import SAMPLER_VERSION
 from workbench.inference.gencache import GenerationCache
 from workbench.inference.grid_sampler import GRID_SAMPLER_VERSION
 from workbench.inference.models import DEFAULT_MODEL
-from workbench.paths import PROJECT_ROOT, RESULTS_DIR
+from workbench.paths import PROJECT_ROOT, RESULTS_DIR, model_name
 
 SCRIPT = PROJECT_ROOT / "benchmarks" / "mbr_speed.py"
 
@@ -85,6 +85,18 @@ def test_problems_name_a_missing_entry_an_absolute_path_a_missing_field_and_an_u
     assert provenance.problems(tmp_path)[:1] == [f"{folder}/gone.csv: written from a tree with uncommitted changes"]
     mixed = provenance.problems(tmp_path)[1]  # the commits in sorted order: where 1234567 falls depends on HEAD
     assert mixed.startswith(f"{folder}: its files come from 2 commits (") and "1234567" in mixed
+
+
+def test_problems_name_a_results_file_that_holds_an_absolute_path(tmp_path, cache):
+    entry = {**provenance.entry(SCRIPT, "default", []), "clean": True}
+    model = cache / "finetuned" / "2ff4c5e17b38" / "model"
+    pd.DataFrame({"model": ["finetuned"], "model_name": [str(model)]}).to_csv(tmp_path / "a.csv", index=False)
+    provenance.update(tmp_path, {"a.csv": entry})
+    assert provenance.problems(tmp_path) == [f"{tmp_path.name}/a.csv: absolute path {str(model)!r} in its contents"]
+    pd.DataFrame({"model": ["finetuned"], "model_name": [model_name(str(model))]}).to_csv(
+        tmp_path / "a.csv", index=False
+    )
+    assert provenance.problems(tmp_path) == []
 
 
 def test_benchmark_records_name_their_script_per_record_and_in_provenance(tmp_path, cache):

@@ -13,7 +13,7 @@ laptop, on a GPU box and in CI:
 from __future__ import annotations
 
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath, PureWindowsPath
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = PROJECT_ROOT / "results"
@@ -41,3 +41,32 @@ def cache_dir() -> Path:
         path = (Path(xdg) if xdg else Path.home() / ".cache") / "workbench"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def is_absolute(text: str) -> bool:
+    """Whether a string is an absolute file path (POSIX, or Windows with a drive or UNC prefix).
+
+    >>> is_absolute("/root/.cache/workbench/finetuned/x/model"), is_absolute("finetuned/x/model")
+    (True, False)
+    >>> is_absolute("C:\\\\models\\\\x"), is_absolute("Qwen/Qwen2.5-0.5B-Instruct")
+    (True, False)
+    """
+    return PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
+
+
+def model_name(name: str) -> str:
+    """A model's name as provenance records it: a folder under the cache relative to the cache folder,
+    one under the project relative to the project, anything else (a hub id, an embedded name) as given.
+
+    >>> model_name(str(cache_dir() / "finetuned" / "8228c88e5db0" / "model"))
+    'finetuned/8228c88e5db0/model'
+    >>> model_name("smollm2-135m-instruct")
+    'smollm2-135m-instruct'
+    """
+    if not is_absolute(name):
+        return name
+    path = Path(name).resolve()
+    for root in (cache_dir().resolve(), PROJECT_ROOT):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return name

@@ -30,15 +30,17 @@ an entry that misses a field or holds an absolute path, a record without a write
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import io
 import json
 import os
 import subprocess
 import time
 from contextlib import contextmanager
-from pathlib import Path, PurePosixPath, PureWindowsPath
+from pathlib import Path, PurePosixPath
 
-from workbench.paths import PROJECT_ROOT, cache_dir
+from workbench.paths import PROJECT_ROOT, is_absolute, model_name
 
 try:
     import fcntl
@@ -77,24 +79,6 @@ def shown_path(path: str | Path) -> str:
     """A path as recorded: relative to the project when inside it, so records survive a move."""
     path = Path(path).resolve()
     return str(path.relative_to(PROJECT_ROOT) if path.is_relative_to(PROJECT_ROOT) else path)
-
-
-def model_name(name: str) -> str:
-    """A model's name as provenance records it: a folder under the cache relative to the cache folder,
-    one under the project relative to the project, anything else (a hub id, an embedded name) as given.
-
-    >>> model_name(str(cache_dir() / "finetuned" / "8228c88e5db0" / "model"))
-    'finetuned/8228c88e5db0/model'
-    >>> model_name("smollm2-135m-instruct")
-    'smollm2-135m-instruct'
-    """
-    if not is_absolute(name):
-        return name
-    path = Path(name).resolve()
-    for root in (cache_dir().resolve(), PROJECT_ROOT):
-        if path.is_relative_to(root):
-            return str(path.relative_to(root))
-    return name
 
 
 def model_entry(fingerprint: dict) -> dict:
@@ -178,9 +162,10 @@ def update(folder: Path, entries: dict[str, dict]) -> None:
 def problems(folder: Path) -> list[str]:
     """What is wrong with the provenance of a results folder: one sentence per problem, [] when none.
 
-    Every file needs an entry with every field of :data:`FIELDS`, no absolute path anywhere in it,
-    and, for a records file, a writer named by each record. The files that runs write (all but
-    records files, which scripts append to over time) come from one commit, on a clean tree.
+    Every file needs an entry with every field of :data:`FIELDS` and no absolute path anywhere in it,
+    and, for a records file, a writer named by each record; a file that a run writes holds no
+    absolute path either. The files that runs write (all but records files, which scripts append to
+    over time) come from one commit, on a clean tree.
     """
     folder = Path(folder)
     provenance = read(folder)
@@ -198,6 +183,11 @@ def problems(folder: Path) -> list[str]:
             f"{folder.name}/{name}: absolute path {value!r} in its entry"
             for value in sorted(set(_absolute_paths(record)))
         ]
+        if record.get("kind") != RECORDS_KIND:  # records are history: older ones may keep their paths
+            found += [
+                f"{folder.name}/{name}: absolute path {value!r} in its contents"
+                for value in _paths_in_contents(folder / name)
+            ]
         unnamed = record.get("records", {}).get("None", {}).get("count", 0)
         if unnamed:
             found.append(f"{folder.name}/{name}: {unnamed} record(s) name no writer")
@@ -212,15 +202,19 @@ def problems(folder: Path) -> list[str]:
     return found
 
 
-def is_absolute(text: str) -> bool:
-    """Whether a string is an absolute file path (POSIX, or Windows with a drive or UNC prefix).
-
-    >>> is_absolute("/root/.cache/workbench/finetuned/x/model"), is_absolute("finetuned/x/model")
-    (True, False)
-    >>> is_absolute("C:\\\\models\\\\x"), is_absolute("Qwen/Qwen2.5-0.5B-Instruct")
-    (True, False)
-    """
-    return PurePosixPath(text).is_absolute() or PureWindowsPath(text).is_absolute()
+def _paths_in_contents(path: Path) -> list[str]:
+    """Absolute file paths held in a results file's cells (CSV) or values (JSON): a model column
+    written with the folder of the machine that ran it, say. A path is one string without whitespace
+    of at least two folders below the root, so that a response text that starts with a slash is not one."""
+    text = path.read_text(encoding="utf-8", errors="replace")
+    if path.suffix == ".csv":
+        values = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+    elif path.suffix == ".json":
+        values = [json.loads(text)]
+    else:
+        return []
+    found = _absolute_paths(values)
+    return sorted({p for p in found if not any(c.isspace() for c in p) and len(PurePosixPath(p).parts) >= 3})
 
 
 def _hidden(name: str) -> bool:

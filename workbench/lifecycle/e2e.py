@@ -39,9 +39,8 @@ from workbench.metric_aware.multiref import (
     score_systems,
 )
 from workbench.metric_aware.slots import parse_mr
-from workbench.paths import cache_dir, data_dir
+from workbench.paths import cache_dir, data_dir, model_name
 from workbench.progress import tqdm
-from workbench.provenance import model_name
 from workbench.tasks import Example, Task
 from workbench.tasks.spec import references_by_input
 

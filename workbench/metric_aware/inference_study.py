@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from workbench import provenance
 from workbench.inference.gencache import GenerationCache
 from workbench.metric_aware import plots
 from workbench.metric_aware.baselines import Baselines, baseline_predictions
@@ -34,6 +33,7 @@ from workbench.metric_aware.experiments import (
     strategy_predictions,
     tune_temperature,
 )
+from workbench.paths import model_name
 from workbench.profiles import load_profile
 from workbench.progress import tqdm
 from workbench.tasks import get_task
@@ -380,7 +380,7 @@ def summary_table(tables: Mapping, model_names: Mapping[str, str], metrics: tupl
     )
     keep = ["model", "task", "strategy", "n", "fallback"]
     keep += [c for c in summary.columns if c not in keep and (c.split(" ")[0] in metrics or c.startswith("pinball"))]
-    return summary[keep].assign(model_name=summary.model.map(model_names).map(provenance.model_name))
+    return summary[keep].assign(model_name=summary.model.map(model_names).map(model_name))
 
 
 def total_variation_by_k(samples, grid, exact_probs: np.ndarray, ks) -> dict[int, float]:
