@@ -160,6 +160,7 @@ def test_the_job_record_goes_to_results_only_for_a_complete_clean_default_run(tm
     assert len(record["load_average"]["start"]) == 3 and len(record["load_average"]["end"]) == 3
     assert record["machine"]["cpus"] == os.cpu_count() and record["machine"]["torch_threads"] >= 1
     assert {"cpu", "memory_gib", "os"} <= set(record["machine"])
+    assert set(record["cache_at_start"]) == {"files", "gib"}
     assert provenance.read(path.parent)["main_run.json"]["writer"] == "scripts/run_notebooks.py"
 
     partial = main_job.JobRecord("default", DEFAULT_MODEL, complete=False)
@@ -187,6 +188,15 @@ def test_the_readme_quotes_the_job_record_or_says_it_is_not_yet_measured(tmp_pat
     block = report.render_job(tmp_path)
     assert block.startswith(report.JOB_BEGIN) and block.endswith(report.JOB_END)
     assert "3605 s (60 min) wall" in block and "`f4f51a8` (clean tree)" in block and "Some CPU (2 cores" in block
+    assert "cache state not recorded" in block
+    record["cache_at_start"] = {"files": 0, "gib": 0.0}
+    (tmp_path / "main_run.json").write_text(json.dumps(record))
+    assert "set-up included, from an empty cache, on" in report.render_job(tmp_path)
+    record["cache_at_start"] = {"files": 1200, "gib": 19.5}
+    (tmp_path / "main_run.json").write_text(json.dumps(record))
+    assert "with 19.5 GiB (1200 files) of earlier runs already in the cache, so not a cold start" in report.render_job(
+        tmp_path
+    )
 
 
 def test_report_check_fails_on_a_results_file_without_provenance(tmp_path, monkeypatch, capsys):

@@ -6,13 +6,18 @@
     {"commit": "f4f51a8...", "clean": true, "status": "finished", "profile": "default",
      "total_seconds": 3605.2, "setup_seconds": 41.0, "notebooks": {"01_models_data_decoding": 130.4, ...},
      "load_average": {"start": [0.4, 0.3, 0.2], "end": [1.9, 1.8, 1.7], "samples": [[60.0, 1.2, 0.6, 0.3], ...]},
-     "machine": {"cpu": "...", "cpus": 2, "memory_gib": 7.8, "torch_threads": 2, "os": "Linux-..."}}
+     "machine": {"cpu": "...", "cpus": 2, "memory_gib": 7.8, "torch_threads": 2, "os": "Linux-..."},
+     "cache_at_start": {"files": 0, "gib": 0.0}}
 
 * ``clean``: no uncommitted changes to tracked files at the start and at the end of the job.
 * ``total_seconds``: wall time of the whole job, from ``WORKBENCH_JOB_STARTED`` (the epoch second
   ``scripts/main.sh`` starts at, before it sets up the environment) when set, else from the runner's
   start; ``setup_seconds`` is the part before the runner started.
 * ``load_average.samples``: (seconds since the start, 1-, 5-, 15-minute load) once a minute.
+* ``cache_at_start``: files and GiB in the cache folder (converted models, generations, trained
+  models, frozen-trunk outputs) when the runner started. A run from a fresh clone and an empty cache
+  has 0; a run that found an earlier run's cache reads what it holds and says so in the README, since
+  its wall time is not a cold start's.
 
 It goes to ``results/main_run.json`` only for a complete, successful default-profile run of every
 notebook on the default model, on a clean tree (or with ``WORKBENCH_ALLOW_DIRTY=1``); any other
@@ -32,7 +37,7 @@ from pathlib import Path
 
 from workbench import provenance
 from workbench.inference.models import model_id
-from workbench.paths import PROJECT_ROOT, RESULTS_DIR
+from workbench.paths import PROJECT_ROOT, RESULTS_DIR, cache_dir
 from workbench.runs import ALLOW_DIRTY, cpu_name, is_reference
 
 FILE = "main_run.json"
@@ -65,6 +70,16 @@ def job_machine() -> dict:
     }
 
 
+def cache_contents(folder: Path | None = None) -> dict:
+    """Files and GiB under the cache folder (default :func:`workbench.paths.cache_dir`).
+
+    >>> cache_contents(Path("/nonexistent"))
+    {'files': 0, 'gib': 0.0}
+    """
+    files = [p for p in Path(folder or cache_dir()).rglob("*") if p.is_file()]  # rglob of a missing folder: []
+    return {"files": len(files), "gib": round(sum(p.stat().st_size for p in files) / 2**30, 2)}
+
+
 def _load() -> list[float]:
     return [round(value, 2) for value in os.getloadavg()]
 
@@ -91,6 +106,7 @@ class JobRecord:
     def __post_init__(self):
         self.git_start = provenance.git_state()
         self.load_start = _load()
+        self.cache_start = cache_contents()
         self._stop = threading.Event()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
         self._sampler.start()
@@ -122,6 +138,7 @@ class JobRecord:
             "notebooks": self.notebooks,
             "load_average": {"start": self.load_start, "end": _load(), "samples": self.samples},
             "machine": job_machine(),
+            "cache_at_start": self.cache_start,
         }
 
     def destination(self, record: dict) -> Path:
@@ -159,9 +176,17 @@ def describe(results: Path = RESULTS_DIR) -> str:
     record = json.loads(path.read_text())
     machine, load = record["machine"], record["load_average"]
     state = "clean tree" if record["clean"] else "uncommitted changes"
+    cache = record.get("cache_at_start") or {}
+    start = (
+        f"with {cache['gib']} GiB ({cache['files']} files) of earlier runs already in the cache, so not a cold start"
+        if cache.get("files")
+        else "from an empty cache"
+        if cache
+        else "cache state not recorded"
+    )
     return (
         f"Measured: the last complete `bash scripts/main.sh` took {record['total_seconds']:.0f} s "
-        f"({record['total_seconds'] / 60:.0f} min) wall, end to end, set-up included, on {machine['cpu']} "
+        f"({record['total_seconds'] / 60:.0f} min) wall, end to end, set-up included, {start}, on {machine['cpu']} "
         f"({machine['cpus']} cores, {machine['memory_gib']} GiB, {machine['torch_threads']} torch threads), "
         f"load average {load['start'][0]} at the start and {load['end'][0]} at the end; commit "
         f"`{str(record['commit'])[:7]}` ({state}). Per notebook: `results/main_run.json`."
