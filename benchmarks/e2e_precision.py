@@ -2,10 +2,10 @@
 
 The E2E model of the default profile (trained with bf16 autocast; :func:`workbench.lifecycle.e2e.train`, cached,
 so this trains it first on a fresh cache) is loaded in each precision and decodes the same test MRs without the
-generation cache, the precisions interleaved (order alternating per repeat). Printed: the best seconds of each
-phase and the bf16 speed-up, the share of identical greedy and beam outputs, and the scores of both precisions'
-greedy and beam outputs (corpus BLEU and chrF with all references, ROUGE-L, MiniLM cosine, slot error;
-bootstrap intervals).
+generation cache, the precisions and phases interleaved (order rotated per round, ``decoding_speed.measure``).
+Printed: the best seconds of each phase and the bf16 speed-up, the share of identical greedy and beam outputs,
+and the scores of both precisions' greedy and beam outputs (corpus BLEU and chrF with all references, ROUGE-L,
+MiniLM cosine, slot error; bootstrap intervals).
 
     python benchmarks/e2e_precision.py --items 48 --sample-items 16 --repeats 1
 
@@ -16,13 +16,16 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
+from pathlib import Path
 
-from workbench.inference.types import SamplingConfig
-from workbench.lifecycle import e2e
-from workbench.profiles import load_profile
-from workbench.runs import set_threads
-from workbench.tasks import get_task
+sys.path.insert(0, str(Path(__file__).parent))
+from decoding_speed import measure  # noqa: E402
+from workbench.inference.types import SamplingConfig  # noqa: E402
+from workbench.lifecycle import e2e  # noqa: E402
+from workbench.profiles import load_profile  # noqa: E402
+from workbench.runs import set_threads  # noqa: E402
+from workbench.tasks import get_task  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -51,19 +54,23 @@ def main() -> None:
     examples, references, positions = e2e.evaluation_items(task, config.items, seed=0)
     examples, references = examples[: args.items], references[: args.items]
     engines = {dtype: e2e.engine_for(result, dtype, progress=False) for dtype in PRECISIONS}
-    seconds, outputs = {}, {}
-    for repeat in range(args.repeats):
-        for dtype in PRECISIONS[:: 1 if repeat % 2 == 0 else -1]:
-            engine = engines[dtype]
-            engine.cache = None
-            prompts = task.prompts(examples, engine.tokenizer)
-            for phase in ("greedy", "beam", "sample"):
-                started = time.perf_counter()
-                texts = decode(engine, phase, prompts, task, config, args.sample_items)
-                elapsed = time.perf_counter() - started
-                seconds[phase, dtype] = min(seconds.get((phase, dtype), elapsed), elapsed)
-                if phase != "sample":
-                    outputs[f"{phase}-{dtype}"] = [task.parse(text) for text in texts]
+    prompts = task.prompts(examples, engines["fp32"].tokenizer)  # one tokenizer: the precisions share it
+    for engine in engines.values():
+        engine.cache = None
+    runs = {
+        f"{phase} {dtype}": lambda engine=engines[dtype], phase=phase: decode(
+            engine, phase, prompts, task, config, args.sample_items
+        )
+        for dtype in PRECISIONS
+        for phase in ("greedy", "beam", "sample")
+    }
+    stats = measure(runs, args.repeats)
+    seconds = {(phase, dtype): stats[f"{phase} {dtype}"]["seconds"] for phase, dtype in map(str.split, runs)}
+    outputs = {
+        f"{phase}-{dtype}": [task.parse(text) for text in stats[f"{phase} {dtype}"]["result"]]
+        for phase, dtype in map(str.split, runs)
+        if phase != "sample"
+    }
     print(
         f"{args.items} MRs greedy and beam({config.beams}), {args.sample_items} MRs x {config.samples} samples; "
         f"load average {os.getloadavg()}"

@@ -3,9 +3,10 @@
 Notebook 07 scores every scorecard stage on its four item sets (SST-5, STS-B, product reviews, SICK) with the
 exact grid distribution (:func:`workbench.cost.generalization.rule_predictions`). This loads one weight set that
 is registered in both precisions (default: the cross-entropy arm, ``<prefix>-arm-ce-fp32`` and ``-bf16``, which
-the profile registers in both), scores the sets without the generation cache, the precisions interleaved (order
-alternating per repeat), and prints per set the best seconds of each precision and the bf16 speed-up, then what
-the precision changes in the answers: the largest difference of the exact means, and each precision's Spearman.
+the profile registers in both), scores the sets without the generation cache, sets and precisions interleaved
+(order rotated per round, ``decoding_speed.measure``), and prints per set the best seconds of each precision and
+the bf16 speed-up, then what the precision changes in the answers: the largest difference of the exact means, and
+each precision's Spearman.
 
     python benchmarks/scorecard_precision.py --repeats 2
 
@@ -16,17 +17,20 @@ from __future__ import annotations
 
 import argparse
 import os
-import time
+import sys
+from pathlib import Path
 
 import numpy as np
 from scipy.stats import spearmanr
 
-from workbench.cost.generalization import rule_predictions
-from workbench.cost.generalization_study import generalization_sets
-from workbench.inference.engine import HFEngine
-from workbench.lifecycle.stages import finetuned_prefix, load_stage
-from workbench.profiles import load_profile
-from workbench.runs import set_threads
+sys.path.insert(0, str(Path(__file__).parent))
+from decoding_speed import measure  # noqa: E402
+from workbench.cost.generalization import rule_predictions  # noqa: E402
+from workbench.cost.generalization_study import generalization_sets  # noqa: E402
+from workbench.inference.engine import HFEngine  # noqa: E402
+from workbench.lifecycle.stages import finetuned_prefix, load_stage  # noqa: E402
+from workbench.profiles import load_profile  # noqa: E402
+from workbench.runs import set_threads  # noqa: E402
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -46,15 +50,19 @@ def main() -> None:
     stages = {dtype: load_stage(f"{prefix}-{dtype}", device="cpu", base_model=args.model) for dtype in PRECISIONS}
     engines = {dtype: HFEngine(lm, cache=None, progress=False) for dtype, lm in stages.items()}
     load_before = os.getloadavg()
-    seconds, means, gold = {}, {}, {}
-    for repeat in range(args.repeats):
-        for dtype in PRECISIONS[:: 1 if repeat % 2 == 0 else -1]:
-            for name, (task, examples) in sets.sets.items():
-                started = time.perf_counter()
-                gold[name], rules, _ = rule_predictions(engines[dtype], task, examples)
-                elapsed = time.perf_counter() - started
-                seconds[name, dtype] = min(seconds.get((name, dtype), elapsed), elapsed)
-                means[name, dtype] = rules["exact mean"]
+    runs = {
+        f"{name} {dtype}": lambda engine=engines[dtype], task=task, examples=examples: rule_predictions(
+            engine, task, examples
+        )
+        for dtype in PRECISIONS
+        for name, (task, examples) in sets.sets.items()
+    }
+    stats = measure(runs, args.repeats)
+    seconds = {(name, dtype): stats[f"{name} {dtype}"]["seconds"] for name in sets.sets for dtype in PRECISIONS}
+    gold = {name: stats[f"{name} fp32"]["result"][0] for name in sets.sets}
+    means = {
+        (name, dtype): stats[f"{name} {dtype}"]["result"][1]["exact mean"] for name in sets.sets for dtype in PRECISIONS
+    }
     print(f"stage {prefix}-<precision>, {sizes['gen_items']} items per set, zero-shot; best of {args.repeats}")
     for name in sets.sets:
         fp32, bf16 = seconds[name, "fp32"], seconds[name, "bf16"]

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.lifecycle.finetune.config import FinetuneConfig
 from workbench.paths import PROJECT_ROOT
 from workbench.report.numbers import format_number, markdown_table
 from workbench.report.readers import dev_history, roofline_errors, where, wide, with_intervals
@@ -118,6 +119,7 @@ def table_body(table: Table, frame: pd.DataFrame, results: Path) -> str:
 
 
 # Each metric-aware row: a point estimate followed by its 95% bootstrap interval.
+MIX_WEIGHT = FinetuneConfig.mse_weight  # the ladder's raft+ce arm trains the `mix` objective with the default weight
 SCORES = columns(
     ("n", "n"),
     ("RMSE [95% CI]", "rmse + rmse CI"),
@@ -169,7 +171,8 @@ TABLES = (
             ("Spearman [95% CI]", "spearman + spearman CI"),
         ),
         note="Seed 0 of each fine-tuned arm (equal examples and steps); `rail`: the Bayes rule of each metric on the "
-        "exact grid distribution; `raft+ce`: trained on 0.9 x the squared error of the grid mean + 0.1 x the answer's "
+        f"exact grid distribution; `raft+ce`: trained on {MIX_WEIGHT:g} x the squared error of the grid mean + "
+        f"{1 - MIX_WEIGHT:g} x the answer's "
         "cross-entropy (RAFT alone fits the constant on SST-5 from this base model). Prior and ridge rows are the "
         "baselines; `bert-base (published)` is a published figure, not measured here.",
         read=wide(["task", "arm"], select=lambda t: t[t.seed.isna() | (t.seed == 0)]),  # baselines have no seed
