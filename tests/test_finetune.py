@@ -187,6 +187,20 @@ def test_run_dir_depends_on_what_is_learned(tiny, tmp_path):
     assert run_dir(small(tiny), examples, tmp_path) != run_dir(small(tiny), {"sst5": examples["sst5"][:2]}, tmp_path)
 
 
+def test_the_run_key_follows_the_subset_drawn_not_the_pool(tmp_path, monkeypatch):
+    """The key once hashed the pool a subset is drawn from: when the draw changed (random.sample to nested_sample),
+    the cached 2,500-example runs kept their folder and a warm cache failed with 'holds a different finished run'."""
+    from workbench.lifecycle.finetune import config as config_module
+
+    pool = {"sst5": [Example(id=str(i), text=f"film {i}", target=float(i % 5)) for i in range(50)]}
+    subset = FinetuneConfig(tasks=("sst5",), max_examples=10)
+    whole = FinetuneConfig(tasks=("sst5",), max_examples=None)
+    keys = run_dir(subset, pool, tmp_path), run_dir(whole, pool, tmp_path), run_dir(subset, root=tmp_path)
+    monkeypatch.setattr(config_module, "nested_sample", lambda population, k, seed: list(population)[:k])
+    assert run_dir(subset, pool, tmp_path) != keys[0] and run_dir(subset, root=tmp_path) != keys[2]
+    assert run_dir(whole, pool, tmp_path) == keys[1]  # nothing drawn: the same run
+
+
 def test_the_run_key_of_a_fixed_config_is_pinned(tmp_path):
     """Cached runs (the default profile's final model among them) are found by this key: a change to
     what it hashes must be deliberate, because it retrains them. Last moved on purpose when ``mse_weight`` left the

@@ -17,6 +17,7 @@ from pathlib import Path
 from workbench.inference.models import DEFAULT_MODEL
 from workbench.paths import cache_dir
 from workbench.tasks import Example, Task, get_task
+from workbench.tasks.base import nested_sample
 
 # Fields that do not change what is learned: a run may resume or be reused across them.
 # trunk_cache changes only where the frozen layers' outputs come from (the same numbers up to rounding).
@@ -184,6 +185,20 @@ class FinetuneConfig:
         return cls(**{k: v for k, v in values.items() if k in names})
 
 
+def training_examples(config: FinetuneConfig, task_name: str, pool: list[Example]) -> list[Example]:
+    """The examples of ``pool`` a run of ``config`` trains on for one task: all of them, or a seeded subset of
+    ``config.examples_of(task_name)``, nested across sizes (:func:`~workbench.tasks.base.nested_sample`).
+
+    >>> pool = [Example(id=str(i), text="x", target=1.0) for i in range(10)]
+    >>> small, large = (FinetuneConfig(max_examples=n, seed=0) for n in (3, 6))
+    >>> ids = [[e.id for e in training_examples(config, "sst5", pool)] for config in (small, large)]
+    >>> ids[0] == ids[1][:3]
+    True
+    """
+    limit = config.examples_of(task_name)
+    return nested_sample(list(pool), limit, config.seed) if limit is not None and limit < len(pool) else list(pool)
+
+
 def run_dir(
     config: FinetuneConfig,
     examples: dict[str, list[Example]] | None = None,
@@ -193,8 +208,10 @@ def run_dir(
     """A folder for one training run, ``<cache>/finetuned/<hash>``: reruns of the same config and data share it.
 
     The key covers the config, each resolved task's content (instruction, grid, and the training
-    examples: the given ones, else a hash of the task's train split), the hashes of the files a
-    table task reads, and the dev examples used for model selection.
+    examples: those :func:`training_examples` keeps of the given ones, else a hash of the task's train
+    split and the ids of the subset drawn from it), the hashes of the files a table task reads, and the
+    dev examples used for model selection. Keying on the subset drawn, not on the pool it is drawn from,
+    makes a change in how subsets are drawn a new run rather than a clash with the cached one.
 
     Args:
         config: the run settings (bookkeeping fields such as ``save_every`` do not count).
@@ -202,15 +219,24 @@ def run_dir(
         root: parent folder (default ``<cache>/finetuned``).
         dev: the ``{task: dev examples}`` that will be passed to :func:`finetune`, if any.
     """
-    tasks = [resolve_task(spec) for spec in config.tasks]
-    content = [[t.name, t.instruction, t.grid, t.grid_format] for t in tasks]
+    tasks = {t.name: t for t in (resolve_task(spec) for spec in config.tasks)}
+    content = [[t.name, t.instruction, t.grid, t.grid_format] for t in tasks.values()]
     if examples is not None:
-        content += [(name, e.id, e.text, e.text_b, e.target) for name in sorted(examples) for e in examples[name]]
+        chosen = {
+            name: training_examples(config, name, pool) if name in tasks else pool for name, pool in examples.items()
+        }
+        content += [(name, e.id, e.text, e.text_b, e.target) for name in sorted(chosen) for e in chosen[name]]
     else:
-        content += [task_fingerprint(t) for t in tasks]
+        content += [task_fingerprint(t) for t in tasks.values()]
+        # a subset of the split: its examples, so that a change in how subsets are drawn is a new run
+        content += [
+            ("subset", name, [e.id for e in training_examples(config, name, t.examples("train"))])
+            for name, t in tasks.items()
+            if config.examples_of(name) is not None
+        ]
     # A task read from files is also keyed on the files: a changed dev or test row changes which
     # checkpoint model selection keeps, or at least what the run claims to have been trained on.
-    content += [("files", t.name, t.source["data_sha256"]) for t in tasks if "data_sha256" in t.source]
+    content += [("files", t.name, t.source["data_sha256"]) for t in tasks.values() if "data_sha256" in t.source]
     if dev is not None:
         content += [("dev", name, e.id, e.text, e.text_b, e.target) for name in sorted(dev) for e in dev[name]]
     key = hashlib.sha256(json.dumps([config.run_id(), content], default=str).encode()).hexdigest()[:12]

@@ -9,9 +9,8 @@ import hashlib
 import json
 from dataclasses import dataclass
 
-from workbench.lifecycle.finetune.config import FinetuneConfig, resolve_task
+from workbench.lifecycle.finetune.config import FinetuneConfig, resolve_task, training_examples
 from workbench.tasks import Example, Task
-from workbench.tasks.base import nested_sample
 
 
 @dataclass
@@ -47,8 +46,9 @@ def training_set(
 ) -> list[Encoded]:
     """Encoded examples of every task of ``config`` (seeded subset of ``max_examples`` each).
 
-    Subsets of one seed are nested (:func:`~workbench.tasks.base.nested_sample`): a run on 400 examples per
-    task trains on the first 400 of a 2,500-example run's, so it reads the frozen-trunk outputs that run cached.
+    Subsets of one seed are nested (:func:`~workbench.lifecycle.finetune.config.training_examples`): a run on
+    400 examples per task trains on the first 400 of a 2,500-example run's, so it reads the frozen-trunk outputs
+    that run cached.
 
     Args:
         config: the run settings.
@@ -60,10 +60,8 @@ def training_set(
     encoded = []
     for spec in config.tasks:
         task = resolve_task(spec)
-        pool = list(examples[task.name]) if examples is not None else task.examples(split)
-        limit = config.examples_of(task.name)
-        if limit is not None and limit < len(pool):
-            pool = nested_sample(pool, limit, config.seed)
+        given = examples[task.name] if examples is not None else task.examples(split)
+        pool = training_examples(config, task.name, given)
         encoded += [
             e for e in (encode(task, example, tokenizer) for example in pool) if len(e.input_ids) <= config.max_length
         ]
