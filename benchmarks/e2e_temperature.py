@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import time
 
 from workbench.inference.types import SamplingConfig
@@ -24,7 +23,6 @@ from workbench.metric_aware.mbr import mbr_select
 from workbench.profiles import load_profile
 from workbench.runs import set_threads
 from workbench.tasks import get_task
-from workbench.tasks.spec import references_by_input
 
 
 def sampling(setting: str, max_new_tokens: int) -> SamplingConfig:
@@ -47,13 +45,7 @@ def main() -> None:
     config = e2e.config_from(load_profile("default")["08_e2e_text_metrics"])
     engine = e2e.engine_for(e2e.train(config, "smollm2-135m-instruct", progress=False), "bf16", progress=False)
     task = get_task(e2e.TASK)
-    _, _, evaluated = e2e.evaluation_items(task, config.items, seed=0)
-    examples, references = references_by_input(task.examples("test"))
-    held_out = sorted(set(range(len(examples))) - set(evaluated))
-    if not held_out:
-        raise SystemExit("the profile evaluates every test MR: none is left to choose the settings on")
-    picked = sorted(random.Random(1).sample(held_out, min(args.items, len(held_out))))
-    examples, references = [examples[i] for i in picked], [references[i] for i in picked]
+    examples, references = e2e.selection_items(task, config, args.items)
     prompts = task.prompts(examples, engine.tokenizer)
     outputs = {"greedy": [task.parse(t) for t in engine.greedy(prompts, max_new_tokens=task.max_new_tokens)]}
     seconds = {}
@@ -65,7 +57,7 @@ def main() -> None:
         outputs[f"sample {setting}"] = [texts[0] for texts in samples]
         outputs[f"mbr-chrf {setting}"] = [mbr_select(texts, "chrf").hypothesis for texts in samples]
     table = e2e.score(e2e.statistics(outputs, [e.text for e in examples], references), config.bootstrap)
-    print(f"{len(picked)} held-out test MRs (not among the {len(evaluated)} evaluated), N = {config.samples}")
+    print(f"{len(examples)} held-out test MRs (not among the {config.items} evaluated), N = {config.samples}")
     print(table.pivot(index="system", columns="metric", values="value").round(3).to_string())
     print("sampling seconds: " + ", ".join(f"{s} {v:.0f}" for s, v in seconds.items()))
     print(f"load average {os.getloadavg()}")

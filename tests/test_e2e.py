@@ -168,6 +168,19 @@ def test_e2e_task_reads_the_development_and_test_files():
     assert e2e.evaluation_items(task, 20, seed=3)[2] == positions != e2e.evaluation_items(task, 20, seed=4)[2]
 
 
+@needs_data
+def test_settings_are_chosen_on_test_mrs_the_profile_does_not_evaluate():
+    task = get_task("e2e")
+    config = e2e.Config(items=500)
+    examples, references = e2e.selection_items(task, config, 64)
+    evaluated, _, _ = e2e.evaluation_items(task, 500)
+    assert len(examples) == len(references) == 64
+    assert not {e.text for e in examples} & {e.text for e in evaluated}  # an MR is one input: no overlap
+    assert [e.text for e in e2e.selection_items(task, config, 64)[0]] == [e.text for e in examples]  # seeded
+    with pytest.raises(ValueError, match="evaluates every test MR"):
+        e2e.selection_items(task, e2e.Config(items=None), 64)
+
+
 def test_beam_search_is_cached_and_matches_hf_generate(lm, tmp_path):
     from workbench.inference.engine import HFEngine
     from workbench.inference.gencache import GenerationCache

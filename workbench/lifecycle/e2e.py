@@ -93,6 +93,22 @@ def evaluation_items(task: Task, items: int | None, seed: int = 0) -> tuple[list
     return [examples[i] for i in positions], [references[i] for i in positions], positions
 
 
+def selection_items(task: Task, config: Config, items: int, seed: int = 1) -> tuple[list[Example], list[list[str]]]:
+    """Test MRs for choosing settings (sampling, training) that the profile does not evaluate: a seeded ``items``
+    of the others, in file order, with their references (the benchmarks that tune notebook 08 score on these).
+
+    Raises:
+        ValueError: the profile evaluates every test MR, so none is left.
+    """
+    examples, references = references_by_input(task.examples("test"))
+    _, _, evaluated = evaluation_items(task, config.items, seed=0)
+    held_out = sorted(set(range(len(examples))) - set(evaluated))
+    if not held_out:
+        raise ValueError("the profile evaluates every test MR: none is left to choose settings on")
+    picked = sorted(random.Random(seed).sample(held_out, min(items, len(held_out))))
+    return [examples[i] for i in picked], [references[i] for i in picked]
+
+
 def train(config: Config, model: str, device: str = "auto", seed: int = 0, progress: bool = True) -> FinetuneResult:
     """Fine-tune ``model`` on the E2E development file; cached by config and data (reused when finished)."""
     settings = FinetuneConfig(tasks=(TASK,), base=model, device=device, seed=seed, eval_every=0, **config.finetune)
