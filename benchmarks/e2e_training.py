@@ -55,19 +55,19 @@ def main() -> None:
     task = get_task(e2e.TASK)
     examples, references = e2e.selection_items(task, config, args.items)
     sampling = SamplingConfig(temperature=config.temperature, max_new_tokens=task.max_new_tokens, seed=0)
-    outputs, seconds = {}, {}
+    outputs = {}
     for setting in args.settings:
         trained = replace(config, finetune={**config.finetune, **changes(setting)})
         started = time.perf_counter()
         engine = e2e.engine_for(e2e.train(trained, "smollm2-135m-instruct", progress=False), "bf16", progress=False)
-        seconds[setting] = time.perf_counter() - started
+        seconds = time.perf_counter() - started
         prompts = task.prompts(examples, engine.tokenizer)
         outputs[f"greedy {setting}"] = [
             task.parse(text) for text in engine.greedy(prompts, max_new_tokens=task.max_new_tokens)
         ]
         samples = [[task.parse(text) for text in s.texts] for s in engine.sample(prompts, config.samples, sampling)]
         outputs[f"mbr-chrf {setting}"] = [mbr_select(texts, "chrf").hypothesis for texts in samples]
-        print(f"{setting}: trained (or read from the cache) in {seconds[setting]:.0f} s", flush=True)
+        print(f"{setting}: trained (or read from the cache) in {seconds:.0f} s", flush=True)
     table = e2e.score(e2e.statistics(outputs, [e.text for e in examples], references), config.bootstrap)
     print(f"{len(examples)} held-out test MRs (not among the {config.items} evaluated), N = {config.samples}")
     print(table.pivot(index="system", columns="metric", values="value").round(3).to_string())
