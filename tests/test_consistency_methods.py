@@ -18,6 +18,8 @@ from workbench.consistency.methods import (
     paired_grid,
     paired_rows,
     ratio_method,
+    stage_b_pair_score_aa,
+    stage_b_ratio_aa,
 )
 from workbench.consistency.mmd_baseline import MMDConfig
 from workbench.consistency.power import score_cube
@@ -62,6 +64,33 @@ def test_rows_follow_the_schema_and_decide_three_ways(table):
     assert best_methods(details).change.tolist() == ["B"]
 
 
+def test_every_compared_stage_gets_its_own_a_a_run_at_half_its_samples(table):
+    own_b = stage_b_pair_score_aa(score_cube(table, "B", None, jaccard, 6))
+    row = paired_rows(Comparison("B", "A", "B", "A2"), "cosine", _method(table, "B"), 6, 0.5, 200, 400, 0.05, 0, own_b)
+    assert row["stage_b_aa_samples"] == 3  # six responses: halves of three
+    assert 0.0 <= row["stage_b_false_alarm"] <= 0.12  # B against itself: a real change for A, none for B
+    assert row["stage_b_false_alarm_low"] <= row["stage_b_false_alarm"] <= row["stage_b_false_alarm_high"]
+    assert row["power"] > 0.9
+    rng = np.random.default_rng(0)
+    shifted = RatioCube(tuple(range(40)), rng.normal(1, 1, (40, 6)), rng.normal(0, 1, (40, 6)), "A", "B")
+    ratio_row = paired_rows(
+        Comparison("B", "A", "B", "A2"),
+        "logprob",
+        ratio_method(shifted),
+        6,
+        0.5,
+        200,
+        400,
+        0.05,
+        0,
+        stage_b_ratio_aa(shifted),
+    )
+    assert ratio_row["stage_b_aa_samples"] == 3 and ratio_row["stage_b_false_alarm"] <= 0.12
+    assert ratio_row["power"] > 0.9  # the ratios of A's and B's responses differ; B's halves do not
+    no_own = paired_rows(Comparison("B", "A", "B", "A2"), "cosine", _method(table, "B"), 6, 0.5, 50, 50)
+    assert np.isnan(no_own["stage_b_false_alarm"]) and np.isnan(no_own["stage_b_aa_samples"])
+
+
 def test_grid_covers_queries_and_samples_each_method_allows(table):
     grid = paired_grid(_method(table, "B"), [10, 20], [1, 2, 3, 7], 100, 100, 0.05)
     assert set(grid.samples_per_query) == {2, 3}  # pair scores need k >= 2, and 6 responses per stage hold no 7
@@ -80,6 +109,7 @@ def test_mmd_decides_two_ways_on_the_same_responses(table):
     row, grid = mmd_rows(Comparison("B", "A", "B", "A2"), table, config, 6, [10, 30], [6], 20)
     assert row["method"] == "mmd" and row["decision"] in ("different", "inconclusive")
     assert row["decision"] == "different"
+    assert row["stage_b_aa_samples"] == 3 and 0.0 <= row["stage_b_false_alarm"] <= 0.2  # B's own halves
     assert set(grid.kind) == {"power", "false alarm"} and set(grid.n_queries) == {10, 30}
     assert METHODS.index("mmd") == 3
     cache = {}

@@ -39,6 +39,8 @@ from workbench.consistency.methods import (
     paired_grid,
     paired_rows,
     ratio_method,
+    stage_b_pair_score_aa,
+    stage_b_ratio_aa,
 )
 from workbench.consistency.mmd_baseline import MMDConfig
 from workbench.consistency.pairset import fit_threshold, pair_set, pair_set_auc, score_pair_set, threshold_table
@@ -381,9 +383,17 @@ class LifecycleStudy:
             cache[key] = score_cube(pooled, "pooled", None, fn)
         return cache[key]
 
+    def _own_cube(self, comparison: Comparison, name: str, fn, cache: dict) -> ScoreCube:
+        """Stage B's own within-pair scores (its A/A runs split them in halves); one per (stage, score)."""
+        key = (comparison.stage_b, name)
+        if key not in cache:
+            cache[key] = score_cube(self.table, comparison.stage_b, None, fn, self.k)
+        return cache[key]
+
     def decide(self) -> pd.DataFrame:
         """Every comparison with every method: the three-way decision, power and A/A false-alarm rate at the
-        budget, and the power / false-alarm grid over queries x samples per query (``self.grid``).
+        budget (the reference's, and stage B's own at half the samples), and the power / false-alarm grid over
+        queries x samples per query (``self.grid``).
 
         Returns:
             The decisions with the details (``tost_p``, ``effect_dz``, the false-alarm interval...); the columns of
@@ -399,7 +409,7 @@ class LifecycleStudy:
         scorable_changes = {c.change for c in self.logprob_comparisons()}
         grid_args = (self.sizes["power_queries"], self.sizes["power_samples"])
         runs = (self.sizes["simct_runs"], self.sizes["aa_runs"])
-        rows, grids, pooled, aa_grids = [], [], {}, {}
+        rows, grids, pooled, own_cubes, aa_grids, fns = [], [], {}, {}, {}, self.score_fns
         for c in tqdm(self.comparisons, desc="comparisons"):
             methods = {
                 name: pair_score_method(
@@ -407,10 +417,14 @@ class LifecycleStudy:
                 )
                 for name, fn in self.score_fns.items()
             }
+            own = {name: stage_b_pair_score_aa(self._own_cube(c, name, fn, own_cubes)) for name, fn in fns.items()}
             if c.change in scorable_changes:
-                methods["logprob"] = ratio_method(ratio_cube(logliks, c.stage_a, c.stage_b, c.rerun))
+                cube = ratio_cube(logliks, c.stage_a, c.stage_b, c.rerun)
+                methods["logprob"], own["logprob"] = ratio_method(cube), stage_b_ratio_aa(cube)
             for name, method in methods.items():
-                rows.append(paired_rows(c, name, method, self.k, self.margin.margin_dz, *runs, self.alpha, self.seed))
+                rows.append(
+                    paired_rows(c, name, method, self.k, self.margin.margin_dz, *runs, self.alpha, self.seed, own[name])
+                )
                 # a pair score's A/A runs use only the pooled reference: one grid per (reference, score)
                 key = (c.stage_a, c.rerun, name) if name != "logprob" else (c.change, name)
                 if key not in aa_grids:
@@ -473,7 +487,8 @@ class LifecycleStudy:
 
 def decision_summary(details: pd.DataFrame, alpha: float = 0.05, power: float = 0.8) -> str:
     """Markdown: per real change, the most powerful method at the budget and whether it meets the goal (power at
-    least ``power``); per method, the range of its A/A false-alarm rates against [0.03, 0.07]."""
+    least ``power``); per method, the range of its A/A false-alarm rates against [0.03, 0.07], the reference's and
+    each compared stage's own."""
     lines = []
     for row in best_methods(details).itertuples():
         verdict = "meets" if row.power >= power else "MISSES"
@@ -481,10 +496,18 @@ def decision_summary(details: pd.DataFrame, alpha: float = 0.05, power: float = 
             f"* {row.description}: best **{row.method}**, power {row.power:.2f} ({verdict} {power}); "
             f"decision {row.decision} (p {row.p_value:.2g})"
         )
-    for method, rates in details.groupby("method", sort=False).false_alarm:
+    for method, group in details.groupby("method", sort=False):
+        rates, own = group.false_alarm, group.stage_b_false_alarm.dropna()
         inside = rates.between(0.03, 0.07).mean()
+        own_text = (
+            f"; each stage's own A/A ({own.size} stages, halves of "
+            f"{', '.join(map(str, sorted(group.stage_b_aa_samples.dropna().astype(int).unique())))} samples) "
+            f"{own.min():.3f}-{own.max():.3f}, {own.between(0.03, 0.07).mean():.0%} inside"
+            if own.size
+            else ""
+        )
         lines.append(
             f"* {method}: A/A false-alarm rates {rates.min():.3f}-{rates.max():.3f} over {rates.notna().sum()} "
-            f"comparisons; {inside:.0%} inside [0.03, 0.07] (alpha {alpha})"
+            f"comparisons; {inside:.0%} inside [0.03, 0.07] (alpha {alpha}){own_text}"
         )
     return "\n".join(lines)

@@ -17,7 +17,10 @@ p-value and no equivalence test: its decision is ``different`` or ``inconclusive
 
 A/A runs: the comparison's reference pooled with its rerun under new seeds, split at random into two halves
 of k responses per query, scored as the comparison scores (for ``logprob``, with the ratio of this
-comparison's two stages): their rejection rate is the method's false-alarm rate at that budget.
+comparison's two stages): their rejection rate is the method's false-alarm rate at that budget. Every stage
+compared also gets an A/A run of its own: its k responses per query split into halves of k // 2 (no rerun of
+it exists, so half the budget's samples), scored the same way; a stage whose own responses make a method
+reject more often than alpha would say so there (``stage_b_false_alarm``).
 """
 
 from __future__ import annotations
@@ -45,6 +48,8 @@ DECISION_COLUMNS = (
     "decision",
     "power",
     "false_alarm",
+    "stage_b_false_alarm",
+    "stage_b_aa_samples",
 )
 
 
@@ -98,6 +103,29 @@ def pair_score_method(cube: ScoreCube, aa_cube: ScoreCube) -> Paired:
     return Paired(within - across, simulate, 2, max_samples, aa_cube.within.shape[1] // 2)
 
 
+def stage_b_pair_score_aa(cube_b: ScoreCube) -> Paired:
+    """A/A runs on one stage's own responses (a B-only cube): disjoint halves of its samples per query."""
+    return Paired(
+        np.array([]),
+        lambda n, k, runs, seed, aa=True: simulate_differences(cube_b, n, k, runs, seed, aa=True),
+        2,
+        0,
+        cube_b.within.shape[1] // 2,
+    )
+
+
+def stage_b_ratio_aa(cube: RatioCube) -> Paired:
+    """A/A runs of the log-probability test on stage B's own ratios ``f(b)``: disjoint halves of B's samples."""
+    own = RatioCube(cube.query_ids, cube.fb, cube.fb, cube.stage_b, cube.stage_b)
+    return Paired(
+        np.array([]),
+        lambda n, k, runs, seed, aa=True: simulate_ratios(own, n, k, runs, seed, aa=True),
+        1,
+        0,
+        cube.fb.shape[1] // 2,
+    )
+
+
 def ratio_method(cube: RatioCube) -> Paired:
     """The log-probability test from its ratio cube (with the rerun's ratios for the A/A runs)."""
     pooled = cube.fa.shape[1] + (cube.fa_rerun.shape[1] if cube.fa_rerun is not None else 0)
@@ -126,12 +154,19 @@ def paired_rows(
     aa_runs: int,
     alpha: float = 0.05,
     seed: int = 0,
+    stage_b_aa: Paired | None = None,
 ) -> dict:
-    """One row of the decisions (the :data:`DECISION_COLUMNS` plus the details) for a paired method."""
+    """One row of the decisions (the :data:`DECISION_COLUMNS` plus the details) for a paired method.
+
+    ``stage_b_aa`` (:func:`stage_b_pair_score_aa`, :func:`stage_b_ratio_aa`): stage B's own A/A runs, at the
+    most samples per query its halves hold.
+    """
     result = decide(method.differences, margin_dz, alpha)
     n = result.n_queries
     power = rejection(method, n, k, runs, alpha, (seed, 1))
     false_alarm = rejection(method, n, k, aa_runs, alpha, (seed, 2), aa=True) if k <= method.max_aa_samples else {}
+    own_k = min(k, stage_b_aa.max_aa_samples) if stage_b_aa is not None else 0
+    own = rejection(stage_b_aa, n, own_k, aa_runs, alpha, (seed, 5), aa=True) if own_k >= method.min_samples else {}
     return {
         "change": comparison.change,
         "stage_a": comparison.stage_a,
@@ -143,11 +178,15 @@ def paired_rows(
         "decision": result.decision,
         "power": power["rate"],
         "false_alarm": false_alarm.get("rate", np.nan),
+        "stage_b_false_alarm": own.get("rate", np.nan),
+        "stage_b_aa_samples": own_k if own else np.nan,
         "tost_p": result.tost_p,
         "effect_dz": result.effect_dz,
         "margin_dz": margin_dz,
         "false_alarm_low": false_alarm.get("ci_low", np.nan),
         "false_alarm_high": false_alarm.get("ci_high", np.nan),
+        "stage_b_false_alarm_low": own.get("ci_low", np.nan),
+        "stage_b_false_alarm_high": own.get("ci_high", np.nan),
         "description": comparison.description,
         "control": comparison.control,
     }
@@ -192,7 +231,7 @@ def mmd_rows(
     """The MMD baseline's decision row (``different`` or ``inconclusive``) and its power / A/A grid.
 
     The A/A runs depend only on the pooled reference: with ``aa_cache`` (a dict kept across calls) they run once
-    per reference.
+    per reference. Stage B's own A/A runs (halves of its ``k`` responses) run at the budget only.
     """
     from workbench.consistency.mmd_baseline import (
         mmd_aa_false_alarm_rate,
@@ -220,6 +259,9 @@ def mmd_rows(
         ]
         aa_cache[key] = (mmd_aa_false_alarm_rate(pooled, n, k, runs, alpha, config, seed), pd.DataFrame(aa))
     false_alarm, aa_grid = aa_cache[key]
+    own_tokens = stage_tokens(table[table.query_id.isin(cube.query_ids)], comparison.stage_b, config)[:, :k]
+    own_k = own_tokens.shape[1] // 2
+    own = mmd_aa_false_alarm_rate(own_tokens, n, own_k, runs, alpha, config, seed) if own_k >= 1 else None
     p_value = mmd_permutation_test(cube.tokens_a, cube.tokens_b, config, seed).p_value
     power = mmd_power_curve(cube, [n], k, runs, alpha, config, seed).rate.iloc[0]
     row = {
@@ -233,11 +275,15 @@ def mmd_rows(
         "decision": decision_of(p_value, 1.0, alpha),  # no equivalence test: never "equivalent"
         "power": power,
         "false_alarm": false_alarm.rate,
+        "stage_b_false_alarm": own.rate if own else np.nan,
+        "stage_b_aa_samples": own_k if own else np.nan,
         "tost_p": np.nan,
         "effect_dz": np.nan,
         "margin_dz": np.nan,
         "false_alarm_low": false_alarm.ci_low,
         "false_alarm_high": false_alarm.ci_high,
+        "stage_b_false_alarm_low": own.ci_low if own else np.nan,
+        "stage_b_false_alarm_high": own.ci_high if own else np.nan,
         "description": comparison.description,
         "control": comparison.control,
     }

@@ -358,12 +358,16 @@ TABLES = (
             ("decision", "decision"),
             ("power", "power"),
             ("A/A false alarm", "false_alarm"),
+            ("stage B's own A/A", "stage_b_false_alarm"),
+            ("its samples / query", "stage_b_aa_samples"),
         ),
         note="`simct-paper`: LightGBM response-wise test with the paper's labelling plus the model-wise t-test; "
         "`simct-variant`: the project's labelling; `cosine`: MiniLM-cosine t-test; `mmd`: MMD (Model Equality "
         "Testing); `logprob`: log-likelihood ratios of the responses under both stages. `equivalent`: two one-sided "
         "tests at the margin fixed before the run; `inconclusive`: neither. Changes prefixed `finetuned-` compare "
-        "stages of the default fine-tuned model; p below 0.0005 shows as 0.000.",
+        "stages of the default fine-tuned model; p below 0.0005 shows as 0.000. `A/A false alarm`: the reference "
+        "pooled with its rerun, split in halves at the budget; `stage B's own A/A`: the compared stage's own responses "
+        "split in halves (no rerun of it: half the samples per query).",
     ),
     Table(
         "Consistency: the query budget planned on the pilot",
