@@ -238,6 +238,24 @@ def test_calibrate_recovers_known_efficiencies(overlap):
     assert calibrate(start, points, fit_overhead=False).efficiency.overhead_s == 0
 
 
+def test_calibrate_recovers_the_weight_passes_of_batched_steps():
+    """A CPU whose batched kernels pack the weights: a one-row decode step reads them once, a batched one more."""
+    cpu = Hardware("cpu", bf16_tflops=0.5, fp32_tflops=0.1, bandwidth_gb_s=10)
+    truth = Roofline(
+        ModelShape.from_config(SMOLLM2_135M), cpu, Efficiency(0.4, 0.7, 0.003), 3, False, batched_weight_passes=2.5
+    )
+    assert truth.decode_step_time(2, 64) > 2 * truth.decode_step_time(1, 64) - 0.003  # two rows: 2.5x the weights
+    points = [Measurement.prefill(b, n, 0) for b in (1, 4) for n in (64, 256)] + [
+        Measurement.decode(b, n, 0) for b in (1, 2, 16) for n in (64, 512)
+    ]
+    points = [replace(p, seconds=float(t)) for p, t in zip(points, truth.predict(points), strict=True)]
+    start = replace(truth, efficiency=Efficiency(), batched_weight_passes=1.0)
+    fitted = calibrate(start, points, fit_weight_passes=True)
+    assert fitted.batched_weight_passes == pytest.approx(2.5, rel=1e-3)
+    assert (fitted.efficiency.compute, fitted.efficiency.memory) == pytest.approx((0.4, 0.7), rel=1e-3)
+    assert calibrate(start, points).batched_weight_passes == 1.0  # not fitted unless asked
+
+
 # ---------------------------------------------------------------- deployment
 
 

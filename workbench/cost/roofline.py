@@ -170,7 +170,7 @@ class ModelShape:
         """FLOPs per (query, key) pair: q.k and the weighted sum of v, 2 x head_dim each, per head and layer."""
         return 4 * self.n_layers * self.n_heads * self.head_dim
 
-    def forward_cost(self, batch, new_tokens, past_tokens=0, logits_tokens=1, kv_passes=1.0):
+    def forward_cost(self, batch, new_tokens, past_tokens=0, logits_tokens=1, kv_passes=1.0, batched_weight_passes=1.0):
         """FLOPs and bytes of one forward pass; broadcasts over array arguments.
 
         Args:
@@ -179,6 +179,8 @@ class ModelShape:
             past_tokens: tokens already in each row's KV cache.
             logits_tokens: tokens per row whose logits are computed (1 with ``logits_to_keep=1``).
             kv_passes: times the past KV cache crosses memory (see :class:`Roofline`).
+            batched_weight_passes: times the weights cross memory in a pass of more than one row (see
+                :class:`Roofline`); a single row reads them once.
 
         Returns:
             (flops, bytes), floats or arrays of the broadcast shape.
@@ -190,7 +192,8 @@ class ModelShape:
             2 * (new * self.n_layers * self.layer_params + logits * self.lm_head_params)
             + self.attention_flops_per_pair * pairs
         )
-        memory = self.weight_bytes + batch * self.kv_bytes_per_token * (kv_passes * past + new)
+        weights = self.weight_bytes * np.where(batch > 1, batched_weight_passes, 1.0)
+        memory = weights + batch * self.kv_bytes_per_token * (kv_passes * past + new)
         return _plain(flops), _plain(memory)
 
 
@@ -253,6 +256,12 @@ class Roofline:
         overlap: True takes the max of compute and memory time (the roofline: each kernel
             hides one behind the other); False adds them (no overlap at all). The truth lies
             between; on this workbench's CPU the sum fits measured times somewhat better.
+        batched_weight_passes: times the weights cross memory in a pass of more than one row. 1 where
+            batched kernels stream each weight once (GPUs). On a CPU a single row runs matrix-vector
+            kernels that stream the weights once, while several rows run matrix-matrix kernels that
+            first copy (pack) the weight blocks, so that small batches read more bytes than one row
+            does: at one thread this CPU decoded one row in 0.042 s and two in 0.063 s (the 0c9f090
+            run's timings). :func:`calibrate` fits it with ``fit_weight_passes=True``.
     """
 
     shape: ModelShape
@@ -260,10 +269,13 @@ class Roofline:
     efficiency: Efficiency = Efficiency()
     kv_passes: float = 1.0
     overlap: bool = True
+    batched_weight_passes: float = 1.0
 
     def compute_and_memory_time(self, batch, new_tokens, past_tokens=0, logits_tokens=1):
         """(compute seconds, memory seconds) of a pass, without overhead; broadcasts."""
-        flops, memory = self.shape.forward_cost(batch, new_tokens, past_tokens, logits_tokens, self.kv_passes)
+        flops, memory = self.shape.forward_cost(
+            batch, new_tokens, past_tokens, logits_tokens, self.kv_passes, self.batched_weight_passes
+        )
         compute_s = flops / (self.efficiency.compute * self.hardware.peak_flops(self.shape.dtype))
         return compute_s, memory / (self.efficiency.memory * self.hardware.bandwidth)
 
@@ -302,7 +314,7 @@ class Roofline:
             / (self.efficiency.memory * self.hardware.bandwidth)
         )
         margin = f / ridge - m
-        return self.shape.weight_bytes / margin if margin > 0 else float("inf")
+        return self.shape.weight_bytes * self.batched_weight_passes / margin if margin > 0 else float("inf")
 
     def generate_time(
         self, prompt_tokens: int, new_tokens: int, batch: int = 1, prefill_batch: int | None = None
@@ -329,7 +341,9 @@ class Roofline:
         return np.atleast_1d(self.forward_time(*columns.T))
 
 
-def calibrate(roofline: Roofline, points: list[Measurement], fit_overhead: bool = True) -> Roofline:
+def calibrate(
+    roofline: Roofline, points: list[Measurement], fit_overhead: bool = True, fit_weight_passes: bool = False
+) -> Roofline:
     """Fit the efficiencies (and the overhead) of ``roofline`` to measured passes.
 
     Minimises the squared log ratio of predicted to measured times, so that short and long
@@ -343,9 +357,11 @@ def calibrate(roofline: Roofline, points: list[Measurement], fit_overhead: bool 
         points: measured passes covering both regimes (prefills and decode steps), or one of
             the efficiencies is left where it started.
         fit_overhead: fit the seconds per pass too.
+        fit_weight_passes: fit :attr:`Roofline.batched_weight_passes` too (between 1 and 10; the points
+            need single-row and batched decode steps).
 
     Returns:
-        ``roofline`` with the fitted :class:`Efficiency`.
+        ``roofline`` with the fitted :class:`Efficiency` (and weight passes).
     """
     if not points:
         raise ValueError("calibrate needs measured points")
@@ -353,21 +369,31 @@ def calibrate(roofline: Roofline, points: list[Measurement], fit_overhead: bool 
     floor = min(p.seconds for p in points)
 
     def model(x) -> Roofline:
-        overhead = x[2] if len(x) == 3 else roofline.efficiency.overhead_s
-        return replace(roofline, efficiency=Efficiency(np.exp(x[0]), np.exp(x[1]), overhead))
+        overhead = x[2] if fit_overhead else roofline.efficiency.overhead_s
+        passes = x[-1] if fit_weight_passes else roofline.batched_weight_passes
+        efficiency = Efficiency(np.exp(x[0]), np.exp(x[1]), overhead)
+        return replace(roofline, efficiency=efficiency, batched_weight_passes=passes)
 
     def residuals(x) -> np.ndarray:
         return np.log(model(x).predict(points)) - measured
 
-    n_free = 3 if fit_overhead else 2
-    bounds = ([np.log(1e-4), np.log(1e-4), 0.0][:n_free], [np.log(10.0), np.log(10.0), floor][:n_free])
+    low, high = [np.log(1e-4), np.log(1e-4)], [np.log(10.0), np.log(10.0)]
+    low, high = (
+        low + [0.0] * fit_overhead + [1.0] * fit_weight_passes,
+        high + [floor] * fit_overhead + [10.0] * fit_weight_passes,
+    )
     best = None
     for start_c in (0.03, 0.3):
         for start_m in (0.03, 0.3):
-            x0 = [np.log(start_c), np.log(start_m), 0.1 * floor][:n_free]
-            fit = least_squares(residuals, x0, bounds=bounds)
-            if best is None or fit.cost < best.cost:
-                best = fit
+            for start_passes in (1.0, 2.0) if fit_weight_passes else (None,):
+                x0 = (
+                    [np.log(start_c), np.log(start_m)]
+                    + [0.1 * floor] * fit_overhead
+                    + [start_passes] * fit_weight_passes
+                )
+                fit = least_squares(residuals, x0, bounds=(low, high))
+                if best is None or fit.cost < best.cost:
+                    best = fit
     return model(best.x)
 
 

@@ -150,13 +150,15 @@ def validate_threads(
     For every repeat, all passes are timed at each thread count in turn, so that load from other
     processes falls on every thread count alike; each pass keeps its fastest repeat (the least
     disturbed). Per thread count, a roofline (this CPU's measured peaks at that count, compute and
-    memory time added) is calibrated on every other pass and predicts the rest, which it never saw.
+    memory time added, the weights' passes of batched steps fitted: :class:`~workbench.cost.roofline.Roofline`) is
+    calibrated on every other pass and predicts the rest, which it never saw.
 
     Args:
         model: a transformers causal LM on CPU.
         shape: its :class:`ModelShape`.
         passes: ("prefill" | "decode", batch, tokens) triples, as for :func:`time_passes`; at least
-            six, covering both phases, so that three parameters are fitted on three or more.
+            eight, covering both phases and one- and several-row decode steps, so that four parameters are fitted
+            on four or more.
         threads: torch thread counts to compare.
         repeats: timed repeats per pass and thread count.
         kv_passes: times the KV cache crosses memory per decode step (3 for transformers' DynamicCache).
@@ -192,7 +194,9 @@ def validate_threads(
                 )
                 for r in timed[timed.role == "fit"].itertuples()
             ]
-            roofline = calibrate(Roofline(shape, measure_cpu(), kv_passes=kv_passes, overlap=False), points)
+            roofline = calibrate(
+                Roofline(shape, measure_cpu(), kv_passes=kv_passes, overlap=False), points, fit_weight_passes=True
+            )
             frames.append(validation_table(roofline, timed).assign(threads=count))
     finally:
         torch.set_num_threads(before)
