@@ -133,12 +133,16 @@ def test_decision_summary_names_the_best_method_per_change_and_the_false_alarm_r
             "p_value": [0.5, 0.6, 0.2, 0.001],
             "power": [0.05, 0.04, 0.3, 0.95],
             "false_alarm": [0.05, 0.02, 0.06, 0.04],
+            "stage_b_false_alarm": [0.04, 0.05, 0.08, float("nan")],
+            "stage_b_aa_samples": [3, 3, 3, float("nan")],
         }
     )
     lines = decision_summary(decisions).splitlines()
     assert lines[0] == "* bf16: best **logprob**, power 0.95 (meets 0.8); decision different (p 0.001)"
     assert lines[1].startswith("* cosine: A/A false-alarm rates 0.050-0.060 over 2 comparisons; 100% inside")
+    assert lines[1].endswith("each stage's own A/A (2 stages, halves of 3 samples) 0.040-0.080, 50% inside")
     assert "logprob: A/A false-alarm rates 0.020-0.040" in lines[2] and "50% inside" in lines[2]
+    assert "own A/A (1 stages, halves of 3 samples) 0.050-0.050, 100% inside" in lines[2]
 
 
 def test_load_test_summary_reports_latency_percentiles_in_ms():
