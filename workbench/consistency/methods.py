@@ -259,9 +259,8 @@ def mmd_rows(
         ]
         aa_cache[key] = (mmd_aa_false_alarm_rate(pooled, n, k, runs, alpha, config, seed), pd.DataFrame(aa))
     false_alarm, aa_grid = aa_cache[key]
-    own_tokens = stage_tokens(table[table.query_id.isin(cube.query_ids)], comparison.stage_b, config)[:, :k]
-    own_k = own_tokens.shape[1] // 2
-    own = mmd_aa_false_alarm_rate(own_tokens, n, own_k, runs, alpha, config, seed) if own_k >= 1 else None
+    own_k = cube.tokens_b.shape[1] // 2  # stage B's own A/A: halves of the responses the cube already tokenised
+    own = mmd_aa_false_alarm_rate(cube.tokens_b, n, own_k, runs, alpha, config, seed) if own_k >= 1 else None
     p_value = mmd_permutation_test(cube.tokens_a, cube.tokens_b, config, seed).p_value
     power = mmd_power_curve(cube, [n], k, runs, alpha, config, seed).rate.iloc[0]
     row = {
