@@ -195,8 +195,10 @@ def test_seeds_reads_seed_0_from_the_main_job_and_summarises_the_fine_tuned_arms
         return rows(seed, 1.0 + seed).query("arm != 'few-shot rail'"), "ce"
 
     monkeypatch.setattr(seeds, "seed_rows", seed_rows)
-    monkeypatch.setattr(seeds.recipe, "arm_results", lambda *args, **kwargs: {})
-    monkeypatch.setattr(seeds.recipe, "best_objective", lambda results: "soft")
+    # seed 0's dev winner comes from the table notebook 04 wrote, not from training its arms again
+    objectives = pd.DataFrame({"objective": ["ce", "ce", "soft", "soft"], "task": ["a", "b"] * 2})
+    objectives.assign(**{"selection loss": [0.6, 0.6, 0.55, 0.55]}).to_csv(tmp_path / "04_objectives.csv", index=False)
+    monkeypatch.setattr(seeds.recipe, "arm_results", lambda *args, **kwargs: pytest.fail("seed 0 trained again"))
     summary = seeds.run_seeds("smoke", "m", 3, tmp_path, n_resamples=10).set_index("arm")
     assert trained == [1, 2]  # seed 0 is the main job's
     assert summary.loc["ce rail", "mean"] == 2.0 and summary.loc["ce rail", "seeds"] == 3
@@ -205,3 +207,11 @@ def test_seeds_reads_seed_0_from_the_main_job_and_summarises_the_fine_tuned_arms
     record = json.loads((tmp_path / "seeds_run.json").read_text())
     assert record["seeds"] == [0, 1, 2] and record["wall_seconds"] >= 0
     assert sorted(pd.read_csv(tmp_path / "seeds.csv").seed.unique()) == [0, 1, 2]
+
+
+def test_without_notebook_04s_table_the_seeds_command_reads_seed_0s_winner_from_its_runs(tmp_path, monkeypatch):
+    from workbench.lifecycle import seeds
+
+    monkeypatch.setattr(seeds.recipe, "arm_results", lambda *args, **kwargs: {"ce": None, "mix": None})
+    monkeypatch.setattr(seeds.recipe, "best_objective", lambda results: list(results)[-1])
+    assert seeds.seed0_winner(tmp_path, "smoke", "m") == "mix"

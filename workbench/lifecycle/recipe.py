@@ -246,7 +246,18 @@ def best_objective(results: dict[str, FinetuneResult]) -> str:
 
     The same dev items select each arm's checkpoint and compare the arms; every arm gets that advantage alike.
     """
-    return min(results, key=lambda objective: kept_record(results[objective])["objective"])
+    return winner(objective_table(results))
+
+
+def winner(table: pd.DataFrame) -> str:
+    """The dev winner of an :func:`objective_table` (the rule of :func:`best_objective`), read from the table that
+    notebook 04 writes (``04_objectives.csv``) as well as from runs.
+
+    >>> winner(pd.DataFrame({"objective": ["ce", "ce", "soft", "soft"], "selection loss": [0.6, 0.6, 0.5, 0.5]}))
+    'soft'
+    """
+    losses = table.groupby("objective", sort=False)["selection loss"].first()
+    return str(losses.idxmin())
 
 
 def finetuned(profile: str, model: str, device: str = "auto", seed: int = 0, progress: bool = True) -> FinetuneResult:

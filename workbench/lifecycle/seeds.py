@@ -5,7 +5,8 @@ The main job trains and scores seed 0 (notebook 02 writes its rows to ``results/
 outside it (``bash scripts/main.sh --seeds 3``, or ``python -m workbench seeds --seeds 3``) and writes:
 
 * ``seeds.csv``: the ladder rows (``task, arm, seed, metric, value, ci_low, ci_high``) of the fine-tuned arms at
-  every seed, seed 0's read from ``ladder.csv`` when it is there (else computed here);
+  every seed, seed 0's read from ``ladder.csv`` when it is there (else computed here), and seed 0's dev winner
+  from ``04_objectives.csv`` beside it: on a fresh machine the seeds command trains seeds 1..n-1 only;
 * ``seeds_summary.csv``: per task, arm and metric the mean, sd, min and max across seeds, and whether the arm
   is the default model's recipe (the objective that won on dev at seed 0);
 * ``seeds_run.json``: the seeds, wall seconds and load average of this run.
@@ -44,6 +45,15 @@ def seed_rows(
     return ladder.ladder_table(runs, seed, n_resamples=n_resamples, published=False), recipe.best_objective(results)
 
 
+def seed0_winner(out: Path, profile: str, model: str, device: str = "auto") -> str:
+    """The dev winner at seed 0: read from the main job's ``04_objectives.csv`` in ``out`` when it is there (a fresh
+    machine has no cached runs to read it from), else from seed 0's runs (trained when not cached)."""
+    table = out / "04_objectives.csv"
+    if table.exists():
+        return recipe.winner(pd.read_csv(table))
+    return recipe.best_objective(recipe.arm_results(profile, model, device, 0, progress=False))
+
+
 def run_seeds(
     profile: str, model: str, seeds: int, out: Path, device: str = "auto", n_resamples: int = 1000
 ) -> pd.DataFrame:
@@ -60,8 +70,8 @@ def run_seeds(
         rows, winner = seed_rows(profile, model, seed, device, n_resamples=n_resamples)
         chosen = winner if seed == 0 else chosen
         frames.append(rows)
-    if chosen is None:  # seed 0 came from ladder.csv: its winner is cached with its runs
-        chosen = recipe.best_objective(recipe.arm_results(profile, model, device, 0, progress=False))
+    if chosen is None:  # seed 0 came from the main job: so does its winner, without training its arms again
+        chosen = seed0_winner(out, profile, model, device)
     table = pd.concat(frames, ignore_index=True)
     summary = ladder.seed_summary(table).reset_index()
     summary["default model"] = summary.arm == RAIL_ARM[chosen]
