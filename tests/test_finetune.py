@@ -18,7 +18,9 @@ from workbench.lifecycle.finetune.batching import batch_schedule
 from workbench.lifecycle.finetune.checkpoints import latest_checkpoint
 from workbench.lifecycle.finetune.encoding import encode, training_set
 from workbench.lifecycle.finetune.loss import answer_nll, mean_answer_loss
+from workbench.lifecycle.finetune.model import make_trainable
 from workbench.lifecycle.finetune.selection import dev_sets, evaluate_dev
+from workbench.lifecycle.finetune.trunk import FrozenTrunk
 from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
 from workbench.tasks import Example, get_task
 
@@ -338,6 +340,25 @@ def test_dev_selection_keeps_the_best_evaluation_and_stops_early(tiny, tmp_path)
     )
     assert engine_scores[1] == pytest.approx(best["objective"], abs=1e-6)
     assert set(best["scores"]["sst5"]) >= {"accuracy", "rmse", "spearman", "nll", "outside_mass"}
+
+
+def test_dev_scores_from_the_cached_trunk_equal_the_whole_models_and_later_evaluations_read_it(tiny):
+    config = small(tiny, tasks=("sst5", "stsb"), train_layers=1, precision="fp32")
+    lm = load_model(tiny, device="cpu")
+    model = make_trainable(lm.model, config)
+    trunk = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config)
+    dev = {name: get_task(name).examples("dev", limit=5, seed=0) for name in ("sst5", "stsb")}
+    sets = dev_sets(config, dev)
+    whole = evaluate_dev(model, lm.tokenizer, sets, config.precision)
+    cached = evaluate_dev(model, lm.tokenizer, sets, config.precision, trunk=trunk)
+    assert trunk.store.stats["misses"] == 10  # every dev prompt with its answer tree, once
+    again = evaluate_dev(model, lm.tokenizer, sets, config.precision, trunk=trunk)
+    assert trunk.store.stats["misses"] == 10 and trunk.store.stats["memory_hits"] == 10
+    assert cached == again
+    assert cached[1] == pytest.approx(whole[1], rel=1e-5)
+    for name in sets:
+        for metric, value in whole[0][name].items():
+            assert cached[0][name][metric] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, metric)
 
 
 def test_a_table_task_given_as_a_spec_trains_and_keys_the_cache_on_its_content(tiny, tmp_path):

@@ -8,10 +8,14 @@ RMSE of the exact mean for scores); the training loop keeps the best weights and
 
 from __future__ import annotations
 
+import torch
+
 from workbench.inference.engine import HFEngine
+from workbench.inference.types import GridScore
 from workbench.lifecycle.evaluation import dev_scores
 from workbench.lifecycle.finetune.config import FinetuneConfig, resolve_task
 from workbench.lifecycle.finetune.model import as_loaded_model, precision_autocast
+from workbench.lifecycle.regression_loss import candidate_tokens, grid_logprobs
 from workbench.tasks import Example, Task
 
 
@@ -29,14 +33,64 @@ def dev_sets(
     return sets
 
 
+class TrunkScorer:
+    """Exact grid scores of an in-memory model from its frozen trunk's cached outputs: ``score`` as
+    :meth:`HFEngine.score <workbench.inference.engine.HFEngine.score>` computes it (P(answer, then end of turn |
+    prompt) for every grid answer, in one pass over the answer tree), with only the layers above the trunk run.
+
+    The dev items are the same at every evaluation of a run, and in every arm and search trial over the same dev
+    subset, so the lower layers' outputs for their prompts and answer trees are computed at the first evaluation
+    and read by all later ones (:class:`~workbench.lifecycle.finetune.trunk.FrozenTrunk`): an evaluation then costs
+    the top layers only (``python benchmarks/dev_evaluation.py`` times both ways side by side). The numbers equal
+    the whole model's up to rounding (another batch layout sums in another order).
+
+    Args:
+        model: the model being trained, its lower layers frozen.
+        tokenizer: its tokenizer.
+        trunk: the run's :class:`~workbench.lifecycle.finetune.trunk.FrozenTrunk`.
+        batch_size: prompts per pass (sorted by length, as the engine batches them).
+    """
+
+    def __init__(self, model, tokenizer, trunk, batch_size: int = 16):
+        self.model, self.tokenizer, self.trunk, self.batch_size = model, tokenizer, trunk, batch_size
+
+    @torch.no_grad()  # not inference_mode: the trunk keeps what it computes, and training steps may read it later
+    def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
+        """(B, K) log-probabilities of the K ``candidates`` after each of the B formatted ``prompts``."""
+        if temperature != 1.0:
+            raise ValueError("TrunkScorer scores at temperature 1 only (the dev selection's distribution)")
+        ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
+        # a task's prompts end alike, so the answers tokenise alike after each (as the training loss assumes)
+        tokens = candidate_tokens(self.tokenizer, ids[0], candidates)
+        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
+        logprobs = torch.empty((len(ids), len(candidates)), dtype=torch.float64)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            rows = grid_logprobs(
+                self.model, [ids[i] for i in batch], tokens, self.tokenizer.pad_token_id, trunk=self.trunk
+            )
+            logprobs[batch] = rows.double().cpu()
+        return GridScore(list(candidates), logprobs.numpy())
+
+
 def evaluate_dev(
-    model, tokenizer, sets: dict[str, tuple[Task, list[Example]]], precision: str = "bf16", name: str = "dev"
+    model,
+    tokenizer,
+    sets: dict[str, tuple[Task, list[Example]]],
+    precision: str = "bf16",
+    name: str = "dev",
+    trunk=None,
 ) -> tuple[dict, float]:
-    """Dev task scores and selection loss of an in-memory model (exact grid scoring, no disk cache)."""
+    """Dev task scores and selection loss of an in-memory model (exact grid scoring, no disk cache).
+
+    With ``trunk`` (the run's frozen trunk) the scores come from :class:`TrunkScorer`, else from an
+    :class:`~workbench.inference.engine.HFEngine` over the whole model.
+    """
     was_training = model.training
     model.eval()
-    engine = HFEngine(as_loaded_model(model, tokenizer, name), cache=None, progress=False)
-    with precision_autocast(engine.device, precision):
+    scorer = TrunkScorer(model, tokenizer, trunk) if trunk is not None else None
+    engine = scorer or HFEngine(as_loaded_model(model, tokenizer, name), cache=None, progress=False)
+    with precision_autocast(next(model.parameters()).device, precision):
         scores, objective = dev_scores(engine, sets)
     model.train(was_training)
     return scores, objective

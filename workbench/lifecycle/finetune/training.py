@@ -205,7 +205,7 @@ def finetune(
             )
             done = step + 1
             if evaluations and ((config.eval_every and done % config.eval_every == 0) or done == total):
-                scores, objective = evaluate_dev(model, tokenizer, evaluations, config.precision)
+                scores, objective = evaluate_dev(model, tokenizer, evaluations, config.precision, trunk=trunk)
                 history.append({"step": done, "scores": scores, "objective": objective})
                 tracker.log_metrics({"dev_selection_loss": objective, **dev_metrics(scores)}, step=done)
                 bar.write(f"step {done}: {dev_summary(objective, scores)}")
