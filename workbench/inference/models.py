@@ -19,6 +19,8 @@ import hashlib
 import importlib.util
 import json
 import logging
+import os
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -151,10 +153,17 @@ def embedded_model_folder(name: str = DEFAULT_MODEL) -> Path:
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
     model.is_quantized = False
-    tmp = target.with_name(target.name + ".partial")
+    # a folder of this process's own, then one rename: an interrupted conversion never leaves a half folder behind,
+    # and processes converting at once (fine-tuning runs side by side on a fresh machine) never share one
+    tmp = target.with_name(f"{target.name}.partial-{os.getpid()}")
     model.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    tmp.rename(target)  # atomic: an interrupted conversion never leaves a half folder behind
+    try:
+        tmp.rename(target)
+    except OSError:  # another process renamed its copy first: keep that one
+        if not (target / "model.safetensors").exists():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
