@@ -3,7 +3,6 @@ model, 2 layers of width 32), so that every test trains for real in well under a
 
 import json
 import math
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +19,6 @@ from workbench.lifecycle.finetune.checkpoints import latest_checkpoint
 from workbench.lifecycle.finetune.encoding import encode, training_set
 from workbench.lifecycle.finetune.loss import answer_nll, mean_answer_loss
 from workbench.lifecycle.finetune.model import make_trainable
-from workbench.lifecycle.finetune.parallel import Job, train_all
 from workbench.lifecycle.finetune.selection import dev_sets, evaluate_dev
 from workbench.lifecycle.finetune.trunk import FrozenTrunk
 from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
@@ -361,31 +359,6 @@ def test_dev_scores_from_the_cached_trunk_equal_the_whole_models_and_later_evalu
     for name in sets:
         for metric, value in whole[0][name].items():
             assert cached[0][name][metric] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, metric)
-
-
-def test_runs_trained_side_by_side_in_child_processes_equal_runs_trained_here(tiny, tmp_path):
-    torch.set_num_threads(1)  # the children get one thread each: bitwise equality needs one here too
-    train = {"sst5": get_task("sst5").examples("train", limit=8)}
-    configs = {
-        "ce": small(tiny, train_layers=1, precision="fp32"),
-        "soft": small(tiny, train_layers=1, precision="fp32", objective="soft"),
-    }
-
-    def jobs(folder):
-        return {name: Job(replace(c, output_dir=str(tmp_path / folder / name)), train) for name, c in configs.items()}
-
-    side_by_side = train_all(jobs("children"), progress=False, workers=2)
-    train_all(jobs("here"), progress=False, workers=1)
-    for name in configs:
-        assert side_by_side[name].model is None and side_by_side[name].steps == 4  # opened from its folder
-        a, b = (load_file(tmp_path / folder / name / "model" / "model.safetensors") for folder in ("children", "here"))
-        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
-    broken = {
-        "bad": Job(replace(configs["ce"], base=str(tmp_path / "no-model"), output_dir=str(tmp_path / "b")), train)
-    }
-    broken["ok"] = jobs("again")["ce"]
-    with pytest.raises(RuntimeError, match="fine-tuning run 'bad'"):
-        train_all(broken, progress=False, workers=2)
 
 
 def test_a_table_task_given_as_a_spec_trains_and_keys_the_cache_on_its_content(tiny, tmp_path):

@@ -22,7 +22,6 @@ import pandas as pd
 
 from workbench.lifecycle import dataprep
 from workbench.lifecycle.finetune import FinetuneConfig, FinetuneResult, finetune, resolve_task, run_dir
-from workbench.lifecycle.finetune.parallel import Job, train_all
 from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, search_all
 from workbench.profiles import load_profile
 from workbench.tasks import Example
@@ -193,37 +192,26 @@ def final_config(
     return replace(base, lr=chosen.lr, objective=objective or base.objective)
 
 
-def final_job(config: FinetuneConfig, splits) -> Job:
-    """A final run with its data and its cache folder."""
-    train = {name: parts["train"] for name, parts in splits.items()}
-    dev = dev_subsets(splits, config.dev_examples or 200, config.seed)
-    return Job(replace(config, output_dir=str(run_dir(config, train, dev=dev))), train, dev)
-
-
 def train_final(config: FinetuneConfig, splits, progress: bool = True) -> FinetuneResult:
     """The final run in its cache folder (reused when finished, resumed when interrupted)."""
-    job = final_job(config, splits)
-    return finetune(job.config, examples=job.train, dev=job.dev, progress=progress)
+    train = {name: parts["train"] for name, parts in splits.items()}
+    dev = dev_subsets(splits, config.dev_examples or 200, config.seed)
+    config = replace(config, output_dir=str(run_dir(config, train, dev=dev)))
+    return finetune(config, examples=train, dev=dev, progress=progress)
 
 
 def arm_results(
     profile: str, model: str, device: str = "auto", seed: int = 0, progress: bool = True
 ) -> dict[str, FinetuneResult]:
     """``{objective: final run}`` of every objective of the profile: prepared data, search, then one final run
-    per objective with the search's learning rate, the same examples and the same steps (every run cached).
-
-    The runs train side by side on a CPU with spare cores (:func:`~workbench.lifecycle.finetune.parallel.train_all`),
-    in the profile's order: with ``[ce, soft, mix]``, the RAFT arm starts when the cross-entropy arm ends and reads
-    the trunk outputs the soft-label arm has written by then.
-    """
+    per objective with the search's learning rate, the same examples and the same steps (every run cached)."""
     splits, _ = prepared_splits()
     base = base_config(profile, model, device, seed)
     table = search(profile, base, splits, seed)
-    jobs = {
-        objective: final_job(final_config(profile, base, table, objective), splits)
+    return {
+        objective: train_final(final_config(profile, base, table, objective), splits, progress)
         for objective in profile_sizes(profile).objectives
     }
-    return train_all(jobs, progress)
 
 
 def kept_record(result: FinetuneResult) -> dict:

@@ -125,7 +125,7 @@ def finetune(
     """
     started = time.time()
     out = Path(config.output_dir) if config.output_dir else None
-    if is_finished(config):
+    if out is not None and (out / "model" / "config.json").exists():
         return _finished_run(config, out, examples)
 
     torch.manual_seed(config.seed)
@@ -285,11 +285,6 @@ def finetune(
         }
         result.model_dir = save_final_model(out, model, tokenizer, log)
     return result
-
-
-def is_finished(config: FinetuneConfig) -> bool:
-    """Whether ``config.output_dir`` holds the run's final model (:func:`finetune` then reuses it)."""
-    return bool(config.output_dir) and (Path(config.output_dir) / "model" / "config.json").exists()
 
 
 def _finished_run(config: FinetuneConfig, out: Path, examples: dict[str, list[Example]] | None) -> FinetuneResult:
