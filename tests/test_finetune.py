@@ -12,6 +12,7 @@ from safetensors.torch import load_file
 from transformers import AutoTokenizer
 
 from make_tiny_model import make_tiny_model
+from workbench.inference.engine import HFEngine
 from workbench.inference.models import load_model, weights_sha256
 from workbench.lifecycle.finetune import FinetuneConfig, finetune, resolve_task, run_dir
 from workbench.lifecycle.finetune.batching import batch_schedule
@@ -19,8 +20,9 @@ from workbench.lifecycle.finetune.checkpoints import latest_checkpoint
 from workbench.lifecycle.finetune.encoding import encode, training_set
 from workbench.lifecycle.finetune.loss import answer_nll, mean_answer_loss
 from workbench.lifecycle.finetune.model import make_trainable
-from workbench.lifecycle.finetune.selection import dev_sets, evaluate_dev
-from workbench.lifecycle.finetune.trunk import FrozenTrunk
+from workbench.lifecycle.finetune.selection import TrunkScorer, dev_sets, evaluate_dev
+from workbench.lifecycle.finetune.trunk import FrozenTrunk, scoring_trunk, shared_layers
+from workbench.lifecycle.finetune.trunk_store import TensorStore
 from workbench.lifecycle.hpo import SearchSpace, best_config, dev_objective, save_search, search_all
 from workbench.tasks import Example, get_task
 
@@ -359,6 +361,34 @@ def test_dev_scores_from_the_cached_trunk_equal_the_whole_models_and_later_evalu
     for name in sets:
         for metric, value in whole[0][name].items():
             assert cached[0][name][metric] == pytest.approx(value, rel=1e-4, abs=1e-6), (name, metric)
+
+
+def test_stages_fine_tuned_on_their_top_layers_score_from_the_base_models_shared_lower_layers(tiny, tmp_path):
+    arms = {
+        objective: finetune(
+            small(tiny, train_layers=1, objective=objective, output_dir=str(tmp_path / objective)), progress=False
+        )
+        for objective in ("ce", "soft")
+    }
+    base = load_model(tiny, device="cpu")
+    layers = len(base.model.model.layers)
+    assert scoring_trunk(base.model, base.model) is None  # the base model shares every layer: nothing to gain
+    task = get_task("stsb")
+    prompts = task.prompts(task.examples("dev", limit=6, seed=0), base.tokenizer)
+    store = TensorStore.Config(folder=str(tmp_path / "trunk"))
+    for number, result in enumerate(arms.values()):
+        lm = load_model(str(result.model_dir), device="cpu")
+        assert shared_layers(lm.model, base.model) == layers - 1
+        whole = HFEngine(lm, cache=None, progress=False).score(prompts, task.candidates)
+        engine = HFEngine(lm, cache=None, progress=False)
+        trunk = scoring_trunk(lm.model, base.model, store)
+        engine.grid_scorer = TrunkScorer(lm.model, lm.tokenizer, trunk).logprobs
+        fast = engine.score(prompts, task.candidates)
+        np.testing.assert_allclose(fast.logprobs, whole.logprobs, rtol=1e-5, atol=1e-5)
+        # the first arm computes the lower layers' outputs; the second reads them from disk
+        assert trunk.store.stats["misses"] == (len(prompts) if number == 0 else 0)
+    bf16 = load_model(str(arms["ce"].model_dir), device="cpu", dtype="bf16")
+    assert scoring_trunk(bf16.model, base.model) is None  # bf16 stages compute in their own precision
 
 
 def test_a_table_task_given_as_a_spec_trains_and_keys_the_cache_on_its_content(tiny, tmp_path):

@@ -23,6 +23,9 @@ from workbench.cost.stage_grid import ScoredStage
 from workbench.cost.study_steps import request_tokens
 from workbench.inference.engine import HFEngine
 from workbench.inference.gencache import GenerationCache
+from workbench.inference.models import load_model
+from workbench.lifecycle.finetune.selection import TrunkScorer
+from workbench.lifecycle.finetune.trunk import scoring_trunk
 from workbench.lifecycle.stages import FingerprintMismatch, load_stage
 from workbench.metric_aware.metrics import get_metric
 from workbench.paths import cache_dir
@@ -60,6 +63,9 @@ def score_stages(
     A stage registered under other weights (:class:`FingerprintMismatch`) is skipped with a message.
     """
     own_of = {unseen: own for own, unseen in sets.transfer.items()}
+    # fp32 stages fine-tuned on their top layers read the base model's lower layers from one shared cache
+    # (scoring_trunk); the timed requests run each stage's own engine whole
+    base = load_model(model, device=device)
     scores = []
     for stage in tqdm(stages, desc="scorecard stages"):
         try:
@@ -69,6 +75,9 @@ def score_stages(
             continue
         on_model(lm.fingerprint)
         engine = HFEngine(lm, cache=GenerationCache(cache_dir() / "generations", lm.fingerprint), progress=False)
+        trunk = scoring_trunk(lm.model, base.model)
+        if trunk is not None:
+            engine.grid_scorer = TrunkScorer(lm.model, lm.tokenizer, trunk).logprobs
         timer = HFEngine(lm, cache=None, progress=False)
         parts = {key: {} for key in ("gold", "mean", "mode", "outside", "seconds", "tokens")}
         for name, (task, examples) in sets.sets.items():
@@ -93,7 +102,7 @@ def score_stages(
                 parts["tokens"],
             )
         )
-        del lm, engine, timer
+        del lm, engine, timer, trunk
     return scores
 
 

@@ -91,6 +91,10 @@ class HFEngine:
         self.eos_ids = _eos_ids(lm) | {self.end_of_turn}
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else self.end_of_turn
         self._prefix: tuple[tuple[int, ...], Segment] | None = None
+        # Optional: (prompts' token ids, answers' token ids) -> (B, K) log-probabilities of the same distribution
+        # that score computes, faster (a fine-tuned stage read from the base model's cached lower layers:
+        # workbench.lifecycle.finetune.trunk.scoring_trunk); score uses it at temperature 1.
+        self.grid_scorer: Callable[[list[list[int]], list[list[int]]], np.ndarray] | None = None
 
     @classmethod
     def load(
@@ -411,7 +415,14 @@ class HFEngine:
     # ------------------------------------------------------------------ scoring
     @torch.inference_mode()
     def _score_batch(self, token_ids, candidates, temperature) -> list[dict]:
-        """Score all candidates of a batch of prompts in ONE forward pass over a token tree."""
+        """Score all candidates of a batch of prompts in ONE forward pass over a token tree (with ``grid_scorer``
+        instead where there is one, at temperature 1, when the answers tokenise alike after every prompt)."""
+        if self.grid_scorer is not None and temperature == 1.0:
+            answers = [
+                [answer_tokens(self.tokenizer, ids, c) + [self.end_of_turn] for c in candidates] for ids in token_ids
+            ]
+            if all(a == answers[0] for a in answers):
+                return [{"logprobs": row} for row in self.grid_scorer(token_ids, answers[0]).tolist()]
         return [{"logprobs": row} for row in self._grid_logprobs(self._answer_tree(token_ids, candidates), temperature)]
 
     @torch.inference_mode()

@@ -8,6 +8,7 @@ RMSE of the exact mean for scores); the training loop keeps the best weights and
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from workbench.inference.engine import HFEngine
@@ -34,8 +35,8 @@ def dev_sets(
 
 
 class TrunkScorer:
-    """Exact grid scores of an in-memory model from its frozen trunk's cached outputs: ``score`` as
-    :meth:`HFEngine.score <workbench.inference.engine.HFEngine.score>` computes it (P(answer, then end of turn |
+    """Exact grid scores of an in-memory model from its frozen trunk's cached outputs: what
+    :meth:`HFEngine.score <workbench.inference.engine.HFEngine.score>` computes (P(answer, then end of turn |
     prompt) for every grid answer, in one pass over the answer tree), with only the layers above the trunk run.
 
     The dev items are the same at every evaluation of a run, and in every arm and search trial over the same dev
@@ -45,35 +46,40 @@ class TrunkScorer:
     the default recipe's 600 dev items, bf16 autocast): whole model 52.4 s, first evaluation from an empty trunk
     54.6 s, every later one 21.6 s (2.42x). The numbers equal the whole model's up to rounding (another batch
     layout sums in another order): on the untrained model the selection loss differed by 0.0012 (1.0143 against
-    1.0131) and SST-5's Spearman by 0.019, its grid distributions being nearly flat.
+    1.0131) and SST-5's Spearman by 0.019, its grid distributions being nearly flat. The same class scores the
+    fine-tuned stages that share the base model's lower layers (:func:`~workbench.lifecycle.finetune.trunk.
+    scoring_trunk`) as an engine's ``grid_scorer``.
 
     Args:
-        model: the model being trained, its lower layers frozen.
+        model: the model, its lower layers those of ``trunk``.
         tokenizer: its tokenizer.
-        trunk: the run's :class:`~workbench.lifecycle.finetune.trunk.FrozenTrunk`.
+        trunk: a :class:`~workbench.lifecycle.finetune.trunk.FrozenTrunk` of the model.
         batch_size: prompts per pass (sorted by length, as the engine batches them).
     """
 
     def __init__(self, model, tokenizer, trunk, batch_size: int = 16):
         self.model, self.tokenizer, self.trunk, self.batch_size = model, tokenizer, trunk, batch_size
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
 
     @torch.no_grad()  # not inference_mode: the trunk keeps what it computes, and training steps may read it later
+    def logprobs(self, token_ids: list[list[int]], answers: list[list[int]]) -> np.ndarray:
+        """(B, K) log P(answer k's tokens | prompt b) for B prompts and K answers given as token ids (each answer's
+        last token the end of turn), the same answers after every prompt."""
+        order = sorted(range(len(token_ids)), key=lambda i: len(token_ids[i]))
+        out = np.empty((len(token_ids), len(answers)), dtype=np.float64)
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            rows = grid_logprobs(self.model, [token_ids[i] for i in batch], answers, self.pad_id, trunk=self.trunk)
+            out[batch] = rows.double().cpu().numpy()
+        return out
+
     def score(self, prompts: list[str], candidates: list[str], temperature: float = 1.0) -> GridScore:
         """(B, K) log-probabilities of the K ``candidates`` after each of the B formatted ``prompts``."""
         if temperature != 1.0:
             raise ValueError("TrunkScorer scores at temperature 1 only (the dev selection's distribution)")
         ids = self.tokenizer(prompts, add_special_tokens=False)["input_ids"]
         # a task's prompts end alike, so the answers tokenise alike after each (as the training loss assumes)
-        tokens = candidate_tokens(self.tokenizer, ids[0], candidates)
-        order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
-        logprobs = torch.empty((len(ids), len(candidates)), dtype=torch.float64)
-        for start in range(0, len(order), self.batch_size):
-            batch = order[start : start + self.batch_size]
-            rows = grid_logprobs(
-                self.model, [ids[i] for i in batch], tokens, self.tokenizer.pad_token_id, trunk=self.trunk
-            )
-            logprobs[batch] = rows.double().cpu()
-        return GridScore(list(candidates), logprobs.numpy())
+        return GridScore(list(candidates), self.logprobs(ids, candidate_tokens(self.tokenizer, ids[0], candidates)))
 
 
 def evaluate_dev(

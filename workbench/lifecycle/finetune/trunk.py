@@ -59,12 +59,8 @@ def frozen_layers(model) -> int:
     0 also where caching them would be wrong or unsupported: another architecture than
     :data:`ARCHITECTURES`, attention dropout, sliding-window layers.
     """
-    config, inner = model.config, getattr(model, "model", None)
-    if config.model_type not in ARCHITECTURES or inner is None or not hasattr(inner, "rotary_emb"):
-        return 0
-    if getattr(config, "attention_dropout", 0.0) or any(
-        kind != "full_attention" for kind in getattr(config, "layer_types", None) or ()
-    ):
+    inner = getattr(model, "model", None)
+    if not runs_layer_by_layer(model) or getattr(model.config, "attention_dropout", 0.0):
         return 0
     if any(p.requires_grad for p in inner.embed_tokens.parameters()):
         return 0
@@ -74,6 +70,64 @@ def frozen_layers(model) -> int:
             break
         count += 1
     return count
+
+
+def runs_layer_by_layer(model) -> bool:
+    """Whether this module can run the model's decoder stack in slices: an architecture of :data:`ARCHITECTURES`
+    whose layers all attend fully (no sliding window)."""
+    config, inner = model.config, getattr(model, "model", None)
+    if config.model_type not in ARCHITECTURES or inner is None or not hasattr(inner, "rotary_emb"):
+        return False
+    return all(kind == "full_attention" for kind in getattr(config, "layer_types", None) or ())
+
+
+def shared_layers(model, base) -> int:
+    """Leading decoder layers of ``model`` whose weights are ``base``'s, its embedding being ``base``'s too (0: none).
+
+    A model fine-tuned on its top layers (or LoRA-merged there) keeps the base model's lower layers bit for bit, so
+    their outputs on a prompt are the base model's, whichever arm is scored.
+    """
+    inner, base_inner = getattr(model, "model", None), getattr(base, "model", None)
+    if inner is None or base_inner is None or model.config.model_type != base.config.model_type:
+        return 0
+    if not _same_weights(inner.embed_tokens, base_inner.embed_tokens):
+        return 0
+    count = 0
+    for layer, base_layer in zip(inner.layers, base_inner.layers):
+        if not _same_weights(layer, base_layer):
+            break
+        count += 1
+    return count
+
+
+def _same_weights(module, other) -> bool:
+    mine, theirs = module.state_dict(), other.state_dict()
+    return mine.keys() == theirs.keys() and all(
+        isinstance(v, torch.Tensor) and v.shape == theirs[k].shape and torch.equal(v, theirs[k])
+        for k, v in mine.items()
+    )
+
+
+def scoring_trunk(model, base, store: TensorStore.Config | None = None) -> FrozenTrunk | None:
+    """The lower layers that an fp32 ``model`` shares with ``base``, as a trunk for exact scoring, or None.
+
+    Entries are keyed by a hash of the shared weights themselves (not by either model), so every stage fine-tuned
+    from ``base`` on its top layers reads the lower layers' outputs that the first one scored computed: scoring the
+    stage then runs only the layers above them (:class:`~workbench.lifecycle.finetune.selection.TrunkScorer` as the
+    engine's ``grid_scorer``). fp32 only: it computes without autocast, as an fp32 stage does; bf16 or int8 stages,
+    a model sharing no layer or every layer (the base model itself), and other architectures get None.
+    """
+    if not runs_layer_by_layer(model) or next(model.parameters()).dtype != torch.float32:
+        return None
+    layers = shared_layers(model, base)
+    if not 0 < layers < len(model.model.layers):
+        return None
+    digest = hashlib.sha256()
+    for module in (model.model.embed_tokens, *model.model.layers[:layers]):
+        for name, tensor in sorted(module.state_dict().items()):
+            digest.update(name.encode())
+            digest.update(tensor.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
+    return FrozenTrunk(model, layers, digest.hexdigest(), "fp32", store)
 
 
 class FrozenTrunk:
