@@ -5,7 +5,8 @@ model is trained (cached like notebook 08's, so the default setting costs nothin
 ``--items`` held-out test MRs (:func:`workbench.lifecycle.e2e.selection_items`) in bf16 as notebook 08 does:
 greedy, and MBR-chrF over the profile's N samples at its temperature. Printed: training seconds and notebook 08's
 scores (multi-reference corpus BLEU and chrF, ROUGE-L, MiniLM cosine, slot error) per setting and rule. Published
-TGen reaches chrF 61.4 on the whole test set.
+TGen reaches chrF 61.4 on the whole test set. Each setting after the first is compared with the first on greedy and
+MBR-chrF outputs, chrF and BLEU, by a paired bootstrap over the same MRs.
 
     python benchmarks/e2e_training.py --items 64 --settings default layers8 layers8,epochs2
 
@@ -23,6 +24,7 @@ from dataclasses import replace
 from workbench.inference.types import SamplingConfig
 from workbench.lifecycle import e2e
 from workbench.metric_aware.mbr import mbr_select
+from workbench.metric_aware.multiref import paired_difference, resample_weights
 from workbench.profiles import load_profile
 from workbench.runs import set_threads
 from workbench.tasks import get_task
@@ -68,9 +70,22 @@ def main() -> None:
         samples = [[task.parse(text) for text in s.texts] for s in engine.sample(prompts, config.samples, sampling)]
         outputs[f"mbr-chrf {setting}"] = [mbr_select(texts, "chrf").hypothesis for texts in samples]
         print(f"{setting}: trained (or read from the cache) in {seconds:.0f} s", flush=True)
-    table = e2e.score(e2e.statistics(outputs, [e.text for e in examples], references), config.bootstrap)
+    stats = e2e.statistics(outputs, [e.text for e in examples], references)
+    table = e2e.score(stats, config.bootstrap)
     print(f"{len(examples)} held-out test MRs (not among the {config.items} evaluated), N = {config.samples}")
     print(table.pivot(index="system", columns="metric", values="value").round(3).to_string())
+    first = args.settings[0]
+    weights = resample_weights(len(examples), config.bootstrap, 0)
+    for setting in args.settings[1:]:  # each setting against the first, paired on the same MRs
+        for rule in ("greedy", "mbr-chrf"):
+            for metric in ("chrf", "bleu"):
+                test = paired_difference(
+                    metric, stats[f"{rule} {setting}"][1][metric], stats[f"{rule} {first}"][1][metric], weights
+                )
+                print(
+                    f"{rule} {metric}: {setting} minus {first} {test['difference']:+.3f} "
+                    f"[{test['ci_low']:+.3f}, {test['ci_high']:+.3f}], one-sided p {test['p_better']:.3f}"
+                )
     print(f"load average {os.getloadavg()}")
 
 
