@@ -97,8 +97,10 @@ def evaluate_dev(
     """
     was_training = model.training
     model.eval()
-    scorer = TrunkScorer(model, tokenizer, trunk) if trunk is not None else None
-    engine = scorer or HFEngine(as_loaded_model(model, tokenizer, name), cache=None, progress=False)
+    if trunk is not None:
+        engine = TrunkScorer(model, tokenizer, trunk)
+    else:
+        engine = HFEngine(as_loaded_model(model, tokenizer, name), cache=None, progress=False)
     with precision_autocast(next(model.parameters()).device, precision):
         scores, objective = dev_scores(engine, sets)
     model.train(was_training)

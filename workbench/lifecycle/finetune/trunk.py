@@ -44,6 +44,7 @@ import time
 import torch
 import transformers
 
+from workbench.inference.models import weights_sha256
 from workbench.lifecycle.finetune.config import FinetuneConfig
 from workbench.lifecycle.finetune.model import precision_autocast
 from workbench.lifecycle.finetune.trunk_store import TensorStore
@@ -122,12 +123,8 @@ def scoring_trunk(model, base, store: TensorStore.Config | None = None) -> Froze
     layers = shared_layers(model, base)
     if not 0 < layers < len(model.model.layers):
         return None
-    digest = hashlib.sha256()
-    for module in (model.model.embed_tokens, *model.model.layers[:layers]):
-        for name, tensor in sorted(module.state_dict().items()):
-            digest.update(name.encode())
-            digest.update(tensor.detach().contiguous().cpu().view(-1).view(torch.uint8).numpy().tobytes())
-    return FrozenTrunk(model, layers, digest.hexdigest(), "fp32", store)
+    shared = torch.nn.ModuleList([model.model.embed_tokens, *model.model.layers[:layers]])
+    return FrozenTrunk(model, layers, weights_sha256(shared), "fp32", store)
 
 
 class FrozenTrunk:
