@@ -21,10 +21,7 @@ Appends one record (``dev_evaluation``) to results/benchmarks.jsonl (``--record`
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import tempfile
-import time
 
 import torch
 
@@ -35,6 +32,7 @@ from workbench.lifecycle.finetune.selection import dev_sets, evaluate_dev
 from workbench.lifecycle.finetune.trunk import FrozenTrunk
 from workbench.lifecycle.finetune.trunk_store import TensorStore
 from workbench.runs import append_record
+from workbench.sidebyside import SideBySide
 
 WAYS = ("whole", "cold", "warm")
 
@@ -53,7 +51,6 @@ def main() -> None:
     parser.add_argument("--record", default=None, help="JSON-lines file (default results/benchmarks.jsonl)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
     config = recipe.base_config("default", DEFAULT_MODEL, device="cpu")
     splits, _ = recipe.prepared_splits()
     sets = dev_sets(config, recipe.dev_subsets(splits, recipe.profile_sizes("default").dev, config.seed))
@@ -62,27 +59,22 @@ def main() -> None:
     items = sum(len(examples) for _, examples in sets.values())
     print(f"dev items {items} ({', '.join(f'{n} {len(e)}' for n, (_, e) in sets.items())}), threads {args.threads}")
 
-    seconds: dict[str, list[float]] = {way: [] for way in WAYS}
+    timings = SideBySide(WAYS)
     evaluations: dict[str, tuple[dict, float]] = {}
     for repeat in range(args.repeats):
         with tempfile.TemporaryDirectory(prefix="dev-eval-bench-") as folder:
             store = TensorStore.Config(folder=folder)
             trunk = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config, store)
-            order = WAYS if repeat % 2 == 0 else ("cold", "warm", "whole")  # drifting load hits each way alike
-            for way in order:
+            for way in timings.order(repeat):
                 if way == "warm":  # a new trunk over the same folder: what a later arm or run reads from disk
                     trunk = FrozenTrunk.for_training(model, lm.fingerprint["weights_sha256"], config, store)
-                tick = time.perf_counter()
-                result = evaluate_dev(
-                    model, lm.tokenizer, sets, config.precision, trunk=None if way == "whole" else trunk
-                )
-                seconds[way].append(time.perf_counter() - tick)
+                with timings.timed(way, f"repeat {repeat} "):
+                    result = evaluate_dev(
+                        model, lm.tokenizer, sets, config.precision, trunk=None if way == "whole" else trunk
+                    )
                 evaluations.setdefault(way, result)
-                print(f"  repeat {repeat} {way}: {seconds[way][-1]:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
-    median = {way: statistics.median(values) for way, values in seconds.items()}
     gap = max(largest_difference(evaluations["whole"], evaluations[way]) for way in ("cold", "warm"))
-    print(f"\nwhole {median['whole']:.1f} s, cold {median['cold']:.1f} s, warm {median['warm']:.1f} s")
-    print(f"whole / cold {median['whole'] / median['cold']:.2f}x, whole / warm {median['whole'] / median['warm']:.2f}x")
+    print(f"\n{timings.summary()}")
     losses = f"whole {evaluations['whole'][1]:.5f}, trunk {evaluations['cold'][1]:.5f}"
     print(f"selection loss: {losses}; largest gap of any dev score {gap:.1e}")
     append_record(
@@ -90,14 +82,9 @@ def main() -> None:
         {
             "dev_items": items,
             "threads": args.threads,
-            "seconds": median,
-            "all_seconds": seconds,
-            "ratio_whole_over_cold": median["whole"] / median["cold"],
-            "ratio_whole_over_warm": median["whole"] / median["warm"],
             "selection_loss": {way: evaluations[way][1] for way in WAYS},
             "largest_score_gap": gap,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+            **timings.record(),
         },
         path=args.record,
     )

@@ -22,10 +22,7 @@ Appends one record (``shared_trunk_scoring``) to results/benchmarks.jsonl (``--r
 from __future__ import annotations
 
 import argparse
-import os
-import statistics
 import tempfile
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -39,6 +36,7 @@ from workbench.lifecycle.finetune.selection import TrunkScorer
 from workbench.lifecycle.finetune.trunk import scoring_trunk
 from workbench.lifecycle.finetune.trunk_store import TensorStore
 from workbench.runs import append_record
+from workbench.sidebyside import SideBySide
 from workbench.tasks import get_task
 
 WAYS = ("whole", "cold", "warm")
@@ -53,7 +51,6 @@ def main() -> None:
     parser.add_argument("--record", default=None, help="JSON-lines file (default results/benchmarks.jsonl)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    load_before = os.getloadavg()
     splits, _ = recipe.prepared_splits()
     config = recipe.base_config("default", DEFAULT_MODEL, device="cpu")
     with tempfile.TemporaryDirectory(prefix="shared-trunk-bench-") as folder:
@@ -64,28 +61,24 @@ def main() -> None:
             (get_task(name), get_task(name).examples("test", limit=args.items, seed=0)) for name in ("sst5", "stsb")
         ]
         requests = [(task.prompts(examples, stage.tokenizer), task.candidates) for task, examples in sets]
-        seconds: dict[str, list[float]] = {way: [] for way in WAYS}
+        timings = SideBySide(WAYS)
         logprobs: dict[str, list[np.ndarray]] = {}
         for repeat in range(args.repeats):
             store = TensorStore.Config(folder=f"{folder}/trunk-{repeat}")
-            for way in WAYS if repeat % 2 == 0 else ("cold", "warm", "whole"):
+            for way in timings.order(repeat):
                 engine = HFEngine(stage, cache=None, progress=False)
                 if way != "whole":  # a new trunk object each time: "warm" reads what "cold" wrote, from disk
                     trunk = scoring_trunk(stage.model, base.model, store)
                     engine.grid_scorer = TrunkScorer(stage.model, stage.tokenizer, trunk).logprobs
-                tick = time.perf_counter()
-                scored = [engine.score(prompts, candidates).logprobs for prompts, candidates in requests]
-                seconds[way].append(time.perf_counter() - tick)
+                with timings.timed(way, f"repeat {repeat} "):
+                    scored = [engine.score(prompts, candidates).logprobs for prompts, candidates in requests]
                 logprobs.setdefault(way, scored)
-                print(f"  repeat {repeat} {way}: {seconds[way][-1]:.1f} s, load {os.getloadavg()[0]:.1f}", flush=True)
         layers = scoring_trunk(stage.model, base.model).layers
-    median = {way: statistics.median(values) for way, values in seconds.items()}
     gap = max(
         float(np.max(np.abs(a - b))) for way in ("cold", "warm") for a, b in zip(logprobs["whole"], logprobs[way])
     )
     print(f"\n{2 * args.items} items, shared lower layers {layers}, threads {args.threads}")
-    print(f"whole {median['whole']:.1f} s, cold {median['cold']:.1f} s, warm {median['warm']:.1f} s")
-    print(f"whole / cold {median['whole'] / median['cold']:.2f}x, whole / warm {median['whole'] / median['warm']:.2f}x")
+    print(timings.summary())
     print(f"largest log-probability gap to the whole engine: {gap:.1e}")
     append_record(
         "shared_trunk_scoring",
@@ -93,13 +86,8 @@ def main() -> None:
             "items": 2 * args.items,
             "shared_layers": layers,
             "threads": args.threads,
-            "seconds": median,
-            "all_seconds": seconds,
-            "ratio_whole_over_cold": median["whole"] / median["cold"],
-            "ratio_whole_over_warm": median["whole"] / median["warm"],
             "largest_logprob_gap": gap,
-            "load_average_before": load_before,
-            "load_average_after": os.getloadavg(),
+            **timings.record(),
         },
         path=args.record,
     )

@@ -38,6 +38,7 @@ from workbench.lifecycle.finetune import finetune
 from workbench.lifecycle.finetune.trunk import FORMAT
 from workbench.lifecycle.finetune.trunk_store import TensorStore
 from workbench.runs import append_record
+from workbench.sidebyside import SideBySide
 
 VARIANTS = ("off", "cold", "warm")
 
@@ -75,20 +76,19 @@ def main() -> None:
     for objective in args.objectives:
         config = replace(base, objective=objective)
         runs: dict[str, list[dict]] = {v: [] for v in VARIANTS}
+        wall, cpu = SideBySide(VARIANTS), SideBySide(VARIANTS)
         for repeat in range(args.repeats):
             with tempfile.TemporaryDirectory(prefix="trunk-bench-") as folder:
-                # alternate which of off and the cached pair goes first, so drifting load hits both alike
-                order = ["off", "cold", "warm"] if repeat % 2 == 0 else ["cold", "warm", "off"]
-                for variant in order:
+                for variant in wall.order(repeat):
                     runs[variant].append(run(config, train, variant, folder))
                     last = runs[variant][-1]
+                    wall.add(variant, last["seconds"])
+                    cpu.add(variant, last["train_cpu_seconds"])
                     print(
                         f"  {objective} repeat {repeat} {variant}: {last['seconds']:.1f} s wall, "
                         f"{last['train_cpu_seconds']:.1f} s CPU, load {os.getloadavg()[0]:.1f}",
                         flush=True,
                     )
-        seconds = {v: statistics.median(r["seconds"] for r in runs[v]) for v in VARIANTS}
-        cpu = {v: statistics.median(r["train_cpu_seconds"] for r in runs[v]) for v in VARIANTS}
         reference = runs["off"][0]["losses"]
         gap = max(
             abs(a - b) / abs(a) for v in ("cold", "warm") for r in runs[v] for a, b in zip(reference, r["losses"])
@@ -96,13 +96,11 @@ def main() -> None:
         row = {
             "objective": objective,
             "steps": args.steps,
-            "seconds": seconds,
-            "all_seconds": {v: [r["seconds"] for r in runs[v]] for v in VARIANTS},
-            "cpu_seconds": cpu,
-            "cpu_ratio_off_over_cold": cpu["off"] / cpu["cold"],
-            "cpu_ratio_off_over_warm": cpu["off"] / cpu["warm"],
-            "ratio_off_over_cold": seconds["off"] / seconds["cold"],
-            "ratio_off_over_warm": seconds["off"] / seconds["warm"],
+            "seconds": wall.medians(),
+            "all_seconds": wall.seconds,
+            "cpu_seconds": cpu.medians(),
+            **{f"cpu_ratio_{name}": value for name, value in cpu.ratios().items()},
+            **{f"ratio_{name}": value for name, value in wall.ratios().items()},
             "trunk_fill_seconds_cold": statistics.median(r["trunk_fill_seconds"] for r in runs["cold"]),
             "trunk_layers": runs["cold"][0]["trunk_layers"],
             "max_relative_loss_gap": gap,
