@@ -14,4 +14,6 @@ bash scripts/setup.sh
 . .venv/bin/activate
 [ -n "${WORKBENCH_DATA_DIR:-}" ] || { [ -d ../shared/data ] && export WORKBENCH_DATA_DIR=$(cd ../shared/data && pwd); }
 if [ "$seeds" -gt 0 ]; then exec python -m workbench seeds --seeds "$seeds" --profile "${PROFILE:-default}" "$@"; fi
-python scripts/run_notebooks.py --profile "${PROFILE:-default}" --timeout 3600 "$@"
+# A cell may run for hours on a cold 2-core machine (notebook 02 trains the ladder's three arms in one cell, over
+# an hour there): the limit only stops a hung cell.
+python scripts/run_notebooks.py --profile "${PROFILE:-default}" --timeout 14400 "$@"
