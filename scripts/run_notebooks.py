@@ -30,6 +30,7 @@ from pathlib import Path
 
 import nbformat
 import papermill
+from nbclient.exceptions import CellTimeoutError, DeadKernelError
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -111,6 +112,10 @@ def run_one(notebook: Path, profile: str, params: dict, timeout: int) -> dict:
         )
     except papermill.PapermillExecutionError as exc:
         status, error = "failed", f"{exc.ename}: {exc.evalue}"
+    except CellTimeoutError:  # a failed notebook like any other: the job goes on to write its record
+        status, error = "failed", f"a cell ran past the limit of {timeout} s (--timeout)"
+    except DeadKernelError as exc:  # killed for memory, say
+        status, error = "failed", f"the kernel died: {exc}"
     wall = time.time() - start
     executed = nbformat.read(output, as_version=4)
     images, unrendered = count_images(executed)

@@ -2,6 +2,7 @@
 choices, run_notebooks.py's arguments. Installs are stood in for by a fake ``python`` that logs
 its arguments (the scripts' real installs run in CI: scripts/test.sh)."""
 
+import json
 import os
 import shutil
 import stat
@@ -144,3 +145,21 @@ def test_run_notebooks_explains_its_arguments_and_refuses_bad_ones(monkeypatch, 
     assert "no notebooks matched" in capsys.readouterr().err
     refused = run_notebooks_main(monkeypatch, "--profile", "smoke", "-p", "TEMPERATURE_TYPO", "1", "01")
     assert "01_models_data_decoding.ipynb has no parameter(s) ['TEMPERATURE_TYPO']" in refused
+
+
+def test_a_cell_past_the_limit_fails_its_notebook_and_the_runner_goes_on(monkeypatch, tmp_path):
+    import nbformat
+
+    import run_notebooks
+
+    parameters = nbformat.v4.new_code_cell('PROFILE = "smoke"\nRUN_DIR = None')
+    parameters.metadata["tags"] = ["parameters"]
+    notebook = nbformat.v4.new_notebook(cells=[parameters, nbformat.v4.new_code_cell("import time\ntime.sleep(60)")])
+    notebook.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    path = tmp_path / "99_sleeps.ipynb"
+    nbformat.write(notebook, path)
+    monkeypatch.setattr(run_notebooks, "ROOT", tmp_path)
+    record = run_notebooks.run_one(path, "smoke", {}, timeout=2)
+    assert record["status"] == "failed" and record["error"] == "a cell ran past the limit of 2 s (--timeout)"
+    manifest = json.loads((tmp_path / record["run"] / "manifest.json").read_text())
+    assert manifest["runner"]["status"] == "failed" and record["wall_s"] < 60
