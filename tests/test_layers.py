@@ -1,9 +1,9 @@
 """The package's layers stay one-way: a module imports only from its own package or from a lower layer.
 
-Bottom to top: paths; text cleaning, progress bars, tracking, widgets and the profiles' sizes; inference
-and tasks; metric_aware and the provenance of results files; run records and lifecycle; the main
-job's record and serving; consistency, cost and the report; the command
-line and the notebooks' start-up. Imports inside functions count too: a late import still ties a
+Bottom to top: paths; text cleaning, progress bars, tracking, widgets, the profiles' sizes and
+side-by-side timings; inference and tasks; metric_aware and the provenance of results files; run
+records and lifecycle; the main job's record and serving; consistency, cost and the report; the
+command line and the notebooks' start-up. Imports inside functions count too: a late import still ties a
 lower layer to a higher one.
 
 Within a package no two modules import each other, directly or through others: the import graph of
@@ -25,6 +25,7 @@ LAYERS = {
     "tracking": 1,
     "widgets": 1,
     "profiles": 1,
+    "sidebyside": 1,
     "inference": 2,
     "tasks": 2,
     "metric_aware": 3,
