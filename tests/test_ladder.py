@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from workbench import provenance
 from workbench.lifecycle import recipe
 from workbench.metric_aware import inference_study as study
 from workbench.metric_aware import ladder, plots
@@ -187,12 +188,14 @@ def test_seeds_reads_seed_0_from_the_main_job_and_summarises_the_fine_tuned_arms
         arms = ["few-shot rail", "ce rail", "soft rail"]
         return pd.DataFrame([["t", arm, seed, "rmse", value, value, value] for arm in arms], columns=ladder.COLUMNS)
 
-    rows(0, 1.0).to_csv(tmp_path / "ladder.csv", index=False)  # what notebook 02 wrote
+    rows(0, 1.0).to_csv(tmp_path / "ladder.csv", index=False)  # what notebook 02 wrote, and its provenance
+    seed0_stage = {"name": "finetuned/a/model", "stage": "s0"}
+    provenance.update(tmp_path, {"ladder.csv": {"models": [seed0_stage]}})
     trained = []
 
     def seed_rows(profile, model, seed, device, n_resamples):
         trained.append(seed)
-        return rows(seed, 1.0 + seed).query("arm != 'few-shot rail'"), "ce"
+        return rows(seed, 1.0 + seed).query("arm != 'few-shot rail'"), "ce", [{"name": f"finetuned/{seed}/model"}]
 
     monkeypatch.setattr(seeds, "seed_rows", seed_rows)
     # seed 0's dev winner comes from the table notebook 04 wrote, not from training its arms again
@@ -207,6 +210,13 @@ def test_seeds_reads_seed_0_from_the_main_job_and_summarises_the_fine_tuned_arms
     record = json.loads((tmp_path / "seeds_run.json").read_text())
     assert record["seeds"] == [0, 1, 2] and record["wall_seconds"] >= 0
     assert sorted(pd.read_csv(tmp_path / "seeds.csv").seed.unique()) == [0, 1, 2]
+    # its files are recorded like the main job's: writer, commit, the stages of every seed
+    entries = provenance.read(tmp_path)
+    for name in ("seeds.csv", "seeds_summary.csv", "seeds_run.json"):
+        assert entries[name]["writer"] == "python -m workbench seeds" and entries[name]["profile"] == "smoke"
+        assert not [field for field in provenance.FIELDS if field not in entries[name]]
+    stages = [m["name"] for m in entries["seeds.csv"]["models"]]
+    assert stages == ["finetuned/1/model", "finetuned/2/model", "finetuned/a/model"]
 
 
 def test_without_notebook_04s_table_the_seeds_command_reads_seed_0s_winner_from_its_runs(tmp_path, monkeypatch):

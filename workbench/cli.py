@@ -221,11 +221,23 @@ def _seeds(args: argparse.Namespace) -> int:
 
     from workbench.lifecycle.seeds import run_seeds
     from workbench.paths import RESULTS_DIR
-    from workbench.runs import is_reference
+    from workbench.runs import is_reference, results_folder
 
-    out = Path(args.out) if args.out else RESULTS_DIR if is_reference(args.profile, args.model) else None
-    out = out or Path("runs") / "seeds" / args.profile
-    summary = run_seeds(args.profile, args.model, args.seeds, out, device=args.device, n_resamples=args.bootstrap)
+    if args.out:
+        out = Path(args.out)
+    else:  # results/ for the default profile and model on a clean tree, as for the notebooks' runs
+        out, why = results_folder(args.profile, args.model, Path("runs") / "seeds" / args.profile)
+        if why:
+            print(f"writing to {out}: {why}")
+    summary = run_seeds(
+        args.profile,
+        args.model,
+        args.seeds,
+        out,
+        args.device,
+        n_resamples=args.bootstrap,
+        main_results=RESULTS_DIR if is_reference(args.profile, args.model) else out,
+    )
     print(summary.to_string(index=False))
     print(f"wrote {out}/seeds.csv, seeds_summary.csv and seeds_run.json")
     return 0

@@ -9,7 +9,10 @@ outside it (``bash scripts/main.sh --seeds 3``, or ``python -m workbench seeds -
   from ``04_objectives.csv`` beside it: on a fresh machine the seeds command trains seeds 1..n-1 only;
 * ``seeds_summary.csv``: per task, arm and metric the mean, sd, min and max across seeds, and whether the arm
   is the default model's recipe (the objective that won on dev at seed 0);
-* ``seeds_run.json``: the seeds, wall seconds and load average of this run.
+* ``seeds_run.json``: the seeds, wall seconds and load average of this run;
+* their entries in ``provenance.json`` (writer ``python -m workbench seeds``, commit, clean flag, profile, the
+  fine-tuned stages of seeds 1..n-1 and those of ``ladder.csv``'s entry for seed 0), as the main job records its
+  files.
 
 A seed changes the training subset, the batch order and the dev subset of model selection; the test items and
 the few-shot arms (no training) stay those of seed 0.
@@ -24,25 +27,29 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench import provenance
 from workbench.inference.engine import HFEngine
 from workbench.lifecycle import recipe
 from workbench.metric_aware import ladder
 
+WRITER = "python -m workbench seeds"
+OUTPUTS = ("seeds.csv", "seeds_summary.csv", "seeds_run.json")
 # objective -> the ladder's row of its model read with RAIL
 RAIL_ARM = {arm.stage: arm.name for arm in ladder.ARMS if arm.rule == "rail" and arm.stage != "base"}
 
 
 def seed_rows(
     profile: str, model: str, seed: int, device: str = "auto", dtype: str = "bf16", n_resamples: int = 1000
-) -> tuple[pd.DataFrame, str]:
-    """The ladder rows of the fine-tuned arms at one fine-tuning seed (training them when not cached), and the
-    objective that wins on dev at that seed."""
+) -> tuple[pd.DataFrame, str, list[dict]]:
+    """The ladder rows of the fine-tuned arms at one fine-tuning seed (training them when not cached), the
+    objective that wins on dev at that seed, and the fingerprints of its fine-tuned models."""
     results = recipe.arm_results(profile, model, device, seed)
     engines = {
         objective: HFEngine.load(str(r.model_dir), device=device, dtype=dtype) for objective, r in results.items()
     }
     runs = ladder.decode(engines, ladder.plans(profile))
-    return ladder.ladder_table(runs, seed, n_resamples=n_resamples, published=False), recipe.best_objective(results)
+    table = ladder.ladder_table(runs, seed, n_resamples=n_resamples, published=False)
+    return table, recipe.best_objective(results), [engine.fingerprint for engine in engines.values()]
 
 
 def seed0_winner(out: Path, profile: str, model: str, device: str = "auto") -> str:
@@ -55,23 +62,36 @@ def seed0_winner(out: Path, profile: str, model: str, device: str = "auto") -> s
 
 
 def run_seeds(
-    profile: str, model: str, seeds: int, out: Path, device: str = "auto", n_resamples: int = 1000
+    profile: str,
+    model: str,
+    seeds: int,
+    out: Path,
+    device: str = "auto",
+    n_resamples: int = 1000,
+    main_results: Path | None = None,
 ) -> pd.DataFrame:
-    """Seeds 0..``seeds``-1 of the fine-tuned arms into ``out`` (see the module docstring); returns the summary."""
+    """Seeds 0..``seeds``-1 of the fine-tuned arms into ``out`` (see the module docstring); returns the summary.
+
+    Seed 0 and its dev winner are read from the main job's tables in ``main_results`` (default ``out``) when
+    they are there.
+    """
     started, load_before = time.time(), os.getloadavg()
+    main_results = Path(main_results or out)
     fine_tuned = [arm.name for arm in ladder.ARMS if arm.stage != "base"]
-    previous = out / "ladder.csv"
-    frames, chosen = [], None
+    previous = main_results / "ladder.csv"
+    frames, chosen, fingerprints, seed0_models = [], None, [], []
     for seed in range(seeds):
         if seed == 0 and previous.exists():
             table = pd.read_csv(previous)
             frames.append(table[(table.seed == 0) & table.arm.isin(fine_tuned)])
+            seed0_models = provenance.read(main_results).get(previous.name, {}).get("models", [])
             continue
-        rows, winner = seed_rows(profile, model, seed, device, n_resamples=n_resamples)
+        rows, winner, models = seed_rows(profile, model, seed, device, n_resamples=n_resamples)
         chosen = winner if seed == 0 else chosen
         frames.append(rows)
+        fingerprints += models
     if chosen is None:  # seed 0 came from the main job: so does its winner, without training its arms again
-        chosen = seed0_winner(out, profile, model, device)
+        chosen = seed0_winner(main_results, profile, model, device)
     table = pd.concat(frames, ignore_index=True)
     summary = ladder.seed_summary(table).reset_index()
     summary["default model"] = summary.arm == RAIL_ARM[chosen]
@@ -88,4 +108,7 @@ def run_seeds(
         "load_average_after": os.getloadavg(),
     }
     (out / "seeds_run.json").write_text(json.dumps(record, indent=1))
+    written = provenance.entry(WRITER, profile, fingerprints)
+    written["models"] += [m for m in seed0_models if m["stage"] not in {n["stage"] for n in written["models"]}]
+    provenance.update(out, {name: written for name in OUTPUTS})
     return summary
