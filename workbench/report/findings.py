@@ -12,10 +12,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from workbench.metric_aware.ladder import ARMS
 from workbench.report.numbers import format_number as _fmt  # the one rounding rule of the documents
 from workbench.report.readers import roofline_errors
 
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
+FINE_TUNED_ARMS = [arm.name for arm in ARMS if arm.stage != "base"]
 
 
 def _ci(row: pd.Series, value: str = "value", low: str = "ci_low", high: str = "ci_high", decimals: int = 3) -> str:
@@ -54,6 +56,29 @@ def ladder(results: Path) -> str:
         + "at p < 0.05 "
         + _sources("ladder.csv", "ladder_tests.csv")
         + "."
+    )
+
+
+def seeds(results: Path) -> str:
+    """Per task's headline metric: the default recipe's arm across fine-tuning seeds, and every fine-tuned arm's
+    mean beside it."""
+    table = pd.read_csv(results / "seeds_summary.csv")
+    default = table.loc[table["default model"].astype(bool), "arm"].iloc[0]
+    parts = []
+    for task, metric in (("stsb", "spearman"), ("sick", "spearman"), ("sst5", "exact_match")):
+        rows = table[(table.task == task) & (table.metric == metric)].set_index("arm")
+        ours = rows.loc[default]
+        others = ", ".join(
+            f"`{arm}` {_fmt(rows.loc[arm, 'mean'])}" for arm in FINE_TUNED_ARMS if arm in rows.index and arm != default
+        )
+        parts.append(
+            f"{task} {metric.replace('_', ' ')}: mean {_fmt(ours['mean'])} (sd {_fmt(ours['sd'])}, min "
+            f"{_fmt(ours['min'])}, max {_fmt(ours['max'])}; other arms' means: {others})"
+        )
+    count = int(table.seeds.max())
+    return (
+        f"**Fine-tuning seeds** ({count} seeds of every fine-tuned arm; the default model's recipe is `{default}`, "
+        "the notebooks use its seed 0). " + "; ".join(parts) + " " + _sources("seeds_summary.csv") + "."
     )
 
 
@@ -136,6 +161,7 @@ def cost(results: Path) -> str:
 FINDINGS: tuple[tuple[tuple[str, ...], Callable[[Path], str]], ...] = (
     (("02_pattern_check.csv",), pattern),
     (("ladder.csv", "ladder_tests.csv"), ladder),
+    (("seeds_summary.csv",), seeds),
     (("e2e.csv", "e2e_diagonal.csv"), e2e),
     (("06_decisions.csv",), consistency),
     (("07_roofline_validation.csv", "07_orthogonality.csv"), cost),
@@ -148,7 +174,8 @@ def render(results: Path) -> str:
     for files, finding in FINDINGS:
         missing = [f for f in files if not (results / f).exists()]
         bullets.append(
-            f"* Not measured yet: {', '.join(f'`results/{f}`' for f in missing)} (the main job writes it)."
+            f"* Not measured yet: {', '.join(f'`results/{f}`' for f in missing)} (the main job writes it; "
+            "`seeds_summary.csv`: the seeds command)."
             if missing
             else f"* {finding(results)}"
         )
