@@ -77,13 +77,12 @@ def run_seeds(
     """
     started, load_before = time.time(), os.getloadavg()
     main_results = Path(main_results or out)
-    fine_tuned = [arm.name for arm in ladder.ARMS if arm.stage != "base"]
     previous = main_results / "ladder.csv"
     frames, chosen, fingerprints, seed0_models = [], None, [], []
     for seed in range(seeds):
         if seed == 0 and previous.exists():
             table = pd.read_csv(previous)
-            frames.append(table[(table.seed == 0) & table.arm.isin(fine_tuned)])
+            frames.append(table[(table.seed == 0) & table.arm.isin(ladder.FINE_TUNED)])
             seed0_models = provenance.read(main_results).get(previous.name, {}).get("models", [])
             continue
         rows, winner, models = seed_rows(profile, model, seed, device, n_resamples=n_resamples)

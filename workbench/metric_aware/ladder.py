@@ -66,6 +66,7 @@ ARMS = (
     Arm("soft rail", "soft", "rail"),
     Arm("raft+ce rail", "mix", "rail"),
 )
+FINE_TUNED = tuple(arm.name for arm in ARMS if arm.stage != "base")  # the arms whose model a seed trains
 BASELINES = ("prior", "tfidf ridge", "minilm ridge")
 # Published anchors of a fine-tuned BERT-base, as issue 18 quotes them (STS-B Spearman; SST-5 accuracy, Munikar et al.
 # 2019): printed beside the measured rows, never measured here.

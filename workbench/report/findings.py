@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench.metric_aware.ladder import ARMS
+from workbench.metric_aware.ladder import FINE_TUNED
 from workbench.report.numbers import format_number as _fmt  # the one rounding rule of the documents
 from workbench.report.readers import roofline_errors
 
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
-FINE_TUNED_ARMS = [arm.name for arm in ARMS if arm.stage != "base"]
+# the ladder and seeds findings: each task with its headline metric
+TASK_METRICS = (("stsb", "spearman"), ("sick", "spearman"), ("sst5", "exact_match"))
 
 
 def _ci(row: pd.Series, value: str = "value", low: str = "ci_low", high: str = "ci_high", decimals: int = 3) -> str:
@@ -36,7 +37,7 @@ def ladder(results: Path) -> str:
     table = table[table.seed.isna() | (table.seed == 0)].set_index(["task", "arm", "metric"])
     tests = pd.read_csv(results / "ladder_tests.csv")
     parts = []
-    for task, metric in (("stsb", "spearman"), ("sick", "spearman"), ("sst5", "exact_match")):
+    for task, metric in TASK_METRICS:
         rows = table.xs((task, metric), level=("task", "metric"))
         # the fine-tuned rows: "<objective> <rule>" (workbench.metric_aware.ladder.ARMS) other than the base model's
         arms = [a for a in rows.index if a.endswith((" rail", " greedy")) and not a.startswith("few-shot")]
@@ -65,11 +66,11 @@ def seeds(results: Path) -> str:
     table = pd.read_csv(results / "seeds_summary.csv")
     default = table.loc[table["default model"].astype(bool), "arm"].iloc[0]
     parts = []
-    for task, metric in (("stsb", "spearman"), ("sick", "spearman"), ("sst5", "exact_match")):
+    for task, metric in TASK_METRICS:
         rows = table[(table.task == task) & (table.metric == metric)].set_index("arm")
         ours = rows.loc[default]
         others = ", ".join(
-            f"`{arm}` {_fmt(rows.loc[arm, 'mean'])}" for arm in FINE_TUNED_ARMS if arm in rows.index and arm != default
+            f"`{arm}` {_fmt(rows.loc[arm, 'mean'])}" for arm in FINE_TUNED if arm in rows.index and arm != default
         )
         parts.append(
             f"{task} {metric.replace('_', ' ')}: mean {_fmt(ours['mean'])} (sd {_fmt(ours['sd'])}, min "
