@@ -202,6 +202,10 @@ def test_seeds_reads_seed_0_from_the_main_job_and_summarises_the_fine_tuned_arms
     objectives = pd.DataFrame({"objective": ["ce", "ce", "soft", "soft"], "task": ["a", "b"] * 2})
     objectives.assign(**{"selection loss": [0.6, 0.6, 0.55, 0.55]}).to_csv(tmp_path / "04_objectives.csv", index=False)
     monkeypatch.setattr(seeds.recipe, "arm_results", lambda *args, **kwargs: pytest.fail("seed 0 trained again"))
+    cache = tmp_path / "cache"  # what the run found: one earlier file (its figure is then not a cold one)
+    (cache / "finetuned").mkdir(parents=True)
+    (cache / "finetuned" / "training.json").write_text("{}")
+    monkeypatch.setenv("WORKBENCH_CACHE_DIR", str(cache))
     summary = seeds.run_seeds("smoke", "m", 3, tmp_path, n_resamples=10).set_index("arm")
     assert trained == [1, 2]  # seed 0 is the main job's
     assert summary.loc["ce rail", "mean"] == 2.0 and summary.loc["ce rail", "seeds"] == 3
@@ -209,6 +213,7 @@ def test_seeds_reads_seed_0_from_the_main_job_and_summarises_the_fine_tuned_arms
     assert summary["default model"].to_dict() == {"ce rail": False, "soft rail": True}
     record = json.loads((tmp_path / "seeds_run.json").read_text())
     assert record["seeds"] == [0, 1, 2] and record["wall_seconds"] >= 0
+    assert record["cache_at_start"] == {"files": 1, "gib": 0.0}
     assert sorted(pd.read_csv(tmp_path / "seeds.csv").seed.unique()) == [0, 1, 2]
     # its files are recorded like the main job's: writer, commit, the stages of every seed
     entries = provenance.read(tmp_path)

@@ -37,7 +37,7 @@ from pathlib import Path
 
 from workbench import provenance
 from workbench.inference.models import model_id
-from workbench.paths import PROJECT_ROOT, RESULTS_DIR, cache_dir
+from workbench.paths import PROJECT_ROOT, RESULTS_DIR, cache_contents
 from workbench.runs import ALLOW_DIRTY, cpu_name, is_reference
 
 FILE = "main_run.json"
@@ -68,16 +68,6 @@ def job_machine() -> dict:
         "os": platform.platform(),
         "python": platform.python_version(),
     }
-
-
-def cache_contents(folder: Path | None = None) -> dict:
-    """Files and GiB under the cache folder (default :func:`workbench.paths.cache_dir`).
-
-    >>> cache_contents(Path("/nonexistent"))
-    {'files': 0, 'gib': 0.0}
-    """
-    files = [p for p in Path(folder or cache_dir()).rglob("*") if p.is_file()]  # rglob of a missing folder: []
-    return {"files": len(files), "gib": round(sum(p.stat().st_size for p in files) / 2**30, 2)}
 
 
 def _load() -> list[float]:

@@ -43,6 +43,17 @@ def cache_dir() -> Path:
     return path
 
 
+def cache_contents(folder: Path | None = None) -> dict:
+    """Files and GiB under the cache folder (default :func:`cache_dir`): what a timed run found there, since a run
+    that reads an earlier run's models and generations is not a cold start.
+
+    >>> cache_contents(Path("/nonexistent"))
+    {'files': 0, 'gib': 0.0}
+    """
+    files = [p for p in Path(folder or cache_dir()).rglob("*") if p.is_file()]  # rglob of a missing folder: []
+    return {"files": len(files), "gib": round(sum(p.stat().st_size for p in files) / 2**30, 2)}
+
+
 def is_absolute(text: str) -> bool:
     """Whether a string is an absolute file path (POSIX, or Windows with a drive or UNC prefix).
 

@@ -9,7 +9,9 @@ outside it (``bash scripts/main.sh --seeds 3``, or ``python -m workbench seeds -
   from ``04_objectives.csv`` beside it: on a fresh machine the seeds command trains seeds 1..n-1 only;
 * ``seeds_summary.csv``: per task, arm and metric the mean, sd, min and max across seeds, and whether the arm
   is the default model's recipe (the objective that won on dev at seed 0);
-* ``seeds_run.json``: the seeds, wall seconds and load average of this run;
+* ``seeds_run.json``: the seeds, wall seconds and load average of this run, and ``cache_at_start`` (files and GiB
+  in the cache folder when it started: a run that found earlier runs' arms there did not train them, so its wall
+  time is not a from-scratch figure);
 * their entries in ``provenance.json`` (writer ``python -m workbench seeds``, commit, clean flag, profile, the
   fine-tuned stages of seeds 1..n-1 and those of ``ladder.csv``'s entry for seed 0), as the main job records its
   files.
@@ -31,6 +33,7 @@ from workbench import provenance
 from workbench.inference.engine import HFEngine
 from workbench.lifecycle import recipe
 from workbench.metric_aware import ladder
+from workbench.paths import cache_contents
 
 WRITER = "python -m workbench seeds"
 OUTPUTS = ("seeds.csv", "seeds_summary.csv", "seeds_run.json")
@@ -75,7 +78,7 @@ def run_seeds(
     Seed 0 and its dev winner are read from the main job's tables in ``main_results`` (default ``out``) when
     they are there.
     """
-    started, load_before = time.time(), os.getloadavg()
+    started, load_before, cache_at_start = time.time(), os.getloadavg(), cache_contents()
     main_results = Path(main_results or out)
     previous = main_results / "ladder.csv"
     frames, chosen, fingerprints, seed0_models = [], None, [], []
@@ -105,6 +108,7 @@ def run_seeds(
         "wall_seconds": time.time() - started,
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
+        "cache_at_start": cache_at_start,
     }
     (out / "seeds_run.json").write_text(json.dumps(record, indent=1))
     written = provenance.entry(WRITER, profile, fingerprints)
