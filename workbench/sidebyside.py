@@ -75,6 +75,15 @@ class SideBySide:
         base = self.ways[0]
         return {f"{base}_over_{way}": median[base] / median[way] for way in self.ways[1:]}
 
+    def ratio_fields(self, prefix: str = "") -> dict[str, float]:
+        """:meth:`ratios` as a record's fields, ``<prefix>ratio_<baseline>_over_<way>``.
+
+        >>> timings = SideBySide(("off", "on"), {"off": [2.0], "on": [1.0]})
+        >>> timings.ratio_fields("cpu_")
+        {'cpu_ratio_off_over_on': 2.0}
+        """
+        return {f"{prefix}ratio_{name}": value for name, value in self.ratios().items()}
+
     def summary(self) -> str:
         """Two printed lines: each way's median seconds, then the ratios."""
         median, base = self.medians(), self.ways[0]
@@ -87,7 +96,7 @@ class SideBySide:
         return {
             "seconds": self.medians(),
             "all_seconds": self.seconds,
-            **{f"ratio_{name}": value for name, value in self.ratios().items()},
+            **self.ratio_fields(),
             "load_average_before": self.load_before,
             "load_average_after": os.getloadavg(),
         }
