@@ -39,9 +39,7 @@ def ladder(results: Path) -> str:
     parts = []
     for task, metric in TASK_METRICS:
         rows = table.xs((task, metric), level=("task", "metric"))
-        # the fine-tuned rows: "<objective> <rule>" (workbench.metric_aware.ladder.ARMS) other than the base model's
-        arms = [a for a in rows.index if a.endswith((" rail", " greedy")) and not a.startswith("few-shot")]
-        fine_tuned = rows.loc[arms]
+        fine_tuned = rows.loc[[arm for arm in FINE_TUNED if arm in rows.index]]
         best = fine_tuned.value.idxmax()
         has_prior = "prior" in rows.index and pd.notna(rows.loc["prior", "value"])  # a constant has no rank
         prior = f", constant prior {_fmt(rows.loc['prior', 'value'])}" if has_prior else ""
