@@ -65,6 +65,21 @@ def _trie(candidates: list[list[int]]) -> dict[tuple[int, ...], int]:
     return trie
 
 
+def answer_tree(candidates: list[list[int]], pad_id: int) -> tuple[dict[tuple[int, ...], int], list[tuple[int, int]]]:
+    """The candidates' trie and its nodes as :class:`~workbench.lifecycle.prefix_batch.Rows` takes them.
+
+    Returns:
+        (node index of every proper prefix, the ``(token, parent)`` nodes; one padding node when every candidate is
+        the end token alone, which keeps the layout whole).
+
+    >>> answer_tree([[5, 9, 2], [5, 2], [7, 2]], pad_id=0)
+    ({(5,): 0, (5, 9): 1, (7,): 2}, [(5, -1), (9, 0), (7, -1)])
+    """
+    trie = _trie(candidates)
+    nodes = [(prefix[-1], trie[prefix[:-1]] if len(prefix) > 1 else -1) for prefix in trie]
+    return trie, nodes or [(pad_id, -1)]
+
+
 def grid_logprobs(
     model, prompts: list[list[int]], candidates: list[list[int]], pad_id: int, share_prefix: bool = True, trunk=None
 ) -> torch.Tensor:
@@ -79,10 +94,7 @@ def grid_logprobs(
         trunk: a :class:`~workbench.lifecycle.finetune.trunk.FrozenTrunk` (only the layers above it
             run, from its cached outputs), or None.
     """
-    trie = _trie(candidates)
-    nodes = [(prefix[-1], trie[prefix[:-1]] if len(prefix) > 1 else -1) for prefix in trie]
-    if not nodes:  # every candidate is the end token alone: one dummy node keeps the layout whole
-        nodes = [(pad_id, -1)]
+    trie, nodes = answer_tree(candidates, pad_id)
     limit = min(len(p) for p in prompts) - 1
     logits = forward_rows(model, Rows(prompts, nodes), len(nodes) + 1, pad_id, limit, share_prefix, trunk)
     logits = logits if logits.dtype == torch.float64 else logits.float()  # bf16 logits lose too much
