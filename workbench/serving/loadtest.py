@@ -209,10 +209,13 @@ class AbandonedClientsResult:
         computed_for_nobody: abandoned requests the server finished anyway (their last engine
             call was already running).
         prompts_skipped: prompts the server did not compute because their client had left.
-        blocker_s: how long the patient client's heavy request took.
+        blocker_requests: requests of the patient client's heavy work, sent at once.
+        blocker_prompts: prompts in each of them.
+        blocker_s: how long the heavy work took (until its last request was answered).
         next_request_s: latency of the request sent right after the clients hung up.
         next_request_alone_s: latency of the same request on an idle server.
         queue_depth_after: requests waiting once the clients had gone (0: the queue forgot them).
+        queue_depth_read_s: when that depth was read, in seconds after the last client hung up.
     """
 
     clients: int
@@ -221,15 +224,25 @@ class AbandonedClientsResult:
     dropped_running: int
     computed_for_nobody: int
     prompts_skipped: int
+    blocker_requests: int
+    blocker_prompts: int
     blocker_s: float
     next_request_s: float
     next_request_alone_s: float
     queue_depth_after: int
+    queue_depth_read_s: float
 
     @property
     def dropped(self) -> bool:
         """Every client that gave up had its work dropped, none of it computed for nobody."""
         return self.dropped_queued + self.dropped_running == self.gave_up and self.computed_for_nobody == 0
+
+    @property
+    def verdict(self) -> str:
+        """One line: dropped, computed, or nothing measured (no client left before its answer)."""
+        if not self.gave_up:
+            return "NOTHING MEASURED: every client had its answer before it hung up"
+        return "abandoned work dropped" if self.dropped else "ABANDONED WORK WAS COMPUTED"
 
     def table(self) -> str:
         rows = [
@@ -238,11 +251,14 @@ class AbandonedClientsResult:
             ("stopped mid-batch", f"{self.dropped_running}"),
             ("computed for nobody", f"{self.computed_for_nobody}"),
             ("prompts not computed", f"{self.prompts_skipped}"),
-            ("queue depth after they left", f"{self.queue_depth_after}"),
-            ("heavy request (patient client)", f"{self.blocker_s:.2f} s"),
+            ("queue depth after they left", f"{self.queue_depth_after} ({self.queue_depth_read_s:.2f} s after)"),
+            (
+                "heavy work (patient client)",
+                f"{self.blocker_requests} x {self.blocker_prompts} prompts, {self.blocker_s:.2f} s",
+            ),
             ("next request, after they left", f"{self.next_request_s:.2f} s"),
             ("same request on an idle server", f"{self.next_request_alone_s:.2f} s"),
-            ("verdict", "abandoned work dropped" if self.dropped else "ABANDONED WORK WAS COMPUTED"),
+            ("verdict", self.verdict),
         ]
         width = max(len(name) for name, _ in rows)
         return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
@@ -256,15 +272,19 @@ async def abandoned_clients_test(
     blocker_prompts: int = 8,
     max_new_tokens: int = 24,
     question: str = DEFAULT_QUESTIONS[0],
+    settle_s: float = 2.0,
 ) -> AbandonedClientsResult:
     """Clients that hang up mid-request: is their work dropped, and does the next client wait for it?
 
-    A patient client first sends a heavy request (at least ``blocker_prompts`` prompts, more on a
-    machine fast enough to finish them before the others hang up) that keeps the engine busy;
+    A patient client first sends heavy work (a request of at least ``blocker_prompts`` prompts; more
+    prompts, then several such requests at once, on a machine fast enough to finish them before the
+    others hang up) that keeps the engine busy;
     meanwhile ``clients`` clients each send a request and hang up after ``give_up_after_s``
     seconds; then one more request is sent. The server's
     ``workbench_abandoned_*`` counters (read from ``/metrics`` before and after) say what happened
     to the abandoned work; the last request's latency is compared with the same request alone.
+    The queue depth is read once the clients have left, polled for up to ``settle_s`` seconds until
+    it is 0 (the server sees a hang-up shortly after the client makes it).
     """
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     body = {"messages": [{"role": "user", "content": question}], "temperature": 0.0, "max_new_tokens": max_new_tokens}
@@ -278,27 +298,34 @@ async def abandoned_clients_test(
 
         await timed_post(body)  # warm-up: the first request pays one-off costs that would inflate alone_s
         alone_s = await timed_post(body)
-        # The heavy request must outlast the clients that hang up, or their work is computed before
+        # The heavy work must outlast the clients that hang up, or their work is computed before
         # they leave and the phase measures nothing. How long it takes depends on the machine, the
-        # server's chunking and where the model stops, so it is timed: the prompts double (up to the
-        # server's limit) until it lasts 3x the time the clients stay.
-        limit = (await client.get("/health")).json()["limits"]["max_prompts"]
+        # server's chunking and where the model stops (more new tokens may add nothing), so it is
+        # timed: the prompts double up to the server's limit, then the number of such requests sent
+        # at once doubles (up to half the queue the clients leave), until they last 3x the time the clients stay.
+        health = (await client.get("/health")).json()
+        most_prompts, most_requests = health["limits"]["max_prompts"], max(1, (health["queue_capacity"] - clients) // 2)
         must_last_s = 3 * (0.2 + give_up_after_s)
 
-        def heavy_request(prompts: int) -> dict:
-            return {
-                "prompts": [f"Tell me a short story about the number {i}." for i in range(prompts)],
-                "temperature": 0.0,
-                "max_new_tokens": 2 * max_new_tokens,
-            }
+        def heavy_work(prompts: int, requests: int) -> list[dict]:
+            stories = [f"Tell me a short story about the number {i}." for i in range(prompts)]
+            return [{"prompts": stories, "temperature": 0.0, "max_new_tokens": 2 * max_new_tokens}] * requests
 
-        blocker_prompts = min(limit, blocker_prompts)
-        while blocker_prompts < limit and await timed_post(heavy_request(blocker_prompts)) < must_last_s:
-            blocker_prompts = min(limit, 2 * blocker_prompts)
-        heavy = heavy_request(blocker_prompts)
+        async def sent_at_once(requests: list[dict]) -> float:
+            return max(await asyncio.gather(*(timed_post(request) for request in requests)))
+
+        prompts, requests = min(most_prompts, blocker_prompts), 1
+        while await sent_at_once(heavy_work(prompts, requests)) < must_last_s:
+            if prompts < most_prompts:
+                prompts = min(most_prompts, 2 * prompts)
+            elif requests < most_requests:
+                requests = min(most_requests, 2 * requests)
+            else:
+                break
+        heavy = heavy_work(prompts, requests)
         before = await _abandoned_counters(client)
-        blocker = asyncio.create_task(timed_post(heavy))
-        await asyncio.sleep(0.2)  # the heavy request reaches the engine first
+        blocker = asyncio.create_task(sent_at_once(heavy))
+        await asyncio.sleep(0.2)  # the heavy work reaches the engine first
 
         async def hang_up(index: int) -> bool:
             quitter = {**body, "max_new_tokens": max_new_tokens + 1 + index}  # not batched with the rest
@@ -309,7 +336,14 @@ async def abandoned_clients_test(
             return False
 
         gave_up = sum(await asyncio.gather(*(hang_up(i) for i in range(clients))))
-        depth = (await client.get("/health")).json()["queue_depth"]
+        # A hang-up reaches the server's event loop a moment after the client gives up (and later
+        # still while the engine holds the GIL), so the depth is polled until it is 0 or settle_s pass.
+        left_at = time.perf_counter()
+        depth = await _queue_depth(client)
+        while depth and time.perf_counter() - left_at < settle_s:
+            await asyncio.sleep(0.02)
+            depth = await _queue_depth(client)
+        depth_read_s = time.perf_counter() - left_at
         next_s = await timed_post(body)
         blocker_s = await blocker
         await asyncio.sleep(0.1)
@@ -322,11 +356,18 @@ async def abandoned_clients_test(
         dropped_running=int(delta["running"]),
         computed_for_nobody=int(delta["late"]),
         prompts_skipped=int(delta["prompts"]),
+        blocker_requests=requests,
+        blocker_prompts=prompts,
         blocker_s=blocker_s,
         next_request_s=next_s,
         next_request_alone_s=alone_s,
         queue_depth_after=depth,
+        queue_depth_read_s=depth_read_s,
     )
+
+
+async def _queue_depth(client: httpx.AsyncClient) -> int:
+    return (await client.get("/health")).json()["queue_depth"]
 
 
 async def _abandoned_counters(client: httpx.AsyncClient) -> dict[str, float]:
