@@ -592,6 +592,7 @@ def test_abandoned_clients_phase_reports_the_dropped_work(lm):
         )
     assert result.gave_up == 3 and result.dropped, result.table()
     assert result.queue_depth_after == 0 and "abandoned work dropped" in result.table()
+    assert result.row()["verdict"] == "abandoned work dropped" and result.row()["gave_up"] == 3
 
 
 def test_work_past_its_deadline_is_dropped_with_504(lm):

@@ -347,6 +347,27 @@ TABLES = (
         note="Notebook 05, default profile: the embedded model behind the server on loopback.",
     ),
     Table(
+        "Serving: clients that hang up",
+        "05_abandoned_clients.csv",
+        columns(
+            ("clients", "clients", 0),
+            ("hung up after (s)", "give_up_after_s", 1),
+            ("gave up before their answer", "gave_up", 0),
+            ("dropped from the queue", "dropped_queued", 0),
+            ("stopped mid-batch", "dropped_running", 0),
+            ("computed for nobody", "computed_for_nobody", 0),
+            ("queue depth after", "queue_depth_after", 0),
+            ("heavy work: requests", "blocker_requests", 0),
+            ("prompts each", "blocker_prompts", 0),
+            ("next request (s)", "next_request_s", 2),
+            ("same request, idle server (s)", "next_request_alone_s", 2),
+            ("verdict", "verdict"),
+        ),
+        note="Notebook 05's abandoned-clients phase, same server: a patient client keeps the engine busy with heavy "
+        "work while the clients send a request each and hang up; the server's `workbench_abandoned_*` "
+        "counters say what became of their work (`workbench.serving.loadtest.abandoned_clients_test`).",
+    ),
+    Table(
         "Consistency: decisions per method",
         "06_decisions.csv",
         columns(

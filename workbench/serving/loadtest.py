@@ -23,7 +23,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import httpx
 import numpy as np
@@ -203,6 +203,7 @@ class AbandonedClientsResult:
 
     Attributes:
         clients: clients that sent a request and hung up before the answer.
+        give_up_after_s: how long each waited before hanging up.
         gave_up: those whose request was still unanswered when they hung up.
         dropped_queued: abandoned requests the server dropped before computing anything.
         dropped_running: abandoned requests whose remaining chunks the server skipped.
@@ -219,6 +220,7 @@ class AbandonedClientsResult:
     """
 
     clients: int
+    give_up_after_s: float
     gave_up: int
     dropped_queued: int
     dropped_running: int
@@ -244,9 +246,19 @@ class AbandonedClientsResult:
             return "NOTHING MEASURED: every client had its answer before it hung up"
         return "abandoned work dropped" if self.dropped else "ABANDONED WORK WAS COMPUTED"
 
+    def row(self) -> dict:
+        """Every field and the verdict, as one row of ``results/05_abandoned_clients.csv``.
+
+        >>> result = AbandonedClientsResult(3, 0.5, 3, 2, 1, 0, 5, 2, 8, 1.5, 0.4, 0.3, 0, 0.02)
+        >>> result.row()["verdict"], result.row()["gave_up"]
+        ('abandoned work dropped', 3)
+        """
+        return {**asdict(self), "verdict": self.verdict}
+
     def table(self) -> str:
         rows = [
-            ("clients that hung up", f"{self.clients} ({self.gave_up} before their answer)"),
+            ("clients that hung up", f"{self.clients}, each after {self.give_up_after_s} s"),
+            ("of them before their answer", f"{self.gave_up}"),
             ("dropped before computing", f"{self.dropped_queued}"),
             ("stopped mid-batch", f"{self.dropped_running}"),
             ("computed for nobody", f"{self.computed_for_nobody}"),
@@ -351,6 +363,7 @@ async def abandoned_clients_test(
     delta = {name: after[name] - before[name] for name in after}
     return AbandonedClientsResult(
         clients=clients,
+        give_up_after_s=give_up_after_s,
         gave_up=gave_up,
         dropped_queued=int(delta["queued"]),
         dropped_running=int(delta["running"]),
