@@ -55,8 +55,25 @@ def never() -> bool:
     return False
 
 
+def rows_keep_their_bits(lm) -> bool:
+    """Whether this CPU's float32 products give a row the same bits whatever the number of rows beside it.
+
+    True on the AMD EPYC machines this suite has run on; false on Intel Xeons with AVX-512, whose kernels
+    depend on the row count (docs/reproducibility.md). Probed on the model's own projections.
+    """
+    generator = torch.Generator().manual_seed(0)
+    linears = [m for m in lm.model.modules() if isinstance(m, torch.nn.Linear)]
+    with torch.inference_mode():
+        for projection in linears[:3] + [lm.model.get_output_embeddings()]:
+            x = torch.randn(16, projection.in_features, generator=generator).to(projection.weight.dtype)
+            full = projection(x)
+            if not all(torch.equal(full[:rows], projection(x[:rows])) for rows in (12, 5, 1)):
+                return False
+    return True
+
+
 @pytest.mark.parametrize("victim", [0, 2])
-def test_a_cancelled_prompt_stops_within_one_step_and_the_others_stay_bitwise_identical(lm, one_thread, victim):
+def test_a_cancelled_prompt_stops_within_one_step_and_the_others_are_not_disturbed(lm, one_thread, victim):
     engine = HFEngine(lm, progress=False)
     prompts = [chat(lm, q) for q in QUESTIONS]
     undisturbed = engine.sample(prompts, 4, LONG)
@@ -66,9 +83,24 @@ def test_a_cancelled_prompt_stops_within_one_step_and_the_others_stay_bitwise_id
     assert [len(ids) for ids in disturbed[victim].token_ids] == [stop.checks] * 4  # no step after the one that saw it
     assert disturbed[victim].token_ids == [ids[: stop.checks] for ids in undisturbed[victim].token_ids]
     assert max(len(ids) for ids in undisturbed[victim].token_ids) > 2 * stop.checks, "too short to show an early stop"
-    for index, (mine, theirs) in enumerate(zip(disturbed, undisturbed)):
-        if index != victim:
+    others = [(mine, theirs) for index, (mine, theirs) in enumerate(zip(disturbed, undisturbed)) if index != victim]
+    if rows_keep_their_bits(lm):
+        for mine, theirs in others:
             assert mine == theirs  # texts, token ids, float32 log-probabilities and reasons, bit for bit
+        return
+    # The victim's rows leaving changes the row count of every later product, so the others' numbers move in the
+    # last bits (about 1e-5 here) and a long sample can flip a token where a random number falls that close to a
+    # boundary; the rows after a flip in the same seeded chunk then draw other numbers. Wrong bookkeeping (rows
+    # given another row's state or random numbers) would change the tokens of most samples, and their numbers.
+    identical = 0
+    for mine, theirs in others:
+        for ids, their_ids, logprobs, their_logprobs in zip(
+            mine.token_ids, theirs.token_ids, mine.token_logprobs, theirs.token_logprobs, strict=True
+        ):
+            same = next((k for k, (a, b) in enumerate(zip(ids, their_ids)) if a != b), min(len(ids), len(their_ids)))
+            assert max(abs(a - b) for a, b in zip(logprobs[:same], their_logprobs[:same])) < 1e-4
+            identical += ids == their_ids
+    assert identical >= 3 * 4 // 2, f"only {identical} of 12 samples of the other prompts kept their tokens"
 
 
 def test_cancelled_samples_are_not_cached_and_are_computed_in_full_later(lm, tmp_path):

@@ -439,4 +439,4 @@ def cosine_matrix(hypotheses: Sequence[str], references: Sequence[str] | None = 
     texts = _texts(hypotheses, references)
     vectors = embed(texts).astype(np.float64)
     n = len(hypotheses)
-    return vectors[:n] @ (vectors[:n] if references is None else vectors[n:]).T
+    return np.clip(vectors[:n] @ (vectors[:n] if references is None else vectors[n:]).T, -1.0, 1.0)  # as minilm_cosine

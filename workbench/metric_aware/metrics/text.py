@@ -161,4 +161,6 @@ def minilm_cosine(predictions: Sequence[str], references: Sequence[str]) -> np.n
         raise ValueError(f"{len(predictions)} predictions for {len(references)} references")
     vectors = embed([*predictions, *references]).astype(np.float64)
     n = len(predictions)
-    return (vectors[:n] * vectors[n:]).sum(axis=1)
+    # The embeddings are unit vectors in float32: a text against itself can come out a few 1e-8 above 1 (by how
+    # much depends on the CPU's kernels), so the value is clipped to the range the card states.
+    return np.clip((vectors[:n] * vectors[n:]).sum(axis=1), -1.0, 1.0)
