@@ -100,7 +100,8 @@ def test_a_cancelled_prompt_stops_within_one_step_and_the_others_are_not_disturb
             same = next((k for k, (a, b) in enumerate(zip(ids, their_ids)) if a != b), min(len(ids), len(their_ids)))
             assert max(abs(a - b) for a, b in zip(logprobs[:same], their_logprobs[:same])) < 1e-4
             identical += ids == their_ids
-    assert identical >= 3 * 4 // 2, f"only {identical} of 12 samples of the other prompts kept their tokens"
+    samples = sum(len(mine.token_ids) for mine, _ in others)
+    assert identical >= samples // 2, f"only {identical} of {samples} samples of the other prompts kept their tokens"
 
 
 def test_cancelled_samples_are_not_cached_and_are_computed_in_full_later(lm, tmp_path):
